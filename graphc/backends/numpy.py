@@ -1,0 +1,238 @@
+"""IR -> a Python/numpy module (templates/numpy/module.py.j2).
+
+Each op's forward and backward lines come from its OpDef templates; this file only names
+values, decides what the forward must keep for the backward, and lays the lines out.
+"""
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import types
+from pathlib import Path
+
+from .. import __version__
+from ..ir.graph import B, Graph, Node, Value
+from ..ops import REGISTRY
+from .templates import environment
+
+_RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module"} | set(dir(builtins))
+
+
+def mangle(name: str) -> str:
+    """A safe Python identifier for a spec-chosen name (ASCII only, never a keyword)."""
+    s = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "v"
+    if s[0].isdigit():
+        s = "v_" + s
+    if keyword.iskeyword(s) or s in _RESERVED or s.startswith("__"):
+        s = "v_" + s.lstrip("_")
+    return s
+
+
+class Namer:
+    def __init__(self):
+        self.names: dict[Value, str] = {}
+        self.taken: set[str] = set()
+
+    def fresh(self, hint: str) -> str:
+        base = mangle(hint)
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def __call__(self, v: Value, prefix="") -> str:
+        if v not in self.names:
+            self.names[v] = self.fresh(prefix + v.name)
+        return self.names[v]
+
+
+def pyshape(shape) -> str:
+    dims = ["-1" if d == B else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _loc_comment(node: Node) -> str:
+    loc = node.loc
+    where = f"{Path(loc.file).name}:{loc.line}:{loc.col}" if loc else "?"
+    what = f"nn.{node.op}"
+    if node.name:
+        what += f" [{node.name}]"
+    return safe_comment(f"{where}  {what}")
+
+
+def safe_comment(text: str) -> str:
+    """Spec text in a comment: printable ASCII only, so it can never end the comment."""
+    return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in text)
+
+
+class NumpyBackend:
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.env = environment()
+        self.n = Namer()
+        for v in graph.inputs:
+            self.n(v)
+        for p in graph.params:
+            self.n(p.value, "w_")
+
+    # ---- per-node rendering --------------------------------------------------------
+
+    def context(self, node: Node) -> dict:
+        op = REGISTRY[node.op]
+        n_params = len(op.active_params(node.attrs))
+        data = node.inputs[: len(node.inputs) - n_params]
+        pvals = dict(zip([p.name for p in op.active_params(node.attrs)], node.inputs[len(data):]))
+        in_shapes = [v.shape for v in data]
+        ctx = {
+            "a": node.attrs, "in_shapes": in_shapes, "out_shape": node.outputs[0].shape,
+            "rank": len(in_shapes[0]) if in_shapes else 0,
+            "y": self.n(node.outputs[0]),
+            "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in zip(op.aux, node.outputs[1:])}),
+            "d": types.SimpleNamespace(**(op.derive(node.attrs, in_shapes) if op.derive else {})),
+        }
+        for spec in op.params:
+            ctx[spec.name] = self.n(pvals[spec.name]) if spec.name in pvals else None
+        if op.table_input:
+            ctx["xs"] = [self.n(v) for v in data]
+        else:
+            for slot, v in zip(op.inputs, data):
+                ctx[slot] = self.n(v)
+
+        def as1(name, i):  # input i viewed with input 1's shape (Torch's nElement rule)
+            return name if in_shapes[i] == in_shapes[0] else f"{name}.reshape({pyshape(in_shapes[0])})"
+
+        def like(expr, i):  # an input-1-shaped expression viewed with input i's shape
+            if in_shapes[i] == in_shapes[0]:
+                return expr
+            return f"({expr}).reshape({pyshape(in_shapes[i])})"
+        ctx["as1"], ctx["like"] = as1, like
+        return ctx
+
+    def render(self, template: str, ctx: dict) -> list[str]:
+        text = self.env.from_string(template).render(ctx)
+        return [line for line in text.split("\n") if line.strip()]
+
+    def forward_lines(self, node: Node) -> list[str]:
+        return self.render(REGISTRY[node.op].forward, self.context(node))
+
+    def backward_lines(self, gnode: Node, param_grad: dict[Value, str]) -> list[str]:
+        if gnode.op == "add":
+            parts = " + ".join(self.n(v) for v in gnode.inputs)
+            return [f"{self.n(gnode.outputs[0])} = {parts}"]
+        fwd: Node = gnode.attrs["fwd"]
+        op = REGISTRY[fwd.op]
+        ctx = self.context(fwd)
+        ctx["gy"] = self.n(gnode.inputs[0])
+        needs = gnode.attrs["needs"]
+        outs = iter(gnode.outputs)
+        targets = [next(outs) if need else None for need in needs]
+        slots = self._slots(op, fwd)
+        lines, accumulate = [], []
+        names = []
+        for slot, t in zip(slots, targets):
+            if t is None:
+                names.append(None)
+            elif t in param_grad and op.backward_stmt is None:
+                names.append(param_grad[t])  # dict form: `G += expr` below, no temporary
+            else:
+                names.append(self.n(t))
+                if t in param_grad:
+                    accumulate.append(f"{param_grad[t]} += {self.n(t)}")
+        if op.backward_stmt is not None:
+            ctx["g"] = self._g_namespace(op, slots, names)
+            lines = self.render(op.backward_stmt, ctx)
+        else:
+            for k, (slot, name, t) in enumerate(zip(slots, names, targets)):
+                if name is None:
+                    continue
+                key, idx = slot
+                expr_ctx = dict(ctx, i=idx)
+                expr = self.env.from_string(op.backward[key]).render(expr_ctx).strip()
+                assign = "+=" if t in param_grad else "="
+                lines.append(f"{name} {assign} {expr}")
+        return lines + accumulate
+
+    def _slots(self, op, fwd: Node) -> list[tuple[str, int]]:
+        """(template key, table index) for each IR input of the node."""
+        n_params = len(op.active_params(fwd.attrs))
+        n_data = len(fwd.inputs) - n_params
+        data = [("xs", i) for i in range(n_data)] if op.table_input else [(s, 0) for s in op.inputs[:n_data]]
+        return data + [(p.name, 0) for p in op.active_params(fwd.attrs)]
+
+    def _g_namespace(self, op, slots, names):
+        g = {p.name: None for p in op.params}
+        if op.table_input:
+            g["xs"] = [None] * sum(1 for k, _ in slots if k == "xs")
+        for (key, idx), name in zip(slots, names):
+            if key == "xs":
+                g["xs"][idx] = name
+            else:
+                g[key] = name
+        for s in op.inputs:
+            g.setdefault(s, None)
+        return types.SimpleNamespace(**g)
+
+    # ---- the module ------------------------------------------------------------------
+
+    def generate(self) -> str:
+        g = self.g
+        fwd_blocks = [(_loc_comment(node), self.forward_lines(node)) for node in g.nodes]
+        param_grad = {v: self.n.fresh("g_" + self.n.names[g.params[i].value][2:])
+                      for i, v in g.param_grads}
+        grad_param_names = sorted({param_grad[v] for _, v in g.param_grads})
+        # One gradient buffer view per parameter, named once.
+        gname_of_param = {}
+        for i, v in g.param_grads:
+            gname_of_param.setdefault(i, param_grad[v])
+        for i, v in g.param_grads:
+            param_grad[v] = gname_of_param[i]
+        bwd_blocks = []
+        for gnode in g.grad_nodes:
+            comment = _loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else "gradient sum"
+            bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
+        for v in g.grad_outputs:
+            self.n(v)
+        bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
+        input_names = {self.n(v) for v in g.inputs}
+        param_names = {self.n(p.value) for p in g.params}
+        saved = []
+        for node in g.nodes:
+            for v in node.outputs:
+                name = self.n(v)
+                if re.search(rf"\b{re.escape(name)}\b", bwd_text) and name not in saved:
+                    saved.append(name)
+        used_params = [self.n(p.value) for p in g.params
+                       if re.search(rf"\b{re.escape(self.n(p.value))}\b", bwd_text)]
+        param_views = [(self.n(p.value), i) for i, p in enumerate(g.params)]
+        grad_views = sorted(gname_of_param.items())
+        input_grads = []
+        for v, gv in zip(g.inputs, g.input_grads):
+            if gv is not None:
+                input_grads.append(self.n(gv))
+            elif v.dtype == "float":
+                input_grads.append(f"np.zeros_like({self.n(v)})")
+            else:
+                input_grads.append("None")
+        meta = g.meta
+        tmpl = self.env.get_template("numpy/module.py.j2")
+        return tmpl.render(
+            version=__version__, meta=meta, g=g,
+            inputs=[(self.n(v), v) for v in g.inputs],
+            outputs=[(self.n(v), v) for v in g.outputs],
+            params=[(self.n(p.value), p) for p in g.params],
+            grad_outputs=[self.n(v) for v in g.grad_outputs],
+            fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
+            used_params=used_params, param_views=param_views,
+            grad_views=[(gname_of_param[i], i) for i, _ in grad_views],
+            input_grads=input_grads, input_names=input_names, param_names=param_names,
+            grad_param_names=grad_param_names, pyshape=pyshape,
+            bwd_inputs_used=[self.n(v) for v in g.inputs if re.search(rf"\b{re.escape(self.n(v))}\b", bwd_text)
+                             or self.n(v) in " ".join(input_grads)],
+        )
+
+
+def generate(graph: Graph) -> str:
+    return NumpyBackend(graph).generate()

@@ -1,0 +1,173 @@
+"""The front door: spec file -> IR -> passes -> generated source. The CLI uses this too."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Loc, SpecError
+from .frontend.evaluate import Interpreter, LuaTable
+from .frontend.lower import lower
+from .frontend.nn import ModuleObj
+from .ir.dump import dump
+from .ir.graph import B, Graph
+from .passes.autodiff import autodiff
+from .passes.shapes import infer_shapes
+
+
+@dataclass
+class Options:
+    entry: str | None = None  # Lua expression that yields the model
+    defines: dict = field(default_factory=dict)  # -D name=value (values already Lua values)
+    shapes: dict = field(default_factory=dict)  # input name -> shape tuple
+    dtype: str = "float32"
+    emit: str = "py"  # py | ir
+
+
+@dataclass
+class Result:
+    graph: Graph  # after all passes
+    source: str  # the generated text (per options.emit)
+    files: list  # the spec and every file it required
+    sources: dict  # file -> text, for error rendering
+
+
+def parse_shape(text: str) -> tuple:
+    """'Bx1x32x32' -> ('B', 1, 32, 32)."""
+    dims = []
+    for i, part in enumerate(text.strip().split("x")):
+        if part == "B" and i == 0:
+            dims.append(B)
+        elif part.isdigit() and int(part) > 0:
+            dims.append(int(part))
+        else:
+            raise ValueError(f"bad shape {text!r}: use dims like Bx3 or 1x32x32 (B, the free "
+                             "batch dim, may only come first)")
+    return tuple(dims)
+
+
+def parse_define(text: str):
+    """-D name=value: value is a Lua number, true/false/nil, or else a string."""
+    if "=" not in text:
+        raise ValueError(f"bad -D {text!r}: use -D name=value")
+    name, value = text.split("=", 1)
+    name = name.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier")
+    v = value.strip()
+    if v in ("true", "false"):
+        return name, v == "true"
+    if v == "nil":
+        return name, None
+    try:
+        return name, int(v)
+    except ValueError:
+        pass
+    try:
+        return name, float(v)
+    except ValueError:
+        return name, value
+
+
+def build_graph(path: str, opts: Options, text: str | None = None):
+    """Evaluate the spec and lower the chosen model to IR (no shapes yet)."""
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SpecError(f"cannot read {path}: {e}") from None
+    interp = Interpreter(path, text, opts.defines)
+    try:
+        returned = interp.run()
+        model = _choose_model(interp, returned, opts)
+        graph = lower(model)
+    except RecursionError:
+        raise SpecError("the spec nests too deeply to evaluate") from None
+    return graph, interp
+
+
+def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
+    if opts.entry:
+        vals = interp.eval_entry(opts.entry)
+        v = vals[0] if vals else None
+        if not isinstance(v, ModuleObj):
+            from .frontend.evaluate import describe
+            raise SpecError(f"--entry {opts.entry!r} gave a {describe(v)}, not a module",
+                            Loc("<entry>", 1, 1))
+        return v
+    if returned and isinstance(returned[0], ModuleObj):
+        return returned[0]
+    tops = [m for m in interp.modules if m.kind in ("gModule", "Sequential", "Parallel", "ConcatTable")
+            and not m.contained]
+    if tops:
+        return tops[-1]
+    hint = ""
+    if returned and isinstance(returned[0], LuaTable):
+        fns = [k for k in returned[0].d if isinstance(k, str)]
+        if fns:
+            hint = f"; the file returns a table of builders: use --entry, e.g. --entry \"M.{fns[0]}(...)\""
+    raise SpecError(f"{interp.path} builds no model (no gModule or container at top level){hint}",
+                    Loc(interp.path, 1, 1))
+
+
+def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:
+    opts = opts or Options()
+    graph, interp = build_graph(path, opts, text)
+    graph = infer_shapes(graph, opts.shapes)
+    graph = autodiff(graph)
+    spec_text = interp.sources[path]
+    name = Path(path).name
+    graph.meta.update(_meta(path, spec_text, opts, graph))
+    if opts.emit == "ir":
+        out = dump(graph)
+    else:
+        from .backends.numpy import generate
+        out = generate(graph)
+    return Result(graph, out, interp.files, interp.sources)
+
+
+def _meta(path, spec_text, opts, graph):
+    name = Path(path).name
+    args = [name]
+    if opts.entry:
+        args.append(f"--entry {_shell_quote(opts.entry)}")
+    for k, v in sorted(opts.defines.items()):
+        args.append(f"-D {_shell_quote(f'{k}={v}')}")
+    for k, s in sorted(opts.shapes.items()):
+        args.append(f"--shape {_shell_quote(k + '=' + 'x'.join(map(str, s)))}")
+    if opts.dtype != "float32":
+        args.append(f"--dtype {opts.dtype}")
+    stem = re.sub(r"\W", "_", Path(path).stem) or "model"
+    ins = ", ".join(re.sub(r"\W", "_", v.name) for v in graph.inputs)
+    outs = ", ".join("grad_" + re.sub(r"\W", "_", v.name) for v in graph.outputs)
+    comma_i = "," if len(graph.inputs) == 1 else ""
+    comma_o = "," if len(graph.outputs) == 1 else ""
+    from .backends.numpy import safe_comment
+    return {
+        "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
+        "doc": safe_comment(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
+                            f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
+        "usage_forward": safe_comment(f"out = m.forward({ins})"),
+        "usage_backward": safe_comment(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
+    }
+
+
+def _shell_quote(s: str) -> str:
+    return s if re.fullmatch(r"[\w.,=/+-]+", s) else "'" + s.replace("'", "'\\''") + "'"
+
+
+def compile_file(path: str, module_name: str | None = None, **options):
+    """Compile a spec and import the generated module (kept in memory, not written)."""
+    opts = Options(**options)
+    res = compile_spec(str(path), opts)
+    name = module_name or ("graphc_" + re.sub(r"\W", "_", Path(path).stem))
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__file__ = f"<graphc:{Path(path).name}>"
+    code = compile(res.source, mod.__file__, "exec")
+    exec(code, mod.__dict__)  # generated code, not spec text: names are mangled, strings repr'd
+    return mod

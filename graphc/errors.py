@@ -1,0 +1,56 @@
+"""Located compiler errors: `file:line:col: error: message`, the source line, a caret."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class SpecError(Exception):
+    """An error in the user's spec (exit code 1). `notes` are (Loc | None, text) pairs."""
+
+    def __init__(self, message: str, loc: Loc | None = None, notes=()):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.notes = list(notes)
+
+    def format(self, sources: dict[str, str] | None = None) -> str:
+        lines = [_located(self.loc, "error", self.message, sources)]
+        for loc, text in self.notes:
+            lines.append(_located(loc, "note", text, sources))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _located(loc: Loc | None, kind: str, message: str, sources) -> str:
+    if loc is None:
+        return f"graphc: {kind}: {message}"
+    head = f"{loc}: {kind}: {message}"
+    text = (sources or {}).get(loc.file)
+    if text is None:
+        return head
+    src_lines = text.splitlines()
+    if not 1 <= loc.line <= len(src_lines):
+        return head
+    line = src_lines[loc.line - 1].expandtabs(1)
+    caret = " " * (max(loc.col, 1) - 1) + "^"
+    return f"{head}\n  {line}\n  {caret}"
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """' (did you mean X?)' for the closest candidate, or ''."""
+    import difflib
+
+    best = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean '{best[0]}'?)" if best else ""

@@ -1,0 +1,163 @@
+"""The objects a spec builds: nn modules and nngraph nodes, as the evaluator sees them.
+Nothing here knows about arrays; lower.py turns these into the IR."""
+from __future__ import annotations
+
+import itertools
+import re
+
+from ..errors import Loc, SpecError, did_you_mean
+from ..ops import REGISTRY
+
+CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "gModule")
+
+# Torch7 nn module names graphc does not support (yet): a located "not supported" error,
+# distinct from a misspelling.
+TORCH_NN = """Abs AbsCriterion Add AddConstant BatchNormalization Bilinear BCECriterion Bottle
+CAdd CAddTable CDivTable Clamp ClassNLLCriterion ClassSimplexCriterion CMaxTable CMinTable CMul
+CMulTable Concat ConcatTable Container Contiguous Copy Cosine CosineDistance
+CosineEmbeddingCriterion CriterionTable CrossEntropyCriterion CSubTable DepthConcat
+DistKLDivCriterion DotProduct Dropout ELU Euclidean Exp FlattenTable GradientReversal HardShrink
+HardTanh HingeEmbeddingCriterion Identity Index JoinTable L1Cost L1HingeEmbeddingCriterion
+L1Penalty LeakyReLU Linear LogSigmoid LogSoftMax LookupTable MarginCriterion
+MarginRankingCriterion MaskedSelect Max Mean Min MixtureTable MM Module MSECriterion Mul
+MulConstant MultiCriterion MultiLabelMarginCriterion MultiLabelSoftMarginCriterion
+MultiMarginCriterion MV Narrow NarrowTable Normalize Padding PairwiseDistance Parallel
+ParallelCriterion ParallelTable PartialLinear Power PReLU ReLU ReLU6 Replicate Reshape RReLU
+Select SelectTable Sequential Sigmoid SmoothL1Criterion SoftMax SoftMin SoftPlus SoftShrink
+SoftSign SoftMarginCriterion SpatialAdaptiveMaxPooling SpatialAveragePooling
+SpatialBatchNormalization SpatialConvolution SpatialConvolutionLocal SpatialConvolutionMap
+SpatialConvolutionMM SpatialCrossMapLRN SpatialDilatedConvolution SpatialDivisiveNormalization
+SpatialDropout SpatialFractionalMaxPooling SpatialFullConvolution SpatialLPPooling
+SpatialMaxPooling SpatialMaxUnpooling SpatialReflectionPadding SpatialReplicationPadding
+SpatialSoftMax SpatialSubtractiveNormalization SpatialUpSamplingNearest SpatialZeroPadding
+SplitTable Sqrt Square Squeeze Sum Tanh TanhShrink TemporalConvolution TemporalMaxPooling
+TemporalSubSampling Threshold Transpose Unsqueeze View VolumetricConvolution
+VolumetricMaxPooling WeightedEuclidean WeightedMSECriterion OneHot ModuleFromCriterion
+gModule""".split()
+
+
+class ModuleObj:
+    """An `nn.X(...)` instance. `serial` is its constructor order (it fixes parameter order)."""
+
+    def __init__(self, kind: str, attrs: dict, loc: Loc, serial: int):
+        self.kind, self.attrs, self.loc, self.serial = kind, attrs, loc, serial
+        self.children: list[ModuleObj] = []  # containers
+        self.fields: dict = {}  # Lua fields a spec sets on it (`m.name = 'x'`)
+        self.inputs: list[NodeObj] = []  # gModule
+        self.outputs: list[NodeObj] = []
+        self.contained = False  # added to a container or used in a graph
+
+    def __repr__(self):
+        return f"nn.{self.kind}"
+
+
+class NodeObj:
+    """An nngraph node: a module applied to input nodes (`select` >= 0: output i of a split)."""
+
+    _serials = itertools.count()
+
+    def __init__(self, module, inputs, loc: Loc, select: int = -1):
+        self.module, self.inputs, self.loc, self.select = module, inputs, loc, select
+        self.annotations: dict = {}
+        self.split_n = 0  # set on the parent by split(n)
+        self.var_name = None  # the first Lua variable it was assigned to (a readable default)
+        self.serial = next(NodeObj._serials)  # creation order: a topological order
+
+    @property
+    def name(self):
+        n = self.annotations.get("name")
+        return n if isinstance(n, str) else None
+
+    def __repr__(self):
+        return f"nngraph.Node({self.module!r})"
+
+
+# ---- Lua argument binding ------------------------------------------------------
+
+_SIG = re.compile(r"(\w+):(\w+)(\*)?(?:=(\S+))?")
+
+
+def bind_args(kind: str, signature: str, args: list, loc: Loc) -> dict:
+    """Bind Lua call arguments to `name:type[*][=default]` items."""
+    items = [_SIG.fullmatch(s.strip()).groups() for s in signature.split(",") if s.strip()]
+    out, i = {}, 0
+    usage = f"nn.{kind}({signature.replace(':int', '').replace(':bool', '').replace(':num', '').replace(':str', '')})"
+    for name, typ, star, default in items:
+        if star:
+            vals = []
+            while i < len(args) and _is(args[i], typ):
+                vals.append(_coerce(args[i], typ, kind, name, loc))
+                i += 1
+            out[name] = tuple(vals)
+            continue
+        if i < len(args) and args[i] is not None:
+            out[name] = _coerce(args[i], typ, kind, name, loc)
+        elif default is None:
+            raise SpecError(f"nn.{kind}: missing argument '{name}'; usage: {usage}", loc)
+        else:
+            out[name] = {"nil": None, "true": True, "false": False}.get(default, None) \
+                if default in ("nil", "true", "false") else _num(default)
+        i += 1
+    while i < len(args) and args[i] is None:
+        i += 1
+    if i < len(args):
+        raise SpecError(f"nn.{kind}: too many arguments ({len(args)} given); usage: {usage}", loc)
+    return out
+
+
+def _num(text):
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+def _is(v, typ):
+    if typ == "int":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if typ == "num":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if typ == "bool":
+        return isinstance(v, bool)
+    if typ == "str":
+        return isinstance(v, str)
+    return True
+
+
+def _coerce(v, typ, kind, name, loc):
+    from .evaluate import lua_type  # local import: evaluate imports this module
+
+    if not _is(v, typ):
+        want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string"}[typ]
+        raise SpecError(f"nn.{kind}: argument '{name}' must be {want}, got {lua_type(v)}", loc)
+    if typ == "int":
+        if float(v) != int(v):
+            raise SpecError(f"nn.{kind}: argument '{name}' must be a whole number, got {v}", loc)
+        return int(v)
+    return v
+
+
+def make_module(kind: str, args: list, loc: Loc, serial: int) -> ModuleObj:
+    if kind in CONTAINERS:
+        if kind == "Parallel":
+            attrs = bind_args(kind, "inputDimension:int, outputDimension:int", args, loc)
+        else:
+            attrs = bind_args(kind, "", args, loc) if kind != "gModule" else {}
+        return ModuleObj(kind, attrs, loc, serial)
+    op = REGISTRY[kind]
+    attrs = bind_args(kind, op.signature, args, loc)
+    mod = ModuleObj(kind, attrs, loc, serial)
+    check_attrs(mod, loc)
+    return mod
+
+
+def check_attrs(mod: ModuleObj, loc: Loc):
+    op = REGISTRY.get(mod.kind)
+    if op is not None and op.check is not None:
+        err = op.check(mod.attrs)
+        if err:
+            raise SpecError(f"nn.{mod.kind}: {err}", loc)
+
+
+def unknown_module(kind: str, loc: Loc) -> SpecError:
+    if kind in TORCH_NN:
+        return SpecError(f"nn.{kind} is a Torch nn module that graphc does not support yet "
+                         f"(see docs/modules.md for the supported ones)", loc)
+    return SpecError(f"unknown module nn.{kind}" + did_you_mean(kind, list(REGISTRY) + list(CONTAINERS)), loc)

@@ -1,0 +1,75 @@
+"""The IR: a Graph of Nodes over Values. Forward and backward live in one Graph:
+`nodes` is the forward program, `grad_nodes` (filled by passes.autodiff) the backward one.
+
+A shape is a tuple of dims; a dim is an int or the free batch symbol B (always first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..errors import Loc
+
+B = "B"  # the free batch dimension
+
+
+def shape_str(shape) -> str:
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+@dataclass(eq=False)
+class Value:
+    """One array. kind: 'input' (graph input), 'param', 'tmp' (node output),
+    'grad_output' (given to backward), 'aux' (opaque state a forward op saves for its backward)."""
+    kind: str
+    shape: Optional[tuple] = None
+    dtype: str = "float"  # 'float' (the model's dtype) | 'index' (int64) | 'aux'
+    name: str = ""  # readable hint; codegen mangles and de-duplicates it
+    loc: Optional[Loc] = None
+
+
+@dataclass(eq=False)
+class Node:
+    op: str  # an OpDef name, 'grad' (of attrs['fwd']) or 'add' (gradient fan-in sum)
+    attrs: dict
+    inputs: list[Value]  # data inputs first, then the op's parameters
+    outputs: list[Value]
+    loc: Optional[Loc] = None
+    name: Optional[str] = None  # annotate{name=...}
+    module: Optional[str] = None  # readable module label, e.g. 'Linear#2'
+
+
+@dataclass(eq=False)
+class Param:
+    value: Value
+    name: str  # e.g. 'i2h_1.weight'
+    init: tuple  # ('uniform', stdv) | ('normal', std) | ('const', c)
+    order: tuple  # (module serial, slot): constructor order decides the flat layout
+
+
+@dataclass(eq=False)
+class Graph:
+    inputs: list[Value] = field(default_factory=list)
+    outputs: list[Value] = field(default_factory=list)
+    params: list[Param] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    # filled by autodiff: grad_outputs[i] is the gradient given for outputs[i];
+    # input_grads[i] the gradient returned for inputs[i] (None: no gradient);
+    # param_grads: (param index, Value) pairs accumulated into the gradient buffer.
+    grad_nodes: list[Node] = field(default_factory=list)
+    grad_outputs: list[Value] = field(default_factory=list)
+    input_grads: list[Optional[Value]] = field(default_factory=list)
+    param_grads: list[tuple[int, Value]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # source file, hash, options
+
+    def producers(self) -> dict[Value, Node]:
+        return {v: n for n in self.nodes + self.grad_nodes for v in n.outputs}
+
+    def consumers(self) -> dict[Value, list[tuple[Node, int]]]:
+        uses: dict[Value, list[tuple[Node, int]]] = {}
+        for n in self.nodes:
+            for slot, v in enumerate(n.inputs):
+                uses.setdefault(v, []).append((n, slot))
+        return uses

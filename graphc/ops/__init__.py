@@ -1,0 +1,3 @@
+"""Importing this package registers every op (see registry.py)."""
+from . import activation, linear, shape, spatial, table  # noqa: F401
+from .registry import REGISTRY, OpDef, ShapeError  # noqa: F401

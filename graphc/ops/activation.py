@@ -1,0 +1,56 @@
+"""Elementwise activations and the softmax family."""
+from .registry import ShapeError, defop
+
+
+def _same(a, shapes):
+    return shapes[0]
+
+
+def _softmax_axis(a, shapes):
+    # Torch's THNN rule: 1D -> all, 2D (N,C) -> dim 2, 3D (C,H,W) -> dim 1, 4D -> dim 2.
+    rank = len(shapes[0])
+    if rank not in (1, 2, 3, 4):
+        raise ShapeError(f"expects a 1D, 2D, 3D or 4D input, got {rank}D")
+    return {"axis": {1: 0, 2: 1, 3: 0, 4: 1}[rank]}
+
+
+def _softmax_shape(a, shapes):
+    _softmax_axis(a, shapes)
+    return shapes[0]
+
+
+defop(
+    name="Tanh", signature="", shape=_same, elementwise=True,
+    forward="{{y}} = np.tanh({{x}})",
+    backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"},
+)
+
+defop(
+    name="Sigmoid", signature="", shape=_same, elementwise=True,
+    # 0.5(1 + tanh(x/2)) is sigmoid without exp overflow warnings.
+    forward="{{y}} = 0.5 * (1 + np.tanh(0.5 * {{x}}))",
+    backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"},
+)
+
+defop(
+    name="ReLU", signature="inplace:bool=false", shape=_same, elementwise=True,
+    forward="{{y}} = np.maximum({{x}}, 0)",
+    backward={"x": "{{gy}} * ({{y}} > 0)"},
+    torch_diff="`inplace` is accepted and ignored: graphc never aliases activations.",
+)
+
+defop(
+    name="SoftMax", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    forward=("{{y}} = np.exp({{x}} - {{x}}.max({{d.axis}}, keepdims=True))\n"
+             "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
+    backward={"x": "{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
+    doc="Over the last dim for 1D/2D input, over channels for 3D (CxHxW) and 4D (NxCxHxW).",
+)
+
+defop(
+    name="LogSoftMax", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    forward=("{{y}} = {{x}} - {{x}}.max({{d.axis}}, keepdims=True)\n"
+             "{{y}} -= np.log(np.exp({{y}}).sum({{d.axis}}, keepdims=True))"),
+    backward={"x": "{{gy}} - np.exp({{y}}) * {{gy}}.sum({{d.axis}}, keepdims=True)"},
+    doc="Same dimension rule as SoftMax.",
+)

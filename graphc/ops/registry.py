@@ -1,0 +1,92 @@
+"""The op registry. One OpDef holds everything about one nn module: its Lua constructor
+signature, methods, parameters and their init, shape rule, and numpy forward/backward
+templates (jinja2 snippets rendered by backends/numpy.py).
+
+Template context: the data input slots by name (`x`, or `xs` for table ops), parameter
+names (`weight`, `bias`), `y` (the output; `ys` for several), `gy` (its gradient),
+`a` (attrs), `in_shapes`, `out_shape`, `rank` (of the first input) and, in backward,
+`g` (slot -> target variable name, or None when that gradient is not needed).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..ir.graph import B
+
+
+class ShapeError(Exception):
+    """Raised by shape rules; the caller adds the node's location."""
+
+
+@dataclass
+class ParamSpec:
+    name: str  # 'weight' | 'bias' | ...
+    shape: Callable[[dict], tuple]
+    init: Callable[[dict], tuple]  # attrs -> ('uniform', stdv) | ...
+    present: Callable[[dict], bool] = lambda a: True
+
+
+@dataclass
+class OpDef:
+    name: str
+    signature: str  # "inputSize:int, outputSize:int, bias:bool=true"
+    shape: Callable  # (attrs, in_shapes) -> out shape (tuple) or list of shapes (multi)
+    forward: str
+    backward: dict[str, str] = field(default_factory=dict)  # slot -> gradient expression
+    backward_stmt: Optional[str] = None  # instead of `backward`: statements writing g.<slot>
+    inputs: tuple[str, ...] = ("x",)  # slot names; ('xs',) = a table of any length
+    params: tuple[ParamSpec, ...] = ()
+    methods: dict[str, Callable] = field(default_factory=dict)  # Lua methods: (attrs, *args)
+    check: Optional[Callable[[dict], Optional[str]]] = None  # attrs -> error text
+    input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
+    elementwise: bool = False  # output shape == input shape; hints pass through
+    passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
+    derive: Optional[Callable] = None  # (attrs, in_shapes) -> dict `d` for templates
+    aux: tuple[str, ...] = ()  # extra forward outputs kept for backward (e.g. argmax)
+    doc: str = ""
+    torch_diff: str = ""  # any difference from Torch, for docs/modules.md
+
+    @property
+    def table_input(self) -> bool:
+        return self.inputs == ("xs",)
+
+    def active_params(self, attrs) -> list[ParamSpec]:
+        return [p for p in self.params if p.present(attrs)]
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def defop(**kw) -> OpDef:
+    op = OpDef(**kw)
+    assert op.name not in REGISTRY, op.name
+    REGISTRY[op.name] = op
+    return op
+
+
+# ---- helpers used by op definitions ------------------------------------------
+
+def numel(shape) -> int:
+    return math.prod(d for d in shape if d != B)
+
+
+def batched(shape) -> bool:
+    return bool(shape) and shape[0] == B
+
+
+def uniform(stdv_of):
+    return lambda a: ("uniform", float(stdv_of(a)))
+
+
+def torch_dim(dim: int, rank: int, what: str = "dimension") -> int:
+    """Torch's 1-based (negative: from the end) dim -> 0-based axis."""
+    axis = dim - 1 if dim > 0 else rank + dim
+    if not 0 <= axis < rank:
+        raise ShapeError(f"{what} {dim} is out of range for a {rank}-D input")
+    return axis
+
+
+def same_shape(a, b) -> bool:
+    return tuple(a) == tuple(b)

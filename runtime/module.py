@@ -1,0 +1,196 @@
+"""Module: the base class of every generated Model (DESIGN section 4).
+
+Parameters live in one flat buffer (and gradients in another); each parameter is a view,
+so optimizers can work on the flat vector. Generated subclasses provide INPUTS, OUTPUTS,
+PARAMETERS, `_forward(*inputs) -> tuple` and `_backward(inputs, grad_outputs) -> tuple`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_FLOATS = ("float32", "float64")
+
+
+class Module:
+    INPUTS: tuple = ()
+    OUTPUTS: tuple = ()
+    PARAMETERS: tuple = ()
+    DEFAULT_DTYPE = "float32"
+
+    def __init__(self, dtype: str | None = None, seed: int | None = 0):
+        dtype = dtype or self.DEFAULT_DTYPE
+        if str(np.dtype(dtype)) not in _FLOATS:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = np.dtype(dtype)
+        sizes = [math.prod(shape) for _, shape, _ in self.PARAMETERS]
+        self._flat_w = np.zeros(sum(sizes), self.dtype)
+        self._flat_g = np.zeros(sum(sizes), self.dtype)
+        self._weights, self._grads = [], []
+        offset = 0
+        for (_, shape, _), n in zip(self.PARAMETERS, sizes):
+            self._weights.append(self._flat_w[offset:offset + n].reshape(shape))
+            self._grads.append(self._flat_g[offset:offset + n].reshape(shape))
+            offset += n
+        self.train = True
+        self.output = None
+        self.gradInput = None
+        self._saved = None
+        self.reset(seed)
+
+    # ---- parameters ----------------------------------------------------------------
+
+    def reset(self, seed: int | None = 0):
+        """Torch's default init (reset()): each parameter drawn in flat order."""
+        rng = np.random.default_rng(seed)
+        for w, (_, shape, init) in zip(self._weights, self.PARAMETERS):
+            kind, scale = init
+            if kind == "uniform":
+                w[...] = rng.uniform(-scale, scale, shape)
+            elif kind == "normal":
+                w[...] = rng.normal(0.0, scale, shape)
+            else:
+                w[...] = scale
+
+    def getParameters(self):
+        """(flat weights, flat gradients): 1-D views; writing them changes the model."""
+        return self._flat_w, self._flat_g
+
+    def parameters(self):
+        """[(name, weight view)] in flat order."""
+        return [(name, w) for (name, _, _), w in zip(self.PARAMETERS, self._weights)]
+
+    def gradParameters(self):
+        return [(name, g) for (name, _, _), g in zip(self.PARAMETERS, self._grads)]
+
+    def zeroGradParameters(self):
+        self._flat_g[...] = 0
+
+    def training(self):
+        self.train = True
+        return self
+
+    def evaluate(self):
+        self.train = False
+        return self
+
+    # ---- forward / backward --------------------------------------------------------
+
+    def forward(self, *inputs):
+        """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style)."""
+        arrays, squeeze = self._check_inputs(inputs)
+        outs = self._forward(*arrays)
+        if squeeze:
+            outs = tuple(o[0] if _is_batched(shape) else o for o, (_, shape) in zip(outs, self.OUTPUTS))
+        self.output = outs[0] if len(outs) == 1 else outs
+        return self.output
+
+    __call__ = forward
+
+    def backward(self, inputs, grad_outputs):
+        """Gradients w.r.t. the inputs (None for integer inputs); accumulates parameter
+        gradients. Uses the activations of the last forward()."""
+        if self._saved is None:
+            raise RuntimeError("backward() needs a forward() first")
+        arrays, squeeze = self._check_inputs(_as_tuple(inputs, len(self.INPUTS)))
+        grads = _as_tuple(grad_outputs, len(self.OUTPUTS))
+        if len(grads) != len(self.OUTPUTS):
+            raise ValueError(f"expected {len(self.OUTPUTS)} output gradients, got {len(grads)}")
+        batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
+        checked = []
+        for g, (name, shape) in zip(grads, self.OUTPUTS):
+            g = np.asarray(g)
+            if squeeze and _is_batched(shape):
+                g = g[None]
+            self._check_array(g, f"gradient of output '{name}'", shape, "float", batch)
+            checked.append(g)
+        gin = self._backward(arrays, tuple(checked))
+        if squeeze:
+            gin = tuple(g[0] if g is not None and _is_batched(s) else g
+                        for g, (_, s, _) in zip(gin, self.INPUTS))
+        self.gradInput = gin[0] if len(gin) == 1 else gin
+        return self.gradInput
+
+    def _check_inputs(self, inputs):
+        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) and len(self.INPUTS) > 1:
+            inputs = tuple(inputs[0])
+        if len(inputs) != len(self.INPUTS):
+            names = ", ".join(n for n, _, _ in self.INPUTS)
+            raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
+        arrays = [np.asarray(x) for x in inputs]
+        # A batched model given unbatched inputs (all of them) runs a batch of one.
+        squeeze = all(_is_batched(s) for _, s, _ in self.INPUTS) and all(
+            x.ndim == len(s) - 1 for x, (_, s, _) in zip(arrays, self.INPUTS))
+        if squeeze:
+            arrays = [x[None] for x in arrays]
+        batch = None
+        for x, (name, shape, kind) in zip(arrays, self.INPUTS):
+            batch = self._check_array(x, f"input '{name}'", shape, kind, batch)
+        return arrays, squeeze
+
+    def _check_array(self, x, what, shape, kind, batch):
+        want = "x".join(str(d) for d in shape)
+        if x.ndim != len(shape) or any(d != "B" and d != n for d, n in zip(shape, x.shape)):
+            raise ValueError(f"{what}: expected shape {want}, got {'x'.join(map(str, x.shape)) or 'scalar'}")
+        if _is_batched(shape):
+            if batch is not None and x.shape[0] != batch:
+                raise ValueError(f"{what}: batch size {x.shape[0]} differs from the other inputs' {batch}")
+            batch = x.shape[0]
+        if kind == "float" and x.dtype != self.dtype:
+            raise ValueError(f"{what}: expected dtype {self.dtype}, got {x.dtype}")
+        if kind == "index" and not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{what}: expected an integer array, got {x.dtype}")
+        return batch
+
+    # ---- persistence ------------------------------------------------------------------
+
+    def _signature(self):
+        return "|".join(f"{n}:{'x'.join(map(str, s))}" for n, s, _ in self.PARAMETERS)
+
+    def save(self, path):
+        np.savez(path, graphc_parameters=self._signature(), flat=self._flat_w)
+
+    def load(self, path):
+        with np.load(path, allow_pickle=False) as f:
+            if "graphc_parameters" not in f or "flat" not in f:
+                raise ValueError(f"{path}: not a graphc parameter file")
+            sig = str(f["graphc_parameters"])
+            if sig != self._signature():
+                raise ValueError(f"{path}: parameters do not match this model "
+                                 f"(file: {sig[:200]!r}; model: {self._signature()[:200]!r})")
+            flat = f["flat"]
+            if flat.shape != self._flat_w.shape:
+                raise ValueError(f"{path}: expected {self._flat_w.size} numbers, got {flat.size}")
+            self._flat_w[...] = flat
+        return self
+
+    # ---- a quick self-check (`python model.py`) ------------------------------------------
+
+    @classmethod
+    def self_check(cls, batch: int = 2):
+        m = cls(seed=0)
+        rng = np.random.default_rng(0)
+        xs = [rng.standard_normal([batch if d == "B" else d for d in s]).astype(m.dtype)
+              for _, s, _ in cls.INPUTS]
+        out = m.forward(*xs)
+        outs = out if isinstance(out, tuple) else (out,)
+        m.backward(xs, tuple(np.ones_like(o) for o in outs))
+        for (name, _), o in zip(cls.OUTPUTS, outs):
+            print(f"{name}: shape {o.shape}, mean {float(o.mean()):.6g}")
+        print(f"{len(cls.PARAMETERS)} parameter arrays, {m._flat_w.size} numbers; "
+              f"|grad| = {float(np.abs(m._flat_g).sum()):.6g}")
+
+
+def _is_batched(shape) -> bool:
+    return bool(shape) and shape[0] == "B"
+
+
+def _as_tuple(x, n):
+    if n == 1 and not isinstance(x, (list, tuple)):
+        return (x,)
+    if n == 1 and isinstance(x, (list, tuple)) and len(x) == 1:
+        return tuple(x)
+    if n == 1:
+        return (x,)
+    return tuple(x)
