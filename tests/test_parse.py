@@ -235,10 +235,11 @@ def test_table_constructors():
 
 
 def test_local_and_assignment():
-    local, multi, assign, index_assign = stats(
+    local, bare, assign, index_assign = stats(
         "local a, b = 1, 2\nlocal c\na, b = b, a\nt.x[1] = nil")
-    assert local == ast.Local(L(1, 1), ("a", "b"), (ast.Number(L(1, 14), 1), ast.Number(L(1, 17), 2)))
-    assert multi == ast.Local(L(2, 1), ("c",), ())
+    assert local == ast.Local(L(1, 1), ("a", "b"),
+                              (ast.Number(L(1, 14), 1), ast.Number(L(1, 17), 2)))
+    assert bare == ast.Local(L(2, 1), ("c",), ())
     assert assign == ast.Assign(L(3, 1), (ast.Name(L(3, 1), "a"), ast.Name(L(3, 4), "b")),
                                 (ast.Name(L(3, 8), "b"), ast.Name(L(3, 11), "a")))
     assert sx(index_assign.targets[0]) == ("[]", ("[]", "t", ("s", "x")), 1)
@@ -279,8 +280,8 @@ def test_functions():
     assert method.func.body.stats == (ast.Return(L(4, 19), (ast.Name(L(4, 26), "self"),)),)
 
     func = anon.values[0]
-    assert func == ast.Function(L(5, 5), (), True,
-                                ast.Block(L(5, 19), (ast.Return(L(5, 19), (ast.Vararg(L(5, 26)),)),)))
+    ret = ast.Return(L(5, 19), (ast.Vararg(L(5, 26)),))
+    assert func == ast.Function(L(5, 5), (), True, ast.Block(L(5, 19), (ret,)))
 
 
 def test_empty_blocks_take_the_owner_loc():
@@ -371,6 +372,8 @@ def test_keywords_are_reserved_but_prefixes_are_names():
      "unexpected end of file, expected 'end' (to close 'while' at 1:1)", (4, 6)),
     ("if a then\n  for i = 1, 2 do f() end\n",
      "unexpected end of file, expected 'end' (to close 'if' at 1:1)", (2, 26)),
+    ("while f(function() return 1 end) do\n  g()\n",
+     "unexpected end of file, expected 'end' (to close 'while' at 1:1)", (2, 6)),
     ("repeat f()", "unexpected end of file, expected 'until' (to close 'repeat' at 1:1)",
      (1, 11)),
     ("local y = f(1, 2\nlocal z = 3",

@@ -28,10 +28,8 @@ def parse(text: str, filename: str) -> ast.Block:
         return _ToAst(filename).transform(tree)
     except _Unfinished as e:
         raise SpecError(f"unfinished {e.what}", _tok_loc(filename, e.token)) from None
-    except VisitError as e:  # the transformer's own checks raise SpecError
-        if isinstance(e.orig_exc, SpecError):
-            raise e.orig_exc from None
-        raise
+    except VisitError as e:  # lark wraps what the transformer raises (our SpecErrors)
+        raise e.orig_exc from None
     except UnexpectedInput as e:
         raise _syntax_error(e, text, filename) from None
 
@@ -54,7 +52,6 @@ def _parser() -> Lark:
             _grammar_path().read_text(encoding="utf-8"),
             parser="lalr",
             propagate_positions=True,
-            maybe_placeholders=False,
             lexer_callbacks={"LONGSTRING": _check_long, "COMMENT": _check_long},
         )
     return _PARSER
@@ -422,23 +419,21 @@ def _expected_list(texts: set[str]) -> list[str]:
 def _open_brackets(text: str, upto: int) -> list[tuple[str, Token]]:
     """The constructs still open before offset `upto`: (closer, opener token), innermost
     last. The prefix parsed fine, so a plain token scan is enough."""
-    stack: list[tuple[str, Token]] = []
-    awaiting_do = False  # after 'while'/'for', whose 'do' is not a new block
+    stack: list[tuple[str, Token, bool]] = []  # (closer, opener, still awaiting its 'do')
     try:
         for tok in _parser().lex(text):
             if tok.start_pos >= upto:
                 break
             value = str(tok)  # names, numbers and strings never equal these texts
-            if value == "do" and awaiting_do:
-                awaiting_do = False
+            if value == "do" and stack and stack[-1][2]:  # the 'do' of a while/for
+                stack[-1] = (stack[-1][0], stack[-1][1], False)
             elif value in _OPENERS:
-                stack.append((_OPENERS[value], tok))
-                awaiting_do = value in ("while", "for")
+                stack.append((_OPENERS[value], tok, value in ("while", "for")))
             elif value in _CLOSERS and stack:
                 stack.pop()
     except Exception:  # the scan only improves the message; never fail because of it
         pass
-    return stack
+    return [(closer, opener) for closer, opener, _ in stack]
 
 
 def _shown(token: Token) -> str:

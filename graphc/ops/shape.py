@@ -29,7 +29,7 @@ def _view_shape(a, shapes):
             raise ShapeError(f"{what}: the input has {_s(x[1:])} = {n} elements per sample, "
                              f"but the view holds {numel(out)}")
         return (B,) + out
-    nid = a["numInputDims"]
+    nid = a.get("numInputDims")
     if nid is not None and len(x) > nid:
         lead, n = x[: len(x) - nid], numel(x[len(x) - nid:])
         return (numel(lead),) + _resolve(sizes, n, what)
