@@ -21,7 +21,7 @@ def _softmax_shape(a, shapes):
 
 defop(
     name="Tanh", signature="", shape=_same, elementwise=True,
-    forward="{{y}} = np.tanh({{x}})",
+    forward="{{y}} = np.tanh({{x}})", doc="Elementwise tanh.",
     backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"},
 )
 
@@ -29,13 +29,13 @@ defop(
     name="Sigmoid", signature="", shape=_same, elementwise=True,
     # 0.5(1 + tanh(x/2)) is sigmoid without exp overflow warnings.
     forward="{{y}} = 0.5 * (1 + np.tanh(0.5 * {{x}}))",
-    backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"},
+    backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}, doc="Elementwise logistic sigmoid.",
 )
 
 defop(
     name="ReLU", signature="inplace:bool=false", shape=_same, elementwise=True,
     forward="{{y}} = np.maximum({{x}}, 0)",
-    backward={"x": "{{gy}} * ({{y}} > 0)"},
+    backward={"x": "{{gy}} * ({{y}} > 0)"}, doc="max(x, 0); the gradient is 0 at x = 0.",
     torch_diff="`inplace` is accepted and ignored: graphc never aliases activations.",
 )
 

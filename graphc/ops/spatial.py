@@ -72,7 +72,8 @@ defop(
                    "{{gy}}" + _4D + ", {{x}}" + _4D + ".shape, {{aux.cols}}, {{weight}}, " + _HW +
                    ", need_input={{ g.x is not none }})\n"
                    "{% if g.x and rank == 3 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
-    doc="2D cross-correlation, weight nOutputPlane x nInputPlane x kH x kW.",
+    doc="2D cross-correlation (im2col + GEMM); weight nOutputPlane x nInputPlane x kH x kW; "
+        "padH defaults to padW. Input CxHxW or NxCxHxW.",
 )
 
 
@@ -111,5 +112,6 @@ defop(
              ", {{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{x}}" + _4D +
                    ".shape, " + _POOL + ")" + _3D},
-    doc="Max over kH x kW windows; `:ceil()` rounds the output size up. Ties go to the first max.",
+    doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "
+        "size up. Ties go to the first max.",
 )

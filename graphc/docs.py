@@ -1,0 +1,53 @@
+"""Writes docs/modules.md from the op registry, so the table cannot drift:
+`python -m graphc.docs > docs/modules.md` (a test checks the file is current)."""
+from __future__ import annotations
+
+from .ops import REGISTRY
+
+CONTAINERS = [
+    ("Sequential", "", "Chains its modules (`:add(m)`)."),
+    ("Parallel", "inputDimension, outputDimension",
+     "Module i gets slice i of `inputDimension`; outputs joined on `outputDimension`."),
+    ("ConcatTable", "", "Every module gets the same input; the output is a table."),
+    ("gModule", "inputs, outputs", "An nngraph graph; can be nested as a module."),
+]
+
+
+def _sig(op) -> str:
+    parts = []
+    for item in op.signature.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, rest = item.split(":", 1)
+        if rest.endswith("*"):
+            parts.append(f"{name}...")
+        elif "=" in rest:
+            default = rest.split("=", 1)[1]
+            parts.append(f"[{name}={default}]")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
+
+
+def modules_markdown() -> str:
+    lines = ["# Supported modules", "",
+             "Generated from graphc's op registry by `python -m graphc.docs`; do not edit.",
+             "Arguments keep Torch7's order and 1-based dimensions.", "",
+             "| module | arguments | methods | what it does | difference from Torch |",
+             "|---|---|---|---|---|"]
+    for name in sorted(REGISTRY):
+        op = REGISTRY[name]
+        if op.name in ("Select",) and not op.doc:
+            continue
+        methods = ", ".join(f"`:{m}()`" for m in op.methods)
+        lines.append(f"| nn.{name} | {_sig(op)} | {methods} | {op.doc} | {op.torch_diff} |")
+    for name, args, doc in CONTAINERS:
+        lines.append(f"| nn.{name} | {args} | {'`:add(m)`' if name != 'gModule' else ''} | {doc} | |")
+    lines += ["", f"{len(REGISTRY) + len(CONTAINERS)} modules.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.stdout.write(modules_markdown())
