@@ -49,7 +49,8 @@ def _forward(g: Graph):
             out = op.shape(node.attrs, [v.shape for v in data])
         except ShapeError as e:
             ins = ", ".join(shape_str(v.shape) for v in data)
-            raise SpecError(f"nn.{node.op}: {e} (input shape{'s' if len(data) > 1 else ''}: {ins})",
+            text = f"nn.{e}" if str(e).startswith(f"{node.op}(") else f"nn.{node.op}: {e}"
+            raise SpecError(f"{text} (input shape{'s' if len(data) > 1 else ''}: {ins})",
                             node.loc) from None
         node.outputs[0].shape = tuple(out)
 
