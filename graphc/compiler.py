@@ -16,6 +16,7 @@ from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.shapes import infer_shapes
+from .passes.validate import validate
 
 
 @dataclass
@@ -116,8 +117,8 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
 def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:
     opts = opts or Options()
     graph, interp = build_graph(path, opts, text)
-    graph = infer_shapes(graph, opts.shapes)
-    graph = autodiff(graph)
+    graph = validate(infer_shapes(validate(graph), opts.shapes))
+    graph = validate(autodiff(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
     graph.meta.update(_meta(path, spec_text, opts, graph))

@@ -1,0 +1,43 @@
+"""Structural checks of the IR between passes: a broken invariant here is a graphc bug,
+so it raises AssertionError-like InternalError rather than a SpecError."""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ops import REGISTRY
+
+
+class InvalidIR(Exception):
+    pass
+
+
+def validate(g: Graph) -> Graph:
+    defined = set(g.inputs) | {p.value for p in g.params}
+    names = [p.name for p in g.params]
+    if len(set(names)) != len(names):
+        raise InvalidIR(f"duplicate parameter names: {names}")
+    for n in g.nodes:
+        if n.op not in REGISTRY:
+            raise InvalidIR(f"unknown op {n.op!r}")
+        op = REGISTRY[n.op]
+        n_params = len(op.active_params(n.attrs))
+        n_data = len(n.inputs) - n_params
+        if not op.table_input and n_data != len(op.inputs):
+            raise InvalidIR(f"{n.op} takes {len(op.inputs)} inputs, node has {n_data}")
+        if len(n.outputs) != 1 + len(op.aux):
+            raise InvalidIR(f"{n.op} has {len(n.outputs)} outputs, expected {1 + len(op.aux)}")
+        for v in n.inputs:
+            if v not in defined:
+                raise InvalidIR(f"{n.op} uses a value before it is defined ({v.name})")
+        for v in n.outputs:
+            if v in defined:
+                raise InvalidIR(f"value {v.name} is defined twice")
+            defined.add(v)
+    for v in g.outputs:
+        if v not in defined:
+            raise InvalidIR(f"graph output {v.name} is never computed")
+    for n in g.grad_nodes:
+        for v in n.inputs:
+            if v not in defined and v not in g.grad_outputs:
+                raise InvalidIR(f"backward {n.op} uses an undefined value ({v.name})")
+        defined.update(n.outputs)
+    return g

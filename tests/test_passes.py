@@ -1,0 +1,64 @@
+"""The passes on their own: purity, validation, autodiff structure."""
+import pytest
+
+from graphc.compiler import Options, build_graph
+from graphc.ir.dump import dump
+from graphc.ir.graph import Value
+from graphc.passes.autodiff import autodiff
+from graphc.passes.shapes import infer_shapes
+from graphc.passes.validate import InvalidIR, validate
+
+SPEC = """
+x = nn.Identity()()
+l = nn.Linear(3, 3)
+a = l(x)
+b = nn.Tanh()(a)
+y = nn.CAddTable()({l(b), a, nn.Sigmoid()(a)})
+m = nn.gModule({x}, {y, b})
+"""
+
+
+def graph():
+    g, _ = build_graph("spec.lua", Options(), SPEC)
+    return g
+
+
+def test_passes_are_pure():
+    g = graph()
+    before = dump(g)
+    shaped = infer_shapes(g, {})
+    assert dump(g) == before and g.inputs[0].shape is None
+    d = autodiff(shaped)
+    assert not shaped.grad_nodes and d.grad_nodes
+
+
+def test_fan_out_gradients_are_summed_and_shared_params_accumulate():
+    g = autodiff(infer_shapes(graph(), {}))
+    adds = [n for n in g.grad_nodes if n.op == "add"]
+    # `a` feeds Tanh, CAddTable and Sigmoid: a sum of 3; `b` is an output and feeds l: 2
+    sizes = sorted(len(n.inputs) for n in adds)
+    assert sizes == [2, 3]
+    # the shared Linear is one set of parameters, accumulated from both uses
+    assert len(g.params) == 2
+    assert sorted(i for i, _ in g.param_grads) == [0, 0, 1, 1]
+
+
+def test_no_gradient_work_where_none_is_needed():
+    # An integer input (indices) takes no gradient: its consumer computes only the
+    # parameter gradients, and backward returns None for it.
+    g = infer_shapes(graph(), {})
+    x = g.inputs[0]
+    x.dtype = "index"
+    d = autodiff(g)
+    first = [n for n in d.grad_nodes if n.op == "grad" and n.attrs["fwd"] is d.nodes[0]]
+    assert [n.attrs["needs"] for n in first] == [(False, True, True)]
+    assert d.input_grads == [None]
+    # and the branch that only led to the forward output b still gets its gradient
+    assert len([n for n in d.grad_nodes if n.op == "grad"]) == len(d.nodes)
+
+
+def test_validate_rejects_use_before_definition():
+    g = infer_shapes(graph(), {})
+    g.nodes[0].inputs[0] = Value("tmp", shape=(3,), name="ghost")
+    with pytest.raises(InvalidIR, match="before it is defined"):
+        validate(g)
