@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
 import sys
 import tempfile
@@ -21,7 +21,13 @@ EPILOG_COMPILE = """examples:
 """
 EPILOG_CHECK = """examples:
   graphc check samples/lstm.lua
-  graphc check samples/lenet.lua --shape input1=Bx1x32x32
+  graphc check samples/lenet.lua --shape input1=Bx1x32x32 --batch 64
+  graphc check samples/lstm.lua --json
+"""
+EPILOG_GRAPH = """examples:
+  graphc graph samples/lstm.lua -o lstm.dot
+  graphc graph samples/lstm.lua -o lstm.svg --backward     # needs Graphviz's `dot`
+  graphc graph samples/lenet.lua --shape input1=Bx1x32x32 -o lenet.png
 """
 
 
@@ -53,11 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout); "
                    "written atomically and only when its bytes change")
     c.add_argument("--target", choices=("numpy",), default="numpy", help="code target")
-    c.add_argument("--emit", choices=("py", "ir"), default="py",
-                   help="py: the Python module (default); ir: the IR text dump")
-    k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a summary",
+    c.add_argument("--emit", choices=("py", "ir", "dot"), default="py",
+                   help="py: the Python module (default); ir: the IR text dump; dot: Graphviz")
+    c.add_argument("--depfile", metavar="OUT.d", help="also write make's dependency file: "
+                   "OUT depends on the spec and every file it requires")
+    k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a per-node table",
                        epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
     common(k)
+    k.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="batch size for FLOPs and memory (default 1)")
+    k.add_argument("--json", action="store_true", help="machine-readable output")
+    gr = sub.add_parser("graph", help="draw the graph (.dot; .svg/.png through Graphviz)",
+                        epilog=EPILOG_GRAPH, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(gr)
+    gr.add_argument("-o", "--output", metavar="OUT", required=True,
+                    help="OUT.dot, OUT.svg or OUT.png")
+    gr.add_argument("--backward", action="store_true", help="draw the backward graph too")
     return p
 
 
@@ -78,7 +95,10 @@ def _options(args) -> Options:
 
 def write_if_changed(path: str, text: str) -> bool:
     """Atomically replace `path` with `text` unless it already holds exactly that."""
-    data = text.encode("utf-8")
+    return _write_bytes_if_changed(path, text.encode("utf-8"))
+
+
+def _write_bytes_if_changed(path: str, data: bytes) -> bool:
     p = Path(path)
     try:
         if p.read_bytes() == data:
@@ -101,30 +121,79 @@ def write_if_changed(path: str, text: str) -> bool:
     return True
 
 
-def _check_table(graph) -> str:
+def _check_report(graph, batch: int) -> dict:
     from .ir.graph import shape_str
-    rows = [("node", "module", "output shape", "params")]
-    total = 0
-    counted = set()
-    pvals = {p.value for p in graph.params}
-    for n in graph.nodes:
-        nparams = 0
-        for v in n.inputs:
-            if v in pvals and v not in counted:
-                counted.add(v)
-                nparams += math.prod(v.shape)
-        total += nparams
-        where = f"{Path(n.loc.file).name}:{n.loc.line}" if n.loc else ""
-        rows.append((where, f"nn.{n.op}" + (f" [{n.name}]" if n.name else ""),
-                     shape_str(n.outputs[0].shape), str(nparams) if nparams else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    from .ir.stats import node_stats, peak_activation_bytes
+    rows = node_stats(graph, batch)
+    return {
+        "batch": batch,
+        "inputs": [{"name": v.name, "shape": shape_str(v.shape)} for v in graph.inputs],
+        "outputs": [{"name": v.name, "shape": shape_str(v.shape)} for v in graph.outputs],
+        "nodes": [{"location": f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
+                   "module": f"nn.{r.node.op}", "name": r.node.name,
+                   "output_shape": shape_str(r.node.outputs[0].shape), "params": r.params,
+                   "flops_forward": r.flops_fwd, "flops_backward": r.flops_bwd} for r in rows],
+        "total_params": sum(r.params for r in rows),
+        "parameter_arrays": len(graph.params),
+        "total_flops_forward": sum(r.flops_fwd for r in rows),
+        "total_flops_backward": sum(r.flops_bwd for r in rows),
+        "peak_activation_bytes_float32": peak_activation_bytes(graph, batch),
+    }
+
+
+def _check_table(rep: dict) -> str:
+    head = ("node", "module", "output shape", "params", "fwd FLOPs", "bwd FLOPs")
+    rows = [head] + [(n["location"], n["module"] + (f" [{n['name']}]" if n["name"] else ""),
+                      n["output_shape"], _num(n["params"]), _num(n["flops_forward"]),
+                      _num(n["flops_backward"])) for n in rep["nodes"]]
+    rows.append(("total", "", "", _num(rep["total_params"]), _num(rep["total_flops_forward"]),
+                 _num(rep["total_flops_backward"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    right = (False, False, False, True, True, True)
+    fmt = lambda r: "  ".join(c.rjust(w) if rt else c.ljust(w)  # noqa: E731
+                              for c, w, rt in zip(r, widths, right)).rstrip()
+    lines = [fmt(r) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    ins = ", ".join(f"{v.name}: {shape_str(v.shape)}" for v in graph.inputs)
-    outs = ", ".join(f"{v.name}: {shape_str(v.shape)}" for v in graph.outputs)
+    lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
+    ins = ", ".join(f"{v['name']}: {v['shape']}" for v in rep["inputs"])
+    outs = ", ".join(f"{v['name']}: {v['shape']}" for v in rep["outputs"])
+    mem = rep["peak_activation_bytes_float32"]
     lines += ["", f"inputs:  {ins}", f"outputs: {outs}",
-              f"parameters: {total} in {len(graph.params)} arrays"]
+              f"parameters: {rep['total_params']} in {rep['parameter_arrays']} arrays",
+              f"peak activation memory at batch {rep['batch']}: {mem} bytes (float32; "
+              f"{mem * 2} in float64)"]
     return "\n".join(lines) + "\n"
+
+
+def _num(n: int) -> str:
+    return f"{n:,}" if n else ""
+
+
+def write_depfile(path: str, target: str, files: list) -> None:
+    def esc(f):
+        return str(f).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
+    text = f"{esc(target)}: " + " ".join(esc(f) for f in files) + "\n"
+    text += "".join(f"{esc(f)}:\n" for f in files[1:])  # like gcc -MP: removed files don't break make
+    write_if_changed(path, text)
+
+
+def _render_graph(dot_text: str, out: str) -> None:
+    import shutil
+    import subprocess
+    suffix = Path(out).suffix.lower()
+    if suffix == ".dot" or suffix == ".gv":
+        write_if_changed(out, dot_text)
+        return
+    if suffix not in (".svg", ".png", ".pdf"):
+        raise UsageError(f"graph output must end in .dot, .svg, .png or .pdf, not {suffix or 'nothing'}")
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UsageError(f"writing {suffix[1:]} needs Graphviz's `dot` program, which is not "
+                         "installed (Debian/Ubuntu: apt-get install graphviz); .dot output works without it")
+    r = subprocess.run([exe, f"-T{suffix[1:]}"], input=dot_text.encode(), capture_output=True)
+    if r.returncode != 0:
+        raise UsageError(f"dot failed: {r.stderr.decode(errors='replace').strip()}")
+    _write_bytes_if_changed(out, r.stdout)
 
 
 def main(argv=None) -> int:
@@ -136,17 +205,28 @@ def main(argv=None) -> int:
     sources = {}
     try:
         opts = _options(args)
-        if args.command == "check":
+        if args.command in ("check", "graph"):
             opts.emit = "ir"
         if not Path(args.spec).is_file():
             raise UsageError(f"no such file: {args.spec}")
+        if args.command == "check" and args.batch < 1:
+            raise UsageError("--batch must be at least 1")
         res = compile_spec(args.spec, opts)
         sources = res.sources
         if args.command == "check":
-            sys.stdout.write(_check_table(res.graph))
+            rep = _check_report(res.graph, args.batch)
+            sys.stdout.write(json.dumps(rep, indent=1) + "\n" if args.json else _check_table(rep))
+        elif args.command == "graph":
+            from .backends.dot import to_dot
+            _render_graph(to_dot(res.graph, args.backward, Path(args.spec).name), args.output)
+            print(f"graphc: wrote {args.output}", file=sys.stderr)
         elif args.output:
             write_if_changed(args.output, res.source)
+            if args.depfile:
+                write_depfile(args.depfile, args.output, res.files)
         else:
+            if args.depfile:
+                raise UsageError("--depfile needs -o OUT (the make target)")
             sys.stdout.write(res.source)
         return 0
     except UsageError as e:

@@ -124,6 +124,9 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     graph.meta.update(_meta(path, spec_text, opts, graph))
     if opts.emit == "ir":
         out = dump(graph)
+    elif opts.emit == "dot":
+        from .backends.dot import to_dot
+        out = to_dot(graph, False, name)
     else:
         from .backends.numpy import generate
         out = generate(graph)

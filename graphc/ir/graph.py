@@ -37,8 +37,9 @@ class Node:
     inputs: list[Value]  # data inputs first, then the op's parameters
     outputs: list[Value]
     loc: Optional[Loc] = None
-    name: Optional[str] = None  # annotate{name=...}
-    module: Optional[str] = None  # readable module label, e.g. 'Linear#2'
+    name: Optional[str] = None  # annotate{name=...} (else the Lua variable it was assigned to)
+    module: Optional[str] = None  # readable module label, e.g. 'linear2'
+    annotations: dict = field(default_factory=dict)  # description, graphAttributes, ...
 
 
 @dataclass(eq=False)

@@ -38,5 +38,6 @@ defop(
         "weight": "{% if rank == 1 %}np.outer({{gy}}, {{x}}){% else %}{{gy}}.T @ {{x}}{% endif %}",
         "bias": "{% if rank == 1 %}{{gy}}{% else %}{{gy}}.sum(0){% endif %}",
     },
+    flops=lambda a, ins, out: 2 * math.prod(ins[0]) * a["outputSize"],
     doc="y = x W^T + b. Input N or BxN.",
 )

@@ -42,9 +42,11 @@ class OpDef:
     check: Optional[Callable[[dict], Optional[str]]] = None  # attrs -> error text
     input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
     elementwise: bool = False  # output shape == input shape; hints pass through
+    view: bool = False  # the output is a numpy view of the input: no new memory
     passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
     derive: Optional[Callable] = None  # (attrs, in_shapes) -> dict `d` for templates
     aux: tuple[str, ...] = ()  # extra forward outputs kept for backward (e.g. argmax)
+    flops: Optional[Callable] = None  # (attrs, in_shapes, out_shape), concrete -> forward FLOPs
     doc: str = ""
     torch_diff: str = ""  # any difference from Torch, for docs/modules.md
 

@@ -60,7 +60,7 @@ _RESHAPE_BWD = {"x": "{{gy}}.reshape({{ in_shapes[0]|pyshape }})"}
 defop(
     name="View", signature="sizes:int*", shape=_view_shape, check=_view_check,
     methods={"setNumInputDims": _set_num_input_dims},
-    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD,
+    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
     doc="Reshapes (a view). One size may be -1.",
     torch_diff="With a free batch dim B the sizes apply per sample and a mismatch is an "
                "error; Torch guessed the batch size from element counts.",
@@ -94,7 +94,7 @@ def _reshape_check(a):
 
 defop(
     name="Reshape", signature="sizes:int*, batchMode:bool=nil", shape=_reshape_shape,
-    check=_reshape_check, forward=_RESHAPE_FWD, backward=_RESHAPE_BWD,
+    check=_reshape_check, forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
     doc="Reshapes; the leading dim is kept as a batch dim as Torch decides (batchMode).",
     torch_diff="With a free batch dim B the sizes apply per sample.",
 )
@@ -127,7 +127,7 @@ def _narrow_shape(a, shapes):
 _SLICE = "[{{ ':, ' * d.axis }}{{d.start}}:{{d.stop}}]"
 defop(
     name="Narrow", signature="dimension:int, offset:int, length:int=1",
-    shape=_narrow_shape, derive=_narrow_derive,
+    shape=_narrow_shape, derive=_narrow_derive, view=True,
     forward="{{y}} = {{x}}" + _SLICE,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
@@ -156,7 +156,7 @@ def _select_shape(a, shapes):
 _PICK = "[{{ ':, ' * d.axis }}{{d.index}}]"
 defop(
     name="Select", signature="dimension:int, index:int",
-    shape=_select_shape, derive=_select_derive,
+    shape=_select_shape, derive=_select_derive, view=True,
     forward="{{y}} = {{x}}" + _PICK,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",

@@ -66,6 +66,7 @@ defop(
     ),
     methods={"noBias": _no_bias}, check=_conv_check, shape=_conv_shape,
     aux=("cols",),
+    flops=lambda a, ins, out: 2 * math.prod(out) * a["nInputPlane"] * a["kH"] * a["kW"],
     forward=("{{y}}, {{aux.cols}} = rt.conv2d_forward({{x}}" + _4D + ", {{weight}}, {{bias}}, " + _HW + ")\n"
              "{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward_stmt=("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.conv2d_backward("
@@ -107,6 +108,7 @@ _POOL = "{{a.kH}}, {{a.kW}}, {{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}"
 defop(
     name="SpatialMaxPooling", signature="kW:int, kH:int, dW:int=nil, dH:int=nil, padW:int=0, padH:int=0",
     check=_pool_check, shape=_pool_shape, aux=("argmax",),
+    flops=lambda a, ins, out: math.prod(out) * a["kH"] * a["kW"],
     methods={"ceil": _set_ceil(True), "floor": _set_ceil(False)},
     forward=("{{y}}, {{aux.argmax}} = rt.maxpool2d_forward({{x}}" + _4D + ", " + _POOL +
              ", {{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
