@@ -15,6 +15,7 @@ from .frontend.nn import ModuleObj
 from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
+from .passes.limits import check_sizes
 from .passes.shapes import infer_shapes
 from .passes.validate import validate
 
@@ -117,7 +118,8 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
 def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:
     opts = opts or Options()
     graph, interp = build_graph(path, opts, text)
-    graph = validate(infer_shapes(validate(graph), opts.shapes))
+    graph = validate(infer_shapes(check_sizes(validate(graph)), opts.shapes))
+    check_sizes(graph)
     graph = validate(autodiff(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
@@ -144,19 +146,19 @@ def _meta(path, spec_text, opts, graph):
         args.append(f"--shape {_shell_quote(k + '=' + 'x'.join(map(str, s)))}")
     if opts.dtype != "float32":
         args.append(f"--dtype {opts.dtype}")
-    stem = re.sub(r"\W", "_", Path(path).stem) or "model"
-    ins = ", ".join(re.sub(r"\W", "_", v.name) for v in graph.inputs)
-    outs = ", ".join("grad_" + re.sub(r"\W", "_", v.name) for v in graph.outputs)
+    stem = re.sub(r"[^0-9A-Za-z_]", "_", Path(path).stem) or "model"
+    ins = ", ".join(re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.inputs)
+    outs = ", ".join("grad_" + re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.outputs)
     comma_i = "," if len(graph.inputs) == 1 else ""
     comma_o = "," if len(graph.outputs) == 1 else ""
-    from .backends.numpy import safe_comment
+    from .backends.numpy import safe_comment, safe_doc
     return {
         "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
-        "doc": safe_comment(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
-                            f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
-        "usage_forward": safe_comment(f"out = m.forward({ins})"),
-        "usage_backward": safe_comment(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
+        "doc": safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
+                        f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
+        "usage_forward": safe_doc(f"out = m.forward({ins})"),
+        "usage_backward": safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
     }
 
 

@@ -7,6 +7,7 @@ PARAMETERS, `_forward(*inputs) -> tuple` and `_backward(inputs, grad_outputs) ->
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -149,20 +150,38 @@ class Module:
         return "|".join(f"{n}:{'x'.join(map(str, s))}" for n, s, _ in self.PARAMETERS)
 
     def save(self, path):
-        np.savez(path, graphc_parameters=self._signature(), flat=self._flat_w)
+        """Write the weights to `path` (an .npz file) atomically: a crash leaves the old file."""
+        path = os.fspath(path)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, graphc_parameters=self._signature(), flat=self._flat_w)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def load(self, path):
-        with np.load(path, allow_pickle=False) as f:
-            if "graphc_parameters" not in f or "flat" not in f:
-                raise ValueError(f"{path}: not a graphc parameter file")
-            sig = str(f["graphc_parameters"])
-            if sig != self._signature():
-                raise ValueError(f"{path}: parameters do not match this model "
-                                 f"(file: {sig[:200]!r}; model: {self._signature()[:200]!r})")
-            flat = f["flat"]
-            if flat.shape != self._flat_w.shape:
-                raise ValueError(f"{path}: expected {self._flat_w.size} numbers, got {flat.size}")
-            self._flat_w[...] = flat
+        """Read weights saved by save(). Anything else (a truncated, foreign or other model's
+        file) raises ValueError naming the mismatch, and the weights stay unchanged."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "graphc_parameters" not in f.files or "flat" not in f.files:
+                    raise ValueError(f"{path}: not a graphc parameter file (keys: {sorted(f.files)[:5]})")
+                sig = str(f["graphc_parameters"])
+                flat = f["flat"]
+        except ValueError:
+            raise
+        except Exception as e:  # zipfile/EOF/OS errors of a damaged file
+            raise ValueError(f"{path}: cannot read a graphc parameter file ({type(e).__name__}: {e})") from None
+        if sig != self._signature():
+            raise ValueError(f"{path}: parameters do not match this model "
+                             f"(file: {sig[:200]!r}; model: {self._signature()[:200]!r})")
+        if flat.shape != self._flat_w.shape or not np.issubdtype(flat.dtype, np.floating):
+            raise ValueError(f"{path}: expected {self._flat_w.size} floats, got {flat.size} of {flat.dtype}")
+        self._flat_w[...] = flat
         return self
 
     # ---- a quick self-check (`python model.py`) ------------------------------------------

@@ -63,6 +63,11 @@ def _loc_comment(node: Node) -> str:
     return safe_comment(f"{where}  {what}")
 
 
+def safe_doc(text: str) -> str:
+    """Spec text inside the module docstring: no quotes or backslashes to end or escape it."""
+    return safe_comment(text).replace('"', "'").replace("\\", "/")
+
+
 def safe_comment(text: str) -> str:
     """Spec text in a comment: printable ASCII only, so it can never end the comment."""
     return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in text)

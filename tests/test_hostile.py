@@ -1,0 +1,163 @@
+"""Hostile and broken input: injection, limits, nothing lost, bad arrays."""
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import build, compile_error
+from graphc.compiler import Options, compile_spec, parse_shape
+
+ROOT = Path(__file__).resolve().parent.parent
+EVIL = "x'); import os; os.system('echo pwned') #\n\"\"\"\\N{oops} \u2028 é"
+
+SAMPLES = {  # spec -> shapes it needs
+    "cadd.lua": {"input1": "Bx3", "input2": "Bx3"},
+    "parallel.lua": {"input1": "10x2"},
+    "rnn.lua": {},
+    "lstm.lua": {},
+    "lenet.lua": {"input1": "Bx1x32x32"},
+}
+
+
+def _assert_harmless(src: str):
+    tree = ast.parse(src)  # valid Python
+    imported = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            imported |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom):
+            imported.add(n.module)
+    assert imported == {"numpy", "graphc_runtime"}, imported
+    called = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert "system" not in called
+    # the evil text appears only inside string literals and comments
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    code_lines = [l for l in src.splitlines() if not l.strip().startswith("#")]
+    for line in code_lines:
+        if "os.system" in line:
+            assert any("os.system" in s for s in strings), line
+
+
+def test_names_and_strings_from_the_spec_never_reach_code_unescaped(tmp_path):
+    spec = f"""label = 'plain'
+local evil = [==[{EVIL}]==]
+x = nn.Identity()():annotate{{name = evil, description = evil, graphAttributes = {{color = evil}}}}
+t = {{[evil] = 3}}
+for k, v in pairs(t) do n = v end
+h = nn.Linear(n, 4)(x):annotate{{name = evil .. '2'}}
+y = nn.Tanh()(h):annotate{{name = label}}
+m = nn.gModule({{x}}, {{y}})
+"""
+    weird = tmp_path / 'we"ird\'""" name.lua'
+    weird.write_text(spec)
+    res = compile_spec(str(weird), Options(defines={"label": EVIL}, shapes={EVIL: ("B", 3)}))
+    _assert_harmless(res.source)
+    ns = {}
+    exec(compile(res.source, "gen", "exec"), ns)  # and it runs fine
+    out = ns["Model"](dtype="float64").forward(np.ones((2, 3)))
+    assert out.shape == (2, 4)
+    assert ns["INPUTS"][0][0] == EVIL and ns["OUTPUTS"][0][0] == EVIL  # kept, as repr'd strings
+    from graphc.backends.dot import to_dot
+    dot = to_dot(res.graph, True)
+    assert 'import os' in dot and '\n"""' not in dot
+
+
+def test_absurd_sizes_are_refused_before_allocation():
+    err, text = compile_error("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Linear(1e9, 1e9)(x)})\n")
+    assert err.loc.line == 2 and "would need 3.469 EiB" in err.message
+    err, _ = compile_error("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Tanh()(x)})\n",
+                           shapes={"input1": (100000, 100000, 1000)})
+    assert "would need" in err.message and "36.38 TiB" in err.message
+
+
+def test_failed_compile_leaves_the_old_output_byte_identical(tmp_path):
+    good = tmp_path / "m.lua"
+    good.write_text("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Tanh()(nn.Linear(3, 2)(x))})\n")
+    out = tmp_path / "m.py"
+    run = lambda: subprocess.run([sys.executable, "-m", "graphc", "compile", str(good), "-o", str(out)],
+                                 capture_output=True, text=True)
+    assert run().returncode == 0
+    before = out.read_bytes()
+    good.write_text("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Tanh()(nn.Linear(3, 2)(x)})\n")
+    r = run()
+    assert r.returncode == 1 and out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_kill_during_compile_never_leaves_a_partial_file(tmp_path):
+    spec = ROOT / "samples" / "lenet.lua"
+    out = tmp_path / "lenet.py"
+    for delay in (0.05, 0.2, 0.35, 0.5, 0.65):
+        p = subprocess.Popen([sys.executable, "-m", "graphc", "compile", str(spec), "--shape",
+                              "input1=Bx1x32x32", "-o", str(out)], stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if out.exists():
+            compile(out.read_text(), str(out), "exec")  # complete, or not there at all
+    leftovers = [x for x in tmp_path.iterdir() if x.name != "lenet.py"]
+    assert all(x.name.startswith(".lenet.py.") for x in leftovers)  # only temp files of killed writers
+
+
+def test_concurrent_compiles_to_one_output_end_with_a_valid_file(tmp_path):
+    spec = tmp_path / "m.lua"
+    spec.write_text("n = 2\nx = nn.Identity()()\nm = nn.gModule({x}, {nn.Linear(3, n)(x)})\n")
+    out = tmp_path / "m.py"
+    procs = [subprocess.Popen([sys.executable, "-m", "graphc", "compile", str(spec), "-D", f"n={k}",
+                               "-o", str(out)]) for k in range(2, 8)]
+    assert all(p.wait() == 0 for p in procs)
+    ns = {}
+    exec(compile(out.read_text(), "m", "exec"), ns)
+    assert ns["PARAMETERS"][0][1][0] in range(2, 8)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_bad_arrays_raise_valueerror_and_inputs_are_never_modified(sample, rng):
+    shapes = {k: parse_shape(v) for k, v in SAMPLES[sample].items()}
+    res = compile_spec(str(ROOT / "samples" / sample), Options(shapes=shapes))
+    ns = {}
+    exec(compile(res.source, sample, "exec"), ns)
+    m = ns["Model"]()
+    xs = [rng.standard_normal([3 if d == "B" else d for d in s]).astype("float32") for _, s, _ in ns["INPUTS"]]
+    for x in xs:
+        x.flags.writeable = False  # read-only inputs work (and prove they are not written)
+    copies = [x.copy() for x in xs]
+    out = m.forward(*xs)
+    outs = out if isinstance(out, tuple) else (out,)
+    gys = [np.ones_like(o) for o in outs]
+    m.backward(tuple(xs), tuple(gys))
+    assert all(np.array_equal(a, b) for a, b in zip(xs, copies))
+    # non-contiguous views are accepted and give the same result
+    nc = [np.asfortranarray(x) for x in xs]
+    o2 = m.forward(*nc)
+    for a, b in zip(outs, o2 if isinstance(o2, tuple) else (o2,)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match="expected .* inputs"):
+        m.forward(*xs, xs[0])
+    with pytest.raises(ValueError, match="expected dtype float32, got int64"):
+        m.forward(*[x.astype(np.int64) for x in xs])
+    with pytest.raises(ValueError, match="expected shape"):
+        m.forward(*[x[..., None] for x in xs])
+
+
+def test_load_refuses_truncated_foreign_and_other_models_files(tmp_path, rng):
+    mod = build("return nn.Sequential():add(nn.Linear(3, 2))", tmp_path)
+    m = mod.Model()
+    m.save(tmp_path / "w.npz")
+    data = (tmp_path / "w.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    np.savez(tmp_path / "foreign.npz", weights=np.ones(8))
+    other = build("return nn.Sequential():add(nn.Linear(2, 3))", tmp_path).Model()
+    other.save(tmp_path / "other.npz")
+    before = m.getParameters()[0].copy()
+    for name, msg in (("trunc.npz", "cannot read"), ("foreign.npz", "not a graphc parameter file"),
+                      ("other.npz", "do not match")):
+        with pytest.raises(ValueError, match=msg):
+            m.load(tmp_path / name)
+        assert np.array_equal(m.getParameters()[0], before)
