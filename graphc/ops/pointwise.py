@@ -1,0 +1,356 @@
+"""Elementwise functions (Exp ... Threshold), constants (MulConstant, AddConstant), SoftMin,
+PReLU, the elementwise parametric layers (Mul, CMul, Add, CAdd), Copy and Contiguous, and
+the elementwise table ops (CSubTable, CDivTable, CMaxTable, CMinTable).
+
+Numeric arguments reach the templates through `d` as Python literals (`_consts`), so
+math.huge becomes np.inf and negative numbers are parenthesised."""
+import math
+
+from .activation import _softmax_axis, _softmax_shape
+from .registry import ParamSpec, ShapeError, B, batched, defop, numel, uniform
+from .table import _same_numel, _sibling_hint
+
+
+def _same(a, shapes):
+    return shapes[0]
+
+
+def _lit(v) -> str:
+    """A Python literal for a Lua number."""
+    if isinstance(v, float) and math.isnan(v):
+        return "np.nan"
+    if isinstance(v, float) and math.isinf(v):
+        return "np.inf" if v > 0 else "(-np.inf)"
+    text = repr(v)
+    return f"({text})" if text.startswith("-") else text
+
+
+def _consts(a, shapes=None):
+    return {k: _lit(v) for k, v in a.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _s(shape):
+    return "x".join(map(str, shape))
+
+
+def _pointwise(name, signature, forward, backward, doc, torch_diff="", check=None, derive=_consts):
+    return defop(name=name, signature=signature, shape=_same, elementwise=True, derive=derive,
+                 forward=forward, backward={"x": backward}, doc=doc, torch_diff=torch_diff,
+                 check=check)
+
+
+_INPLACE = "`inplace` is accepted and ignored: graphc never aliases activations."
+
+# ---- elementwise functions ----------------------------------------------------------
+
+_pointwise("Exp", "", "{{y}} = np.exp({{x}})", "{{gy}} * {{y}}", "Elementwise exp.")
+_pointwise("Log", "", "{{y}} = np.log({{x}})", "{{gy}} / {{x}}", "Elementwise natural log.")
+_pointwise("Abs", "", "{{y}} = np.abs({{x}})", "np.where({{x}} >= 0, {{gy}}, -{{gy}})",
+           "abs(x); the gradient is sign(x), with +1 at x = 0 (as Torch).")
+_pointwise("Square", "", "{{y}} = {{x}} * {{x}}", "2 * {{x}} * {{gy}}", "x * x.")
+# 0 where y == 0: dividing by inf there avoids a numpy divide-by-zero warning.
+_pointwise("Sqrt", "b:num=0", "{{y}} = np.sqrt({{x}})",
+           "0.5 * {{gy}} / np.where({{y}} == 0, np.inf, {{y}})",
+           "Elementwise square root; the gradient is 0.5 g / y, and 0 where y = 0. The `b` (eps) "
+           "argument is ignored, as in Torch's forward.")
+
+
+def _power_derive(a, shapes):
+    d = _consts(a)
+    d["pm1"] = _lit(a["p"] - 1)
+    return d
+
+
+_pointwise("Power", "p:num", "{{y}} = {{x}} ** {{d.p}}", "{{gy}} * {{d.p}} * {{x}} ** {{d.pm1}}",
+           "x ^ p; the gradient is p x^(p-1) g.", derive=_power_derive)
+
+
+def _hardtanh_check(a):
+    if not a["max_value"] > a["min_value"]:
+        return f"max_value ({a['max_value']}) must be larger than min_value ({a['min_value']})"
+
+
+_CLAMP_FWD = "{{y}} = np.clip({{x}}, {{d.min_value}}, {{d.max_value}})"
+_CLAMP_BWD = "{{gy}} * (({{x}} >= {{d.min_value}}) & ({{x}} <= {{d.max_value}}))"
+_CLAMP_DIFF = ("The gradient passes at x = min_value and x = max_value, as Torch's "
+               "out-of-place kernel does (its in-place kernel gives 0 there).")
+_pointwise("HardTanh", "min_value:num=-1, max_value:num=1, inplace:bool=false", _CLAMP_FWD,
+           _CLAMP_BWD, "Clamps to [min_value, max_value]; the gradient is 0 outside.",
+           torch_diff=_CLAMP_DIFF + " " + _INPLACE, check=_hardtanh_check)
+_pointwise("Clamp", "min_value:num=-1, max_value:num=1", _CLAMP_FWD, _CLAMP_BWD,
+           "HardTanh(min_value, max_value): clamps; the gradient is 0 outside the range.",
+           torch_diff=_CLAMP_DIFF, check=_hardtanh_check)
+
+_pointwise("LeakyReLU", "negval:num=0.01, inplace:bool=false",
+           "{{y}} = np.where({{x}} > 0, {{x}}, {{x}} * {{d.negval}})",
+           "np.where({{x}} > 0, {{gy}}, {{gy}} * {{d.negval}})",
+           "x if x > 0 else negval * x.", torch_diff=_INPLACE)
+
+_pointwise("ELU", "alpha:num=1, inplace:bool=false",
+           "{{y}} = np.where({{x}} <= 0, np.expm1(np.minimum({{x}}, 0)) * {{d.alpha}}, {{x}})",
+           "np.where({{y}} <= 0, {{gy}} * ({{y}} + {{d.alpha}}), {{gy}})",
+           "x if x > 0 else alpha (exp(x) - 1); the gradient is computed from the output.",
+           torch_diff=_INPLACE)
+
+
+def _softplus_check(a):
+    a.setdefault("threshold", 20)  # Torch: a field, not a constructor argument
+
+
+_pointwise("SoftPlus", "beta:num=1",
+           "{% if a.beta == 1 %}"
+           "{{y}} = np.where({{x}} > {{d.threshold}}, {{x}}, np.logaddexp(0, {{x}}))"
+           "{% else %}{{y}} = {{d.beta}} * {{x}}\n"
+           "{{y}} = np.where({{y}} > {{d.threshold}}, {{x}}, np.logaddexp(0, {{y}}) / {{d.beta}})"
+           "{% endif %}",
+           "{% set by %}{% if a.beta != 1 %}{{d.beta}} * {% endif %}{{y}}{% endset %}"
+           "np.where({{by}} > {{d.threshold}}, {{gy}}, -{{gy}} * np.expm1(-{{by}}))",
+           "log(1 + exp(beta x)) / beta, and x where beta x > 20 (Torch's fixed threshold). "
+           "As in Torch the gradient is computed from the output: 1 - exp(-beta y), or 1 where "
+           "beta y > 20.", check=_softplus_check)
+
+_pointwise("SoftSign", "", "{{y}} = {{x}} / (1 + np.abs({{x}}))",
+           "{{gy}} / (1 + np.abs({{x}})) ** 2", "x / (1 + abs(x)).")
+
+_pointwise("LogSigmoid", "", "{{y}} = -np.logaddexp(0, -{{x}})", "-{{gy}} * np.expm1({{y}})",
+           "log(1 / (1 + exp(-x))).",
+           torch_diff="Computed without overflow: Torch gives -inf and a NaN gradient for very "
+                      "negative x (below about -709 in double precision).")
+
+
+def _threshold_check(a):
+    if a["inplace"] and a["v"] > a["th"]:
+        return f"in-place processing requires value ({a['v']}) not exceed threshold ({a['th']})"
+
+
+_pointwise("Threshold", "th:num=1e-6, v:num=0, inplace:bool=false",
+           "{{y}} = np.where({{x}} > {{d.th}}, {{x}}, {{d.v}})", "{{gy}} * ({{x}} > {{d.th}})",
+           "x if x > th else v; the gradient is 0 where x <= th.", torch_diff=_INPLACE,
+           check=_threshold_check)
+
+_pointwise("MulConstant", "constant_scalar:num, inplace:bool=false",
+           "{{y}} = {{x}} * {{d.constant_scalar}}", "{{gy}} * {{d.constant_scalar}}",
+           "x * constant_scalar.", torch_diff=_INPLACE)
+_pointwise("AddConstant", "constant_scalar:num, inplace:bool=false",
+           "{{y}} = {{x}} + {{d.constant_scalar}}", "{{gy}}",
+           "x + constant_scalar.",
+           torch_diff="The constant must be a number (Torch also takes a tensor). " + _INPLACE)
+
+defop(
+    name="SoftMin", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    forward=("{{y}} = np.exp({{x}}.min({{d.axis}}, keepdims=True) - {{x}})\n"
+             "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
+    backward={"x": "-{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
+    doc="SoftMax of -x; same dimension rule as SoftMax.",
+)
+
+# ---- pass-through ----------------------------------------------------------------------
+
+defop(
+    name="Copy", signature="intype:str=nil, outtype:str=nil, forceCopy:bool=false, "
+                           "dontCast:bool=false",
+    passthrough=True, shape=_same, forward="",
+    doc="Passes its input through.",
+    torch_diff="Torch copies (and may cast to `outtype`); a graphc model has one dtype, so "
+               "the types are ignored and nothing is copied.",
+)
+defop(
+    name="Contiguous", signature="", passthrough=True, shape=_same, forward="",
+    doc="Passes its input through (numpy code does not need contiguous arrays).",
+)
+
+# ---- PReLU -------------------------------------------------------------------------------
+
+
+def _prelu_derive(a, shapes):
+    x = shapes[0]
+    n = a["nOutputPlane"]
+    if n == 0:
+        return {"wview": None, "axes": None}
+    axis = 1 if len(x) > 1 else 0  # THNN: the plane dim is dim 2, or dim 1 of a 1D input
+    if x[axis] != n:
+        raise ShapeError(f"expects {n} input planes in dimension {axis + 1}, got {x[axis]}")
+    wview = tuple(n if k == axis else 1 for k in range(len(x)))
+    return {"wview": wview if len(x) > 1 else None,
+            "axes": tuple(k for k in range(len(x)) if k != axis)}
+
+
+def _prelu_shape(a, shapes):
+    _prelu_derive(a, shapes)
+    return shapes[0]
+
+
+def _prelu_check(a):
+    if a["nOutputPlane"] < 0:
+        return "nOutputPlane must be >= 0 (0: one weight shared by all planes)"
+
+
+_W = "{{weight}}{% if d.wview %}.reshape({{d.wview|pyshape}}){% endif %}"
+defop(
+    name="PReLU", signature="nOutputPlane:int=0", shape=_prelu_shape, derive=_prelu_derive,
+    check=_prelu_check, elementwise=True,
+    params=(ParamSpec("weight", lambda a: (max(a["nOutputPlane"], 1),), lambda a: ("const", 0.25)),),
+    forward="{{y}} = np.where({{x}} > 0, {{x}}, " + _W + " * {{x}})",
+    backward={
+        "x": "np.where({{x}} > 0, {{gy}}, {{gy}} * " + _W + ")",
+        "weight": "({{gy}} * {{x}} * ({{x}} <= 0))"
+                  "{% if d.axes is none %}.sum(){% elif d.axes %}.sum({{d.axes}}){% endif %}",
+    },
+    doc="x if x > 0 else w x. nOutputPlane = 0: one shared w; else one w per plane of dim 2 "
+        "(dim 1 for 1D input). w starts at 0.25.",
+    torch_diff="`nn.PReLU(0)` has one shared weight (Torch made an empty weight for an "
+               "explicit 0).",
+)
+
+# ---- Mul, CMul, Add, CAdd --------------------------------------------------------------
+
+
+def _bcast(size, x):
+    """How a parameter of shape `size` meets input `x` in CMul/CAdd (Torch's three cases):
+    `wview` is the shape to view the parameter as (None: as it is) and `axes` the input axes
+    its gradient sums over."""
+    if batched(x) or numel(x) != numel(size):
+        if len(size) == len(x):  # expandAs: size-1 dims of the parameter broadcast
+            bad = [k for k, (w, s) in enumerate(zip(size, x)) if w != 1 and w != s]
+            if bad:
+                k = bad[0]
+                why = "the batch dimension B" if x[k] == B else f"{x[k]}"
+                raise ShapeError(f"the parameter's size {_s(size)} does not expand to the input "
+                                 f"{_s(x)}: dimension {k + 1} is {size[k]}, not 1 or {why}")
+            return {"wview": None, "axes": tuple(k for k, (w, s) in enumerate(zip(size, x))
+                                                 if w == 1 and s != 1), "wshape": tuple(size)}
+        per = x[1:]
+        if len(x) < 2 or numel(per) != numel(size):
+            raise ShapeError(f"the parameter has {numel(size)} elements ({_s(size)}), but the "
+                             f"input {_s(x)} has {numel(per) if len(x) > 1 else numel(x)} per "
+                             f"row: they must match")
+        return {"wview": (1,) + tuple(per), "axes": (0,), "wshape": tuple(size)}
+    return {"wview": tuple(x), "axes": (), "wshape": tuple(size)}  # same nElement: flat
+
+
+def _size_check(a):
+    if not a["size"] or any(s < 1 for s in a["size"]):
+        return "needs the parameter's size: positive numbers, e.g. (3) or (1, 3, 1, 1)"
+
+
+def _cmul_derive(a, shapes):
+    return _bcast(a["size"], shapes[0])
+
+
+def _cmul_shape(a, shapes):
+    _cmul_derive(a, shapes)
+    return shapes[0]
+
+
+# The parameter as the input sees it; its gradient summed back to the parameter's shape.
+_PV = "{% if d.wview %}.reshape({{d.wview|pyshape}}){% endif %}"
+_PG = ("{% if d.axes %}.sum({{d.axes}}){% endif %}"
+       "{% if d.axes or d.wview %}.reshape({{d.wshape|pyshape}}){% endif %}")
+_BCAST_DOC = ("Same element count as the input: elementwise; same number of dims: size-1 "
+              "dims broadcast; else it is applied to each row of the input viewed as Bx-1.")
+
+defop(
+    name="Mul", signature="", shape=_same, elementwise=True,
+    params=(ParamSpec("weight", lambda a: (1,), lambda a: ("uniform", 1.0)),),
+    forward="{{y}} = {{x}} * {{weight}}",
+    backward={"x": "{{gy}} * {{weight}}", "weight": "({{x}} * {{gy}}).sum()"},
+    doc="x times one learned scalar (init U(-1, 1)).",
+)
+
+defop(
+    name="CMul", signature="size:int*", shape=_cmul_shape, derive=_cmul_derive,
+    check=_size_check, elementwise=True,
+    params=(ParamSpec("weight", lambda a: tuple(a["size"]),
+                      uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
+    forward="{{y}} = {{x}} * {{weight}}" + _PV,
+    backward={"x": "{{gy}} * {{weight}}" + _PV, "weight": "({{x}} * {{gy}})" + _PG},
+    doc="x times a learned weight of shape `size`. " + _BCAST_DOC,
+    torch_diff="With a batch dim B the rule is chosen per sample (Torch decided by element "
+               "counts, so a batch of one could take the elementwise case).",
+)
+
+defop(
+    name="CAdd", signature="size:int*", shape=_cmul_shape, derive=_cmul_derive,
+    check=_size_check, elementwise=True,
+    params=(ParamSpec("bias", lambda a: tuple(a["size"]),
+                      uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
+    forward="{{y}} = {{x}} + {{bias}}" + _PV,
+    backward={"x": "{{gy}}", "bias": "{{gy}}" + _PG},
+    doc="x plus a learned bias of shape `size`. " + _BCAST_DOC,
+    torch_diff="As CMul.",
+)
+
+
+def _add_derive(a, shapes):
+    x = shapes[0]
+    if a["scalar"]:
+        return {"scalar": True}
+    n = a["inputSize"]
+    if not batched(x) and tuple(x) == (n,):
+        return {"scalar": False, "wview": None, "axes": (), "wshape": (n,)}
+    per = x[1:]
+    if len(x) < 2 or numel(per) != n:
+        raise ShapeError(f"expects {n} elements per sample (input {n} or Bx{n}, or Bx... "
+                         f"holding {n}), got {_s(x)}")
+    return {"scalar": False, "wview": (1,) + tuple(per), "axes": (0,), "wshape": (n,)}
+
+
+def _add_shape(a, shapes):
+    _add_derive(a, shapes)
+    return shapes[0]
+
+
+defop(
+    name="Add", signature="inputSize:int, scalar:bool=false", shape=_add_shape,
+    derive=_add_derive, elementwise=True,
+    params=(ParamSpec("bias", lambda a: (1,) if a["scalar"] else (a["inputSize"],),
+                      uniform(lambda a: 1 / math.sqrt(1 if a["scalar"] else a["inputSize"]))),),
+    forward="{{y}} = {{x}} + {% if d.scalar %}{{bias}}{% else %}{{bias}}" + _PV + "{% endif %}",
+    backward={"x": "{{gy}}",
+              "bias": "{% if d.scalar %}{{gy}}.sum(){% else %}{{gy}}" + _PG + "{% endif %}"},
+    doc="x plus a learned bias of `inputSize` elements, per sample (a batch is viewed as "
+        "Bx-1); `scalar` = true: one bias for everything. Init U(+-1/sqrt(bias size)).",
+)
+
+# ---- table ops ---------------------------------------------------------------------------
+
+
+def _pair_numel(a, shapes):
+    if len(shapes) != 2:
+        raise ShapeError(f"expects a table of two tensors, got {len(shapes)}")
+    return _same_numel(a, shapes)
+
+
+defop(
+    name="CSubTable", signature="", inputs=("xs",), shape=_pair_numel, input_hint=_sibling_hint,
+    forward="{{y}} = {{xs[0]}} - {{ as1(xs[1], 1) }}",
+    backward={"xs": "{% if i == 0 %}{{gy}}{% else %}{{ like('-' ~ gy, 1) }}{% endif %}"},
+    doc="x1 - x2.",
+)
+
+defop(
+    name="CDivTable", signature="", inputs=("xs",), shape=_pair_numel, input_hint=_sibling_hint,
+    forward="{{y}} = {{xs[0]}} / {{ as1(xs[1], 1) }}",
+    backward={"xs": "{% if i == 0 %}{{gy}} / {{ as1(xs[1], 1) }}{% else %}{% set x2 = as1(xs[1], 1) %}"
+                    "{{ like('-' ~ gy ~ ' / ' ~ x2 ~ ' / ' ~ x2 ~ ' * ' ~ xs[0], 1) }}{% endif %}"},
+    doc="x1 / x2.",
+)
+
+
+def _select_op(name, fn, word):
+    defop(
+        name=name, signature="", inputs=("xs",), shape=_same_numel, input_hint=_sibling_hint,
+        aux=("idx",),
+        forward=("{{y}} = np.stack([{% for x in xs %}{{ as1(x, loop.index0) }}"
+                 "{{ ', ' if not loop.last }}{% endfor %}])\n"
+                 "{{aux.idx}} = {{y}}." + fn + "(0)\n"
+                 "{{y}} = np.take_along_axis({{y}}, {{aux.idx}}[None], 0)[0]"),
+        backward={"xs": "{% set p %}{{gy}} * ({{aux.idx}} == {{i}}){% endset %}{{ like(p, i) }}"},
+        doc=f"Elementwise {word} of its inputs; the gradient goes to the input that holds it "
+            "(ties: the first).",
+    )
+
+
+_select_op("CMaxTable", "argmax", "maximum")
+_select_op("CMinTable", "argmin", "minimum")
