@@ -106,13 +106,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
             and not m.contained]
     if tops:
         return tops[-1]
-    hint = ""
-    if returned and isinstance(returned[0], LuaTable):
-        fns = [k for k in returned[0].d if isinstance(k, str)]
-        if fns:
-            hint = f"; the file returns a table of builders: use --entry, e.g. --entry \"M.{fns[0]}(...)\""
-    raise SpecError(f"{interp.path} builds no model (no gModule or container at top level){hint}",
-                    Loc(interp.path, 1, 1))
+    raise interp.no_model_error(returned)
 
 
 def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:

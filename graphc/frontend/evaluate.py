@@ -6,8 +6,11 @@ cannot reach files (other than `require` of a sibling .lua), the network or Pyth
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import Loc, SpecError, did_you_mean
@@ -16,8 +19,9 @@ from .nn import CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module, unknow
 from .parse import parse
 from ..ops import REGISTRY
 
-MAX_STEPS = 10_000_000  # statements + loop iterations before "too many steps"
+MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
+_PY_RECURSION = 40_000  # Python frames allowed while evaluating (each Lua call takes ~10-30)
 
 
 class LuaTable:
@@ -74,12 +78,15 @@ class Builtin:
 
 
 class _Break(Exception):
-    pass
+    def __init__(self, loc=None):
+        super().__init__("break")
+        self.loc = loc
 
 
 class _Return(Exception):
-    def __init__(self, values):
+    def __init__(self, values, loc=None):
         self.values = values
+        self.loc = loc
 
 
 class Scope:
@@ -98,6 +105,7 @@ class Scope:
 
 
 def lua_type(v) -> str:
+    """Lua's type(); modules and nodes are tables in Torch, so they are here too."""
     if v is None:
         return "nil"
     if isinstance(v, bool):
@@ -110,7 +118,18 @@ def lua_type(v) -> str:
         return "table"
     if isinstance(v, (LuaFunction, Builtin)):
         return "function"
+    if isinstance(v, (ModuleObj, NodeObj)):
+        return "table"
     return "userdata"
+
+
+def torch_type(v) -> str:
+    """torch.type(): the class name for modules and nodes, else type()."""
+    if isinstance(v, ModuleObj):
+        return f"nn.{v.kind}"
+    if isinstance(v, NodeObj):
+        return "nngraph.Node"
+    return lua_type(v)
 
 
 def describe(v) -> str:
@@ -145,6 +164,8 @@ def _norm(x):
     """Lua has one number type; keep integral results as int for readable messages/shapes."""
     if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
         return int(x)
+    if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= 2**53:
+        return float(x)  # Lua numbers are doubles
     return x
 
 
@@ -157,6 +178,8 @@ class Interpreter:
         self.define_names_seen: set[str] = set()
         self.steps = 0
         self.depth = 0
+        self.call_stack: list = []  # (call-site Loc, function name) of the Lua calls in progress
+        self.last_loc = None  # the statement being run (to locate a Python RecursionError)
         self.serial = 0
         self.modules: list[ModuleObj] = []  # every module, in constructor order
         self.loaded: dict[str, object] = {}
@@ -164,6 +187,7 @@ class Interpreter:
         self._install_builtins()
         self.top_scope = None
         self.returned = []
+        self.return_loc = None  # the top-level `return` statement, if the file has one
 
     # ---- entry points ----------------------------------------------------------
 
@@ -171,24 +195,78 @@ class Interpreter:
         chunk = parse(self.sources[self.path], self.path)
         self._check_defines(chunk)
         self.top_scope = Scope(self.globals)
-        try:
-            self.exec_block(chunk, self.top_scope, top=True)
-        except _Return as r:
-            self.returned = r.values
-        except _Break:
-            raise SpecError("'break' outside a loop", None)
+        self.top_scope.vars["..."] = []  # the main chunk is a vararg function (no arguments)
+        with self._evaluating():
+            try:
+                self.exec_block(chunk, self.top_scope, top=True)
+            except _Return as r:
+                self.returned = r.values
+                self.return_loc = r.loc
+            except _Break as b:
+                raise SpecError("'break' outside a loop", b.loc) from None
         return self.returned
 
+    def no_model_error(self, returned=None) -> SpecError:
+        """The error for a spec that yields no model (no --entry, no module returned, no
+        top-level container): says what the file did give and which --entry to use."""
+        returned = self.returned if returned is None else returned
+        name = Path(self.path).name
+        value = returned[0] if returned else None
+        scope = self.top_scope or self.globals
+        if isinstance(value, LuaTable):
+            fns = [k for k, v in value.d.items() if isinstance(k, str)
+                   and isinstance(v, (LuaFunction, Builtin))]
+            var = next((k for k, v in scope.vars.items() if v is value), None)
+            if var is None:
+                var = next((k for k, v in self.globals.vars.items() if v is value), "M")
+            if fns:
+                listed = ", ".join(f"{var}.{f}" for f in fns[:5]) + (", ..." if len(fns) > 5 else "")
+                return SpecError(f"{name} builds no model: it returns a table of builder functions "
+                                 f"({listed}); choose the model with --entry, e.g. "
+                                 f"--entry \"{var}.{fns[0]}(...)\"", self.return_loc)
+        if returned and value is not None:
+            return SpecError(f"{name} returns a {describe(value)}, not a model: return an "
+                             "nn.gModule or container, or choose the model with --entry EXPR",
+                             self.return_loc)
+        fns = [k for k, v in list(scope.vars.items()) + list(self.globals.vars.items())
+               if isinstance(v, LuaFunction)]
+        example = f"{fns[0]}(...)" if fns else "build(...)"
+        return SpecError(f"{name} builds no model: it makes no nn.gModule or container at top "
+                         "level and returns none; return one, or choose the model with --entry, "
+                         f"e.g. --entry \"{example}\"")
+
     def eval_entry(self, expr: str):
+        """--entry EXPR: evaluated in the scope of the spec's top level, after run()."""
         name = "<entry>"
         self.sources[name] = expr
-        block = parse("return " + expr, name)
-        # "return " shifted every column by 7: shift locations back for messages.
+        prefix = "return "
         try:
-            self.exec_block(block, Scope(self.top_scope))
-        except _Return as r:
-            return r.values
+            block = parse(prefix + expr, name)
+        except SpecError as e:
+            raise _unshift_error(e, name, len(prefix)) from None
+        block = _unshift(block, name, len(prefix))  # locations relative to EXPR itself
+        with self._evaluating():
+            try:
+                self.exec_block(block, Scope(self.top_scope or self.globals))
+            except _Return as r:
+                return r.values
+            except _Break as b:
+                raise SpecError("'break' outside a loop", b.loc) from None
         return []
+
+    @contextmanager
+    def _evaluating(self):
+        """Room for deep (but bounded: MAX_DEPTH) Lua recursion; a Python RecursionError
+        (pathological nesting) becomes a located error."""
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, _PY_RECURSION))
+        try:
+            yield
+        except RecursionError:
+            raise SpecError("the spec nests too deeply to evaluate (expressions, tables or "
+                            "calls nested thousands deep)", self.last_loc) from None
+        finally:
+            sys.setrecursionlimit(old)
 
     def _check_defines(self, chunk: A.Block):
         assigned = set()
@@ -199,15 +277,19 @@ class Interpreter:
                 assigned.update(t.name for t in st.targets if isinstance(t, A.Name))
         for name in self.defines:
             if name not in assigned:
-                raise SpecError(f"-D {name}: the spec never assigns '{name}' at top level"
-                                + did_you_mean(name, assigned), Loc(self.path, 1, 1))
+                hint = did_you_mean(name, assigned)
+                raise SpecError(f"-D {name}=...: {self.path} never assigns '{name}' at top level, "
+                                f"so there is nothing to override{hint}; -D only replaces a top-"
+                                f"level assignment such as `{name} = 2` or `local {name} = 2`")
 
     # ---- statements --------------------------------------------------------------
 
     def tick(self, loc):
         self.steps += 1
+        self.last_loc = loc
         if self.steps > MAX_STEPS:
-            raise SpecError(f"evaluation stopped after {MAX_STEPS} steps (an infinite loop?)", loc)
+            raise SpecError(f"too many steps: evaluation stopped here after {MAX_STEPS} steps; "
+                            "is this loop (or recursion) infinite?", loc)
 
     def exec_block(self, block: A.Block, scope: Scope, top=False):
         for st in block.stats:
@@ -235,6 +317,9 @@ class Interpreter:
                     _remember_name(v, tg.name)
                     self.set_name(tg.name, v, scope)
                 else:
+                    if not isinstance(obj, (LuaTable, ModuleObj, NodeObj)):
+                        raise SpecError(f"attempt to index a {describe(obj)} value"
+                                        + self._named(tg.obj, scope, obj), tg.loc)
                     self.set_index(obj, key, v, tg.loc)
         elif t is A.CallStat:
             self.eval_multi(st.call, scope)
@@ -279,9 +364,9 @@ class Interpreter:
             scope.vars[st.name] = None
             scope.vars[st.name] = LuaFunction(st.func, scope)
         elif t is A.Return:
-            raise _Return(self.eval_list(st.values, scope))
+            raise _Return(self.eval_list(st.values, scope), st.loc)
         elif t is A.Break:
-            raise _Break()
+            raise _Break(st.loc)
         else:  # pragma: no cover - the parser builds only the types above
             raise SpecError(f"unsupported statement {t.__name__}", st.loc)
 
@@ -307,6 +392,11 @@ class Interpreter:
     def exec_genfor(self, st: A.GenFor, scope):
         vals = self.eval_list(st.exprs, scope, 3)
         fn, state, ctl = vals
+        if not isinstance(fn, (LuaFunction, Builtin)):
+            hint = (": iterate a table with pairs(t) or ipairs(t)" if isinstance(fn, LuaTable)
+                    else "")
+            raise SpecError(f"'for ... in' needs an iterator function, got a {describe(fn)}"
+                            f"{hint}", st.loc)
         try:
             while True:
                 self.tick(st.loc)
@@ -359,9 +449,23 @@ class Interpreter:
         if t is A.Call:
             fn = self.eval(e.func, scope)
             args = self.eval_list(e.args, scope)
-            return self.call(fn, args, e.loc, self._callee_name(e.func))
+            if isinstance(fn, ModuleObj):
+                return [self.call_module(fn, args, e.loc, e.args, scope)]
+            if fn is self.g_module_builtin:
+                return [self.g_module(args, e.loc, e.args, scope)]
+            if fn is None and isinstance(e.func, A.Index) and isinstance(e.func.key, A.String) \
+                    and isinstance(e.func.obj, A.Name):
+                obj = self.eval(e.func.obj, scope)  # a plain variable: no side effects
+                if isinstance(obj, LuaTable):
+                    keys = [k for k in obj.d if isinstance(k, str)]
+                    raise SpecError(f"attempt to call a nil value (field '{e.func.key.value}')"
+                                    + _suggest(e.func.key.value, keys), e.loc)
+            return self.call(fn, args, e.loc, self._callee_name(e.func, scope), scope)
         if t is A.MethodCall:
             obj = self.eval(e.obj, scope)
+            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+                raise SpecError(f"attempt to call method '{e.method}' on a {describe(obj)} value"
+                                + self._named(e.obj, scope, obj), e.loc)
             fn = self.index(obj, e.method, e.loc, method=True)
             args = self.eval_list(e.args, scope)
             return self.call(fn, [obj] + args, e.loc, f"method '{e.method}'")
@@ -372,12 +476,26 @@ class Interpreter:
             return list(s.vars["..."])
         return [self.eval(e, scope)]
 
-    def _callee_name(self, f):
+    def _callee_name(self, f, scope=None):
         if isinstance(f, A.Name):
-            return f"global '{f.name}'"
+            local = scope is not None and scope.find(f.name) not in (None, self.globals)
+            return f"{'local' if local else 'global'} '{f.name}'"
         if isinstance(f, A.Index) and isinstance(f.key, A.String):
             return f"field '{f.key.value}'"
+        if isinstance(f, A.MethodCall):
+            return f"method '{f.method}'"
         return None
+
+    def _named(self, e, scope, value) -> str:
+        """' (global 'x')' naming the expression a bad value came from, with a did-you-mean
+        for a nil variable."""
+        name = self._callee_name(e, scope)
+        if name is None:
+            return ""
+        hint = ""
+        if value is None and isinstance(e, A.Name) and scope is not None and scope.find(e.name) is None:
+            hint = _suggest(e.name, self._visible_names(scope))
+        return f" ({name}){hint}"
 
     def eval(self, e, scope):
         t = type(e)
@@ -389,7 +507,11 @@ class Interpreter:
         if t is A.Nil:
             return None
         if t is A.Index:
-            return self.index(self.eval(e.obj, scope), self.eval(e.key, scope), e.loc)
+            obj = self.eval(e.obj, scope)
+            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+                raise SpecError(f"attempt to index a {describe(obj)} value"
+                                + self._named(e.obj, scope, obj), e.loc)
+            return self.index(obj, self.eval(e.key, scope), e.loc)
         if t is A.Call or t is A.MethodCall or t is A.Vararg:
             vals = self.eval_multi(e, scope)
             return vals[0] if vals else None
@@ -428,6 +550,11 @@ class Interpreter:
         return t
 
     def index(self, obj, key, loc, method=False):
+        if isinstance(obj, LuaTable) and id(obj) in self.forbidden_libs:
+            lib = self.forbidden_libs[id(obj)]
+            raise SpecError(f"{lib}.{tostring(key)} is not available in graphc specs: a spec cannot "
+                            "reach files, the OS or the host (only `require` of .lua files beside "
+                            "the spec)", loc)
         if isinstance(obj, LuaTable):
             v = obj[key]
             if v is None and obj is self.nn and isinstance(key, str):
@@ -465,7 +592,11 @@ class Interpreter:
             return a if truthy(a) else self.eval(e.right, scope)
         a, b = self.eval(e.left, scope), self.eval(e.right, scope)
         if op == "-" and isinstance(b, ModuleObj):  # nngraph chaining: x - m, {a, b} - m
-            return self.call_module(b, [a], e.loc)
+            if isinstance(a, ModuleObj):
+                raise SpecError(f"the left side of '-' is a module (nn.{a.kind}), not a graph node: "
+                                f"start a chain from a node, e.g. `local x = - nn.{a.kind}(...)` "
+                                f"or `nn.{a.kind}(...)() - nn.{b.kind}(...)`", e.loc)
+            return self.call_module(b, [a], e.loc, (e.left,), scope)
         if op == "==":
             return _eq(a, b)
         if op == "~=":
@@ -479,7 +610,8 @@ class Interpreter:
             if not ((_isnum(a) and _isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise SpecError(f"attempt to compare {describe(a)} with {describe(b)}", e.loc)
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        x, y = self.tonumber_arith(a, e.loc), self.tonumber_arith(b, e.loc)
+        x = self.tonumber_arith(a, e.loc, e.left, scope)
+        y = self.tonumber_arith(b, e.loc, e.right, scope)
         try:
             if op == "+":
                 return _norm(x + y)
@@ -494,6 +626,8 @@ class Interpreter:
             if op == "%":
                 if y == 0:
                     return math.nan
+                if isinstance(x, int) and isinstance(y, int):
+                    return x % y  # Python's % takes the divisor's sign, as Lua's does
                 return _norm(x - math.floor(x / y) * y)
             if op == "^":
                 return _norm(float(x) ** float(y))
@@ -501,14 +635,15 @@ class Interpreter:
             return math.inf
         raise SpecError(f"unknown operator {op}", e.loc)  # pragma: no cover
 
-    def tonumber_arith(self, v, loc):
+    def tonumber_arith(self, v, loc, expr=None, scope=None):
         if _isnum(v):
             return v
         if isinstance(v, str):
             n = _tonumber(v)
             if n is not None:
                 return n
-        raise SpecError(f"attempt to perform arithmetic on a {describe(v)} value", loc)
+        named = self._named(expr, scope, v) if expr is not None else ""
+        raise SpecError(f"attempt to perform arithmetic on a {describe(v)} value{named}", loc)
 
     def unop(self, e: A.UnOp, scope):
         v = self.eval(e.operand, scope)
@@ -522,13 +657,19 @@ class Interpreter:
             raise SpecError(f"attempt to get length of a {describe(v)} value", e.loc)
         if isinstance(v, ModuleObj):  # nngraph: -m is m()
             return self.call_module(v, [], e.loc)
-        return _norm(-self.tonumber_arith(v, e.loc))
+        return _norm(-self.tonumber_arith(v, e.loc, e.operand, scope))
 
     # ---- calls -----------------------------------------------------------------
 
-    def call(self, fn, args, loc, name=None):
+    def call(self, fn, args, loc, name=None, scope=None):
         if isinstance(fn, Builtin):
-            res = fn.fn(args, loc)
+            try:
+                res = fn.fn(args, loc)
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError,
+                    ZeroDivisionError, OverflowError) as e:
+                # a builtin given arguments it cannot use: say so here, never a traceback
+                got = ", ".join(describe(a) for a in args) or "no arguments"
+                raise SpecError(f"bad arguments to '{fn.name}' (got {got})", loc) from e
             return res if isinstance(res, list) else [res]
         if isinstance(fn, LuaFunction):
             return self.call_lua(fn, args, loc)
@@ -538,29 +679,33 @@ class Interpreter:
         hint = ""
         if fn is None and name and name.startswith("global '"):
             g = name[8:-1]
-            hint = did_you_mean(g, [k for k in self.globals.vars])
+            hint = _suggest(g, self._visible_names(scope) if scope else self.globals.vars)
         raise SpecError(f"attempt to call a {describe(fn)} value{what}{hint}", loc)
 
     def call_lua(self, fn: LuaFunction, args, loc):
         node = fn.node
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            self.depth = 0
-            raise SpecError(f"call depth exceeds {MAX_DEPTH} (infinite recursion?)", loc)
+        if len(self.call_stack) >= MAX_DEPTH:
+            what = f"function '{node.name}'" if node.name else "a function"
+            raise SpecError(f"too many nested calls (more than {MAX_DEPTH}) calling {what}: "
+                            "is the recursion infinite? (check its base case)", loc,
+                            [(self.call_stack[0][0], "the outermost call is here")])
         scope = Scope(fn.scope)
         for i, p in enumerate(node.params):
             scope.vars[p] = args[i] if i < len(args) else None
         if node.is_vararg:
             scope.vars["..."] = list(args[len(node.params):])
+        self.call_stack.append((loc, node.name))
+        self.depth = len(self.call_stack)
         try:
             self.exec_block(node.body, scope)
             return []
         except _Return as r:
             return r.values
-        except _Break:
-            raise SpecError("'break' outside a loop", loc)
+        except _Break as b:
+            raise SpecError("'break' outside a loop", b.loc) from None
         finally:
-            self.depth = max(self.depth - 1, 0)
+            self.call_stack.pop()
+            self.depth = len(self.call_stack)
 
     # ---- nn and nngraph ----------------------------------------------------------
 
@@ -570,42 +715,84 @@ class Interpreter:
         self.modules.append(mod)
         return mod
 
-    def call_module(self, mod: ModuleObj, args, loc) -> NodeObj:
-        """`m(node)`, `m({n1, n2})` or `m()`: a graph node (nngraph's Module:__call__)."""
+    def call_module(self, mod: ModuleObj, args, loc, exprs=(), scope=None) -> NodeObj:
+        """`m(node)`, `m({n1, n2})` or `m()`: a graph node (nngraph's Module:__call__).
+        `exprs`/`scope` (the argument expressions, when known) locate and name bad inputs."""
         if len(args) > 1:
-            raise SpecError("use {input1, input2} to pass several inputs to a module", loc)
+            raise SpecError(f"nn.{mod.kind} was called with {len(args)} arguments: pass several "
+                            "inputs as one table, m({input1, input2})", loc)
         inputs = []
         if args:
             a = args[0]
+            expr = exprs[0] if exprs else None
             if isinstance(a, NodeObj):
                 inputs = [a]
             elif isinstance(a, LuaTable):
-                n = max([k for k in a.d if isinstance(k, int)] + [0])
-                if n == 0:
+                elems = self._elements(a, expr, scope, loc)
+                if not elems:
                     raise SpecError("cannot pass an empty table of inputs; to make a graph input "
                                     "leave the second parentheses empty: nn.Identity()()", loc)
-                for i in range(1, n + 1):
-                    v = a[i]
-                    if v is None:
-                        raise SpecError(f"inputs[{i}] is nil (typo or bad index?)", loc)
-                    if isinstance(v, ModuleObj):
-                        raise SpecError(f"inputs[{i}] is a module (nn.{v.kind}), not a graph node: "
-                                        f"did you forget the second parentheses, nn.{v.kind}()(...)?", loc)
-                    if not isinstance(v, NodeObj):
-                        raise SpecError(f"inputs[{i}] should be a graph node but is a {describe(v)}", loc)
-                    if v in inputs:
-                        raise SpecError(f"inputs[{i}] repeats inputs[{inputs.index(v) + 1}]: pass the "
-                                        "same node once (nngraph forbids it; use nn.Identity()(x) for a copy)", loc)
+                first = {}
+                for i, v, e in elems:
+                    self._check_node(v, f"inputs[{i}]", e, loc, scope)
+                    where = e.loc if e is not None else loc
+                    if v in first:
+                        j, wj = first[v]
+                        raise SpecError(f"inputs[{i}] is the same node as inputs[{j}]: nngraph "
+                                        "forbids passing a node twice; pass nn.Identity()(x) as "
+                                        "the second copy", where, [(wj, f"inputs[{j}] is here")]
+                                        if wj is not where else [])
+                    first[v] = (i, where)
                     inputs.append(v)
-            elif a is None:
-                raise SpecError("inputs[1] is nil (typo or bad index?)", loc)
-            elif isinstance(a, ModuleObj):
-                raise SpecError(f"the input is a module (nn.{a.kind}), not a graph node: did you "
-                                f"forget the second parentheses, nn.{a.kind}()(...)?", loc)
             else:
-                raise SpecError(f"the input should be a graph node but is a {describe(a)}", loc)
+                self._check_node(a, "the input", expr, loc, scope)
         mod.contained = True
         return NodeObj(mod, inputs, loc)
+
+    def _elements(self, t: LuaTable, expr, scope, loc):
+        """[(i, value, element expr or None)] for the array part of `t`, holes included: a
+        table constructor's nil elements (a misspelt variable) count, as table.maxn would."""
+        n = max([k for k in t.d if isinstance(k, int)] + [0])
+        pos = []
+        if isinstance(expr, A.Table):
+            pos = [it.value for it in expr.items if isinstance(it, A.Positional)]
+            multi = bool(pos) and type(pos[-1]) in (A.Call, A.MethodCall, A.Vararg)
+            n = max(n, len(pos) - (1 if multi else 0))
+        out = []
+        for i in range(1, n + 1):
+            e = pos[i - 1] if i <= len(pos) else (pos[-1] if pos and multi else None)
+            out.append((i, t[i], e))
+        return out
+
+    def _check_node(self, v, what, expr, loc, scope):
+        """Raise a located error unless v is a graph node; `expr` is what produced it."""
+        if isinstance(v, NodeObj):
+            return
+        where = expr.loc if expr is not None else loc
+        if v is None:
+            raise SpecError(f"{what} is nil{self._why_nil(expr, scope)}", where)
+        if isinstance(v, ModuleObj):
+            raise SpecError(f"{what} is a module (nn.{v.kind}), not a graph node: did you forget "
+                            f"the second parentheses, nn.{v.kind}(...)(input)?", where)
+        raise SpecError(f"{what} should be a graph node but is a {describe(v)}", where)
+
+    def _why_nil(self, expr, scope) -> str:
+        if isinstance(expr, A.Name) and scope is not None:
+            s = scope.find(expr.name)
+            if s is None:
+                return (f": '{expr.name}' is not defined"
+                        + _suggest(expr.name, self._visible_names(scope)))
+            return f": '{expr.name}' holds nil here"
+        if isinstance(expr, A.Index) and isinstance(expr.key, A.String):
+            return f": field '{expr.key.value}' is nil (typo or bad index?)"
+        return " (typo or bad index?)"
+
+    def _visible_names(self, scope) -> set:
+        names, s = set(), scope
+        while s is not None:
+            names.update(k for k in s.vars if k != "...")
+            s = s.parent
+        return names
 
     def module_method(self, mod: ModuleObj, key):
         if key in ("add",) and mod.kind in ("Sequential", "Parallel", "ConcatTable"):
@@ -639,38 +826,45 @@ class Interpreter:
             names.append("add")
         return names
 
-    def g_module(self, args, loc):
+    def g_module(self, args, loc, exprs=(), scope=None):
         if len(args) < 2:
             raise SpecError("nn.gModule expects two tables: nn.gModule(inputs, outputs)", loc)
-        ins = self._node_list(args[0], "inputs", loc)
-        outs = self._node_list(args[1], "outputs", loc)
+        exprs = tuple(exprs) + (None, None)
+        ins = self._node_list(args[0], "inputs", loc, exprs[0], scope)
+        outs = self._node_list(args[1], "outputs", loc, exprs[1], scope)
         if not ins:
-            raise SpecError("nn.gModule needs at least one input node", loc)
+            raise SpecError("nn.gModule needs at least one input node, e.g. "
+                            "local x = nn.Identity()() ... nn.gModule({x}, {y})", loc)
+        if not outs:
+            raise SpecError("nn.gModule needs at least one output node", loc)
+        seen = {}
         for i, n in enumerate(ins, 1):
             if n.inputs or n.select >= 0:
                 raise SpecError(f"inputs[{i}] of nn.gModule is not a graph input: it was made from "
-                                "other nodes", loc, [(n.loc, "that node was made here")])
+                                "other nodes (a graph input is made with no inputs, as in "
+                                "nn.Identity()())", loc, [(n.loc, "that node was made here")])
+            if n in seen:
+                raise SpecError(f"inputs[{i}] of nn.gModule is the same node as inputs[{seen[n]}]",
+                                loc)
+            seen[n] = i
         mod = self.new_module("gModule", [], loc)
         mod.inputs, mod.outputs = ins, outs
         for n in ins + outs:
             n.module and setattr(n.module, "contained", True)
         return mod
 
-    def _node_list(self, v, what, loc):
+    def _node_list(self, v, what, loc, expr=None, scope=None):
         if isinstance(v, NodeObj):
             return [v]
         if not isinstance(v, LuaTable):
-            raise SpecError(f"nn.gModule {what} must be a node or a table of nodes, got {describe(v)}", loc)
-        n = max([k for k in v.d if isinstance(k, int)] + [0])
+            where = expr.loc if expr is not None else loc
+            if v is None:
+                raise SpecError(f"nn.gModule {what} is nil{self._why_nil(expr, scope)}", where)
+            raise SpecError(f"nn.gModule {what} must be a node or a table of nodes, got "
+                            f"{describe(v)}", where)
         out = []
-        for i in range(1, n + 1):
-            x = v[i]
-            if x is None:
-                raise SpecError(f"{what}[{i}] is nil (typo or bad index?)", loc)
-            if not isinstance(x, NodeObj):
-                extra = (f": did you forget the second parentheses, nn.{x.kind}()(...)?"
-                         if isinstance(x, ModuleObj) else "")
-                raise SpecError(f"{what}[{i}] should be a graph node but is a {describe(x)}{extra}", loc)
+        for i, x, e in self._elements(v, expr, scope, loc):
+            self._check_node(x, f"{what}[{i}]", e, loc, scope)
             out.append(x)
         return out
 
@@ -682,7 +876,9 @@ class Interpreter:
         if not _isnum(n) or n != int(n) or n < 1:
             raise SpecError(f"node:split(n) needs a whole number n >= 1, got {tostring(n)}", loc)
         node.split_n = int(n)
-        return [NodeObj(None, [node], loc, select=i) for i in range(int(n))]
+        outs = [NodeObj(None, [node], loc, select=i) for i in range(int(n))]
+        node.split_outputs = outs
+        return outs
 
     def annotate(self, args, loc):
         node = args[0]
@@ -708,8 +904,15 @@ class Interpreter:
             return []
 
         def lua_error(args, loc):
+            # error(msg [, level]): level 1 (default) is the error() call, level 2 the call
+            # of the function that called error(), and so on.
             msg = args[0] if args else None
-            raise SpecError(f"error: {tostring(msg)}" if msg is not None else "error called", loc)
+            level = args[1] if len(args) > 1 and _isnum(args[1]) else 1
+            where = loc
+            if level >= 2 and len(self.call_stack) >= level - 1:
+                where = self.call_stack[-(int(level) - 1)][0]
+            raise SpecError(tostring(msg) if msg is not None else "error() called with no message",
+                            where)
 
         def lua_assert(args, loc):
             if not args or not truthy(args[0]):
@@ -813,8 +1016,12 @@ class Interpreter:
             "rawequal": b("rawequal", lambda a, l: a[0] is a[1] or (_isnum(a[0]) and a[0] == a[1])),
         })
         for name in ("setmetatable", "getmetatable", "loadstring", "dofile", "loadfile", "load",
-                     "io", "os", "debug", "coroutine", "module", "setfenv", "getfenv", "collectgarbage"):
+                     "module", "setfenv", "getfenv", "collectgarbage"):
             g[name] = Builtin(name, _unsupported(name))
+        self.forbidden_libs = {}  # id -> name: libraries a spec may not touch
+        for name in ("io", "os", "debug", "coroutine", "package"):
+            g[name] = LuaTable()
+            self.forbidden_libs[id(g[name])] = name
         g["table"] = self._table_lib()
         g["math"] = self._math_lib()
         self.string_lib = self._string_lib()
@@ -827,6 +1034,7 @@ class Interpreter:
         })
         g["nn"], g["nngraph"] = self.nn, self.nngraph
         g["torch"] = LuaTable({"manualSeed": Builtin("manualSeed", lambda a, l: []),
+                               "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
                                "setdefaulttensortype": Builtin("setdefaulttensortype", lambda a, l: [])})
         self.node_methods = {"split": Builtin("split", self.split),
                              "annotate": Builtin("annotate", self.annotate)}
@@ -835,7 +1043,7 @@ class Interpreter:
         t = LuaTable()
         for kind in list(REGISTRY) + [c for c in CONTAINERS if c != "gModule"]:
             t[kind] = Builtin(f"nn.{kind}", lambda a, l, k=kind: self.new_module(k, a, l))
-        t["gModule"] = Builtin("nn.gModule", self.g_module)
+        self.g_module_builtin = t["gModule"] = Builtin("nn.gModule", self.g_module)
         return t
 
     def _table_lib(self):
@@ -862,8 +1070,8 @@ class Interpreter:
                 raise SpecError(f"bad argument #1 to 'remove' (table expected, got {describe(t)})", loc)
             n = t.length()
             pos = int(args[1]) if len(args) > 1 and args[1] is not None else n
-            if n == 0:
-                return [None]
+            if not 1 <= pos <= n:  # Lua 5.1: nothing to remove
+                return []
             v = t[pos]
             for i in range(pos, n):
                 t[i] = t[i + 1]
@@ -912,9 +1120,8 @@ class Interpreter:
             "pi": math.pi, "huge": math.inf,
             "floor": num1("floor", math.floor), "ceil": num1("ceil", math.ceil),
             "abs": num1("abs", abs), "sqrt": num1("sqrt", math.sqrt), "exp": num1("exp", math.exp),
-            "log": Builtin("log", lambda a, l: _norm(math.log(a[0]) if len(a) < 2 or a[1] is None
-                                                     else math.log(a[0], a[1]))),
-            "log10": num1("log10", math.log10), "sin": num1("sin", math.sin),
+            "log": Builtin("log", lambda a, l: _log(a[0], a[1] if len(a) > 1 else None)),
+            "log10": Builtin("log10", lambda a, l: _log(a[0], 10)), "sin": num1("sin", math.sin),
             "cos": num1("cos", math.cos), "tan": num1("tan", math.tan), "asin": num1("asin", math.asin),
             "acos": num1("acos", math.acos), "atan": num1("atan", math.atan),
             "tanh": num1("tanh", math.tanh), "sinh": num1("sinh", math.sinh), "cosh": num1("cosh", math.cosh),
@@ -962,6 +1169,39 @@ def _remember_name(v, name):
         v.var_name = name
 
 
+def _suggest(name: str, candidates) -> str:
+    """did_you_mean, trying a case-insensitive match first (Lstm -> LSTM)."""
+    same = sorted(c for c in set(candidates) if c.lower() == name.lower() and c != name)
+    return f" (did you mean '{same[0]}'?)" if same else did_you_mean(name, candidates)
+
+
+def _shift_loc(loc, file, cols):
+    if isinstance(loc, Loc) and loc.file == file and loc.line == 1:
+        return Loc(file, 1, max(loc.col - cols, 1))
+    return loc
+
+
+def _unshift(node, file, cols):
+    """Move every first-line location in an AST `cols` columns left (undoes a parsed prefix)."""
+    if isinstance(node, Loc):
+        return _shift_loc(node, file, cols)
+    if isinstance(node, tuple):
+        return tuple(_unshift(x, file, cols) for x in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {f.name: _unshift(getattr(node, f.name), file, cols)
+                   for f in dataclasses.fields(node)}
+        return dataclasses.replace(node, **changes)
+    return node
+
+
+def _unshift_error(e: SpecError, file, cols) -> SpecError:
+    def fix_text(m):
+        return f"at 1:{max(int(m.group(1)) - cols, 1)}"
+    msg = re.sub(r"at 1:(\d+)", fix_text, e.message) if e.loc and e.loc.file == file else e.message
+    return SpecError(msg, _shift_loc(e.loc, file, cols),
+                     [(_shift_loc(l, file, cols), t) for l, t in e.notes])
+
+
 def _unsupported(name):
     def f(args, loc):
         raise SpecError(f"{name} is not available in graphc specs", loc)
@@ -982,6 +1222,16 @@ def _eq(a, b):
     return a is b
 
 
+def _log(x, base=None):
+    if not _isnum(x) or (base is not None and not _isnum(base)):
+        raise TypeError("number expected")
+    if x == 0:
+        return -math.inf
+    if x < 0:
+        return math.nan
+    return _norm(math.log(x) if base is None else math.log(x) / math.log(base))
+
+
 def _tonumber(s: str):
     s = s.strip()
     try:
@@ -991,6 +1241,24 @@ def _tonumber(s: str):
         return _norm(f) if "." not in s and "e" not in s.lower() else f
     except ValueError:
         return None
+
+
+def _lua_quote(s: str) -> str:
+    """string.format('%q', s): a Lua string literal that reads back as s."""
+    out = ['"']
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\0":
+            out.append("\\000")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def _lua_format(fmt: str, args, loc):
@@ -1015,12 +1283,20 @@ def _lua_format(fmt: str, args, loc):
                 raise SpecError(f"bad argument #{ai + 2} to 'format' (no value)", loc)
             v = args[ai]
             ai += 1
+            if conv in "diouxXeEfgGc":
+                n = v if _isnum(v) else (_tonumber(v) if isinstance(v, str) else None)
+                if n is None:
+                    raise SpecError(f"bad argument #{ai + 1} to 'format' (number expected, got "
+                                    f"{describe(v)})", loc)
+                v = n
             if conv in "di":
                 out.append((spec[:-1] + "d") % int(v))
             elif conv in "feEgGxXoc":
                 out.append(spec % (int(v) if conv in "xXoc" else float(v)))
-            elif conv in "sq":
-                out.append((spec[:-1] + "s") % tostring(v))
+            elif conv == "q":
+                out.append(_lua_quote(tostring(v)))
+            elif conv == "s":
+                out.append(spec % tostring(v))
             else:
                 raise SpecError(f"invalid option '%{conv}' to 'format'", loc)
         i = j + 1

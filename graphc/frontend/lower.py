@@ -35,9 +35,9 @@ class Lowerer:
             names = []
         flat = _flatten(out)
         for i, v in enumerate(flat):
-            g.outputs.append(v)
-            if v.kind == "tmp":  # graph outputs are named as documented: annotation or outputN
+            if v.kind == "tmp" and all(v is not o for o in g.outputs):  # annotation or outputN
                 v.name = names[i] if len(names) == len(flat) and names[i] else f"output{i + 1}"
+            g.outputs.append(v)
         g.params.sort(key=lambda p: p.order)
         return g
 
@@ -57,7 +57,9 @@ class Lowerer:
             self.labels[mod.serial] = label
         return self.labels[mod.serial]
 
-    def lower_module(self, mod: ModuleObj, x, loc: Loc, name: str | None):
+    def lower_module(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):
+        """`ann`: the nngraph node's annotations (description, graphAttributes...), kept on
+        the IR node a leaf module makes."""
         kind = mod.kind
         if kind == "Sequential":
             if not mod.children:
@@ -71,9 +73,9 @@ class Lowerer:
             return self.lower_parallel(mod, x, loc)
         if kind == "gModule":
             return self.lower_gmodule(mod, x, loc)
-        return self.lower_op(mod, x, loc, name)
+        return self.lower_op(mod, x, loc, name, ann)
 
-    def lower_op(self, mod: ModuleObj, x, loc: Loc, name: str | None):
+    def lower_op(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):
         op = REGISTRY[mod.kind]
         if op.passthrough:
             return x
@@ -84,14 +86,19 @@ class Lowerer:
             data = list(x)
         else:
             if not isinstance(x, Value):
-                raise SpecError(f"nn.{mod.kind} expects one tensor as input, got {_describe(x)}",
-                                loc, _made_here(mod, loc))
+                hint = ""
+                if isinstance(x, list):
+                    hint = ("; to combine several nodes first, use e.g. nn.JoinTable(2)({a, b}) "
+                            "or nn.CAddTable()({a, b})")
+                raise SpecError(f"nn.{mod.kind} expects one tensor as input, got {_describe(x)}"
+                                + hint, loc, _made_here(mod, loc))
             data = [x]
         label = self.label(mod, name)
         params = self.params_of(mod, op, label, loc)
         out = Value("tmp", name=name or label, loc=loc)
         aux = [Value("tmp", dtype="aux", name=f"{name or label}_{a}", loc=loc) for a in op.aux]
-        node = Node(op.name, dict(mod.attrs), data + params, [out] + aux, loc, name, label)
+        node = Node(op.name, dict(mod.attrs), data + params, [out] + aux, loc, name, label,
+                    {k: v for k, v in (ann or {}).items() if k != "name"})
         self.graph.nodes.append(node)
         return out
 
@@ -140,19 +147,36 @@ class Lowerer:
         reached = set(order)
         for i, node in enumerate(gm.inputs, 1):
             if node not in reached:
-                what = f"'{node.name}'" if node.name else f"{i}"
-                raise SpecError(f"graph input {what} is not used by any output of the gModule",
+                label = node.name or node.var_name
+                what = f"{i} ('{label}')" if label else f"{i}"
+                raise SpecError(f"graph input {what} is not used by any output of the gModule: "
+                                "connect it, or remove it from the gModule's inputs",
                                 node.loc, [(gm.loc, "the gModule is made here")])
+        used_selects: dict[NodeObj, set] = {}
+        for c in order:
+            if c.select >= 0:
+                used_selects.setdefault(c.inputs[0], set()).add(c.select)
         for node in order:
             if node.split_n and node.split_n > 0:
-                used = {c.select for c in order if c.select >= 0 and c.inputs[0] is node}
+                used = used_selects.get(node, set())
                 if len(used) < node.split_n:
-                    missing = sorted(set(range(node.split_n)) - used)
-                    raise SpecError(f"{len(missing)} of the {node.split_n} outputs of split("
-                                    f"{node.split_n}) are unused (output {missing[0] + 1})", node.loc)
+                    n = node.split_n
+                    missing = sorted(set(range(n)) - used)
+                    outs = {c.select: c for c in node.split_outputs}
+                    first = outs.get(missing[0])
+                    labels = [f"{k + 1}" + (f" ('{outs[k].var_name}')" if k in outs
+                                            and outs[k].var_name else "") for k in missing]
+                    verb = "is" if len(missing) == 1 else "are"
+                    raise SpecError(
+                        f"{len(missing)} of the {n} outputs of split({n}) {verb} not used by the "
+                        f"gModule's outputs (output{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(labels)}); nngraph requires every split output to be used",
+                        first.loc if first is not None else node.loc,
+                        [(node.loc, "the split node is made here")])
         env: dict[NodeObj, object] = {}
         for node, v in zip(gm.inputs, xs):
-            env[node] = self.lower_module(node.module, v, node.loc, node.name or node.var_name)
+            env[node] = self.lower_module(node.module, v, node.loc, node.name or node.var_name,
+                                          node.annotations)
         for node in sorted(order, key=lambda n: n.serial):  # spec order reads best
             if node in env:
                 continue
@@ -165,12 +189,13 @@ class Lowerer:
                 val = ins[0]
                 n = parent.split_n
                 if not isinstance(val, list) or len(val) != n:
-                    raise SpecError(f"split({n}) needs a node with a table of {n} outputs, got "
+                    raise SpecError(f"split({n}) needs a node whose output is a table of {n}, got "
                                     f"{_describe(val)}", node.loc)
                 env[node] = val[node.select]
                 continue
             arg = ins[0] if len(ins) == 1 else ins
-            env[node] = self.lower_module(node.module, arg, node.loc, node.name or node.var_name)
+            env[node] = self.lower_module(node.module, arg, node.loc, node.name or node.var_name,
+                                          node.annotations)
         outs = [env[o] for o in gm.outputs]
         return outs[0] if len(outs) == 1 else outs
 

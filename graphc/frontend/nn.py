@@ -60,6 +60,7 @@ class NodeObj:
         self.module, self.inputs, self.loc, self.select = module, inputs, loc, select
         self.annotations: dict = {}
         self.split_n = 0  # set on the parent by split(n)
+        self.split_outputs: list[NodeObj] = []  # ... with the n select nodes it returned
         self.var_name = None  # the first Lua variable it was assigned to (a readable default)
         self.serial = next(NodeObj._serials)  # creation order: a topological order
 
