@@ -1,7 +1,20 @@
 """graphc_runtime: what graphc-generated modules import. numpy only (CuPy lazily, for CUDA
 targets). Also the Torch-style training pieces: criteria and optim."""
 from . import criteria, kernels, optim  # noqa: F401
-from .criteria import ClassNLLCriterion, MSECriterion  # noqa: F401
+from .criteria import (  # noqa: F401
+    AbsCriterion,
+    BCECriterion,
+    ClassNLLCriterion,
+    CosineEmbeddingCriterion,
+    Criterion,
+    CrossEntropyCriterion,
+    DistKLDivCriterion,
+    MarginCriterion,
+    MSECriterion,
+    MultiMarginCriterion,
+    SequencerCriterion,
+    SmoothL1Criterion,
+)
 from .module import Module  # noqa: F401
 
-__all__ = ["Module", "ClassNLLCriterion", "MSECriterion", "criteria", "kernels", "optim"]
+__all__ = ["Module", "criteria", "kernels", "optim", *criteria.__all__]

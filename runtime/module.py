@@ -18,6 +18,9 @@ class Module:
     INPUTS: tuple = ()
     OUTPUTS: tuple = ()
     PARAMETERS: tuple = ()
+    BUFFERS: tuple = ()
+    INPUT_STRUCTURE: tuple | None = None  # None: one argument per input
+    OUTPUT_STRUCTURE: tuple | None = None
     DEFAULT_DTYPE = "float32"
 
     def __init__(self, dtype: str | None = None, seed: int | None = 0):
@@ -34,10 +37,12 @@ class Module:
             self._weights.append(self._flat_w[offset:offset + n].reshape(shape))
             self._grads.append(self._flat_g[offset:offset + n].reshape(shape))
             offset += n
+        self._buffers = [np.zeros(shape, self.dtype) for _, shape, _ in self.BUFFERS]
         self.train = True
         self.output = None
         self.gradInput = None
         self._saved = None
+        self._rng = np.random.default_rng(seed)  # dropout masks
         self.reset(seed)
 
     # ---- parameters ----------------------------------------------------------------
@@ -45,7 +50,7 @@ class Module:
     def reset(self, seed: int | None = 0):
         """Torch's default init (reset()): each parameter drawn in flat order."""
         rng = np.random.default_rng(seed)
-        for w, (_, shape, init) in zip(self._weights, self.PARAMETERS):
+        for w, (_, shape, init) in zip(self._weights + self._buffers, self.PARAMETERS + self.BUFFERS):
             kind, scale = init
             if kind == "uniform":
                 w[...] = rng.uniform(-scale, scale, shape)
@@ -79,12 +84,13 @@ class Module:
     # ---- forward / backward --------------------------------------------------------
 
     def forward(self, *inputs):
-        """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style)."""
-        arrays, squeeze = self._check_inputs(inputs)
+        """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style); a table input
+        is a list. Returns one array (or list, for a table output) or a tuple of them."""
+        arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
         outs = self._forward(*arrays)
         if squeeze:
             outs = tuple(o[0] if _is_batched(shape) else o for o, (_, shape) in zip(outs, self.OUTPUTS))
-        self.output = outs[0] if len(outs) == 1 else outs
+        self.output = self._nest(outs, self._out_struct())
         return self.output
 
     __call__ = forward
@@ -94,8 +100,9 @@ class Module:
         gradients. Uses the activations of the last forward()."""
         if self._saved is None:
             raise RuntimeError("backward() needs a forward() first")
-        arrays, squeeze = self._check_inputs(_as_tuple(inputs, len(self.INPUTS)))
-        grads = _as_tuple(grad_outputs, len(self.OUTPUTS))
+        arrays, squeeze = self._check_inputs(self._flatten_args(_as_tuple(inputs, len(self._in_struct()))))
+        grads = _flatten(_as_tuple(grad_outputs, len(self._out_struct())), self._out_struct(),
+                         "output gradients")
         if len(grads) != len(self.OUTPUTS):
             raise ValueError(f"expected {len(self.OUTPUTS)} output gradients, got {len(grads)}")
         batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
@@ -110,12 +117,32 @@ class Module:
         if squeeze:
             gin = tuple(g[0] if g is not None and _is_batched(s) else g
                         for g, (_, s, _) in zip(gin, self.INPUTS))
-        self.gradInput = gin[0] if len(gin) == 1 else gin
+        self.gradInput = self._nest(gin, self._in_struct())
         return self.gradInput
 
+    def _in_struct(self):
+        return self.INPUT_STRUCTURE if self.INPUT_STRUCTURE is not None else tuple(range(len(self.INPUTS)))
+
+    def _out_struct(self):
+        return self.OUTPUT_STRUCTURE if self.OUTPUT_STRUCTURE is not None else tuple(range(len(self.OUTPUTS)))
+
+    def _flatten_args(self, args):
+        struct = self._in_struct()
+        if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(struct) > 1:
+            args = tuple(args[0])  # Torch style: forward({x, c, h})
+        if len(args) != len(struct):
+            names = ", ".join(n for n, _, _ in self.INPUTS)
+            raise ValueError(f"expected {len(struct)} inputs ({names}), got {len(args)}")
+        return _flatten(args, struct, "inputs")
+
+    @staticmethod
+    def _nest(flat, struct):
+        def build(s):
+            return flat[s] if isinstance(s, int) else [build(x) for x in s]
+        out = tuple(build(s) for s in struct)
+        return out[0] if len(out) == 1 else out
+
     def _check_inputs(self, inputs):
-        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) and len(self.INPUTS) > 1:
-            inputs = tuple(inputs[0])
         if len(inputs) != len(self.INPUTS):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
@@ -147,7 +174,11 @@ class Module:
     # ---- persistence ------------------------------------------------------------------
 
     def _signature(self):
-        return "|".join(f"{n}:{'x'.join(map(str, s))}" for n, s, _ in self.PARAMETERS)
+        return "|".join(f"{n}:{'x'.join(map(str, s))}" for n, s, _ in self.PARAMETERS + self.BUFFERS)
+
+    def _state(self):
+        """Parameters then buffers, as one flat array (what save() writes)."""
+        return np.concatenate([self._flat_w] + [b.ravel() for b in self._buffers])
 
     def save(self, path):
         """Write the weights to `path` (an .npz file) atomically: a crash leaves the old file."""
@@ -155,7 +186,7 @@ class Module:
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:
-                np.savez(f, graphc_parameters=self._signature(), flat=self._flat_w)
+                np.savez(f, graphc_parameters=self._signature(), flat=self._state())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -179,10 +210,19 @@ class Module:
         if sig != self._signature():
             raise ValueError(f"{path}: parameters do not match this model "
                              f"(file: {sig[:200]!r}; model: {self._signature()[:200]!r})")
-        if flat.shape != self._flat_w.shape or not np.issubdtype(flat.dtype, np.floating):
-            raise ValueError(f"{path}: expected {self._flat_w.size} floats, got {flat.size} of {flat.dtype}")
-        self._flat_w[...] = flat
+        state = self._state()
+        if flat.shape != state.shape or not np.issubdtype(flat.dtype, np.floating):
+            raise ValueError(f"{path}: expected {state.size} floats, got {flat.size} of {flat.dtype}")
+        n = self._flat_w.size
+        self._flat_w[...] = flat[:n]
+        for b in self._buffers:
+            b[...] = flat[n:n + b.size].reshape(b.shape)
+            n += b.size
         return self
+
+    def _flatten_outputs(self):
+        out = self.output if len(self._out_struct()) > 1 else (self.output,)
+        return _flatten(out, self._out_struct(), "outputs")
 
     # ---- a quick self-check (`python model.py`) ------------------------------------------
 
@@ -190,11 +230,14 @@ class Module:
     def self_check(cls, batch: int = 2):
         m = cls(seed=0)
         rng = np.random.default_rng(0)
-        xs = [rng.standard_normal([batch if d == "B" else d for d in s]).astype(m.dtype)
-              for _, s, _ in cls.INPUTS]
-        out = m.forward(*xs)
-        outs = out if isinstance(out, tuple) else (out,)
-        m.backward(xs, tuple(np.ones_like(o) for o in outs))
+        xs = [rng.integers(1, 3, [batch if d == "B" else d for d in s]) if kind == "index" else
+              rng.standard_normal([batch if d == "B" else d for d in s]).astype(m.dtype)
+              for _, s, kind in cls.INPUTS]
+        args = m._nest(xs, m._in_struct())
+        args = args if len(m._in_struct()) > 1 else (args,)
+        m.forward(*args)
+        outs = m._flatten_outputs()
+        m.backward(args, m._nest([np.ones_like(o) for o in outs], m._out_struct()))
         for (name, _), o in zip(cls.OUTPUTS, outs):
             print(f"{name}: shape {o.shape}, mean {float(o.mean()):.6g}")
         print(f"{len(cls.PARAMETERS)} parameter arrays, {m._flat_w.size} numbers; "
@@ -203,6 +246,24 @@ class Module:
 
 def _is_batched(shape) -> bool:
     return bool(shape) and shape[0] == "B"
+
+
+def _flatten(args, struct, what):
+    """Arguments nested per `struct` -> the flat list of arrays."""
+    flat = {}
+
+    def walk(a, s, path):
+        if isinstance(s, int):
+            flat[s] = a
+            return
+        if not isinstance(a, (list, tuple)) or len(a) != len(s):
+            got = f"a table of {len(a)}" if isinstance(a, (list, tuple)) else "one array"
+            raise ValueError(f"{what}{path}: expected a table (list) of {len(s)}, got {got}")
+        for i, (x, t) in enumerate(zip(a, s), 1):
+            walk(x, t, f"{path}[{i}]")
+    for i, (a, s) in enumerate(zip(args, struct), 1):
+        walk(a, s, f" {i}" if len(struct) > 1 else "")
+    return [flat[i] for i in range(len(flat))]
 
 
 def _as_tuple(x, n):
