@@ -16,7 +16,6 @@ from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.limits import check_sizes
-from .passes.shapes import infer_shapes
 from .passes.validate import validate
 
 
@@ -37,8 +36,24 @@ class Result:
     sources: dict  # file -> text, for error rendering
 
 
-def parse_shape(text: str) -> tuple:
-    """'Bx1x32x32' -> ('B', 1, 32, 32)."""
+def parse_shape(text: str):
+    """'Bx1x32x32' -> ('B', 1, 32, 32); a table input '{Bx3,{Bx4,Bx5}}' -> a nested list."""
+    text = text.strip()
+    if text.startswith("{"):
+        if not text.endswith("}"):
+            raise ValueError(f"bad shape {text!r}: a table shape is {{SHAPE,SHAPE,...}}")
+        parts, depth, start = [], 0, 1
+        for i, c in enumerate(text[1:-1], 1):
+            depth += (c == "{") - (c == "}")
+            if depth < 0:
+                raise ValueError(f"bad shape {text!r}: unbalanced braces")
+            if c == "," and depth == 0:
+                parts.append(text[start:i])
+                start = i + 1
+        parts.append(text[start:-1])
+        if depth != 0 or not all(p.strip() for p in parts):
+            raise ValueError(f"bad shape {text!r}: a table shape is {{SHAPE,SHAPE,...}}")
+        return [parse_shape(p) for p in parts]
     dims = []
     for i, part in enumerate(text.strip().split("x")):
         if part == "B" and i == 0:
@@ -75,7 +90,7 @@ def parse_define(text: str):
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):
-    """Evaluate the spec and lower the chosen model to IR (no shapes yet)."""
+    """Evaluate the spec and lower the chosen model to IR, with shapes."""
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -85,7 +100,7 @@ def build_graph(path: str, opts: Options, text: str | None = None):
     try:
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
-        graph = lower(model)
+        graph = lower(model, opts.shapes)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp
@@ -112,8 +127,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
 def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:
     opts = opts or Options()
     graph, interp = build_graph(path, opts, text)
-    graph = validate(infer_shapes(check_sizes(validate(graph)), opts.shapes))
-    check_sizes(graph)
+    graph = check_sizes(validate(graph))
     graph = validate(autodiff(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
@@ -137,7 +151,7 @@ def _meta(path, spec_text, opts, graph):
     for k, v in sorted(opts.defines.items()):
         args.append(f"-D {_shell_quote(f'{k}={v}')}")
     for k, s in sorted(opts.shapes.items()):
-        args.append(f"--shape {_shell_quote(k + '=' + 'x'.join(map(str, s)))}")
+        args.append(f"--shape {_shell_quote(k + '=' + _shape_text(s))}")
     if opts.dtype != "float32":
         args.append(f"--dtype {opts.dtype}")
     stem = re.sub(r"[^0-9A-Za-z_]", "_", Path(path).stem) or "model"
@@ -154,6 +168,12 @@ def _meta(path, spec_text, opts, graph):
         "usage_forward": safe_doc(f"out = m.forward({ins})"),
         "usage_backward": safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
     }
+
+
+def _shape_text(s) -> str:
+    if isinstance(s, list):
+        return "{" + ",".join(_shape_text(x) for x in s) + "}"
+    return "x".join(map(str, s))
 
 
 def _shell_quote(s: str) -> str:

@@ -82,6 +82,8 @@ class NumpyBackend:
             self.n(v)
         for p in graph.params:
             self.n(p.value, "w_")
+        for p in graph.buffers:
+            self.n(p.value, "buf_")
 
     # ---- per-node rendering --------------------------------------------------------
 
@@ -95,7 +97,9 @@ class NumpyBackend:
             "a": node.attrs, "in_shapes": in_shapes, "out_shape": node.outputs[0].shape,
             "rank": len(in_shapes[0]) if in_shapes else 0,
             "y": self.n(node.outputs[0]),
-            "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in zip(op.aux, node.outputs[1:])}),
+            "ys": [self.n(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
+            "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in
+                                            zip(op.aux, node.outputs[len(node.outputs) - len(op.aux):])}),
             "d": types.SimpleNamespace(**(op.derive(node.attrs, in_shapes) if op.derive else {})),
         }
         for spec in op.params:
@@ -130,7 +134,9 @@ class NumpyBackend:
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]
         ctx = self.context(fwd)
-        ctx["gy"] = self.n(gnode.inputs[0])
+        given = iter(gnode.inputs)  # gradients of the outputs that have one ('has')
+        ctx["gys"] = [self.n(next(given)) if h else None for h in gnode.attrs["has"]]
+        ctx["gy"] = ctx["gys"][0]
         needs = gnode.attrs["needs"]
         outs = iter(gnode.outputs)
         targets = [next(outs) if need else None for need in needs]
@@ -212,6 +218,8 @@ class NumpyBackend:
         used_params = [self.n(p.value) for p in g.params
                        if re.search(rf"\b{re.escape(self.n(p.value))}\b", bwd_text)]
         param_views = [(self.n(p.value), i) for i, p in enumerate(g.params)]
+        text_all = "\n".join(l for _, ls in fwd_blocks + bwd_blocks for l in ls)
+        buffers = [(self.n(p.value), p) for p in g.buffers]
         grad_views = sorted(gname_of_param.items())
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
@@ -227,7 +235,8 @@ class NumpyBackend:
             version=__version__, meta=meta, g=g,
             inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
-            params=[(self.n(p.value), p) for p in g.params],
+            params=[(self.n(p.value), p) for p in g.params], buffers=buffers,
+            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs],
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
             used_params=used_params, param_views=param_views,
@@ -237,6 +246,14 @@ class NumpyBackend:
             bwd_inputs_used=[self.n(v) for v in g.inputs if re.search(rf"\b{re.escape(self.n(v))}\b", bwd_text)
                              or self.n(v) in " ".join(input_grads)],
         )
+
+
+def _pystruct(s) -> str:
+    """Nested index lists as Python tuple source."""
+    if isinstance(s, int):
+        return str(s)
+    items = [_pystruct(x) for x in s]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def generate(graph: Graph) -> str:

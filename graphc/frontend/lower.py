@@ -6,14 +6,23 @@ A "struct" is what flows along an nngraph edge: a Value, or a list of structs (a
 """
 from __future__ import annotations
 
-from ..errors import Loc, SpecError
-from ..ir.graph import Graph, Node, Param, Value
+from ..errors import Loc, SpecError, did_you_mean
+from ..ir.graph import Graph, Node, Param, Value, shape_str
 from ..ops import REGISTRY
+from ..passes.shapes import hint, node_shapes
 from .nn import ModuleObj, NodeObj
 
 
+class NeedShape(Exception):
+    """A module needs its input's shape to decide its structure (SplitTable's table size)."""
+
+    def __init__(self, loc):
+        self.loc = loc
+
+
 class Lowerer:
-    def __init__(self):
+    def __init__(self, shapes: dict | None = None):
+        self.shapes = dict(shapes or {})  # input name -> shape tuple, or a list (a table input)
         self.graph = Graph()
         self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
@@ -24,22 +33,43 @@ class Lowerer:
     def lower_top(self, top: ModuleObj) -> Graph:
         g = self.graph
         if top.kind == "gModule":
-            for i, n in enumerate(top.inputs, 1):
-                g.inputs.append(Value("input", name=n.name or f"input{i}", loc=n.loc))
-            xs = g.inputs[0] if len(g.inputs) == 1 else list(g.inputs)
-            out = self.lower_gmodule(top, xs, top.loc)
-            names = [o.name for o in top.outputs]
+            names = [(n.name or f"input{i}", n.loc) for i, n in enumerate(top.inputs, 1)]
         else:
-            g.inputs.append(Value("input", name="input1", loc=top.loc))
-            out = self.lower_module(top, g.inputs[0], top.loc, None)
-            names = []
-        flat = _flatten(out)
-        for i, v in enumerate(flat):
-            if v.kind == "tmp" and all(v is not o for o in g.outputs):  # annotation or outputN
-                v.name = names[i] if len(names) == len(flat) and names[i] else f"output{i + 1}"
-            g.outputs.append(v)
+            names = [("input1", top.loc)]
+        unknown = set(self.shapes) - {n for n, _ in names}
+        if unknown:
+            name = sorted(unknown)[0]
+            listed = ", ".join(n for n, _ in names)
+            raise SpecError(f"--shape {name}: the model has no input named '{name}' (its inputs: "
+                            f"{listed})" + did_you_mean(name, [n for n, _ in names]))
+        structs = [self.input_struct(name, self.shapes.get(name), loc) for name, loc in names]
+        g.input_struct = [_positions(s, g.inputs) for s in structs]
+        if top.kind == "gModule":
+            out = self.lower_gmodule(top, structs[0] if len(structs) == 1 else structs, top.loc)
+            outs = out if len(top.outputs) > 1 else [out]
+            out_names = [o.name for o in top.outputs]
+        else:
+            outs = [self.lower_module(top, structs[0], top.loc, None)]
+            out_names = [None]
+        for i, (o, name) in enumerate(zip(outs, out_names), 1):
+            leaves = _flatten(o)
+            for k, v in enumerate(leaves, 1):
+                if v.kind == "tmp" and all(v is not w for w in g.outputs):  # annotation or outputN
+                    base = name or f"output{i}"
+                    v.name = base if isinstance(o, Value) else f"{base}[{k}]"
+            g.output_struct.append(_indices(o, g.outputs))
         g.params.sort(key=lambda p: p.order)
+        g.buffers.sort(key=lambda p: p.order)
         return g
+
+    def input_struct(self, name, shape, loc):
+        """The graph input(s) for one gModule input: a Value, or a table of them when its
+        --shape is a table ({Bx3,Bx4})."""
+        if isinstance(shape, list):
+            return [self.input_struct(f"{name}[{i}]", s, loc) for i, s in enumerate(shape, 1)]
+        v = Value("input", shape=shape, name=name, loc=loc)
+        self.graph.inputs.append(v)
+        return v
 
     # ---- modules -----------------------------------------------------------------
 
@@ -79,6 +109,11 @@ class Lowerer:
         op = REGISTRY[mod.kind]
         if op.passthrough:
             return x
+        if op.structural is not None:
+            try:
+                return op.structural(mod.attrs, x)
+            except ValueError as e:
+                raise SpecError(f"nn.{mod.kind}: {e}", loc, _made_here(mod, loc)) from None
         if op.table_input:
             if not isinstance(x, list) or not all(isinstance(v, Value) for v in x):
                 raise SpecError(f"nn.{mod.kind} expects a table of tensors as input, got "
@@ -93,23 +128,43 @@ class Lowerer:
                 raise SpecError(f"nn.{mod.kind} expects one tensor as input, got {_describe(x)}"
                                 + hint, loc, _made_here(mod, loc))
             data = [x]
+        for slot, v in zip(op.inputs if not op.table_input else (), data):
+            if slot in op.int_inputs:
+                self.require_indices(v, mod, loc)
         label = self.label(mod, name)
         params = self.params_of(mod, op, label, loc)
-        out = Value("tmp", name=name or label, loc=loc)
-        aux = [Value("tmp", dtype="aux", name=f"{name or label}_{a}", loc=loc) for a in op.aux]
-        node = Node(op.name, dict(mod.attrs), data + params, [out] + aux, loc, name, label,
+        node = Node(op.name, dict(mod.attrs), data + params, [], loc, name, label,
                     {k: v for k, v in (ann or {}).items() if k != "name"})
+        shapes = node_shapes(node)
+        if op.table_output and shapes is None:
+            raise NeedShape(loc)
+        base = name or label
+        if op.table_output:
+            outs = [Value("tmp", shape=s, name=f"{base}_{i}", loc=loc) for i, s in enumerate(shapes, 1)]
+        else:
+            outs = [Value("tmp", shape=shapes[0] if shapes else None, name=base, loc=loc)]
+        aux = [Value("tmp", dtype="aux", name=f"{base}_{a}", loc=loc) for a in op.aux]
+        node.outputs = outs + aux
         self.graph.nodes.append(node)
-        return out
+        return outs if op.table_output else outs[0]
+
+    def require_indices(self, v: Value, mod: ModuleObj, loc: Loc):
+        if v.kind == "input":
+            v.dtype = "index"
+        elif v.dtype != "index":
+            raise SpecError(f"nn.{mod.kind} takes integer indices, but its input is computed "
+                            "(floats); feed it a graph input", loc, _made_here(mod, loc))
 
     def params_of(self, mod: ModuleObj, op, label: str, loc: Loc) -> list[Value]:
         if mod.serial not in self.param_values:
             slots = {}
             for i, spec in enumerate(op.active_params(mod.attrs)):
-                v = Value("param", shape=tuple(spec.shape(mod.attrs)), name=f"{label}.{spec.name}",
+                kind = "param" if spec.trainable else "buffer"
+                v = Value(kind, shape=tuple(spec.shape(mod.attrs)), name=f"{label}.{spec.name}",
                           loc=mod.loc)
                 slots[spec.name] = v
-                self.graph.params.append(Param(v, v.name, spec.init(mod.attrs), (mod.serial, i)))
+                p = Param(v, v.name, spec.init(mod.attrs), (mod.serial, i))
+                (self.graph.params if spec.trainable else self.graph.buffers).append(p)
             self.param_values[mod.serial] = slots
         return list(self.param_values[mod.serial].values())
 
@@ -128,9 +183,11 @@ class Lowerer:
                                               "nInputDims": None}, outs, loc)
 
     def internal_op(self, kind, attrs, inputs, loc):
-        out = Value("tmp", name=kind.lower(), loc=loc)
-        self.graph.nodes.append(Node(kind, attrs, list(inputs), [out], loc, None, kind.lower()))
-        return out
+        node = Node(kind, attrs, list(inputs), [], loc, None, kind.lower())
+        shapes = node_shapes(node)
+        node.outputs = [Value("tmp", shape=shapes[0] if shapes else None, name=kind.lower(), loc=loc)]
+        self.graph.nodes.append(node)
+        return node.outputs[0]
 
     # ---- nngraph -------------------------------------------------------------------
 
@@ -223,6 +280,22 @@ def _flatten(s):
     return [v for x in s for v in _flatten(x)]
 
 
+def _positions(s, flat: list):
+    """The struct with each Value replaced by its position in `flat`."""
+    if isinstance(s, Value):
+        return next(i for i, v in enumerate(flat) if v is s)
+    return [_positions(x, flat) for x in s]
+
+
+def _indices(s, flat: list):
+    """The struct with each Value replaced by its position in `flat`, where it is appended
+    (a value returned twice is two outputs: their gradients add up)."""
+    if isinstance(s, Value):
+        flat.append(s)
+        return len(flat) - 1
+    return [_indices(x, flat) for x in s]
+
+
 def _describe(s) -> str:
     if isinstance(s, Value):
         return "one tensor"
@@ -233,5 +306,29 @@ def _made_here(mod: ModuleObj, loc: Loc):
     return [(mod.loc, f"nn.{mod.kind} is made here")] if mod.loc != loc else []
 
 
-def lower(top: ModuleObj) -> Graph:
-    return Lowerer().lower_top(top)
+def lower(top: ModuleObj, shapes: dict | None = None) -> Graph:
+    """Lower with the given input shapes; inputs without one get the shape their consumers
+    require (found by lowering once, then again with the hints)."""
+    shapes = dict(shapes or {})
+    hints: dict = {}
+    while True:
+        lw = Lowerer({**hints, **shapes})
+        pending = None
+        try:
+            g = lw.lower_top(top)
+        except NeedShape as e:
+            g, pending = lw.graph, e
+        unknown = [v for v in g.inputs if v.shape is None]
+        if not unknown and pending is None:
+            return g
+        uses = g.consumers()
+        new = {v.name: h for v in unknown if v.name not in hints
+               and (h := hint(v, uses)) is not None}
+        if not new:
+            v = unknown[0] if unknown else None
+            if v is None:
+                raise SpecError("this module needs its input's shape to build its output table; "
+                                "give the graph inputs' shapes with --shape NAME=Bx...", pending.loc)
+            raise SpecError(f"cannot infer the shape of input '{v.name}'; give it with "
+                            f"--shape {v.name}=Bx... (B is the free batch dimension)", v.loc)
+        hints.update(new)

@@ -21,7 +21,7 @@ def shape_str(shape) -> str:
 
 @dataclass(eq=False)
 class Value:
-    """One array. kind: 'input' (graph input), 'param', 'tmp' (node output),
+    """One array. kind: 'input' (graph input), 'param', 'buffer', 'tmp' (node output),
     'grad_output' (given to backward), 'aux' (opaque state a forward op saves for its backward)."""
     kind: str
     shape: Optional[tuple] = None
@@ -54,8 +54,13 @@ class Param:
 class Graph:
     inputs: list[Value] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
-    params: list[Param] = field(default_factory=list)
+    params: list[Param] = field(default_factory=list)  # trainable: the flat vector, in order
+    buffers: list[Param] = field(default_factory=list)  # saved state, not optimized (running stats)
     nodes: list[Node] = field(default_factory=list)
+    # how the flat inputs/outputs nest into the user's arguments and results: per argument,
+    # an index into inputs/outputs, or a list of them (a table)
+    input_struct: list = field(default_factory=list)
+    output_struct: list = field(default_factory=list)
     # filled by autodiff: grad_outputs[i] is the gradient given for outputs[i];
     # input_grads[i] the gradient returned for inputs[i] (None: no gradient);
     # param_grads: (param index, Value) pairs accumulated into the gradient buffer.

@@ -26,6 +26,7 @@ class ParamSpec:
     shape: Callable[[dict], tuple]
     init: Callable[[dict], tuple]  # attrs -> ('uniform', stdv) | ...
     present: Callable[[dict], bool] = lambda a: True
+    trainable: bool = True  # False: a buffer (BatchNorm's running stats), saved but not optimized
 
 
 @dataclass
@@ -42,8 +43,12 @@ class OpDef:
     check: Optional[Callable[[dict], Optional[str]]] = None  # attrs -> error text
     input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
     elementwise: bool = False  # output shape == input shape; hints pass through
+    table_output: bool = False  # `shape` returns a list of shapes: the output is a table
+    int_inputs: tuple[str, ...] = ()  # slots that take integer indices (no gradient)
     view: bool = False  # the output is a numpy view of the input: no new memory
     passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
+    structural: Optional[Callable] = None  # (attrs, struct) -> struct: a table rearrangement
+    # made at lowering time with no IR node (SelectTable, NarrowTable, FlattenTable)
     derive: Optional[Callable] = None  # (attrs, in_shapes) -> dict `d` for templates
     aux: tuple[str, ...] = ()  # extra forward outputs kept for backward (e.g. argmax)
     flops: Optional[Callable] = None  # (attrs, in_shapes, out_shape), concrete -> forward FLOPs
@@ -55,6 +60,7 @@ class OpDef:
         return self.inputs == ("xs",)
 
     def active_params(self, attrs) -> list[ParamSpec]:
+        """Parameters and buffers this instance has, in IR input order."""
         return [p for p in self.params if p.present(attrs)]
 
 

@@ -37,9 +37,10 @@ def autodiff(graph: Graph) -> Graph:
         return s
 
     for node in reversed(g.nodes):
-        y = node.outputs[0]
+        ys = [v for v in node.outputs if v.dtype != "aux"]
         needs = [v in needs_grad for v in node.inputs]
-        if y not in partials or not any(needs):
+        has = tuple(y in partials for y in ys)
+        if not any(has) or not any(needs):
             continue
         grads = []
         for v, need in zip(node.inputs, needs):
@@ -51,7 +52,9 @@ def autodiff(graph: Graph) -> Graph:
                 g.param_grads.append((param_index[v], gv))
             else:
                 partials.setdefault(v, []).append(gv)
-        g.grad_nodes.append(Node("grad", {"fwd": node, "needs": tuple(needs)}, [total(y)], grads,
+        # `has`: which outputs got a gradient (a table output may be partly unused)
+        g.grad_nodes.append(Node("grad", {"fwd": node, "needs": tuple(needs), "has": has},
+                                 [total(y) for y in ys if y in partials], grads,
                                  node.loc, node.name, node.module))
     g.input_grads = [total(v) if v in partials and v.dtype == "float" else None for v in g.inputs]
     return g

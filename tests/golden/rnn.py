@@ -29,12 +29,21 @@ PARAMETERS = (
     ('h2h.weight', (2, 2), ('uniform', 0.7071067811865475)),
     ('h2h.bias', (2,), ('uniform', 0.7071067811865475)),
 )
+# State that is saved but not optimized (e.g. running statistics).
+BUFFERS = (
+)
+# How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
+INPUT_STRUCTURE = (0, 1)
+OUTPUT_STRUCTURE = (0,)
 
 
 class Model(Module):
     INPUTS = INPUTS
     OUTPUTS = OUTPUTS
     PARAMETERS = PARAMETERS
+    BUFFERS = BUFFERS
+    INPUT_STRUCTURE = INPUT_STRUCTURE
+    OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2):
