@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import Loc, SpecError
 from .frontend.evaluate import Interpreter, LuaTable
 from .frontend.lower import lower
-from .frontend.nn import ModuleObj
+from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
@@ -117,7 +117,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
         return v
     if returned and isinstance(returned[0], ModuleObj):
         return returned[0]
-    tops = [m for m in interp.modules if m.kind in ("gModule", "Sequential", "Parallel", "ConcatTable")
+    tops = [m for m in interp.modules if m.kind in CONTAINERS
             and not m.contained]
     if tops:
         return tops[-1]

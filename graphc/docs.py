@@ -9,6 +9,8 @@ CONTAINERS = [
     ("Parallel", "inputDimension, outputDimension",
      "Module i gets slice i of `inputDimension`; outputs joined on `outputDimension`."),
     ("ConcatTable", "", "Every module gets the same input; the output is a table."),
+    ("ParallelTable", "", "Module i gets element i of the input table; the output is a table."),
+    ("Concat", "dimension", "Every module gets the same input; outputs joined along `dimension`."),
     ("gModule", "inputs, outputs", "An nngraph graph; can be nested as a module."),
 ]
 

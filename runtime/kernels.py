@@ -198,3 +198,75 @@ def maxpool2d_backward(gy, argmax, x_shape, kH, kW, dH, dW, padH, padW):
     n = int(np.prod(x_shape))
     gx = np.bincount(argmax.ravel(), weights=gy.ravel(), minlength=n)
     return gx.astype(gy.dtype, copy=False).reshape(tuple(int(s) for s in x_shape))
+
+
+# ---- indices, dropout, batch normalization ------------------------------------------------
+
+def check_indices(x, n, module="LookupTable"):
+    """x: integer indices that must lie in 1..n (Torch's 1-based indices)."""
+    if x.size and (x.min() < 1 or x.max() > n):
+        bad = x[(x < 1) | (x > n)].flat[0]
+        raise ValueError(f"{module}: index {int(bad)} is out of range 1..{n} (indices are 1-based)")
+    return x
+
+
+def scatter_rows(gy, idx, n, padding_value=0):
+    """The gradient of a row lookup: row i accumulates every gy row whose index is i."""
+    d = gy.shape[-1]
+    flat_idx = idx.reshape(-1)
+    rows = gy.reshape(-1, d)
+    if padding_value:
+        keep = flat_idx != padding_value
+        flat_idx, rows = flat_idx[keep], rows[keep]
+    out = np.zeros((n, d), gy.dtype)
+    np.add.at(out, flat_idx - 1, rows)
+    return out
+
+
+def one_hot(idx, n, dtype):
+    check_indices(idx, n, "OneHot")
+    out = np.zeros(idx.shape + (n,), dtype)
+    np.put_along_axis(out, (idx - 1)[..., None], 1, axis=-1)
+    return out
+
+
+def dropout_mask(rng, x, p, v1):
+    """Bernoulli(1-p) keep-mask, scaled by 1/(1-p) for v2 (Torch's default)."""
+    keep = rng.random(x.shape) >= p
+    scale = 1.0 if v1 else 1.0 / (1.0 - p)
+    return (keep * scale).astype(x.dtype)
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, axes, bshape, eps, momentum, train):
+    """Torch7 BatchNormalization: batch statistics (biased variance) when training, with the
+    running statistics updated in place (unbiased variance); running statistics otherwise.
+    Returns (y, xhat, invstd) for the backward."""
+    n = x.size // running_mean.size
+    if train and n > 1 and x.shape[0] > 1:
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * n / (n - 1)
+        batch_stats = True
+    else:  # evaluation, or a batch of one (Torch then normalizes with the running stats)
+        mean, var, batch_stats = running_mean, running_var, False
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+    y = xhat * weight.reshape(bshape) + bias.reshape(bshape) if weight is not None else xhat
+    return y, xhat, (invstd, batch_stats)
+
+
+def batchnorm_backward(gy, xhat, state, weight, axes, bshape):
+    invstd, batch_stats = state
+    gw = (gy * xhat).sum(axis=axes) if weight is not None else None
+    gb = gy.sum(axis=axes) if weight is not None else None
+    g = gy * weight.reshape(bshape) if weight is not None else gy
+    if batch_stats:
+        n = gy.size // invstd.size
+        gx = (g - g.mean(axis=axes).reshape(bshape)
+              - xhat * (g * xhat).mean(axis=axes).reshape(bshape)) * invstd.reshape(bshape)
+    else:
+        gx = g * invstd.reshape(bshape)
+    return gx, gw, gb

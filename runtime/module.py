@@ -54,6 +54,8 @@ class Module:
             kind, scale = init
             if kind == "uniform":
                 w[...] = rng.uniform(-scale, scale, shape)
+            elif kind == "uniform01":
+                w[...] = rng.uniform(0.0, scale, shape)
             elif kind == "normal":
                 w[...] = rng.normal(0.0, scale, shape)
             else:

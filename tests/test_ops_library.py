@@ -393,7 +393,7 @@ def test_transpose_and_squeeze_outputs_are_views(tmp_path, rng):
     ("nn.Sum(1)(x)", {"x": "Bx3"}, "cannot sum over the batch dimension B"),
     ("nn.Max()(x)", {"x": "Bx3"}, "over the batch dimension B"),
     ("nn.Sum(4)(x)", {"x": "Bx3"}, "dimension 4 is out of range for a 2-D input"),
-    ("nn.Transpose(1, 2)(x)", {"x": "Bx3x4"}, "each argument must be a pair of dimensions"),
+    ("nn.Transpose(1, 2)(x)", {"x": "Bx3x4"}, "argument 1 must be a table such as {1, 2}"),
     ("nn.Transpose({1, 2})(x)", {"x": "Bx3x4"}, "cannot move the batch dimension B"),
     ("nn.Replicate(3)(x)", {"x": "Bx3"}, "before the batch dimension B"),
     ("nn.Replicate(3, 0)(x)", {"x": "Bx3"}, "positive integer dimensions"),

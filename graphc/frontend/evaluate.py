@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module, unknown_module
+from .nn import ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module, unknown_module
 from .parse import parse
 from ..ops import REGISTRY
 
@@ -795,7 +795,7 @@ class Interpreter:
         return names
 
     def module_method(self, mod: ModuleObj, key):
-        if key in ("add",) and mod.kind in ("Sequential", "Parallel", "ConcatTable"):
+        if key in ("add",) and mod.kind in ADDABLE:
             def add(args, loc):
                 child = args[1] if len(args) > 1 else None
                 if not isinstance(child, ModuleObj):
@@ -822,7 +822,7 @@ class Interpreter:
         op = REGISTRY.get(mod.kind)
         if op is not None:
             names += list(op.methods)
-        if mod.kind in ("Sequential", "Parallel", "ConcatTable"):
+        if mod.kind in ADDABLE:
             names.append("add")
         return names
 

@@ -99,6 +99,17 @@ class Lowerer:
             return x
         if kind == "ConcatTable":
             return [self.lower_module(c, x, c.loc, None) for c in mod.children]
+        if kind == "ParallelTable":  # module i gets input[i]
+            if not isinstance(x, list) or len(x) != len(mod.children):
+                raise SpecError(f"nn.ParallelTable with {len(mod.children)} modules expects a table "
+                                f"of {len(mod.children)} inputs, got {_describe(x)}", loc, _made_here(mod, loc))
+            return [self.lower_module(c, xi, c.loc, None) for c, xi in zip(mod.children, x)]
+        if kind == "Concat":  # every module gets x; outputs joined along `dimension`
+            outs = [self.lower_module(c, x, c.loc, None) for c in mod.children]
+            if not outs:
+                raise SpecError("nn.Concat has no modules", loc)
+            return self.internal_op("JoinTable", {"dimension": mod.attrs["dimension"],
+                                                  "nInputDims": None}, outs, loc)
         if kind == "Parallel":
             return self.lower_parallel(mod, x, loc)
         if kind == "gModule":
@@ -128,8 +139,8 @@ class Lowerer:
                 raise SpecError(f"nn.{mod.kind} expects one tensor as input, got {_describe(x)}"
                                 + hint, loc, _made_here(mod, loc))
             data = [x]
-        for slot, v in zip(op.inputs if not op.table_input else (), data):
-            if slot in op.int_inputs:
+        for k, v in enumerate(data):  # int_inputs names slots, or positions in a table
+            if k in op.int_inputs or (not op.table_input and op.inputs[k] in op.int_inputs):
                 self.require_indices(v, mod, loc)
         label = self.label(mod, name)
         params = self.params_of(mod, op, label, loc)

@@ -8,7 +8,14 @@ import re
 from ..errors import Loc, SpecError, did_you_mean
 from ..ops import REGISTRY
 
-CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "gModule")
+# Containers (lowered structurally by lower.py): their Lua signatures. All but gModule
+# take children with :add(m).
+CONTAINER_SIGNATURES = {
+    "Sequential": "", "Parallel": "inputDimension:int, outputDimension:int", "ConcatTable": "",
+    "ParallelTable": "", "Concat": "dimension:int", "gModule": "",
+}
+CONTAINERS = tuple(CONTAINER_SIGNATURES)
+ADDABLE = tuple(c for c in CONTAINERS if c != "gModule")
 
 # Torch7 nn module names graphc does not support (yet): a located "not supported" error,
 # distinct from a misspelling.
@@ -82,13 +89,17 @@ def bind_args(kind: str, signature: str, args: list, loc: Loc) -> dict:
     """Bind Lua call arguments to `name:type[*][=default]` items."""
     items = [_SIG.fullmatch(s.strip()).groups() for s in signature.split(",") if s.strip()]
     out, i = {}, 0
-    usage = f"nn.{kind}({signature.replace(':int', '').replace(':bool', '').replace(':num', '').replace(':str', '')})"
+    usage = f"nn.{kind}({re.sub(r':(int|bool|num|str|table)', '', signature)})"
     for name, typ, star, default in items:
         if star:
             vals = []
             while i < len(args) and _is(args[i], typ):
                 vals.append(_coerce(args[i], typ, kind, name, loc))
                 i += 1
+            if typ == "table" and i < len(args) and args[i] is not None:
+                from .evaluate import lua_type
+                raise SpecError(f"nn.{kind}: argument {i + 1} must be a table such as {{1, 2}}, "
+                                f"got {lua_type(args[i])}; usage: {usage}", loc)
             out[name] = tuple(vals)
             continue
         if i < len(args) and args[i] is not None:
@@ -119,6 +130,9 @@ def _is(v, typ):
         return isinstance(v, bool)
     if typ == "str":
         return isinstance(v, str)
+    if typ == "table":
+        from .evaluate import LuaTable
+        return isinstance(v, LuaTable)
     return True
 
 
@@ -126,21 +140,21 @@ def _coerce(v, typ, kind, name, loc):
     from .evaluate import lua_type  # local import: evaluate imports this module
 
     if not _is(v, typ):
-        want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string"}[typ]
+        want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string",
+                "table": "a table"}[typ]
         raise SpecError(f"nn.{kind}: argument '{name}' must be {want}, got {lua_type(v)}", loc)
     if typ == "int":
         if float(v) != int(v):
             raise SpecError(f"nn.{kind}: argument '{name}' must be a whole number, got {v}", loc)
         return int(v)
+    if typ == "table":  # a Lua array of numbers, e.g. Transpose's {1, 2} pairs
+        return tuple(tuple(x.array()) if hasattr(x, "array") else x for x in v.array())
     return v
 
 
 def make_module(kind: str, args: list, loc: Loc, serial: int) -> ModuleObj:
     if kind in CONTAINERS:
-        if kind == "Parallel":
-            attrs = bind_args(kind, "inputDimension:int, outputDimension:int", args, loc)
-        else:
-            attrs = bind_args(kind, "", args, loc) if kind != "gModule" else {}
+        attrs = bind_args(kind, CONTAINER_SIGNATURES[kind], args, loc) if kind != "gModule" else {}
         return ModuleObj(kind, attrs, loc, serial)
     op = REGISTRY[kind]
     attrs = bind_args(kind, op.signature, args, loc)

@@ -44,7 +44,7 @@ class OpDef:
     input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
     elementwise: bool = False  # output shape == input shape; hints pass through
     table_output: bool = False  # `shape` returns a list of shapes: the output is a table
-    int_inputs: tuple[str, ...] = ()  # slots that take integer indices (no gradient)
+    int_inputs: tuple = ()  # slots (names, or positions in a table) taking integer indices
     view: bool = False  # the output is a numpy view of the input: no new memory
     passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
     structural: Optional[Callable] = None  # (attrs, struct) -> struct: a table rearrangement

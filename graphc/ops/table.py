@@ -71,3 +71,73 @@ defop(
     doc="Concatenates its inputs along `dimension` (1-based; shifted by one for batch "
         "input when nInputDims is given).",
 )
+
+
+# ---- tables made of a tensor, and table rearrangements ----------------------------------
+
+def _split_axis(a, shapes):
+    x = shapes[0]
+    dim = a["dimension"]
+    if a["nInputDims"] is not None and len(x) == a["nInputDims"] + 1 and dim > 0:
+        dim += 1  # Torch: a batched input shifts the dim
+    axis = torch_dim(dim, len(x))
+    if x[axis] == B:
+        raise ShapeError("cannot split along the batch dimension B")
+    return {"axis": axis}
+
+
+def _split_shape(a, shapes):
+    axis = _split_axis(a, shapes)["axis"]
+    x = shapes[0]
+    return [x[:axis] + x[axis + 1:]] * x[axis]
+
+
+defop(
+    name="SplitTable", signature="dimension:int, nInputDims:int=nil", table_output=True,
+    shape=_split_shape, derive=_split_axis, view=True,
+    forward="{% for y in ys %}{{y}} = {{x}}[{{ ':, ' * d.axis }}{{loop.index0}}]\n{% endfor %}",
+    backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ x ~ '[' ~ (':, ' * d.axis) ~ '0])' }}"
+                   "{{ ', ' if not loop.last }}{% endfor %}], {{d.axis}})"),
+    doc="A table of the slices along `dimension` (views).",
+)
+
+
+def _table(x, what="input"):
+    if not isinstance(x, list):
+        raise ValueError(f"expects a table as {what}, got one tensor")
+    return x
+
+
+def _select_table(a, x):
+    items = _table(x)
+    i = a["index"]
+    k = i - 1 if i > 0 else len(items) + i
+    if not 0 <= k < len(items):
+        raise ValueError(f"index {i} is out of range for a table of {len(items)}")
+    return items[k]
+
+
+def _narrow_table(a, x):
+    items = _table(x)
+    offset, length = a["offset"], a["length"]
+    if length < 0:
+        length = len(items) - offset + length + 2
+    if offset < 1 or length < 1 or offset + length - 1 > len(items):
+        raise ValueError(f"elements {offset}..{offset + length - 1} are out of range for a table "
+                         f"of {len(items)}")
+    return items[offset - 1: offset - 1 + length]
+
+
+def _flatten_table(a, x):
+    if not isinstance(x, list):
+        return [x]
+    return [v for item in x for v in _flatten_table(a, item)]
+
+
+_NO_CODE = dict(shape=lambda a, s: s[0], forward="", inputs=("any",))
+defop(name="SelectTable", signature="index:int", structural=_select_table, **_NO_CODE,
+      doc="Element `index` of a table (1-based, negative from the end); no copy.")
+defop(name="NarrowTable", signature="offset:int, length:int=1", structural=_narrow_table, **_NO_CODE,
+      doc="The sub-table of `length` elements from `offset`; no copy.")
+defop(name="FlattenTable", signature="", structural=_flatten_table, **_NO_CODE,
+      doc="A nested table flattened to one level, depth first; no copy.")

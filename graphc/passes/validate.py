@@ -11,7 +11,7 @@ class InvalidIR(Exception):
 
 
 def validate(g: Graph) -> Graph:
-    defined = set(g.inputs) | {p.value for p in g.params}
+    defined = set(g.inputs) | {p.value for p in g.params + g.buffers}
     names = [p.name for p in g.params]
     if len(set(names)) != len(names):
         raise InvalidIR(f"duplicate parameter names: {names}")
@@ -23,7 +23,8 @@ def validate(g: Graph) -> Graph:
         n_data = len(n.inputs) - n_params
         if not op.table_input and n_data != len(op.inputs):
             raise InvalidIR(f"{n.op} takes {len(op.inputs)} inputs, node has {n_data}")
-        if len(n.outputs) != 1 + len(op.aux):
+        n_data = len([v for v in n.outputs if v.dtype != "aux"])
+        if (n_data != 1 and not op.table_output) or len(n.outputs) - n_data != len(op.aux):
             raise InvalidIR(f"{n.op} has {len(n.outputs)} outputs, expected {1 + len(op.aux)}")
         for v in n.inputs:
             if v not in defined:

@@ -1,0 +1,40 @@
+"""Index-taking modules: LookupTable (1-based indices, as Torch) and OneHot (char-rnn's)."""
+from .registry import ParamSpec, ShapeError, defop
+
+
+def _lookup_shape(a, shapes):
+    (x,) = shapes
+    if len(x) not in (1, 2):
+        raise ShapeError(f"expects a 1D (N) or 2D (BxN) tensor of indices, got {len(x)}D")
+    return x + (a["nOutput"],)
+
+
+defop(
+    name="LookupTable", signature="nIndex:int, nOutput:int, paddingValue:int=0, maxNorm:num=nil",
+    params=(ParamSpec("weight", lambda a: (a["nIndex"], a["nOutput"]), lambda a: ("normal", 1.0)),),
+    int_inputs=("x",), shape=_lookup_shape,
+    check=lambda a: "maxNorm is not supported (it renormalizes weights in place)" if a["maxNorm"] is not None else None,
+    input_hint=lambda a, slot, shapes: ("B",),
+    # indices are checked at run time (rt.check_indices) so a bad one names the module
+    forward="{{y}} = {{weight}}[rt.check_indices({{x}}, {{a.nIndex}}, 'LookupTable') - 1]",
+    backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, {{a.nIndex}}, {{a.paddingValue}})"},
+    doc="Row `i` of weight (nIndex x nOutput) for each index i in 1..nIndex; weight ~ N(0, 1). "
+        "Input N or BxN integer indices; rows equal to paddingValue get no gradient.",
+    torch_diff="maxNorm is not supported.",
+)
+
+
+def _onehot_shape(a, shapes):
+    (x,) = shapes
+    if len(x) not in (1, 2):
+        raise ShapeError(f"expects a 1D (B) or 2D tensor of indices, got {len(x)}D")
+    return x + (a["outputSize"],)
+
+
+defop(
+    name="OneHot", signature="outputSize:int", int_inputs=("x",), shape=_onehot_shape,
+    input_hint=lambda a, slot, shapes: ("B",),
+    forward="{{y}} = rt.one_hot({{x}}, {{a.outputSize}}, self.dtype)",
+    doc="A one-hot float vector of size outputSize for each 1-based index (char-rnn's OneHot); "
+        "no gradient to the indices.",
+)
