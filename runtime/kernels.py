@@ -270,3 +270,320 @@ def batchnorm_backward(gy, xhat, state, weight, axes, bshape):
     else:
         gx = g * invstd.reshape(bshape)
     return gx, gw, gb
+
+
+# ==== average pooling, full (transposed) convolution, temporal convolution ==================
+# (graphc/ops/spatial2.py).  Loops run over kernel offsets only, never over batch or pixels.
+
+def _avg_divisors(size, out, k, d, pad, count_include_pad):
+    """Per output position along one axis: the cells Torch7 divides the window sum by.
+    Windows are clipped to the padded input; `count_include_pad` counts the padding."""
+    start = np.arange(out) * d - pad
+    end = np.minimum(start + k, size + pad)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, size) - np.maximum(start, 0)
+
+
+def _pool_geometry(H, W, kH, kW, dH, dW, padH, padW, ceil_mode):
+    oH, oW = _sizes_2d(pool_output_size, H, W, kH, kW, dH, dW, padH, padW, ceil_mode)
+    # the padded extent the windows reach (ceil mode may overhang the right padding)
+    Hp = max((oH - 1) * dH + kH, H + padH)
+    Wp = max((oW - 1) * dW + kW, W + padW)
+    return oH, oW, Hp, Wp
+
+
+def avgpool2d_forward(x, kH, kW, dH, dW, padH, padW, ceil_mode=False, count_include_pad=True):
+    """SpatialAveragePooling on (N, C, H, W): window sums over the zero-padded input divided
+    by Torch7's divisor (see _avg_divisors)."""
+    x = _float(x)
+    _check_4d(x)
+    N, C, H, W = x.shape
+    oH, oW, Hp, Wp = _pool_geometry(H, W, kH, kW, dH, dW, padH, padW, ceil_mode)
+    xp = x
+    if Hp > H or Wp > W:
+        xp = np.zeros((N, C, Hp, Wp), x.dtype)
+        xp[:, :, padH:padH + H, padW:padW + W] = x
+    hspan, wspan = dH * (oH - 1) + 1, dW * (oW - 1) + 1
+    y = np.zeros((N, C, oH, oW), x.dtype)
+    for i in range(kH):
+        for j in range(kW):
+            y += xp[:, :, i:i + hspan:dH, j:j + wspan:dW]
+    div = np.outer(_avg_divisors(H, oH, kH, dH, padH, count_include_pad),
+                   _avg_divisors(W, oW, kW, dW, padW, count_include_pad))
+    y /= div.astype(x.dtype)
+    return y
+
+
+def avgpool2d_backward(gy, x_shape, kH, kW, dH, dW, padH, padW, ceil_mode=False,
+                       count_include_pad=True):
+    """Gradient of avgpool2d_forward: each window spreads gy / divisor over its cells."""
+    gy = _float(gy)
+    _check_4d(gy, "gradOutput")
+    N, C, H, W = (int(s) for s in x_shape)
+    oH, oW, Hp, Wp = _pool_geometry(H, W, kH, kW, dH, dW, padH, padW, ceil_mode)
+    if gy.shape != (N, C, oH, oW):
+        raise ValueError(f"gradOutput shape {gy.shape} does not match the output shape "
+                         f"{(N, C, oH, oW)}")
+    div = np.outer(_avg_divisors(H, oH, kH, dH, padH, count_include_pad),
+                   _avg_divisors(W, oW, kW, dW, padW, count_include_pad))
+    g = gy / div.astype(gy.dtype)
+    gxp = np.zeros((N, C, Hp, Wp), gy.dtype)
+    hspan, wspan = dH * (oH - 1) + 1, dW * (oW - 1) + 1
+    for i in range(kH):
+        for j in range(kW):
+            gxp[:, :, i:i + hspan:dH, j:j + wspan:dW] += g
+    return np.ascontiguousarray(gxp[:, :, padH:padH + H, padW:padW + W])
+
+
+def full_conv_output_size(size, k, d, pad, adj):
+    """SpatialFullConvolution: (size - 1) * d - 2 * pad + k + adj."""
+    return (int(size) - 1) * d - 2 * pad + k + adj
+
+
+def full_conv2d_forward(x, weight, bias, dH, dW, padH, padW, adjH, adjW):
+    """SpatialFullConvolution (transposed convolution) on (N, Cin, H, W).
+
+    ``weight`` is (Cin, Cout, kH, kW). Each input pixel adds weight[c] * x[c] into a kH x kW
+    patch of the output at stride (dH, dW) (a GEMM, then col2im); the output is cropped by
+    the padding and extended by adjH/adjW rows/columns.
+    """
+    x = _float(x)
+    _check_4d(x)
+    N, C, H, W = x.shape
+    wC, nOut, kH, kW = weight.shape
+    if wC != C:
+        raise ValueError(f"weight expects {wC} input plane(s), input has {C} (shape {x.shape})")
+    oH = full_conv_output_size(H, kH, dH, padH, adjH)
+    oW = full_conv_output_size(W, kW, dW, padW, adjW)
+    if oH < 1 or oW < 1:
+        raise ValueError(f"input {H}x{W} gives an empty output ({oH}x{oW})")
+    wmat = weight.reshape(C, nOut * kH * kW).astype(x.dtype, copy=False)
+    cols = (x.transpose(0, 2, 3, 1).reshape(N * H * W, C) @ wmat)
+    cols = cols.reshape(N, H, W, nOut, kH, kW)
+    Hp, Wp = (H - 1) * dH + kH + adjH, (W - 1) * dW + kW + adjW
+    out = np.zeros((N, Hp, Wp, nOut), x.dtype)  # NHWC while scattering: contiguous adds
+    hspan, wspan = dH * (H - 1) + 1, dW * (W - 1) + 1
+    for i in range(kH):
+        for j in range(kW):
+            out[:, i:i + hspan:dH, j:j + wspan:dW, :] += cols[..., i, j]
+    y = out[:, padH:padH + oH, padW:padW + oW, :].transpose(0, 3, 1, 2)
+    y = np.ascontiguousarray(y)
+    if bias is not None:
+        y += np.asarray(bias, dtype=x.dtype).reshape(1, nOut, 1, 1)
+    return y
+
+
+def full_conv2d_backward(gy, x, weight, dH, dW, padH, padW, adjH, adjW, need_input=True):
+    """Gradients of full_conv2d_forward: (gx or None, gweight, gbias). The gradient of a
+    transposed convolution is an ordinary convolution (im2col of gy, then GEMMs)."""
+    gy = _float(gy)
+    _check_4d(gy, "gradOutput")
+    N, C, H, W = x.shape
+    _, nOut, kH, kW = weight.shape
+    oH, oW = gy.shape[2:]
+    Hp, Wp = (H - 1) * dH + kH + adjH, (W - 1) * dW + kW + adjW
+    gyp = np.zeros((N, nOut, Hp, Wp), gy.dtype)
+    gyp[:, :, padH:padH + oH, padW:padW + oW] = gy
+    win = sliding_window_view(gyp, (kH, kW), axis=(2, 3))[:, :, ::dH, ::dW][:, :, :H, :W]
+    gcols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * H * W, nOut * kH * kW)
+    x2 = x.transpose(0, 2, 3, 1).reshape(N * H * W, C).astype(gy.dtype, copy=False)
+    gweight = (x2.T @ gcols).reshape(weight.shape)
+    gbias = gy.sum(axis=(0, 2, 3))
+    gx = None
+    if need_input:
+        wmat = weight.reshape(C, nOut * kH * kW).astype(gy.dtype, copy=False)
+        gx = np.ascontiguousarray((gcols @ wmat.T).reshape(N, H, W, C).transpose(0, 3, 1, 2))
+    return gx, gweight, gbias
+
+
+def temporal_conv_forward(x, weight, bias, kW, dW):
+    """TemporalConvolution on (N, T, F): output frame t is weight @ (frames t*dW .. t*dW+kW-1
+    concatenated) + bias; weight is (outputFrameSize, kW * F). Returns (y, cols)."""
+    x = _float(x)
+    if x.ndim != 3:
+        raise ValueError(f"input should be 3D (N, T, F), got shape {x.shape}")
+    N, T, F = x.shape
+    if T < kW:
+        raise ValueError(f"input sequence ({T} frames) is smaller than the kernel size ({kW})")
+    oT = (T - kW) // dW + 1
+    win = sliding_window_view(x, kW, axis=1)[:, ::dW][:, :oT]  # (N, oT, F, kW)
+    cols = win.transpose(0, 1, 3, 2).reshape(N * oT, kW * F)
+    y = cols @ weight.astype(x.dtype, copy=False).T
+    if bias is not None:
+        y += np.asarray(bias, dtype=x.dtype)
+    return y.reshape(N, oT, -1), cols
+
+
+def temporal_conv_backward(gy, x_shape, cols, weight, kW, dW, need_input=True):
+    """Gradients of temporal_conv_forward: (gx or None, gweight, gbias)."""
+    gy = _float(gy)
+    N, T, F = (int(s) for s in x_shape)
+    oT, nOut = gy.shape[1:]
+    g2 = gy.reshape(N * oT, nOut)
+    gweight = g2.T @ cols.astype(gy.dtype, copy=False)
+    gbias = g2.sum(axis=0)
+    gx = None
+    if need_input:
+        gcols = (g2 @ weight.astype(gy.dtype, copy=False)).reshape(N, oT, kW, F)
+        gx = np.zeros((N, T, F), gy.dtype)
+        span = dW * (oT - 1) + 1
+        for k in range(kW):
+            gx[:, k:k + span:dW] += gcols[:, :, k]
+    return gx, gweight, gbias
+
+
+# ==== distances, normalization, indexing, padding (graphc/ops/distance.py) ==================
+
+_COS_EPS = 1e-12
+
+
+def cosine_distance_forward(x1, x2):
+    """Torch7 CosineDistance over the last axis: x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
+    Returns (y with the last axis kept as size 1, state for the backward)."""
+    w1 = (x1 * x2).sum(-1, keepdims=True)
+    w22 = 1 / ((x1 * x1).sum(-1, keepdims=True) + _COS_EPS)
+    w32 = 1 / ((x2 * x2).sum(-1, keepdims=True) + _COS_EPS)
+    w = np.sqrt(w22 * w32)
+    return w1 * w, (w1, w22, w32, w)
+
+
+def cosine_distance_backward(gy, x1, x2, state):
+    """(g1, g2); gy has the forward's output shape (last axis of size 1)."""
+    w1, w22, w32, w = state
+    s = w * gy
+    return (x2 - w1 * w22 * x1) * s, (x1 - w1 * w32 * x2) * s
+
+
+def pairwise_distance_backward(gy, x1, x2, y, p):
+    """Gradient of ||x1 - x2||_p over the last axis w.r.t. x1 (x2's is its negative).
+    The exact derivative: sign(d) |d|^(p-1) / y^(p-1), and 0 where y = 0."""
+    d = x1 - x2
+    y = y[..., None]
+    if p == 1:
+        return np.sign(d) * gy[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = np.sign(d) * np.abs(d) ** (p - 1) if p != 2 else d
+        g = np.where(y > 0, num / np.where(y > 0, y, 1) ** (p - 1), 0)
+    if p < 1:
+        g = np.where(d == 0, 0, g)
+    return (g * gy[..., None]).astype(d.dtype, copy=False)
+
+
+def normalize_forward(x, p, eps):
+    """Torch7 Normalize over the last axis. Finite p: norm = (sum |x|^p + eps)^(1/p);
+    p = inf: norm = max |x| + eps (the first maximum is remembered for the backward)."""
+    if np.isinf(p):
+        a = np.abs(x)
+        idx = np.argmax(a, axis=-1)[..., None]
+        norm = np.take_along_axis(a, idx, -1) + eps
+        return x / norm, (norm, None, idx)
+    normp = (np.abs(x) ** p if p != 2 else x * x).sum(-1, keepdims=True) + eps
+    norm = normp ** (1.0 / p)
+    return x / norm, (norm, normp, None)
+
+
+def normalize_backward(gy, x, state, p, eps):
+    """Torch7's Normalize gradient (its |x| + eps guard for odd p < 2 included)."""
+    norm, normp, idx = state
+    cross = (x * gy).sum(-1, keepdims=True)
+    if idx is not None:
+        b = np.zeros_like(x)
+        np.put_along_axis(b, idx, np.take_along_axis(x, idx, -1) / norm, -1)
+        return (norm * gy - b * cross) / (norm * norm)
+    if p == 2:
+        b = x
+    elif p % 2 != 0 and p < 2:
+        b = (np.abs(x) + eps) ** (p - 2) * x
+    else:
+        b = np.abs(x) ** (p - 2) * x
+    return (normp * gy - b * cross) / (normp * norm)
+
+
+def index_add(g, idx, axis, size):
+    """Torch's indexAdd: slice k of g along `axis` is added into slot idx[k] (0-based) of a
+    zero array with `size` slots there; repeated indices add up (sorted, then reduceat)."""
+    g = np.moveaxis(g, axis, 0)
+    flat = g.reshape(g.shape[0], -1)
+    out = np.zeros((size, flat.shape[1]), g.dtype)
+    if idx.size:
+        order = np.argsort(idx, kind="stable")
+        s = idx[order]
+        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+        out[s[starts]] = np.add.reduceat(flat[order], starts, axis=0)
+    return np.ascontiguousarray(np.moveaxis(out.reshape((size,) + g.shape[1:]), 0, axis))
+
+
+def pad_insert(x, axis, pos, n, value):
+    """Padding: n cells of `value` inserted before position pos (0-based) along axis."""
+    shape = list(x.shape)
+    shape[axis] += n
+    y = np.full(shape, value, dtype=x.dtype)
+    lead = (slice(None),) * axis
+    y[lead + (slice(0, pos),)] = x[lead + (slice(0, pos),)]
+    y[lead + (slice(pos + n, None),)] = x[lead + (slice(pos, None),)]
+    return y
+
+
+# ==== criteria as graph nodes (graphc/ops/criterion.py) ======================================
+# Each returns the loss as a 1-element array in the input's dtype; class targets are 1-based.
+
+def _class_rows(x, t, weights, ignore_index, module):
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)
+    t = np.asarray(t).reshape(-1)
+    if t.size != x2.shape[0]:
+        raise ValueError(f"{module}: {t.size} target(s) for {x2.shape[0]} input row(s)")
+    keep = t != ignore_index
+    bad = keep & ((t < 1) | (t > C))
+    if bad.any():
+        raise ValueError(f"{module}: target {int(t[bad][0])} is out of range 1..{C} "
+                         "(class indices are 1-based)")
+    rows = np.flatnonzero(keep)
+    cls = t[rows] - 1
+    w = np.ones(rows.size, x.dtype) if weights is None else np.asarray(weights, x.dtype)[cls]
+    return x2, rows, cls, w
+
+
+def class_nll_forward(x, t, weights, size_average, ignore_index, module="ClassNLLCriterion"):
+    """-sum w[t] x[t] over the rows, / sum w[t] with size_average (when non-zero)."""
+    x2, rows, cls, w = _class_rows(x, t, weights, ignore_index, module)
+    total = w.sum()
+    loss = -(w * x2[rows, cls]).sum()
+    if size_average and total != 0:
+        loss = loss / total
+    return np.array([loss], x.dtype), (rows, cls, w, total)
+
+
+def class_nll_backward(gy, x_shape, state, size_average, dtype):
+    """-w[t] (/ total) at the targets, times gradOutput[1]; all zero when total <= 0."""
+    rows, cls, w, total = state
+    g = np.zeros((int(np.prod(x_shape[:-1], dtype=np.int64)), x_shape[-1]), dtype)
+    if total > 0:
+        scale = gy[0] / total if size_average else gy[0]
+        g[rows, cls] = -w * scale
+    return g.reshape(x_shape)
+
+
+def cross_entropy_forward(x, t, weights, size_average, ignore_index=-100,
+                          module="CrossEntropyCriterion"):
+    """LogSoftMax over the last axis, then ClassNLL."""
+    z = x - x.max(-1, keepdims=True)
+    lsm = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    loss, state = class_nll_forward(lsm, t, weights, size_average, ignore_index, module)
+    return loss, (lsm, state)
+
+
+def cross_entropy_backward(gy, state, size_average):
+    lsm, nll = state
+    g = class_nll_backward(gy, lsm.shape, nll, size_average, lsm.dtype)
+    return g - np.exp(lsm) * g.sum(-1, keepdims=True)
+
+
+def bce_check(x):
+    """BCECriterion's input must lie in [0, 1]."""
+    ok = (x >= 0) & (x <= 1)
+    if not ok.all():
+        raise ValueError(f"BCECriterion: input value should be between 0~1, but got "
+                         f"{float(x[~ok].flat[0])}")
+    return x

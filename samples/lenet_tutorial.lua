@@ -1,7 +1,6 @@
--- lenet_tutorial.lua: the tutorial's LeNet text as written: only ONE pooling, so the View sees
--- 16x10x10 = 1600 values per sample, not 16*5*5 = 400. Torch silently made a batch of 4; graphc
--- reports the mismatch at the View line (see samples/lenet.lua for the working model):
---   graphc compile samples/lenet_tutorial.lua --shape input1=Bx1x32x32   (fails, exit 1)
+-- lenet_tutorial.lua: the tutorial's LeNet as written, with ONE pooling: the View gets 16x10x10 = 1600
+-- values per sample, not 16*5*5 = 400 (Torch silently made a batch of 4; samples/lenet.lua is the fix):
+--   graphc compile samples/lenet_tutorial.lua --shape input1=Bx1x32x32   (fails: exit 1, error at the View)
 require 'nn'
 
 net = nn.Sequential()

@@ -108,7 +108,7 @@ def test_parallel_table_and_concat(tmp_path, rng):
     m = build(spec, tmp_path, shapes={"input2": ("B", 2)}).Model(dtype="float64")
     x, x2 = rng.standard_normal((2, 3)), rng.standard_normal((2, 2))
     p1, p2, c = m.forward(x, x2)
-    (W1, b1), (W2, b2) = [(w for _, w in m.parameters())] * 0 or [list(dict(m.parameters()).values())[i:i + 2] for i in (0, 2)]
+    W1, b1, W2, b2 = [w for _, w in m.parameters()]
     np.testing.assert_allclose(p1, x @ W1.T + b1)
     np.testing.assert_allclose(p2, np.tanh(x2))
     np.testing.assert_allclose(c, np.concatenate([x @ W2.T + b2, x], 1))
