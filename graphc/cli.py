@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=("numpy",), default="numpy", help="code target")
     c.add_argument("--emit", choices=("py", "ir", "dot"), default="py",
                    help="py: the Python module (default); ir: the IR text dump; dot: Graphviz")
+    c.add_argument("--unroll", metavar="T", help="compile a one-step recurrent model for a "
+                   "sequence: a number of steps (straight-line code), or T for any length "
+                   "(adds a Sequence class); needs --state")
+    c.add_argument("--state", dest="state", action="append", default=[], metavar="OUT=IN",
+                   help="with --unroll: output OUT feeds input IN at the next step (repeatable)")
     c.add_argument("--depfile", metavar="OUT.d", help="also write make's dependency file: "
                    "OUT depends on the spec and every file it requires")
     k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a per-node table",
@@ -89,8 +94,21 @@ def _options(args) -> Options:
             shapes[name.strip()] = parse_shape(shape)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    unroll = getattr(args, "unroll", None)
+    if unroll is not None and unroll != "T" and not (unroll.isdigit() and int(unroll) >= 1):
+        raise UsageError(f"bad --unroll {unroll!r}: give a number of steps >= 1, or T for any length")
+    state = []
+    for pair in getattr(args, "state", []):
+        if "=" not in pair:
+            raise UsageError(f"bad --state {pair!r}: use OUT=IN, e.g. --state output1=input2")
+        out, inp = pair.split("=", 1)
+        state.append((out.strip(), inp.strip()))
+    if unroll is not None and not state:
+        raise UsageError("--unroll needs at least one --state OUT=IN")
     return Options(entry=args.entry, defines=defines, shapes=shapes, dtype=args.dtype,
-                   emit=getattr(args, "emit", "py"))
+                   emit=getattr(args, "emit", "py"),
+                   unroll=None if unroll is None else (unroll if unroll == "T" else int(unroll)),
+                   state=state)
 
 
 def write_if_changed(path: str, text: str) -> bool:

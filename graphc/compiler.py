@@ -16,6 +16,7 @@ from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.limits import check_sizes
+from .passes.unroll import parse_state_pairs, unroll
 from .passes.validate import validate
 
 
@@ -25,7 +26,9 @@ class Options:
     defines: dict = field(default_factory=dict)  # -D name=value (values already Lua values)
     shapes: dict = field(default_factory=dict)  # input name -> shape tuple
     dtype: str = "float32"
-    emit: str = "py"  # py | ir
+    emit: str = "py"  # py | ir | dot
+    unroll: int | str | None = None  # --unroll: a step count, or "T" for any length
+    state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
 
 
 @dataclass
@@ -128,6 +131,14 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     opts = opts or Options()
     graph, interp = build_graph(path, opts, text)
     graph = check_sizes(validate(graph))
+    if opts.unroll is not None:
+        pairs = parse_state_pairs(graph, opts.state)
+        if opts.unroll == "T":
+            graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
+        else:
+            graph = validate(unroll(graph, int(opts.unroll), pairs))
+    elif opts.state:
+        raise SpecError("--state needs --unroll")
     graph = validate(autodiff(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
@@ -154,6 +165,9 @@ def _meta(path, spec_text, opts, graph):
         args.append(f"--shape {_shell_quote(k + '=' + _shape_text(s))}")
     if opts.dtype != "float32":
         args.append(f"--dtype {opts.dtype}")
+    if opts.unroll is not None:
+        args.append(f"--unroll {opts.unroll}")
+        args += [f"--state {_shell_quote(f'{o}={i}')}" for o, i in opts.state]
     stem = re.sub(r"[^0-9A-Za-z_]", "_", Path(path).stem) or "model"
     ins = ", ".join(re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.inputs)
     outs = ", ".join("grad_" + re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.outputs)
@@ -161,6 +175,7 @@ def _meta(path, spec_text, opts, graph):
     comma_o = "," if len(graph.outputs) == 1 else ""
     from .backends.numpy import safe_comment, safe_doc
     return {
+        "sequence_state": graph.meta.get("sequence_state"),
         "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
         "doc": safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "

@@ -16,5 +16,7 @@ from .criteria import (  # noqa: F401
     SmoothL1Criterion,
 )
 from .module import Module  # noqa: F401
+from .sequence import Sequence, clone_many_times  # noqa: F401
 
-__all__ = ["Module", "criteria", "kernels", "optim", *criteria.__all__]
+__all__ = ["Module", "Sequence", "clone_many_times", "criteria", "kernels", "optim",
+           *criteria.__all__]

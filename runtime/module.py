@@ -72,6 +72,14 @@ class Module:
     def gradParameters(self):
         return [(name, g) for (name, _, _), g in zip(self.PARAMETERS, self._grads)]
 
+    def clone_shared(self):
+        """A model sharing this one's parameters, gradients and buffers (not activations)."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._saved, other.output, other.gradInput = None, None, None
+        other._rng = np.random.default_rng(self._rng.integers(2**63))
+        return other
+
     def zeroGradParameters(self):
         self._flat_g[...] = 0
 

@@ -1,7 +1,8 @@
 """The IR: a Graph of Nodes over Values. Forward and backward live in one Graph:
 `nodes` is the forward program, `grad_nodes` (filled by passes.autodiff) the backward one.
 
-A shape is a tuple of dims; a dim is an int or the free batch symbol B (always first).
+A shape is a tuple of dims; a dim is an int or the free batch symbol B (first, except in
+the T x B x ... sequence inputs that --unroll makes).
 """
 from __future__ import annotations
 

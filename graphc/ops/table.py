@@ -141,3 +141,17 @@ defop(name="NarrowTable", signature="offset:int, length:int=1", structural=_narr
       doc="The sub-table of `length` elements from `offset`; no copy.")
 defop(name="FlattenTable", signature="", structural=_flatten_table, **_NO_CODE,
       doc="A nested table flattened to one level, depth first; no copy.")
+
+
+def _stack_shape(a, shapes):
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError("all steps must have the same shape")
+    return (len(shapes),) + tuple(shapes[0])
+
+
+defop(
+    name="Stack", signature="", inputs=("xs",), shape=_stack_shape,
+    forward="{{y}} = np.stack([{{ xs|join(', ') }}])",
+    backward={"xs": "{{gy}}[{{i}}]"},
+    doc="Stacks its inputs along a new first dimension (used by --unroll for per-step outputs).",
+)

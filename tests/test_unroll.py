@@ -1,0 +1,131 @@
+"""Recurrence: --unroll with a fixed T (one straight-line graph) and a free T (the runtime
+Sequence loop), clone_many_times, vs a PyTorch loop, and the activation memory of BPTT."""
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphc.compiler import Options, compile_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = [("output1", "input2"), ("output2", "input3")]
+
+
+def load(**opts):
+    res = compile_spec(str(ROOT / "samples" / "lstm.lua"), Options(dtype="float64", **opts))
+    ns = {}
+    exec(compile(res.source, "gen", "exec"), ns)
+    return ns
+
+
+def torch_lstm(params, xs, c, h):
+    W1, b1, W2, b2 = params
+    outs = []
+    for x in xs:
+        pre = x @ W1.T + b1 + h @ W2.T + b2
+        gates = torch.sigmoid(pre[:, :6])
+        i, f, o = gates[:, 0:2], gates[:, 2:4], gates[:, 4:6]
+        c = f * c + i * torch.tanh(pre[:, 6:8])
+        h = o * torch.tanh(c)
+        outs.append(h)
+    return c, h
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((6, 4, 3)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2)), \
+        rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+
+
+def test_fixed_and_free_unrolling_match_pytorch_bptt(data):
+    xs, c0, h0, gc, gh = data
+    fixed = load(unroll=6, state=STATE)["Model"](dtype="float64")
+    free = load(unroll="T", state=STATE)["Sequence"](dtype="float64")
+    assert len(fixed.INPUTS) == 3 and fixed.INPUTS[0][1] == (6, "B", 3)
+    params = [torch.tensor(w, requires_grad=True) for _, w in fixed.parameters()]
+    free.getParameters()[0][:] = fixed.getParameters()[0]
+    tx, tc, th = (torch.tensor(a, requires_grad=True) for a in (xs, c0, h0))
+    c, h = torch_lstm(params, tx, tc, th)
+    (c * torch.tensor(gc) + h * torch.tensor(gh)).sum().backward()
+    ref_grads = np.concatenate([p.grad.numpy().ravel() for p in params])
+    for m in (fixed, free):
+        oc, oh = m.forward(xs, c0, h0)
+        np.testing.assert_allclose(oc, c.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(oh, h.detach().numpy(), rtol=1e-12)
+        gx, gc0, gh0 = m.backward((xs, c0, h0), (gc, gh))
+        np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(gc0, tc.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(gh0, th.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(m.getParameters()[1], ref_grads, rtol=1e-10, atol=1e-13)
+
+
+def test_free_length_sequence_runs_any_length_with_one_set_of_weights(data):
+    xs, c0, h0, gc, gh = data
+    ns = load(unroll="T", state=STATE)
+    seq = ns["Sequence"](dtype="float64")
+    for steps in (1, 3, 6):
+        seq.zeroGradParameters()
+        c, h = seq.forward(xs[:steps], c0, h0)
+        assert c.shape == (4, 2)
+        seq.backward((xs[:steps], c0, h0), (gc, gh))
+    assert seq.getParameters()[0].size == 56  # not T copies
+
+
+def test_clone_many_times_shares_parameters_and_matches_the_sequence(data):
+    from graphc_runtime import clone_many_times
+    xs, c0, h0, gc, gh = data
+    ns = load()
+    proto = ns["Model"](dtype="float64")
+    clones = clone_many_times(proto, 6)
+    flat_w, flat_g = proto.getParameters()
+    assert all(c.getParameters()[0] is flat_w and c.getParameters()[1] is flat_g for c in clones)
+    c, h = c0, h0
+    for t, m in enumerate(clones):
+        c, h = m.forward(xs[t], c, h)
+    dc, dh = gc, gh
+    for t in reversed(range(6)):
+        _, dc, dh = clones[t].backward((xs[t], *_inputs(clones, t, xs, c0, h0)), (dc, dh))
+    seq = load(unroll="T", state=STATE)["Sequence"](dtype="float64")
+    seq.getParameters()[0][:] = flat_w
+    sc, sh = seq.forward(xs, c0, h0)
+    gx, gc0, gh0 = seq.backward((xs, c0, h0), (gc, gh))
+    np.testing.assert_allclose(c, sc, rtol=1e-12)
+    np.testing.assert_allclose(seq.getParameters()[1], flat_g, rtol=1e-10)
+    np.testing.assert_allclose(dc, gc0, rtol=1e-10)
+
+
+def _inputs(clones, t, xs, c0, h0):
+    """The (prev_c, prev_h) that clone t was given: the previous clone's outputs."""
+    if t == 0:
+        return c0, h0
+    return clones[t - 1].output
+
+
+def test_bptt_memory_grows_only_with_the_activations_bptt_needs(data):
+    """Peak memory of forward+backward over T steps, minus the inputs: linear in T with the
+    per-step slope of the saved activations, and no parameter copies."""
+    rng = np.random.default_rng(0)
+    ns = load(unroll="T", state=STATE, defines={"input_size": 64, "rnn_size": 64})
+    seq = ns["Sequence"](dtype="float64")
+    batch = 32
+    c0, h0 = rng.standard_normal((batch, 64)), rng.standard_normal((batch, 64))
+    peaks = {}
+    for steps in (10, 20, 40):
+        xs = rng.standard_normal((steps, batch, 64))
+        seq.forward(xs, c0, h0)  # warm up
+        tracemalloc.start()
+        seq.forward(xs, c0, h0)
+        seq.backward((xs, c0, h0), (c0, h0))
+        peaks[steps] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    per_step = (peaks[40] - peaks[20]) / 20
+    assert abs((peaks[20] - peaks[10]) / 10 - per_step) < 0.1 * per_step  # linear in T
+    # what one step keeps for its backward: pre-activations (4H), gates (3H) and the rest
+    row = batch * 64 * 8  # bytes of one B x H float64 array
+    assert per_step < 16 * row, (per_step, row)
+    assert per_step > 4 * row
+    print(f"BPTT activation memory: {per_step / 1024:.1f} KiB per step at B={batch}, H=64 "
+          f"({per_step / row:.1f} B x H arrays); peak at T=40: {peaks[40] / 2**20:.2f} MiB")
