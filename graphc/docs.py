@@ -12,6 +12,8 @@ CONTAINERS = [
     ("ParallelTable", "", "Module i gets element i of the input table; the output is a table."),
     ("Concat", "dimension", "Every module gets the same input; outputs joined along `dimension`."),
     ("gModule", "inputs, outputs", "An nngraph graph; can be nested as a module."),
+    ("ModuleFromCriterion", "criterion", "Returns the criterion itself: a criterion called on "
+     "{prediction, target} is already a graph node whose output is the 1-element loss."),
 ]
 
 
@@ -45,7 +47,8 @@ def modules_markdown() -> str:
         methods = ", ".join(f"`:{m}()`" for m in op.methods)
         lines.append(f"| nn.{name} | {_sig(op)} | {methods} | {op.doc} | {op.torch_diff} |")
     for name, args, doc in CONTAINERS:
-        lines.append(f"| nn.{name} | {args} | {'`:add(m)`' if name != 'gModule' else ''} | {doc} | |")
+        adds = "`:add(m)`" if name not in ("gModule", "ModuleFromCriterion") else ""
+        lines.append(f"| nn.{name} | {args} | {adds} | {doc} | |")
     lines += ["", f"{len(REGISTRY) + len(CONTAINERS)} modules.", ""]
     return "\n".join(lines)
 

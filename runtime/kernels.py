@@ -341,6 +341,13 @@ def full_conv_output_size(size, k, d, pad, adj):
     return (int(size) - 1) * d - 2 * pad + k + adj
 
 
+def _full_wmat(weight, dtype):
+    """(Cin, Cout, kH, kW) -> (Cin, kH*kW*Cout): output channels innermost, so every kernel
+    offset's slice of the GEMM result is a run of contiguous channel vectors."""
+    C, nOut, kH, kW = weight.shape
+    return weight.transpose(0, 2, 3, 1).reshape(C, kH * kW * nOut).astype(dtype, copy=False)
+
+
 def full_conv2d_forward(x, weight, bias, dH, dW, padH, padW, adjH, adjW):
     """SpatialFullConvolution (transposed convolution) on (N, Cin, H, W).
 
@@ -350,6 +357,7 @@ def full_conv2d_forward(x, weight, bias, dH, dW, padH, padW, adjH, adjW):
     """
     x = _float(x)
     _check_4d(x)
+    weight = np.asarray(weight)
     N, C, H, W = x.shape
     wC, nOut, kH, kW = weight.shape
     if wC != C:
@@ -358,17 +366,15 @@ def full_conv2d_forward(x, weight, bias, dH, dW, padH, padW, adjH, adjW):
     oW = full_conv_output_size(W, kW, dW, padW, adjW)
     if oH < 1 or oW < 1:
         raise ValueError(f"input {H}x{W} gives an empty output ({oH}x{oW})")
-    wmat = weight.reshape(C, nOut * kH * kW).astype(x.dtype, copy=False)
-    cols = (x.transpose(0, 2, 3, 1).reshape(N * H * W, C) @ wmat)
-    cols = cols.reshape(N, H, W, nOut, kH, kW)
+    cols = x.transpose(0, 2, 3, 1).reshape(N * H * W, C) @ _full_wmat(weight, x.dtype)
+    cols = cols.reshape(N, H, W, kH, kW, nOut)
     Hp, Wp = (H - 1) * dH + kH + adjH, (W - 1) * dW + kW + adjW
     out = np.zeros((N, Hp, Wp, nOut), x.dtype)  # NHWC while scattering: contiguous adds
     hspan, wspan = dH * (H - 1) + 1, dW * (W - 1) + 1
     for i in range(kH):
         for j in range(kW):
-            out[:, i:i + hspan:dH, j:j + wspan:dW, :] += cols[..., i, j]
-    y = out[:, padH:padH + oH, padW:padW + oW, :].transpose(0, 3, 1, 2)
-    y = np.ascontiguousarray(y)
+            out[:, i:i + hspan:dH, j:j + wspan:dW] += cols[:, :, :, i, j]
+    y = np.ascontiguousarray(out[:, padH:padH + oH, padW:padW + oW].transpose(0, 3, 1, 2))
     if bias is not None:
         y += np.asarray(bias, dtype=x.dtype).reshape(1, nOut, 1, 1)
     return y
@@ -379,22 +385,24 @@ def full_conv2d_backward(gy, x, weight, dH, dW, padH, padW, adjH, adjW, need_inp
     transposed convolution is an ordinary convolution (im2col of gy, then GEMMs)."""
     gy = _float(gy)
     _check_4d(gy, "gradOutput")
+    weight = np.asarray(weight)
     N, C, H, W = x.shape
     _, nOut, kH, kW = weight.shape
     oH, oW = gy.shape[2:]
     Hp, Wp = (H - 1) * dH + kH + adjH, (W - 1) * dW + kW + adjW
-    gyp = np.zeros((N, nOut, Hp, Wp), gy.dtype)
-    gyp[:, :, padH:padH + oH, padW:padW + oW] = gy
-    win = sliding_window_view(gyp, (kH, kW), axis=(2, 3))[:, :, ::dH, ::dW][:, :, :H, :W]
-    gcols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * H * W, nOut * kH * kW)
+    gyp = np.zeros((N, Hp, Wp, nOut), gy.dtype)
+    gyp[:, padH:padH + oH, padW:padW + oW] = gy.transpose(0, 2, 3, 1)
+    win = sliding_window_view(gyp, (kH, kW), axis=(1, 2))[:, ::dH, ::dW][:, :H, :W]
+    # (N, H, W, nOut, kH, kW) -> (N, H, W, kH, kW, nOut): the layout of _full_wmat
+    gcols = win.transpose(0, 1, 2, 4, 5, 3).reshape(N * H * W, kH * kW * nOut)
     x2 = x.transpose(0, 2, 3, 1).reshape(N * H * W, C).astype(gy.dtype, copy=False)
-    gweight = (x2.T @ gcols).reshape(weight.shape)
+    gweight = (x2.T @ gcols).reshape(C, kH, kW, nOut).transpose(0, 3, 1, 2)
     gbias = gy.sum(axis=(0, 2, 3))
     gx = None
     if need_input:
-        wmat = weight.reshape(C, nOut * kH * kW).astype(gy.dtype, copy=False)
-        gx = np.ascontiguousarray((gcols @ wmat.T).reshape(N, H, W, C).transpose(0, 3, 1, 2))
-    return gx, gweight, gbias
+        gx = (gcols @ _full_wmat(weight, gy.dtype).T).reshape(N, H, W, C)
+        gx = np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
+    return gx, np.ascontiguousarray(gweight), gbias
 
 
 def temporal_conv_forward(x, weight, bias, kW, dW):

@@ -424,7 +424,9 @@ class Interpreter:
                 raise SpecError("table index is NaN", loc)
             obj[key] = v
         elif isinstance(obj, ModuleObj):
-            obj.fields[key] = v  # e.g. `conv.name = 'c1'`, `crit.sizeAverage = false`
+            obj.fields[key] = v  # e.g. `conv.name = 'c1'`
+            if isinstance(key, str) and key in obj.attrs:  # `crit.sizeAverage = false` sets it
+                set_module_field(obj, key, v, loc)
         elif isinstance(obj, NodeObj):
             raise SpecError("cannot set fields on a graph node; use node:annotate{...}", loc)
         else:
@@ -1033,7 +1035,23 @@ class Interpreter:
             "annotateNodes": Builtin("annotateNodes", lambda a, l: []),
         })
         g["nn"], g["nngraph"] = self.nn, self.nngraph
+        def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: a table of numbers is all a spec needs
+            t = args[0] if args else None
+            if not isinstance(t, LuaTable) or not all(_isnum(v) for v in t.array()):
+                raise SpecError("graphc supports torch.Tensor{...} with a table of numbers only "
+                                "(specs build models, not data)", loc)
+            return LuaTable.of(t.array())
+
+        def filled(value):
+            def make(args, loc):
+                if len(args) != 1 or not _isnum(args[0]) or args[0] != int(args[0]) or args[0] < 0:
+                    raise SpecError("torch.ones/zeros take one size here: torch.ones(n)", loc)
+                return LuaTable.of([value] * int(args[0]))
+            return make
+
         g["torch"] = LuaTable({"manualSeed": Builtin("manualSeed", lambda a, l: []),
+                               "Tensor": Builtin("Tensor", tensor_of),
+                               "ones": Builtin("ones", filled(1)), "zeros": Builtin("zeros", filled(0)),
                                "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
                                "setdefaulttensortype": Builtin("setdefaulttensortype", lambda a, l: [])})
         self.node_methods = {"split": Builtin("split", self.split),
@@ -1044,6 +1062,7 @@ class Interpreter:
         for kind in list(REGISTRY) + [c for c in CONTAINERS if c != "gModule"]:
             t[kind] = Builtin(f"nn.{kind}", lambda a, l, k=kind: self.new_module(k, a, l))
         self.g_module_builtin = t["gModule"] = Builtin("nn.gModule", self.g_module)
+        t["ModuleFromCriterion"] = Builtin("nn.ModuleFromCriterion", module_from_criterion)
         return t
 
     def _table_lib(self):
@@ -1162,6 +1181,30 @@ class Interpreter:
 
 _NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "reset", "zeroGradParameters",
                  "inplace")
+
+
+def module_from_criterion(args, loc):
+    """nn.ModuleFromCriterion(crit): a criterion already works as a graph node here."""
+    from ..ops.criterion import CRITERIA
+    crit = args[0] if args else None
+    if not isinstance(crit, ModuleObj) or crit.kind not in CRITERIA:
+        raise SpecError(f"nn.ModuleFromCriterion expects a criterion such as nn.ClassNLLCriterion(), "
+                        f"got {describe(crit)}", loc)
+    return crit
+
+
+def set_module_field(mod: ModuleObj, key: str, v, loc):
+    """A spec assigning a constructor argument after construction (`crit.sizeAverage = false`)."""
+    from .nn import _SIG, _coerce
+    op = REGISTRY.get(mod.kind)
+    if op is None:
+        return
+    for item in op.signature.split(","):
+        m = _SIG.fullmatch(item.strip())
+        if m and m.group(1) == key:
+            mod.attrs[key] = v if v is None else _coerce(v, m.group(2), mod.kind, key, loc)
+            check_attrs(mod, loc)
+            return
 
 
 def _remember_name(v, name):

@@ -154,14 +154,25 @@ class Lowerer:
             outs = [Value("tmp", shape=s, name=f"{base}_{i}", loc=loc) for i, s in enumerate(shapes, 1)]
         else:
             outs = [Value("tmp", shape=shapes[0] if shapes else None, name=base, loc=loc)]
+        if op.view and data and all(v.dtype == "index" for v in data):
+            for v in outs:  # slicing or reshaping indices gives indices (no gradient)
+                v.dtype = "index"
         aux = [Value("tmp", dtype="aux", name=f"{base}_{a}", loc=loc) for a in op.aux]
         node.outputs = outs + aux
         self.graph.nodes.append(node)
         return outs if op.table_output else outs[0]
 
     def require_indices(self, v: Value, mod: ModuleObj, loc: Loc):
-        if v.kind == "input":
-            v.dtype = "index"
+        chain = [v]  # through views (Select, Narrow, View...) back to a graph input
+        while chain[-1].kind == "tmp" and chain[-1].dtype != "index":
+            node = next((n for n in reversed(self.graph.nodes) if chain[-1] in n.outputs), None)
+            data = node.inputs[: len(node.inputs) - len(REGISTRY[node.op].active_params(node.attrs))] if node else []
+            if node is None or not REGISTRY[node.op].view or len(data) != 1:
+                break
+            chain.append(data[0])
+        if chain[-1].kind == "input" or chain[-1].dtype == "index":
+            for x in chain:
+                x.dtype = "index"
         elif v.dtype != "index":
             raise SpecError(f"nn.{mod.kind} takes integer indices, but its input is computed "
                             "(floats); feed it a graph input", loc, _made_here(mod, loc))

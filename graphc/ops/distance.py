@@ -1,0 +1,226 @@
+"""Distances and friends: CosineDistance, PairwiseDistance, Normalize, Bilinear, and the
+indexing/padding modules Index and Padding. The kernels are in graphc_runtime.kernels."""
+import math
+
+from .pointwise import _lit
+from .registry import ParamSpec, ShapeError, B, defop, uniform
+
+
+def _s(shape):
+    return "x".join(map(str, shape))
+
+
+def _two_rows(shapes, what):
+    """{x1, x2}: two vectors (N) or two batches of vectors (BxN) of the same shape."""
+    if len(shapes) != 2:
+        raise ShapeError(f"expects a table of two tensors, got {len(shapes)}")
+    x1, x2 = shapes
+    if len(x1) not in (1, 2) or tuple(x1) != tuple(x2):
+        raise ShapeError(f"expects two vectors (N) or two batches of vectors (BxN) of the same "
+                         f"shape, got {_s(x1)} and {_s(x2)}")
+    if x1[-1] == B:
+        raise ShapeError(f"the batch dimension B would be {what}")
+    return (1,) if len(x1) == 1 else (x1[0],)
+
+
+def _sibling(a, slot, shapes):
+    known = [s for s in shapes[:2] if s is not None]
+    return known[0] if known else None
+
+
+# ---- CosineDistance ---------------------------------------------------------------------------
+
+defop(
+    name="CosineDistance", signature="", inputs=("xs",), input_hint=_sibling,
+    shape=lambda a, s: _two_rows(s, "summed over"), aux=("state",),
+    forward=("{{y}}, {{aux.state}} = rt.cosine_distance_forward({{xs[0]}}, {{xs[1]}})\n"
+             "{% if rank == 2 %}{{y}} = {{y}}[:, 0]\n{% endif %}"),
+    backward_stmt=("{% set gs = gy ~ ('[:, None]' if rank == 2 else '') %}"
+                   "{{g.xs[0] or '_'}}, {{g.xs[1] or '_'}} = rt.cosine_distance_backward("
+                   "{{gs}}, {{xs[0]}}, {{xs[1]}}, {{aux.state}})"),
+    doc="Cosine similarity of each row pair of {x1, x2}: x1.x2 / sqrt((x1.x1 + 1e-12) "
+        "(x2.x2 + 1e-12)). BxN, BxN -> B (N, N -> 1).",
+)
+
+# ---- PairwiseDistance ---------------------------------------------------------------------------
+
+
+def _pairwise_check(a):
+    p = a["p"]
+    if not (p > 0) or math.isinf(p):
+        return f"p must be a positive finite number, got {p}"
+
+
+def _p_derive(a, shapes=None):
+    return {"p": _lit(a["p"]), "inv": _lit(1 / a["p"])}
+
+
+defop(
+    name="PairwiseDistance", signature="p:num", inputs=("xs",), input_hint=_sibling,
+    check=_pairwise_check, derive=_p_derive,
+    shape=lambda a, s: _two_rows(s, "summed over"),
+    forward=("{% if a.p == 2 %}{{y}} = {{xs[0]}} - {{xs[1]}}\n"
+             "{{y}} = np.sqrt(({{y}} * {{y}}).sum(-1{% if rank == 1 %}, keepdims=True{% endif %}))"
+             "{% elif a.p == 1 %}{{y}} = np.abs({{xs[0]}} - {{xs[1]}}).sum(-1"
+             "{% if rank == 1 %}, keepdims=True{% endif %})"
+             "{% else %}{{y}} = (np.abs({{xs[0]}} - {{xs[1]}}) ** {{d.p}}).sum(-1"
+             "{% if rank == 1 %}, keepdims=True{% endif %}) ** {{d.inv}}{% endif %}"),
+    backward_stmt=("{% set gs = gy if rank == 2 else gy ~ '[0]' %}"
+                   "{% set tmp = g.xs[0] or g.xs[1] %}"
+                   "{{tmp}} = rt.pairwise_distance_backward({{gs}}, {{xs[0]}}, {{xs[1]}}, "
+                   "{{y}}{% if rank == 1 %}[0]{% endif %}, {{d.p}})\n"
+                   "{% if g.xs[1] %}{{g.xs[1]}} = -{{tmp}}\n{% endif %}"),
+    doc="The p-norm of x1 - x2 for each row pair of {x1, x2}: BxN, BxN -> B (N, N -> 1). "
+        "The gradient is 0 where the distance is 0.",
+    torch_diff="The exact gradient. Torch7 divides by (distance + 1e-6), drops the "
+               "abs(d)^(p-2) factor for 1 < p < 2, and picks a random sign where d = 0 for p = 1 "
+               "(graphc: 0). p must be given (Torch7 has no default either).",
+)
+
+# ---- Normalize ----------------------------------------------------------------------------------
+
+
+def _normalize_check(a):
+    if not a["p"] > 0:
+        return f"{a['p']}-norm not supported (p must be > 0)"
+    if a["eps"] < 0:
+        return f"eps must be >= 0, got {a['eps']}"
+
+
+def _normalize_shape(a, shapes):
+    (x,) = shapes
+    if len(x) not in (1, 2):
+        raise ShapeError(f"only 1D (N) or 2D (BxN) input supported, got {_s(x)}")
+    if x[-1] == B:
+        raise ShapeError("cannot normalize over the batch dimension B")
+    return x
+
+
+defop(
+    name="Normalize", signature="p:num, eps:num=1e-10", check=_normalize_check,
+    shape=_normalize_shape, derive=lambda a, s: {"p": _lit(a["p"]), "eps": _lit(a["eps"])},
+    aux=("state",),
+    forward="{{y}}, {{aux.state}} = rt.normalize_forward({{x}}, {{d.p}}, {{d.eps}})",
+    backward={"x": "rt.normalize_backward({{gy}}, {{x}}, {{aux.state}}, {{d.p}}, {{d.eps}})"},
+    doc="Divides each row by its p-norm: (sum abs(x)^p + eps)^(1/p); p = math.huge: max abs(x) + eps. "
+        "Input N or BxN.",
+)
+
+# ---- Bilinear -----------------------------------------------------------------------------------
+
+
+def _bilinear_check(a):
+    if min(a["inputSize1"], a["inputSize2"], a["outputSize"]) < 1:
+        return "inputSize1, inputSize2 and outputSize should be positive numbers"
+
+
+def _bilinear_shape(a, shapes):
+    if len(shapes) != 2:
+        raise ShapeError(f"input should be a table containing two data Tensors, got {len(shapes)}")
+    x1, x2 = shapes
+    if len(x1) != 2 or len(x2) != 2:
+        raise ShapeError(f"input Tensors should be two-dimensional, got {_s(x1)} and {_s(x2)}")
+    if x1[0] != x2[0]:
+        raise ShapeError(f"input Tensors should have the same number of rows, got {_s(x1)} and "
+                         f"{_s(x2)}")
+    if x1[1] != a["inputSize1"] or x2[1] != a["inputSize2"]:
+        raise ShapeError(f"expects Bx{a['inputSize1']} and Bx{a['inputSize2']} inputs, got "
+                         f"{_s(x1)} and {_s(x2)}")
+    return (x1[0], a["outputSize"])
+
+
+def _bilinear_hint(a, slot, shapes):
+    if slot in (0, 1):
+        return (B, a["inputSize1"] if slot == 0 else a["inputSize2"])
+    return None
+
+
+_bil_stdv = uniform(lambda a: 1 / math.sqrt(a["inputSize1"]))
+defop(
+    name="Bilinear", signature="inputSize1:int, inputSize2:int, outputSize:int, bias:bool=true",
+    inputs=("xs",), check=_bilinear_check, shape=_bilinear_shape, input_hint=_bilinear_hint,
+    params=(
+        ParamSpec("weight", lambda a: (a["outputSize"], a["inputSize1"], a["inputSize2"]),
+                  _bil_stdv),
+        ParamSpec("bias", lambda a: (a["outputSize"],), _bil_stdv, present=lambda a: a["bias"]),
+    ),
+    flops=lambda a, ins, out: 2 * math.prod(out) * a["inputSize1"] * a["inputSize2"],
+    forward=("{{y}} = np.einsum('bi,kij,bj->bk', {{xs[0]}}, {{weight}}, {{xs[1]}}, optimize=True)"
+             "\n{% if bias %}{{y}} += {{bias}}{% endif %}"),
+    backward={
+        "xs": ("{% if i == 0 %}np.einsum('bk,kij,bj->bi', {{gy}}, {{weight}}, {{xs[1]}}, "
+               "optimize=True){% else %}np.einsum('bk,kij,bi->bj', {{gy}}, {{weight}}, "
+               "{{xs[0]}}, optimize=True){% endif %}"),
+        "weight": "np.einsum('bk,bi,bj->kij', {{gy}}, {{xs[0]}}, {{xs[1]}}, optimize=True)",
+        "bias": "{{gy}}.sum(0)",
+    },
+    doc="y_k = x1' W_k x2 + b_k for each row pair of {x1, x2} (Bx inputSize1, Bx inputSize2 -> "
+        "Bx outputSize); weight outputSize x inputSize1 x inputSize2. Init U(+-1/sqrt(inputSize1)).",
+)
+
+# ---- Index ----------------------------------------------------------------------------------------
+
+
+def _index_derive(a, shapes):
+    if len(shapes) != 2:
+        raise ShapeError(f"expects a table {{tensor, indices}}, got {len(shapes)} element(s)")
+    x, idx = shapes
+    if len(idx) != 1:
+        raise ShapeError(f"the indices must be a 1D tensor, got {_s(idx)}")
+    if a["dimension"] < 1 or a["dimension"] > len(x):
+        raise ShapeError(f"dimension {a['dimension']} is out of range for a {len(x)}-D tensor")
+    axis = a["dimension"] - 1
+    if x[axis] == B:
+        raise ShapeError("cannot index along the batch dimension B")
+    out = x[:axis] + idx + x[axis + 1:]
+    if out.count(B) > 1:
+        raise ShapeError(f"the output {_s(out)} would have two batch dimensions B")
+    return {"axis": axis, "size": x[axis], "out": out}
+
+
+defop(
+    name="Index", signature="dimension:int", inputs=("xs",), int_inputs=(1,),
+    shape=lambda a, s: _index_derive(a, s)["out"], derive=_index_derive,
+    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'Index') - 1, "
+             "{{d.axis}})"),
+    backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, {{d.axis}}, {{d.size}})"},
+    doc="{t, indices}: the slices of t at the 1-based `indices` (a 1D integer graph input) "
+        "along `dimension` (index_select). Repeated indices add their gradients; the indices "
+        "get none.",
+)
+
+# ---- Padding ----------------------------------------------------------------------------------
+
+
+def _padding_derive(a, shapes):
+    (x,) = shapes
+    dim = a["dim"]
+    if a["nInputDim"] is not None and len(x) != a["nInputDim"]:
+        dim += 1  # Torch: any other rank counts as batched
+    if not 1 <= dim <= len(x):
+        raise ShapeError(f"dimension {dim} is out of range for a {len(x)}-D input")
+    axis = dim - 1
+    size = x[axis]
+    if size == B:
+        raise ShapeError("cannot pad the batch dimension B; give nInputDim to count dims "
+                         "without it")
+    index = a["index"]
+    if a["pad"] > 0:
+        index = size - index + 2  # pad > 0: index counts from the right
+    if not 1 <= index <= size + 1:
+        raise ShapeError(f"index {a['index']} is out of range for dimension {dim} of size {size} "
+                         f"(1..{size + 1})")
+    n = abs(a["pad"])
+    out = x[:axis] + (size + n,) + x[axis + 1:]
+    return {"axis": axis, "pos": index - 1, "n": n, "value": _lit(a["value"]), "out": out}
+
+
+defop(
+    name="Padding", signature="dim:int, pad:int, nInputDim:int=nil, value:num=0, index:int=1",
+    shape=lambda a, s: _padding_derive(a, s)["out"], derive=_padding_derive,
+    forward="{{y}} = rt.pad_insert({{x}}, {{d.axis}}, {{d.pos}}, {{d.n}}, {{d.value}})",
+    backward={"x": "np.delete({{gy}}, np.s_[{{d.pos}}:{{d.pos + d.n}}], {{d.axis}})"},
+    doc="Inserts abs(pad) cells of `value` along `dim` (shifted by one when the input has other "
+        "than nInputDim dims): pad < 0 before element `index`, pad > 0 after element `index` "
+        "counted from the end (index = 1: at the start / at the end).",
+)
