@@ -52,20 +52,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="input shape like input1=Bx1x32x32; B is the free batch dim (repeatable)")
         sp.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="the generated Model's default dtype (default float32)")
+        sp.add_argument("--unroll", metavar="T", help="compile a one-step recurrent model for a "
+                        "sequence: a number of steps (straight-line code), or T for any length "
+                        "(adds a Sequence class); needs --state")
+        sp.add_argument("--state", dest="state", action="append", default=[], metavar="OUT=IN",
+                        help="with --unroll: output OUT feeds input IN at the next step (repeatable)")
 
     c = sub.add_parser("compile", help="compile a spec to a Python module",
                        epilog=EPILOG_COMPILE, formatter_class=argparse.RawDescriptionHelpFormatter)
     common(c)
     c.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout); "
                    "written atomically and only when its bytes change")
-    c.add_argument("--target", choices=("numpy",), default="numpy", help="code target")
-    c.add_argument("--emit", choices=("py", "ir", "dot"), default="py",
-                   help="py: the Python module (default); ir: the IR text dump; dot: Graphviz")
-    c.add_argument("--unroll", metavar="T", help="compile a one-step recurrent model for a "
-                   "sequence: a number of steps (straight-line code), or T for any length "
-                   "(adds a Sequence class); needs --state")
-    c.add_argument("--state", dest="state", action="append", default=[], metavar="OUT=IN",
-                   help="with --unroll: output OUT feeds input IN at the next step (repeatable)")
+    c.add_argument("--target", choices=("numpy", "cuda"), default="numpy",
+                   help="code target: numpy (default), or cuda (CuPy arrays, generated fused "
+                   "CUDA kernels and cuBLAS GEMMs; the module needs CuPy to run)")
+    c.add_argument("--emit", choices=("py", "ir", "dot", "cu"), default="py",
+                   help="py: the Python module (default); ir: the IR text dump; dot: Graphviz; "
+                   "cu: the CUDA kernels alone (--target cuda)")
     c.add_argument("--depfile", metavar="OUT.d", help="also write make's dependency file: "
                    "OUT depends on the spec and every file it requires")
     k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a per-node table",
@@ -105,8 +108,11 @@ def _options(args) -> Options:
         state.append((out.strip(), inp.strip()))
     if unroll is not None and not state:
         raise UsageError("--unroll needs at least one --state OUT=IN")
+    target = getattr(args, "target", "numpy")
+    if getattr(args, "emit", "py") == "cu" and target != "cuda":
+        raise UsageError("--emit cu writes the CUDA kernels: it needs --target cuda")
     return Options(entry=args.entry, defines=defines, shapes=shapes, dtype=args.dtype,
-                   emit=getattr(args, "emit", "py"),
+                   emit=getattr(args, "emit", "py"), target=target,
                    unroll=None if unroll is None else (unroll if unroll == "T" else int(unroll)),
                    state=state)
 
@@ -146,7 +152,7 @@ def _check_report(graph, batch: int) -> dict:
     return {
         "batch": batch,
         "inputs": [{"name": v.name, "shape": shape_str(v.shape)} for v in graph.inputs],
-        "outputs": [{"name": v.name, "shape": shape_str(v.shape)} for v in graph.outputs],
+        "outputs": [{"name": n, "shape": shape_str(v.shape)} for n, v in zip(graph.output_names, graph.outputs)],
         "nodes": [{"location": f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
                    "module": f"nn.{r.node.op}", "name": r.node.name,
                    "output_shape": shape_str(r.node.outputs[0].shape), "params": r.params,

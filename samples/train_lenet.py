@@ -7,7 +7,9 @@ and standardized; training is minibatch SGD with momentum through Torch's closur
     python samples/train_lenet.py              # a few epochs, prints the test accuracy
     python samples/train_lenet.py --quick      # 1 epoch on a subset (used by the tests)
 
-About 20 s on one core.
+About 20 s on one core. A progress bar goes to stderr (samples/progress.py); at the end the
+minibatch losses are drawn to a PNG when matplotlib is installed (--plot, default
+samples/build/lenet_loss.png; the script says where it wrote it, or that it skipped it).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from graphc.compiler import parse_shape  # noqa: E402
 from graphc_runtime import ClassNLLCriterion, optim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from progress import Progress, plot_losses  # noqa: E402
 
 
 def load_digits_32x32(seed: int, test_fraction: float = 0.25):
@@ -73,6 +77,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-every", type=int, default=0,
                    help="print the mean minibatch loss every N steps (0: only per epoch)")
+    p.add_argument("--plot", default=str(HERE / "build" / "lenet_loss.png"),
+                   help="loss-curve PNG, written when matplotlib is installed "
+                        "(default samples/build/lenet_loss.png; 'none' to skip)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
     epochs = 1 if args.quick else args.epochs
     report_every = args.report_every or (5 if args.quick else 0)
@@ -94,6 +102,9 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
 
     step = 0
+    steps_per_epoch = -(-len(x_train) // args.batch_size)
+    bar = Progress(total=epochs * steps_per_epoch, desc="train", enabled=not args.no_progress)
+    losses = []
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
         epoch_loss, n_batches, window = 0.0, 0, []
@@ -114,13 +125,18 @@ def main(argv=None):
             n_batches += 1
             step += 1
             window.append(loss)
+            losses.append(float(loss))
+            bar.update(loss=loss)
             if report_every and step % report_every == 0:
-                print(f"step {step}  loss {np.mean(window):.4f}", flush=True)
+                bar.write(f"step {step}  loss {np.mean(window):.4f}")
                 window = []
         acc = accuracy(model, x_test, y_test)
-        print(f"epoch {epoch}  loss {epoch_loss / n_batches:.4f}  test accuracy {acc:.4f}",
-              flush=True)
+        bar.write(f"epoch {epoch}  loss {epoch_loss / n_batches:.4f}  test accuracy {acc:.4f}")
+    bar.close()
 
+    if args.plot.lower() != "none":
+        print(plot_losses(args.plot, {"minibatch loss": losses}, title="LeNet on 8x8 digits (graphc)",
+                          xlabel="step", ylabel="ClassNLL loss", smooth=10))
     print(f"test accuracy: {acc:.4f}")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     return 0

@@ -7,7 +7,7 @@ import pytest
 
 from graphc_runtime import optim
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (the test oracle; installed by .[test])
 
 # ==========================================================================
 # problems

@@ -48,7 +48,7 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
                 continue
             lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}];")
     for i, v in enumerate(g.outputs):
-        label = f"output {v.name}\n{shape_str(v.shape)}"
+        label = f"output {g.output_names[i] if i < len(g.output_names) else v.name}\n{shape_str(v.shape)}"
         lines.append(f"  out{i} [label={_q(label)}, "
                      f"shape=ellipse, style=filled, fillcolor=palegreen];")
         lines.append(f"  {producer[v]} -> out{i} [label={_q(shape_str(v.shape))}];")

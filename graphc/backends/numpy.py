@@ -6,6 +6,7 @@ values, decides what the forward must keep for the backward, and lays the lines 
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
 import types
@@ -47,6 +48,12 @@ class Namer:
         if v not in self.names:
             self.names[v] = self.fresh(prefix + v.name)
         return self.names[v]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_template(text: str):
+    """Op snippets are compiled once per process (compiling dominated compile time)."""
+    return environment().from_string(text)
 
 
 def pyshape(shape) -> str:
@@ -121,7 +128,7 @@ class NumpyBackend:
         return ctx
 
     def render(self, template: str, ctx: dict) -> list[str]:
-        text = self.env.from_string(template).render(ctx)
+        text = compiled_template(template).render(ctx)
         return [line for line in text.split("\n") if line.strip()]
 
     def forward_lines(self, node: Node) -> list[str]:
@@ -161,7 +168,7 @@ class NumpyBackend:
                     continue
                 key, idx = slot
                 expr_ctx = dict(ctx, i=idx)
-                expr = self.env.from_string(op.backward[key]).render(expr_ctx).strip()
+                expr = compiled_template(op.backward[key]).render(expr_ctx).strip()
                 assign = "+=" if t in param_grad else "="
                 lines.append(f"{name} {assign} {expr}")
         return lines + accumulate

@@ -711,6 +711,19 @@ class Interpreter:
 
     # ---- nn and nngraph ----------------------------------------------------------
 
+    def pcall(self, args, loc):
+        """pcall(f, ...): true and f's results, or false and the error message."""
+        if not args:
+            raise SpecError("bad argument #1 to 'pcall' (value expected)", loc)
+        steps, depth = self.steps, self.depth
+        try:
+            return [True] + self.call(args[0], list(args[1:]), loc)
+        except SpecError as e:
+            if "evaluation stopped after" in e.message:
+                raise  # the step limit is not catchable
+            self.depth = depth
+            return [False, e.message]
+
     def new_module(self, kind, args, loc):
         self.serial += 1
         mod = make_module(kind, args, loc, self.serial)
@@ -1013,6 +1026,7 @@ class Interpreter:
             "tostring": b("tostring", lambda a, l: tostring(a[0] if a else None)),
             "tonumber": b("tonumber", lua_tonumber), "ipairs": b("ipairs", ipairs),
             "pairs": b("pairs", pairs), "unpack": b("unpack", unpack), "select": b("select", select),
+            "pcall": b("pcall", self.pcall),
             "require": b("require", require),
             "rawget": b("rawget", lambda a, l: a[0][a[1]]),
             "rawequal": b("rawequal", lambda a, l: a[0] is a[1] or (_isnum(a[0]) and a[0] == a[1])),
@@ -1035,6 +1049,7 @@ class Interpreter:
             "annotateNodes": Builtin("annotateNodes", lambda a, l: []),
         })
         g["nn"], g["nngraph"] = self.nn, self.nngraph
+        g["OneHot"] = self.nn["OneHot"]  # char-rnn's util/OneHot.lua defines this global
         def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: a table of numbers is all a spec needs
             t = args[0] if args else None
             if not isinstance(t, LuaTable) or not all(_isnum(v) for v in t.array()):
@@ -1063,6 +1078,9 @@ class Interpreter:
             t[kind] = Builtin(f"nn.{kind}", lambda a, l, k=kind: self.new_module(k, a, l))
         self.g_module_builtin = t["gModule"] = Builtin("nn.gModule", self.g_module)
         t["ModuleFromCriterion"] = Builtin("nn.ModuleFromCriterion", module_from_criterion)
+        # dpnn's LinearNoBias (FastLSTM): nn.Linear without a bias
+        t["LinearNoBias"] = Builtin("nn.LinearNoBias", lambda a, l: self.new_module(
+            "Linear", (list(a) + [None, None])[:2] + [False], l))
         return t
 
     def _table_lib(self):

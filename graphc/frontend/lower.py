@@ -52,11 +52,12 @@ class Lowerer:
             outs = [self.lower_module(top, structs[0], top.loc, None)]
             out_names = [None]
         for i, (o, name) in enumerate(zip(outs, out_names), 1):
-            leaves = _flatten(o)
-            for k, v in enumerate(leaves, 1):
-                if v.kind == "tmp" and all(v is not w for w in g.outputs):  # annotation or outputN
-                    base = name or f"output{i}"
-                    v.name = base if isinstance(o, Value) else f"{base}[{k}]"
+            base = name or f"output{i}"  # outputs are named by annotation or position
+            for k, v in enumerate(_flatten(o), 1):
+                label = _unique(base if isinstance(o, Value) else f"{base}[{k}]", g.output_names)
+                g.output_names.append(label)
+                if v.kind == "tmp" and all(v is not w for w in g.outputs):
+                    v.name = label  # the variable in the generated code too
             g.output_struct.append(_indices(o, g.outputs))
         g.params.sort(key=lambda p: p.order)
         g.buffers.sort(key=lambda p: p.order)
@@ -125,6 +126,8 @@ class Lowerer:
                 return op.structural(mod.attrs, x)
             except ValueError as e:
                 raise SpecError(f"nn.{mod.kind}: {e}", loc, _made_here(mod, loc)) from None
+        if op.nested_input and isinstance(x, list):
+            x = _flatten(x)
         if op.table_input:
             if not isinstance(x, list) or not all(isinstance(v, Value) for v in x):
                 raise SpecError(f"nn.{mod.kind} expects a table of tensors as input, got "
@@ -300,6 +303,14 @@ def _flatten(s):
     if isinstance(s, Value):
         return [s]
     return [v for x in s for v in _flatten(x)]
+
+
+def _unique(name: str, taken: list) -> str:
+    label, k = name, 1
+    while label in taken:
+        k += 1
+        label = f"{name}_{k}"
+    return label
 
 
 def _positions(s, flat: list):

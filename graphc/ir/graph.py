@@ -62,6 +62,7 @@ class Graph:
     # an index into inputs/outputs, or a list of them (a table)
     input_struct: list = field(default_factory=list)
     output_struct: list = field(default_factory=list)
+    output_names: list = field(default_factory=list)  # one per output, unique (OUTPUTS)
     # filled by autodiff: grad_outputs[i] is the gradient given for outputs[i];
     # input_grads[i] the gradient returned for inputs[i] (None: no gradient);
     # param_grads: (param index, Value) pairs accumulated into the gradient buffer.

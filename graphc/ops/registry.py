@@ -30,6 +30,32 @@ class ParamSpec:
 
 
 @dataclass
+class CudaRule:
+    """How the CUDA target (passes/fuse.py, backends/cuda.py) computes an op.
+
+    kind 'pointwise': an elementwise op fused into its neighbours' kernels. `forward` is a
+      C expression (jinja) of the input scalars `x` (or `xs[i]`) and `a`/`d` as in the numpy
+      templates; `backward[slot]` the gradient of one input from `gy`, `y`, `x`/`xs` and `i`.
+      Write non-integer constants as `(real)0.5`: `real` is float or double.
+    kind 'index': an element-to-element index map (no arithmetic, no copy), fused as index
+      math: `index` is 'view' (same flat index), 'narrow' (d.axis, d.start), 'select'
+      (d.axis, d.index) or 'join' (d.axis, d.offsets).
+    kind 'kernel': its own kernels/GEMMs, emitted by backends/cuda.py (`kernel` names the
+      emitter and templates/cuda/<kernel>.cu.j2). `reads`: 'prologue' when its kernel reads
+      the data input through a fused expression (no materialized copy), 'plain' when it needs
+      a stored array (cuBLAS); `grad_reads` the same for the output gradient ('rows': as a
+      (N*H*W) x C matrix, for convolution GEMMs).
+    """
+    kind: str
+    forward: str = ""
+    backward: dict = field(default_factory=dict)
+    index: str = ""
+    kernel: str = ""
+    reads: str = "plain"
+    grad_reads: str = "plain"
+
+
+@dataclass
 class OpDef:
     name: str
     signature: str  # "inputSize:int, outputSize:int, bias:bool=true"
@@ -44,6 +70,7 @@ class OpDef:
     input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
     elementwise: bool = False  # output shape == input shape; hints pass through
     table_output: bool = False  # `shape` returns a list of shapes: the output is a table
+    nested_input: bool = False  # a table op whose input table may nest: it gets it flattened
     int_inputs: tuple = ()  # slots (names, or positions in a table) taking integer indices
     view: bool = False  # the output is a numpy view of the input: no new memory
     passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
@@ -54,6 +81,7 @@ class OpDef:
     flops: Optional[Callable] = None  # (attrs, in_shapes, out_shape), concrete -> forward FLOPs
     doc: str = ""
     torch_diff: str = ""  # any difference from Torch, for docs/modules.md
+    cuda: Optional[CudaRule] = None  # how --target cuda computes it; None: not supported there
 
     @property
     def table_input(self) -> bool:

@@ -13,12 +13,13 @@ defop(
     shape=lambda a, s: s[0], elementwise=True, check=_dropout_check, aux=("mask",),
     # v2 (default): scale by 1/(1-p) when training, identity at evaluation.
     # v1: no scaling when training; multiply by (1-p) at evaluation.
-    forward=("if self.train or {{a.stochasticInference}}:\n"
+    forward=("{% if a.p == 0 and not a.v1 %}{{y}} = {{x}}\n{{aux.mask}} = 1.0\n{% else %}"
+             "if self.train or {{a.stochasticInference}}:\n"
              "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}, {{a.p}}, {{a.v1}})\n"
              "    {{y}} = {{x}} * {{aux.mask}}\n"
              "else:\n"
              "    {{aux.mask}} = {{ (1 - a.p) if a.v1 else 1.0 }}\n"
-             "    {{y}} = {{x}} * {{aux.mask}}"),
+             "    {{y}} = {{x}} * {{aux.mask}}{% endif %}"),
     backward={"x": "{{gy}} * {{aux.mask}}"},
     doc="Zeroes each element with probability p when training (`m.training()`); v2 scales "
         "the kept ones by 1/(1-p), v1 (`nn.Dropout(p, true)`) scales by (1-p) at evaluation.",

@@ -1,5 +1,5 @@
 """Ops over a table of tensors: CAddTable, CMulTable, JoinTable."""
-from .registry import ShapeError, batched, defop, numel, torch_dim, B
+from .registry import CudaRule, ShapeError, batched, defop, numel, torch_dim, B
 
 
 def _same_numel(a, shapes):
@@ -26,6 +26,7 @@ defop(
     forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' + ' if not loop.last }}{% endfor %}",
     backward={"xs": "{{ like(gy, i) }}"},
     doc="Sum of its inputs.", torch_diff="`inplace` is accepted and ignored.",
+    cuda=CudaRule("pointwise", forward="{{ xs|join(' + ') }}", backward={"xs": "{{gy}}"}),
 )
 
 defop(
@@ -35,6 +36,8 @@ defop(
     backward={"xs": "{% set p %}{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{ as1(x, loop.index0) }}"
                     "{% endif %}{% endfor %}{% endset %}{{ like(p, i) }}"},
     doc="Elementwise product of its inputs.",
+    cuda=CudaRule("pointwise", forward="{{ xs|join(' * ') }}",
+                  backward={"xs": "{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{x}}{% endif %}{% endfor %}"}),
 )
 
 
@@ -70,6 +73,7 @@ defop(
     backward={"xs": "{{gy}}[{{ ':, ' * d.axis }}{{d.offsets[i]}}:{{d.offsets[i + 1]}}]"},
     doc="Concatenates its inputs along `dimension` (1-based; shifted by one for batch "
         "input when nInputDims is given).",
+    cuda=CudaRule("index", index="join"),
 )
 
 
@@ -104,7 +108,8 @@ defop(
 
 def _table(x, what="input"):
     if not isinstance(x, list):
-        raise ValueError(f"expects a table as {what}, got one tensor")
+        raise ValueError(f"expects a table as {what}, got one tensor (for a graph input, give "
+                         "a table shape such as --shape input1={Bx3,Bx3})")
     return x
 
 
@@ -154,4 +159,64 @@ defop(
     forward="{{y}} = np.stack([{{ xs|join(', ') }}])",
     backward={"xs": "{{gy}}[{{i}}]"},
     doc="Stacks its inputs along a new first dimension (used by --unroll for per-step outputs).",
+)
+
+
+# ---- MixtureTable: a gater-weighted sum of experts ------------------------------------------
+
+def _mixture_derive(a, shapes):
+    g, experts = shapes[0], shapes[1:]
+    if len(g) not in (1, 2):
+        raise ShapeError(f"the gater must be 1D (n) or 2D (Bxn), got {'x'.join(map(str, g))}")
+    n = g[-1]
+    if len(experts) == 1 and len(experts[0]) == len(g) + 1 and tuple(experts[0][:len(g)]) == tuple(g):
+        return {"tensor": True, "axis": len(g) - 1, "view": None}  # experts: one Bxnx... tensor
+    if len(experts) != n:
+        raise ShapeError(f"the gater has {n} weights but there are {len(experts)} experts")
+    for i, e in enumerate(experts, 1):
+        if e != experts[0]:
+            raise ShapeError(f"expert {i} has shape {'x'.join(map(str, e))}, expert 1 has "
+                             f"{'x'.join(map(str, experts[0]))}")
+        if len(g) == 2 and (not e or e[0] != g[0]):
+            raise ShapeError("experts must have the gater's batch dimension")
+    # the gater column for expert i, shaped to broadcast over the expert's trailing dims
+    lead = 1 if len(g) == 2 else 0
+    return {"tensor": False, "view": (-1,) + (1,) * (len(experts[0]) - 1) if lead else None}
+
+
+def _mixture_shape(a, shapes):
+    d = _mixture_derive(a, shapes)
+    if d["tensor"]:
+        e = shapes[1]
+        return e[:d["axis"]] + e[d["axis"] + 1:]
+    return shapes[1]
+
+
+def _gate(i):  # jinja: gater column i, broadcast over an expert
+    return ("{% if d.view %}" + "{{xs[0]}}[:, " + i + "].reshape({{d.view}})" +
+            "{% else %}{{xs[0]}}[" + i + "]{% endif %}")
+
+
+defop(
+    name="MixtureTable", signature="dim:int=nil", inputs=("xs",), nested_input=True,
+    shape=_mixture_shape, derive=_mixture_derive,
+    forward=("{% if d.tensor %}{{y}} = np.einsum("
+             "{{ ('bn,bn...->b...' if d.axis == 1 else 'n,n...->...')|pyrepr }}, {{xs[0]}}, {{xs[1]}})"
+             "{% else %}{{y}} = {% for e in xs[1:] %}" + _gate("{{loop.index0}}") +
+             " * {{e}}{{ ' + ' if not loop.last }}{% endfor %}{% endif %}"),
+    backward_stmt=(
+        "{% if d.tensor %}"
+        "{% if g.xs[0] %}{{g.xs[0]}} = (np.expand_dims({{gy}}, {{d.axis}}) * {{xs[1]}})"
+        ".reshape({{xs[0]}}.shape + (-1,)).sum(-1)\n{% endif %}"
+        "{% if g.xs[1] %}{{g.xs[1]}} = np.einsum({{ ('bn,b...->bn...' if d.axis == 1 else 'n,...->n...')|pyrepr }}, {{xs[0]}}, {{gy}})\n{% endif %}"
+        "{% else %}"
+        "{% if g.xs[0] %}{{g.xs[0]}} = np.stack([{% for e in xs[1:] %}({{gy}} * {{e}})"
+        "{% if d.view %}.reshape({{gy}}.shape[0], -1).sum(1){% else %}.sum(){% endif %}"
+        "{{ ', ' if not loop.last }}{% endfor %}], -1)\n{% endif %}"
+        # (`_gate` ends in a block tag, which eats a literal newline: emit it as an expression)
+        "{% for e in xs[1:] %}{% if g.xs[loop.index] %}{{g.xs[loop.index]}} = {{gy}} * " + _gate("{{loop.index0}}") + "{{ '\\n' }}{% endif %}{% endfor %}"
+        "{% endif %}"),
+    doc="Input {gater, experts}: the sum of the experts (a table of n tensors, or one Bxnx... "
+        "tensor) weighted by the gater's n columns.",
+    torch_diff="`dim` is accepted; the expert dimension is the one after the gater's batch dim.",
 )

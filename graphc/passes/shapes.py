@@ -31,8 +31,9 @@ def node_shapes(node: Node) -> list[tuple] | None:
     except ShapeError as e:
         ins = ", ".join(shape_str(v.shape) for v in data)
         text = f"nn.{e}" if str(e).startswith(f"{node.op}(") else f"nn.{node.op}: {e}"
-        raise SpecError(f"{text} (input shape{'s' if len(data) > 1 else ''}: {ins})",
-                        node.loc) from None
+        if "(input " not in text:  # say the input shapes unless the rule already did
+            text += f" (input shape{'s' if len(data) > 1 else ''}: {ins})"
+        raise SpecError(text, node.loc) from None
     return [tuple(s) for s in out] if op.table_output else [tuple(out)]
 
 

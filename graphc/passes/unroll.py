@@ -16,7 +16,7 @@ from ..passes.shapes import node_shapes
 
 def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
     """--state OUT=IN names -> (output index, input index)."""
-    outs = [v.name for v in g.outputs]
+    outs = list(g.output_names)
     ins = [v.name for v in g.inputs]
     result = []
     for out, inp in pairs:
@@ -77,6 +77,7 @@ def unroll(g: Graph, steps: int, state: list[tuple[int, int]]) -> Graph:
             out = _add(u, "Stack", {}, per_step_outputs[o], v.loc, f"{v.name}_seq")
         u.outputs.append(out)
     u.output_struct = list(range(len(u.outputs)))
+    u.output_names = [name if o in state_out else f"{name}_seq" for o, name in enumerate(g.output_names)]
     return u
 
 
