@@ -48,13 +48,31 @@ def _grammar_path() -> Path:
 def _parser() -> Lark:
     global _PARSER
     if _PARSER is None:
+        grammar = _grammar_path().read_text(encoding="utf-8")
         _PARSER = Lark(
-            _grammar_path().read_text(encoding="utf-8"),
+            grammar,
             parser="lalr",
             propagate_positions=True,
             lexer_callbacks={"LONGSTRING": _check_long, "COMMENT": _check_long},
+            cache=_table_cache(grammar),
         )
     return _PARSER
+
+
+def _table_cache(grammar: str):
+    """Where lark keeps the built LALR tables (building them is most of a compile's time):
+    the user's graphc cache dir, keyed by grammar and lark version; False if unwritable.
+    A damaged cache file only makes lark rebuild it."""
+    import hashlib
+    import lark
+    from ..cache import cache_dir
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    key = hashlib.sha256(f"{lark.__version__}\n{grammar}".encode()).hexdigest()[:20]
+    return str(d / f"lua-grammar-{key}.lark-cache")
 
 
 class _Unfinished(Exception):
