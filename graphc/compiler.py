@@ -16,6 +16,7 @@ from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.limits import check_sizes
+from .passes.simplify import merge_slice_grads
 from .passes.unroll import parse_state_pairs, unroll
 from .passes.validate import validate
 
@@ -26,9 +27,11 @@ class Options:
     defines: dict = field(default_factory=dict)  # -D name=value (values already Lua values)
     shapes: dict = field(default_factory=dict)  # input name -> shape tuple
     dtype: str = "float32"
-    emit: str = "py"  # py | ir | dot
+    emit: str = "py"  # py | ir | dot | cu (the CUDA target's kernels alone)
+    target: str = "numpy"  # numpy | cuda (backends/cuda.py: CuPy arrays, generated kernels)
     unroll: int | str | None = None  # --unroll: a step count, or "T" for any length
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
+    optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
 
 
 @dataclass
@@ -140,6 +143,8 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     elif opts.state:
         raise SpecError("--state needs --unroll")
     graph = validate(autodiff(graph))
+    if opts.optimize and opts.target == "numpy":  # the CUDA backend fuses these itself
+        graph = validate(merge_slice_grads(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
     graph.meta.update(_meta(path, spec_text, opts, graph))
@@ -148,6 +153,12 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
+    elif opts.target == "cuda":
+        from .backends.cuda import generate as generate_cuda
+        py, cu = generate_cuda(graph)
+        out = cu if opts.emit == "cu" else py
+    elif opts.emit == "cu":
+        raise ValueError("--emit cu needs --target cuda")
     else:
         from .backends.numpy import generate
         out = generate(graph)
@@ -165,6 +176,8 @@ def _meta(path, spec_text, opts, graph):
         args.append(f"--shape {_shell_quote(k + '=' + _shape_text(s))}")
     if opts.dtype != "float32":
         args.append(f"--dtype {opts.dtype}")
+    if not opts.optimize:
+        args.append("-O0")
     if opts.unroll is not None:
         args.append(f"--unroll {opts.unroll}")
         args += [f"--state {_shell_quote(f'{o}={i}')}" for o, i in opts.state]

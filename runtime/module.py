@@ -97,6 +97,7 @@ class Module:
         """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style); a table input
         is a list. Returns one array (or list, for a table output) or a tuple of them."""
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
+        self._last = (inputs, arrays, squeeze)  # backward with these same objects skips checks
         outs = self._forward(*arrays)
         if squeeze:
             outs = tuple(o[0] if _is_batched(shape) else o for o, (_, shape) in zip(outs, self.OUTPUTS))
@@ -110,18 +111,24 @@ class Module:
         gradients. Uses the activations of the last forward()."""
         if self._saved is None:
             raise RuntimeError("backward() needs a forward() first")
-        arrays, squeeze = self._check_inputs(self._flatten_args(_as_tuple(inputs, len(self._in_struct()))))
-        grads = _flatten(_as_tuple(grad_outputs, len(self._out_struct())), self._out_struct(),
-                         "output gradients")
+        args = _as_tuple(inputs, len(self._in_struct()))
+        last = getattr(self, "_last", None)
+        if last is not None and len(last[0]) == len(args) and all(a is b for a, b in zip(last[0], args)):
+            arrays, squeeze = last[1], last[2]
+        else:
+            arrays, squeeze = self._check_inputs(self._flatten_args(args))
+        grads = _as_tuple(grad_outputs, len(self._out_struct()))
+        if not self._flat_io()[1]:
+            grads = _flatten(grads, self._out_struct(), "output gradients")
         if len(grads) != len(self.OUTPUTS):
             raise ValueError(f"expected {len(self.OUTPUTS)} output gradients, got {len(grads)}")
         batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
         checked = []
-        for g, (name, shape) in zip(grads, self.OUTPUTS):
+        for k, (g, (name, shape)) in enumerate(zip(grads, self.OUTPUTS)):
             g = np.asarray(g)
             if squeeze and _is_batched(shape):
                 g = g[None]
-            self._check_array(g, f"gradient of output '{name}'", shape, "float", batch)
+            self._check_spec(g, self._specs()[1][k], batch, lambda k=k: self._describe(k, True))
             checked.append(g)
         gin = self._backward(arrays, tuple(checked))
         if squeeze:
@@ -136,6 +143,25 @@ class Module:
     def _out_struct(self):
         return self.OUTPUT_STRUCTURE if self.OUTPUT_STRUCTURE is not None else tuple(range(len(self.OUTPUTS)))
 
+    @classmethod
+    def _flat_io(cls):
+        """(inputs are plain, outputs are plain): no tables to flatten or rebuild."""
+        if "_flat_io_cache" not in cls.__dict__:
+            cls._flat_io_cache = tuple(all(isinstance(i, int) for i in s)
+                                       for s in (cls._in_struct(cls), cls._out_struct(cls)))
+        return cls._flat_io_cache
+
+    @classmethod
+    def _specs(cls):
+        """Per input and output: (ndim, [(axis, size) of fixed dims], batched, kind), built once
+        per class so checking an argument is a few integer comparisons."""
+        if "_specs_cache" not in cls.__dict__:
+            def spec(shape, kind):
+                return _spec(shape, kind)
+            cls._specs_cache = ([spec(s, k) for _, s, k in cls.INPUTS],
+                                [spec(s, "float") for _, s in cls.OUTPUTS])
+        return cls._specs_cache
+
     def _flatten_args(self, args):
         struct = self._in_struct()
         if len(args) == 1 and isinstance(args[0], (list, tuple)) and len(struct) > 1:
@@ -143,43 +169,63 @@ class Module:
         if len(args) != len(struct):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(struct)} inputs ({names}), got {len(args)}")
-        return _flatten(args, struct, "inputs")
+        return list(args) if self._flat_io()[0] else _flatten(args, struct, "inputs")
 
-    @staticmethod
-    def _nest(flat, struct):
-        def build(s):
-            return flat[s] if isinstance(s, int) else [build(x) for x in s]
-        out = tuple(build(s) for s in struct)
+    def _nest(self, flat, struct):
+        if struct is self._out_struct() and self._flat_io()[1] or struct is self._in_struct() and self._flat_io()[0]:
+            out = tuple(flat)
+        else:
+            def build(s):
+                return flat[s] if isinstance(s, int) else [build(x) for x in s]
+            out = tuple(build(s) for s in struct)
         return out[0] if len(out) == 1 else out
 
     def _check_inputs(self, inputs):
         if len(inputs) != len(self.INPUTS):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
-        arrays = [np.asarray(x) for x in inputs]
+        arrays = [x if type(x) is np.ndarray else np.asarray(x) for x in inputs]
+        specs = self._specs()[0]
         # A batched model given unbatched inputs (all of them) runs a batch of one.
-        squeeze = all(_is_batched(s) for _, s, _ in self.INPUTS) and all(
-            x.ndim == len(s) - 1 for x, (_, s, _) in zip(arrays, self.INPUTS))
+        squeeze = all(sp[2] and x.ndim == sp[0] - 1 for x, sp in zip(arrays, specs))
         if squeeze:
             arrays = [x[None] for x in arrays]
         batch = None
-        for x, (name, shape, kind) in zip(arrays, self.INPUTS):
-            batch = self._check_array(x, f"input '{name}'", shape, kind, batch)
+        for k, x in enumerate(arrays):
+            batch = self._check_spec(x, specs[k], batch, lambda k=k: self._describe(k, False))
         return arrays, squeeze
 
     def _check_array(self, x, what, shape, kind, batch):
-        want = "x".join(str(d) for d in shape)
-        if x.ndim != len(shape) or any(d != "B" and d != n for d, n in zip(shape, x.shape)):
-            raise ValueError(f"{what}: expected shape {want}, got {'x'.join(map(str, x.shape)) or 'scalar'}")
-        if _is_batched(shape):
-            if batch is not None and x.shape[0] != batch:
-                raise ValueError(f"{what}: batch size {x.shape[0]} differs from the other inputs' {batch}")
-            batch = x.shape[0]
-        if kind == "float" and x.dtype != self.dtype:
-            raise ValueError(f"{what}: expected dtype {self.dtype}, got {x.dtype}")
-        if kind == "index" and not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"{what}: expected an integer array, got {x.dtype}")
+        """Check one array against a (shape, kind) given directly (used by other backends)."""
+        return self._check_spec(x, _spec(shape, kind), batch, lambda: (what, "x".join(map(str, shape))))
+
+    def _check_spec(self, x, spec, batch, describe):
+        """`describe()` -> (what, expected shape text): only called to word an error."""
+        ndim, fixed, is_batched, kind, tail = spec
+        shape = x.shape
+        if tail is not None:  # the common case: B first (or no B): one tuple comparison
+            bad = (shape[1:] if is_batched else shape) != tail
+        else:
+            bad = x.ndim != ndim or any(shape[a] != d for a, d in fixed)
+        if bad:
+            what, want = describe()
+            raise ValueError(f"{what}: expected shape {want}, got {'x'.join(map(str, shape)) or 'scalar'}")
+        if is_batched:
+            if batch is not None and shape[0] != batch:
+                raise ValueError(f"{describe()[0]}: batch size {shape[0]} differs from the other "
+                                 f"inputs' {batch}")
+            batch = shape[0]
+        if kind == "float":
+            if x.dtype != self.dtype:
+                raise ValueError(f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype}")
+        elif kind == "index" and x.dtype.kind not in "iu":
+            raise ValueError(f"{describe()[0]}: expected an integer array, got {x.dtype}")
         return batch
+
+    def _describe(self, k, output):
+        name, shape = (self.OUTPUTS[k][0], self.OUTPUTS[k][1]) if output else self.INPUTS[k][:2]
+        what = f"gradient of output '{name}'" if output else f"input '{name}'"
+        return what, "x".join(str(d) for d in shape)
 
     # ---- persistence ------------------------------------------------------------------
 
@@ -252,6 +298,14 @@ class Module:
             print(f"{name}: shape {o.shape}, mean {float(o.mean()):.6g}")
         print(f"{len(cls.PARAMETERS)} parameter arrays, {m._flat_w.size} numbers; "
               f"|grad| = {float(np.abs(m._flat_g).sum()):.6g}")
+
+
+def _spec(shape, kind):
+    """(ndim, [(axis, size) of fixed dims], batched, kind, the shape to compare or None)."""
+    batched = _is_batched(shape)
+    rest = tuple(shape[1:]) if batched else tuple(shape)
+    tail = rest if "B" not in rest else None
+    return (len(shape), [(a, d) for a, d in enumerate(shape) if d != "B"], batched, kind, tail)
 
 
 def _is_batched(shape) -> bool:

@@ -56,6 +56,12 @@ def compiled_template(text: str):
     return environment().from_string(text)
 
 
+def pyshape_of(like: str, shape) -> str:
+    """Python for `shape`, taking the free batch size from the array named `like` (whose
+    first dim is B) at run time."""
+    return "(" + ", ".join(f"{like}.shape[0]" if d == B else str(d) for d in shape) + ",)"
+
+
 def pyshape(shape) -> str:
     dims = ["-1" if d == B else str(d) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
@@ -138,6 +144,15 @@ class NumpyBackend:
         if gnode.op == "add":
             parts = " + ".join(self.n(v) for v in gnode.inputs)
             return [f"{self.n(gnode.outputs[0])} = {parts}"]
+        if gnode.op == "slices":  # gradients of slices of one value (passes/simplify.py)
+            out, a = self.n(gnode.outputs[0]), gnode.attrs
+            if a["tiles"]:
+                return [f"{out} = np.concatenate([{', '.join(self.n(v) for v in gnode.inputs)}], {a['axis']})"]
+            first = self.n(gnode.inputs[0])
+            lines = [f"{out} = np.zeros({pyshape_of(first, gnode.outputs[0].shape)}, {first}.dtype)"]
+            for v, (start, stop) in zip(gnode.inputs, a["ranges"]):
+                lines.append(f"{out}[{':, ' * a['axis']}{start}:{stop}] += {self.n(v)}")
+            return lines
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]
         ctx = self.context(fwd)
@@ -207,9 +222,12 @@ class NumpyBackend:
             gname_of_param.setdefault(i, param_grad[v])
         for i, v in g.param_grads:
             param_grad[v] = gname_of_param[i]
+        for v in g.grad_outputs:  # the given gradients get the plain names (grad_output1...)
+            self.n(v)
         bwd_blocks = []
         for gnode in g.grad_nodes:
-            comment = _loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else "gradient sum"
+            comment = (_loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
+                       "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
             bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
         for v in g.grad_outputs:
             self.n(v)

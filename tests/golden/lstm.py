@@ -80,13 +80,13 @@ class Model(Module):
         c_transform = np.tanh(output1)
         # lstm.lua:41:10  nn.CMulTable [next_h]
         output2 = out_gate * c_transform
-        self._saved = (preactivations, all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform)
+        self._saved = (all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform)
         return (output1, output2,)
 
     def _backward(self, inputs, grad_outputs):
         input1, input2, input3, = inputs
-        grad_output1_2, grad_output2, = grad_outputs
-        preactivations, all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform, = self._saved
+        grad_output1, grad_output2, = grad_outputs
+        all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform, = self._saved
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
         g_i2h_bias = self._grads[1]
@@ -96,9 +96,9 @@ class Model(Module):
         grad_out_gate = grad_output2 * c_transform
         grad_c_transform = grad_output2 * out_gate
         # lstm.lua:40:15  nn.Tanh [c_transform] (backward)
-        grad_output1 = grad_c_transform * (1 - c_transform * c_transform)
+        grad_output1_2 = grad_c_transform * (1 - c_transform * c_transform)
         # gradient sum
-        grad_output1_3 = grad_output1_2 + grad_output1
+        grad_output1_3 = grad_output1 + grad_output1_2
         # lstm.lua:38:10  nn.CAddTable [next_c] (backward)
         grad_c_forget = grad_output1_3
         grad_c_input = grad_output1_3
@@ -108,32 +108,17 @@ class Model(Module):
         # lstm.lua:34:12  nn.CMulTable [c_forget] (backward)
         grad_forget_gate = grad_c_forget * input2
         grad_input2 = grad_c_forget * forget_gate
-        # lstm.lua:31:12  nn.Narrow [out_gate] (backward)
-        grad_all_gates = np.zeros_like(all_gates)
-        grad_all_gates[:, 4:6] = grad_out_gate
-        # lstm.lua:30:15  nn.Narrow [forget_gate] (backward)
-        grad_all_gates_2 = np.zeros_like(all_gates)
-        grad_all_gates_2[:, 2:4] = grad_forget_gate
-        # lstm.lua:29:11  nn.Narrow [in_gate] (backward)
-        grad_all_gates_3 = np.zeros_like(all_gates)
-        grad_all_gates_3[:, 0:2] = grad_in_gate
         # lstm.lua:27:16  nn.Tanh [in_transform] (backward)
         grad_in_chunk = grad_in_transform * (1 - in_transform * in_transform)
-        # lstm.lua:26:12  nn.Narrow [in_chunk] (backward)
-        grad_preactivations = np.zeros_like(preactivations)
-        grad_preactivations[:, 6:8] = grad_in_chunk
-        # gradient sum
-        grad_all_gates_4 = grad_all_gates + grad_all_gates_2 + grad_all_gates_3
+        # gradients of slices, joined
+        grad_all_gates = np.concatenate([grad_in_gate, grad_forget_gate, grad_out_gate], 1)
         # lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
-        grad_pre_sigmoid_chunk = grad_all_gates_4 * all_gates * (1 - all_gates)
-        # lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk] (backward)
-        grad_preactivations_2 = np.zeros_like(preactivations)
-        grad_preactivations_2[:, 0:6] = grad_pre_sigmoid_chunk
-        # gradient sum
-        grad_preactivations_3 = grad_preactivations + grad_preactivations_2
+        grad_pre_sigmoid_chunk = grad_all_gates * all_gates * (1 - all_gates)
+        # gradients of slices, joined
+        grad_preactivations = np.concatenate([grad_pre_sigmoid_chunk, grad_in_chunk], 1)
         # lstm.lua:19:18  nn.CAddTable [preactivations] (backward)
-        grad_i2h = grad_preactivations_3
-        grad_h2h = grad_preactivations_3
+        grad_i2h = grad_preactivations
+        grad_h2h = grad_preactivations
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = grad_h2h @ w_h2h_weight
         g_h2h_weight += grad_h2h.T @ input3

@@ -1,0 +1,53 @@
+"""Backward-graph simplifications that keep results identical.
+
+merge_slice_grads: a value cut into slices (the LSTM's Narrow gates) gets one gradient per
+slice, each first zero-padded to the full size and then summed. When every part of such a
+sum is a slice gradient along the same axis, build the sum at once: np.concatenate when the
+slices tile the value, else one zero buffer with each slice added in place.
+"""
+from __future__ import annotations
+
+from ..ir.copy import copy_graph
+from ..ir.graph import Graph, Node
+from ..ops import REGISTRY
+
+
+def _slice_of(node: Node):
+    """(axis, start, stop) if `node` is the backward of a Narrow, else None."""
+    fwd = node.attrs.get("fwd") if node.op == "grad" else None
+    if fwd is None or fwd.op != "Narrow" or len(node.outputs) != 1:
+        return None
+    d = REGISTRY["Narrow"].derive(fwd.attrs, [fwd.inputs[0].shape])
+    return d["axis"], d["start"], d["stop"]
+
+
+def merge_slice_grads(graph: Graph) -> Graph:
+    g = copy_graph(graph)
+    producer = {v: n for n in g.grad_nodes for v in n.outputs}
+    uses = {}
+    for n in g.grad_nodes:
+        for v in n.inputs:
+            uses[v] = uses.get(v, 0) + 1
+    dropped = set()
+    for add in g.grad_nodes:
+        if add.op != "add":
+            continue
+        parts = [producer.get(v) for v in add.inputs]
+        slices = [_slice_of(p) if p is not None else None for p in parts]
+        if any(s is None for s in slices) or len({s[0] for s in slices}) != 1:
+            continue
+        if any(uses.get(v, 0) != 1 for v in add.inputs):
+            continue
+        if len({id(p.attrs["fwd"].inputs[0]) for p in parts}) != 1:
+            continue
+        order = sorted(range(len(parts)), key=lambda i: slices[i][1])
+        ranges = [(slices[i][1], slices[i][2]) for i in order]
+        size = add.outputs[0].shape[slices[0][0]]
+        tiles = ranges[0][0] == 0 and ranges[-1][1] == size and all(
+            a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        add.op = "slices"
+        add.attrs = {"axis": slices[0][0], "ranges": tuple(ranges), "tiles": tiles}
+        add.inputs = [parts[i].inputs[0] for i in order]  # the slices' own gradients
+        dropped.update(id(parts[i]) for i in order)
+    g.grad_nodes = [n for n in g.grad_nodes if id(n) not in dropped]
+    return g
