@@ -337,3 +337,36 @@ def test_train_lenet_quick(cli):
     m = re.search(r"^test accuracy: ([0-9.]+)$", out, re.M)
     assert m, out
     assert 0.0 <= float(m.group(1)) <= 1.0
+
+
+def test_highway_lm_spread_over_two_files_matches_pytorch():
+    """samples/highway_lm.lua requires highway_layers.lua: an embedding, two highway layers
+    and a log-softmax, vs PyTorch with the same flat parameters."""
+    import torch
+    import torch.nn.functional as F
+
+    from graphc.compiler import Options, compile_spec
+
+    res = compile_spec(str(ROOT / "samples" / "highway_lm.lua"), Options(dtype="float64"))
+    assert [Path(f).name for f in res.files] == ["highway_lm.lua", "highway_layers.lua"]
+    ns = {}
+    exec(compile(res.source, "highway_lm", "exec"), ns)
+    m = ns["Model"](dtype="float64", seed=3)
+    rng = np.random.default_rng(0)
+    words = rng.integers(1, 31, size=5)
+    out = m.forward(words)
+    gy = rng.standard_normal(out.shape)
+    m.backward(words, gy)
+    p = [torch.tensor(w, requires_grad=True) for _, w in m.parameters()]
+    x = F.embedding(torch.tensor(words - 1), p[0])
+    k = 1
+    for _ in range(2):
+        h = torch.relu(F.linear(x, p[k], p[k + 1]))
+        t = torch.sigmoid(F.linear(x, p[k + 2], p[k + 3]) - 2)
+        x = t * h + (1 - t) * x
+        k += 4
+    ref = F.log_softmax(F.linear(x, p[k], p[k + 1]), 1)
+    (ref * torch.tensor(gy)).sum().backward()
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    grads = np.concatenate([q.grad.numpy().ravel() for q in p])
+    np.testing.assert_allclose(m.getParameters()[1], grads, rtol=1e-9, atol=1e-12)
