@@ -35,11 +35,39 @@ class UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a 'did you mean' for misspelt flags and commands (and no silent
+    abbreviations: --shap is an error, not --shape)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        import difflib
+        import re as _re
+        m = _re.search(r"unrecognized arguments: (\S+)", message)
+        if m:
+            known = [o for a in self._actions for o in a.option_strings]
+            for sub in self._actions:
+                if isinstance(sub, argparse._SubParsersAction):
+                    known += [o for p in sub.choices.values() for a in p._actions for o in a.option_strings]
+            best = difflib.get_close_matches(m.group(1).split("=")[0], sorted(set(known)), n=1)
+            if best:
+                message += f" (did you mean {best[0]}?)"
+        m = _re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            best = difflib.get_close_matches(m.group(1), ["compile", "check", "graph"], n=1)
+            if best:
+                message += f" (did you mean {best[0]}?)"
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphc", description="Compile nngraph-style Lua model "
+    p = _Parser(prog="graphc", description="Compile nngraph-style Lua model "
                                 "definitions to generated numpy code.")
     p.add_argument("--version", action="version", version=f"graphc {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     def common(sp):

@@ -116,3 +116,41 @@ def test_load_is_safe_under_concurrent_processes(tmp_path):
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert len({o for o, _ in outs}) == 1
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_did_you_mean_for_flags_commands_and_annotate_keys(tmp_path):
+    r = graphc("compile", LSTM, "--shap", "input1=Bx3")
+    assert r.returncode == 2 and "(did you mean --shape?)" in r.stderr
+    r = graphc("compil", LSTM)
+    assert r.returncode == 2 and "(did you mean compile?)" in r.stderr
+    spec = tmp_path / "a.lua"
+    spec.write_text("x = nn.Identity()():annotate{nmae = 'x'}\nm = nn.gModule({x}, {nn.Tanh()(x)})\n")
+    r = graphc("check", str(spec), "--shape", "input1=Bx3")
+    assert r.returncode == 1 and "unknown key 'nmae' (did you mean 'name'?)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_every_command_has_help_with_examples_and_a_version():
+    for cmd in ("compile", "check", "graph"):
+        r = graphc(cmd, "--help")
+        assert r.returncode == 0 and "examples:" in r.stdout
+    r = graphc("--version")
+    assert r.returncode == 0 and r.stdout.startswith("graphc ")
+
+
+def test_internal_errors_say_so_without_a_traceback(tmp_path, monkeypatch):
+    from graphc import cli
+    spec = tmp_path / "a.lua"
+    spec.write_text("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Tanh()(x)})\n")
+
+    def boom(*a, **k):
+        raise KeyError("oops")
+    monkeypatch.setattr(cli, "compile_spec", boom)
+    import io
+    import contextlib
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["check", str(spec), "--shape", "input1=Bx3"])
+    assert rc == 1
+    assert "internal error" in err.getvalue() and "bug in graphc" in err.getvalue()
+    assert "Traceback" not in err.getvalue()

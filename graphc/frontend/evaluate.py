@@ -900,7 +900,13 @@ class Interpreter:
         t = args[1] if len(args) > 1 else None
         if not isinstance(node, NodeObj) or not isinstance(t, LuaTable):
             raise SpecError("annotate must be called as node:annotate{name = ..., ...}", loc)
+        known = ("name", "description", "graphAttributes")
         for k, v in t.d.items():
+            if k not in known:  # nngraph keeps any key, but a near-miss is surely a typo
+                import difflib
+                close = difflib.get_close_matches(str(k), known, n=1, cutoff=0.75)
+                if close:
+                    raise SpecError(f"annotate: unknown key '{k}' (did you mean '{close[0]}'?)", loc)
             if k == "graphAttributes" and isinstance(v, LuaTable):
                 v = {str(a): tostring(b) for a, b in v.d.items()}
             elif isinstance(v, LuaTable):
