@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="input shape like input1=Bx1x32x32; B is the free batch dim (repeatable)")
         sp.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="the generated Model's default dtype (default float32)")
+        sp.add_argument("--no-grad", dest="no_grad", action="append", default=[], metavar="NAME",
+                        help="input NAME needs no gradient: backward returns None for it and "
+                             "skips the work (repeatable)")
         sp.add_argument("-O", dest="opt", type=int, choices=(0, 1), default=1,
                         help="-O0: no optimizing passes (plain code, a reference); -O1 (default)")
         sp.add_argument("--unroll", metavar="T", help="compile a one-step recurrent model for a "
@@ -144,7 +147,7 @@ def _options(args) -> Options:
     return Options(entry=args.entry, defines=defines, shapes=shapes, dtype=args.dtype,
                    emit=getattr(args, "emit", "py"), target=target,
                    unroll=None if unroll is None else (unroll if unroll == "T" else int(unroll)),
-                   state=state, optimize=bool(args.opt))
+                   state=state, optimize=bool(args.opt), no_grad=list(args.no_grad))
 
 
 def write_if_changed(path: str, text: str) -> bool:

@@ -32,6 +32,7 @@ class Options:
     unroll: int | str | None = None  # --unroll: a step count, or "T" for any length
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
+    no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
 
 
 @dataclass
@@ -142,7 +143,11 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
             graph = validate(unroll(graph, int(opts.unroll), pairs))
     elif opts.state:
         raise SpecError("--state needs --unroll")
-    graph = validate(autodiff(graph))
+    names = [v.name for v in graph.inputs]
+    for name in opts.no_grad:
+        if name not in names:
+            raise SpecError(f"--no-grad {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
+    graph = validate(autodiff(graph, tuple(opts.no_grad)))
     if opts.optimize and opts.target == "numpy":  # the CUDA backend fuses these itself
         graph = validate(merge_slice_grads(graph))
     spec_text = interp.sources[path]
@@ -178,6 +183,7 @@ def _meta(path, spec_text, opts, graph):
         args.append(f"--dtype {opts.dtype}")
     if not opts.optimize:
         args.append("-O0")
+    args += [f"--no-grad {_shell_quote(n)}" for n in opts.no_grad]
     if opts.unroll is not None:
         args.append(f"--unroll {opts.unroll}")
         args += [f"--state {_shell_quote(f'{o}={i}')}" for o, i in opts.state]

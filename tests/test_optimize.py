@@ -63,3 +63,19 @@ def test_lstm_gate_gradients_are_joined_without_zero_padding():
     _, src = module("lstm", True)
     backward = src[src.index("def _backward"):]
     assert "zeros_like" not in backward and backward.count("np.concatenate") == 2
+
+
+def test_no_grad_inputs_skip_their_gradient_work():
+    plain = compile_spec(str(ROOT / "samples" / "lstm.lua"), Options(dtype="float64")).source
+    res = compile_spec(str(ROOT / "samples" / "lstm.lua"),
+                       Options(dtype="float64", no_grad=["input1", "input3"]))
+    src = res.source[res.source.index("def _backward"):]
+    assert "w_i2h_weight" not in src and "w_h2h_weight" not in src  # no x @ W for them
+    assert src.count("@") == plain[plain.index("def _backward"):].count("@") - 2
+    ns = {}
+    exec(compile(res.source, "lstm", "exec"), ns)
+    m = ns["Model"](dtype="float64")
+    xs = [np.ones((2, 3)), np.ones((2, 2)), np.ones((2, 2))]
+    m.forward(*xs)
+    g1, g2, g3 = m.backward(tuple(xs), (np.ones((2, 2)), np.ones((2, 2))))
+    assert g1 is None and g3 is None and g2.shape == (2, 2)

@@ -250,7 +250,7 @@ class NumpyBackend:
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
-            elif v.dtype == "float":
+            elif v.dtype == "float" and v.name not in g.meta.get("no_grad", ()):
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")

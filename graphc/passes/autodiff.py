@@ -12,9 +12,10 @@ from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value
 
 
-def autodiff(graph: Graph) -> Graph:
+def autodiff(graph: Graph, no_grad=()) -> Graph:
+    """`no_grad`: names of float inputs whose gradient nobody needs (backward returns None)."""
     g = copy_graph(graph)
-    needs_grad: set[Value] = {v for v in g.inputs if v.dtype == "float"}
+    needs_grad: set[Value] = {v for v in g.inputs if v.dtype == "float" and v.name not in no_grad}
     needs_grad |= {p.value for p in g.params}
     for node in g.nodes:
         if any(v in needs_grad for v in node.inputs):
@@ -56,5 +57,6 @@ def autodiff(graph: Graph) -> Graph:
         g.grad_nodes.append(Node("grad", {"fwd": node, "needs": tuple(needs), "has": has},
                                  [total(y) for y in ys if y in partials], grads,
                                  node.loc, node.name, node.module))
-    g.input_grads = [total(v) if v in partials and v.dtype == "float" else None for v in g.inputs]
+    g.input_grads = [total(v) if v in partials and v in needs_grad else None for v in g.inputs]
+    g.meta["no_grad"] = tuple(no_grad)
     return g
