@@ -157,6 +157,10 @@ def write_if_changed(path: str, text: str) -> bool:
 
 def _write_bytes_if_changed(path: str, data: bytes) -> bool:
     p = Path(path)
+    if p.exists() and not p.is_file():  # /dev/null, a FIFO, /dev/stdout: write, never replace
+        with open(p, "wb") as f:
+            f.write(data)
+        return True
     try:
         if p.read_bytes() == data:
             return False

@@ -16,7 +16,7 @@ from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.limits import check_sizes
-from .passes.simplify import merge_slice_grads
+from .passes.simplify import hoist_sequence_projections, merge_slice_grads
 from .passes.unroll import parse_state_pairs, unroll
 from .passes.validate import validate
 
@@ -141,6 +141,8 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
             graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
         else:
             graph = validate(unroll(graph, int(opts.unroll), pairs))
+            if opts.optimize and opts.target == "numpy":
+                graph = validate(hoist_sequence_projections(graph))
     elif opts.state:
         raise SpecError("--state needs --unroll")
     names = [v.name for v in graph.inputs]

@@ -239,6 +239,10 @@ class Module:
     def save(self, path):
         """Write the weights to `path` (an .npz file) atomically: a crash leaves the old file."""
         path = os.fspath(path)
+        if os.path.exists(path) and not os.path.isfile(path):  # a device or FIFO: write to it
+            with open(path, "wb") as f:
+                np.savez(f, graphc_parameters=self._signature(), flat=self._state())
+            return
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:

@@ -1,7 +1,7 @@
 """Identity and Linear."""
 import math
 
-from .registry import ParamSpec, ShapeError, defop, uniform, B
+from .registry import CudaRule, ParamSpec, ShapeError, defop, uniform, B
 
 
 def _no_bias(a):
@@ -10,7 +10,9 @@ def _no_bias(a):
 
 def _linear_shape(a, shapes):
     (x,) = shapes
-    if len(x) not in (1, 2) or x[-1] != a["inputSize"]:
+    # rank 3 only from passes/simplify.py: a T x B x N sequence projected in one GEMM
+    ranks = (1, 2, 3) if a.get("sequence") else (1, 2)
+    if len(x) not in ranks or x[-1] != a["inputSize"]:
         raise ShapeError(f"Linear({a['inputSize']} -> {a['outputSize']}) expects input of shape "
                          f"{a['inputSize']} or Nx{a['inputSize']}, got {'x'.join(map(str, x))}")
     return x[:-1] + (a["outputSize"],)
@@ -32,12 +34,18 @@ defop(
     methods={"noBias": _no_bias},
     shape=_linear_shape,
     input_hint=lambda a, slot, shapes: (B, a["inputSize"]),
-    forward="{{y}} = {{x}} @ {{weight}}.T{% if bias %} + {{bias}}{% endif %}",
+    # A rank-3 (sequence) input is flattened to rows so that it is one GEMM, not T.
+    forward=("{% set x2 = x ~ '.reshape(-1, ' ~ a.inputSize ~ ')' if rank == 3 else x %}"
+             "{{y}} = {{x2}} @ {{weight}}.T{% if bias %} + {{bias}}{% endif %}"
+             "{% if rank == 3 %}{{ '\\n' }}{{y}} = {{y}}.reshape({{x}}.shape[:2] + ({{a.outputSize}},)){% endif %}"),
     backward={
         "x": "{{gy}} @ {{weight}}",
-        "weight": "{% if rank == 1 %}np.outer({{gy}}, {{x}}){% else %}{{gy}}.T @ {{x}}{% endif %}",
-        "bias": "{% if rank == 1 %}{{gy}}{% else %}{{gy}}.sum(0){% endif %}",
+        "weight": "{% if rank == 1 %}np.outer({{gy}}, {{x}}){% elif rank == 3 %}{{gy}}.reshape(-1, {{a.outputSize}}).T"
+                  " @ {{x}}.reshape(-1, {{a.inputSize}}){% else %}{{gy}}.T @ {{x}}{% endif %}",
+        "bias": "{% if rank == 1 %}{{gy}}{% elif rank == 3 %}{{gy}}.sum((0, 1)){% else %}{{gy}}.sum(0){% endif %}",
     },
     flops=lambda a, ins, out: 2 * math.prod(ins[0]) * a["outputSize"],
     doc="y = x W^T + b. Input N or BxN.",
+    # cuBLAS GEMM (x @ W.T); the bias joins the consumers' fused kernel as an epilogue
+    cuda=CudaRule("kernel", kernel="linear", reads="plain", grad_reads="plain"),
 )

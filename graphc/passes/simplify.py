@@ -1,4 +1,4 @@
-"""Backward-graph simplifications that keep results identical.
+"""Simplifications that keep results identical (tests/test_optimize.py compares with -O0).
 
 merge_slice_grads: a value cut into slices (the LSTM's Narrow gates) gets one gradient per
 slice, each first zero-padded to the full size and then summed. When every part of such a
@@ -8,7 +8,7 @@ slices tile the value, else one zero buffer with each slice added in place.
 from __future__ import annotations
 
 from ..ir.copy import copy_graph
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, Value
 from ..ops import REGISTRY
 
 
@@ -50,4 +50,44 @@ def merge_slice_grads(graph: Graph) -> Graph:
         add.inputs = [parts[i].inputs[0] for i in order]  # the slices' own gradients
         dropped.update(id(parts[i]) for i in order)
     g.grad_nodes = [n for n in g.grad_nodes if id(n) not in dropped]
+    return g
+
+
+def hoist_sequence_projections(graph: Graph) -> Graph:
+    """In an unrolled graph (--unroll N), the Linear applied to each step's slice of a
+    sequence input, with the same weights at every step, becomes ONE Linear over the whole
+    T x B x N sequence (one GEMM forward, one for the weight gradient) whose result is
+    sliced per step. Forward IR only (run before autodiff)."""
+    g = copy_graph(graph)
+    producer = {v: n for n in g.nodes for v in n.outputs}
+    uses: dict = {}
+    for n in g.nodes:
+        for v in n.inputs:
+            uses.setdefault(v, []).append(n)
+    groups: dict = {}
+    for n in g.nodes:
+        if n.op != "Linear" or len(n.inputs[0].shape or ()) != 2:
+            continue
+        sel = producer.get(n.inputs[0])
+        if (sel is None or sel.op != "Select" or sel.attrs["dimension"] != 1
+                or sel.inputs[0].kind != "input" or len(uses[n.inputs[0]]) != 1):
+            continue
+        key = (id(sel.inputs[0]),) + tuple(id(v) for v in n.inputs[1:])
+        groups.setdefault(key, []).append((sel, n))
+    hoisted = []
+    for pairs in groups.values():
+        seq = pairs[0][0].inputs[0]
+        steps = {sel.attrs["index"] for sel, _ in pairs}
+        if len(pairs) < 2 or len(steps) != len(pairs):
+            continue
+        first = pairs[0][1]
+        attrs = dict(first.attrs, sequence=True)
+        out_shape = seq.shape[:2] + (attrs["outputSize"],)
+        proj = Value("tmp", shape=out_shape, name=f"{first.name or first.module}_all_steps", loc=first.loc)
+        hoisted.append(Node("Linear", attrs, [seq] + first.inputs[1:], [proj], first.loc,
+                            first.name, first.module, dict(first.annotations)))
+        for sel, lin in pairs:  # each step now slices the projection (a view)
+            lin.op, lin.attrs, lin.inputs = "Select", {"dimension": 1, "index": sel.attrs["index"]}, [proj]
+            g.nodes.remove(sel)
+    g.nodes = hoisted + g.nodes
     return g
