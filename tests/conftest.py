@@ -1,5 +1,6 @@
 """Shared test helpers: compile a spec string to an imported module."""
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,10 @@ sys.path.insert(0, str(ROOT))
 from graphc.compiler import Options, compile_spec  # noqa: E402
 
 _count = itertools.count()
+
+# tests/gpu needs a GPU and CuPy: tests/gpu/run.sh runs it (with GRAPHC_GPU_TESTS=1) on a
+# machine that has one; the normal suite does not collect it.
+collect_ignore = [] if os.environ.get("GRAPHC_GPU_TESTS") else ["gpu"]
 
 
 def build(spec: str, tmp_path=None, dtype="float64", **options):
@@ -34,6 +39,20 @@ def compile_error(spec: str, **options):
     with pytest.raises(SpecError) as info:
         compile_spec(path, Options(**options), text=spec)
     return info.value, info.value.format({path: spec})
+
+
+def central_differences(f, x, eps=1e-6):
+    """d f() / d x by central differences, changing x in place (and restoring it)."""
+    num = np.zeros_like(x)
+    for i in range(x.size):
+        old = x.flat[i]
+        x.flat[i] = old + eps
+        up = f()
+        x.flat[i] = old - eps
+        down = f()
+        x.flat[i] = old
+        num.flat[i] = (up - down) / (2 * eps)
+    return num
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build
+from conftest import build, central_differences
 
 torch.set_default_dtype(torch.float64)
 
@@ -154,28 +154,9 @@ def test_backward_vs_finite_differences(case, tmp_path, rng):
     def loss():
         return float((m.forward(*xs) * gy).sum())
 
-    eps = 1e-6
     for x, gx in zip(xs, gins):
-        num = np.zeros_like(x)
-        for i in range(x.size):
-            old = x.flat[i]
-            x.flat[i] = old + eps
-            up = loss()
-            x.flat[i] = old - eps
-            down = loss()
-            x.flat[i] = old
-            num.flat[i] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(gx, num, rtol=1e-5, atol=1e-7)
-    num = np.zeros_like(flat_w)
-    for i in range(flat_w.size):
-        old = flat_w[i]
-        flat_w[i] = old + eps
-        up = loss()
-        flat_w[i] = old - eps
-        down = loss()
-        flat_w[i] = old
-        num[i] = (up - down) / (2 * eps)
-    np.testing.assert_allclose(flat_g, num, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(gx, central_differences(loss, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("case", sorted(c for c in CASES if all(s.startswith("B") for s in CASES[c][1].values())))

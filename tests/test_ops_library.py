@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build, compile_error
+from conftest import build, central_differences, compile_error
 
 torch.set_default_dtype(torch.float64)
 
@@ -248,19 +248,6 @@ def test_forward_backward_vs_torch(case, tmp_path, rng):
         m.forward(*xs)
         m.backward(tuple(xs), (gy,))
         np.testing.assert_allclose(flat_g, 2 * before, rtol=1e-12)
-
-
-def central_differences(f, x, eps=1e-6):
-    num = np.zeros_like(x)
-    for i in range(x.size):
-        old = x.flat[i]
-        x.flat[i] = old + eps
-        up = f()
-        x.flat[i] = old - eps
-        down = f()
-        x.flat[i] = old
-        num.flat[i] = (up - down) / (2 * eps)
-    return num
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

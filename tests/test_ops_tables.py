@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build, compile_error
+from conftest import build, central_differences, compile_error
 from graphc.compiler import parse_shape
 
 torch.set_default_dtype(torch.float64)
@@ -16,16 +16,7 @@ def fd_check(m, xs, flat_w, flat_g, gys, idx=(), eps=1e-6, rtol=1e-5):
         out = m.forward(*xs)
         outs = out if isinstance(out, tuple) else (out,)
         return sum(float((o * g).sum()) for o, g in zip(outs, gys))
-    num = np.zeros_like(flat_w)
-    for i in range(flat_w.size):
-        old = flat_w[i]
-        flat_w[i] = old + eps
-        up = loss()
-        flat_w[i] = old - eps
-        down = loss()
-        flat_w[i] = old
-        num[i] = (up - down) / (2 * eps)
-    np.testing.assert_allclose(flat_g, num, rtol=rtol, atol=1e-7)
+    np.testing.assert_allclose(flat_g, central_differences(loss, flat_w, eps), rtol=rtol, atol=1e-7)
 
 
 def test_split_select_narrow_flatten(tmp_path, rng):

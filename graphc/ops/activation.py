@@ -1,5 +1,5 @@
 """Elementwise activations and the softmax family."""
-from .registry import ShapeError, defop
+from .registry import CudaRule, ShapeError, defop
 
 
 def _same(a, shapes):
@@ -23,6 +23,7 @@ defop(
     name="Tanh", signature="", shape=_same, elementwise=True,
     forward="{{y}} = np.tanh({{x}})", doc="Elementwise tanh.",
     backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"},
+    cuda=CudaRule("pointwise", forward="g_tanh({{x}})", backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"}),
 )
 
 defop(
@@ -30,6 +31,7 @@ defop(
     # 0.5(1 + tanh(x/2)) is sigmoid without exp overflow warnings.
     forward="{{y}} = 0.5 * (1 + np.tanh(0.5 * {{x}}))",
     backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}, doc="Elementwise logistic sigmoid.",
+    cuda=CudaRule("pointwise", forward="g_sigmoid({{x}})", backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}),
 )
 
 defop(
@@ -37,6 +39,9 @@ defop(
     forward="{{y}} = np.maximum({{x}}, 0)",
     backward={"x": "{{gy}} * ({{y}} > 0)"}, doc="max(x, 0); the gradient is 0 at x = 0.",
     torch_diff="`inplace` is accepted and ignored: graphc never aliases activations.",
+    # `x <= 0 ? 0 : x` keeps NaN, as np.maximum does
+    cuda=CudaRule("pointwise", forward="({{x}} <= 0 ? (real)0 : {{x}})",
+                  backward={"x": "({{y}} > 0 ? {{gy}} : (real)0)"}),
 )
 
 defop(
@@ -45,6 +50,7 @@ defop(
              "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
     backward={"x": "{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
     doc="Over the last dim for 1D/2D input, over channels for 3D (CxHxW) and 4D (NxCxHxW).",
+    cuda=CudaRule("kernel", kernel="softmax", reads="prologue", grad_reads="prologue"),
 )
 
 defop(
@@ -53,4 +59,5 @@ defop(
              "{{y}} -= np.log(np.exp({{y}}).sum({{d.axis}}, keepdims=True))"),
     backward={"x": "{{gy}} - np.exp({{y}}) * {{gy}}.sum({{d.axis}}, keepdims=True)"},
     doc="Same dimension rule as SoftMax.",
+    cuda=CudaRule("kernel", kernel="softmax", reads="prologue", grad_reads="prologue"),
 )

@@ -354,3 +354,36 @@ def _select_op(name, fn, word):
 
 _select_op("CMaxTable", "argmax", "maximum")
 _select_op("CMinTable", "argmin", "minimum")
+
+
+# ---- CUDA rules (passes/fuse.py, backends/cuda.py): C expressions fused into kernels ------
+# `c(v)` writes a number as a `real` literal; g_* are templates/cuda/module.cu.j2's helpers.
+
+def _cuda(name, forward, backward):
+    from .registry import REGISTRY, CudaRule
+    REGISTRY[name].cuda = CudaRule("pointwise", forward=forward, backward=backward)
+
+
+_cuda("Exp", "g_exp({{x}})", {"x": "{{gy}} * {{y}}"})
+_cuda("Log", "g_log({{x}})", {"x": "{{gy}} / {{x}}"})
+_cuda("Abs", "({{x}} < 0 ? -{{x}} : {{x}})", {"x": "({{x}} >= 0 ? {{gy}} : -{{gy}})"})
+_cuda("Square", "{{x}} * {{x}}", {"x": "2 * {{x}} * {{gy}}"})
+_cuda("Sqrt", "g_sqrt({{x}})", {"x": "({{y}} == 0 ? (real)0 : (real)0.5 * {{gy}} / {{y}})"})
+_cuda("Power", "g_pow({{x}}, {{ c(a.p) }})", {"x": "{{gy}} * {{ c(a.p) }} * g_pow({{x}}, {{ c(a.p - 1) }})"})
+for _name in ("HardTanh", "Clamp"):
+    _cuda(_name, "({{x}} < {{ c(a.min_value) }} ? {{ c(a.min_value) }} : {{x}} > {{ c(a.max_value) }} "
+                 "? {{ c(a.max_value) }} : {{x}})",
+          {"x": "({{x}} >= {{ c(a.min_value) }} && {{x}} <= {{ c(a.max_value) }} ? {{gy}} : (real)0)"})
+_cuda("LeakyReLU", "({{x}} > 0 ? {{x}} : {{x}} * {{ c(a.negval) }})",
+      {"x": "({{x}} > 0 ? {{gy}} : {{gy}} * {{ c(a.negval) }})"})
+_cuda("ELU", "({{x}} <= 0 ? g_expm1({{x}}) * {{ c(a.alpha) }} : {{x}})",
+      {"x": "({{y}} <= 0 ? {{gy}} * ({{y}} + {{ c(a.alpha) }}) : {{gy}})"})
+_cuda("SoftSign", "{{x}} / (1 + ({{x}} < 0 ? -{{x}} : {{x}}))",
+      {"x": "{{gy}} / ((1 + ({{x}} < 0 ? -{{x}} : {{x}})) * (1 + ({{x}} < 0 ? -{{x}} : {{x}})))"})
+_cuda("Threshold", "({{x}} > {{ c(a.th) }} ? {{x}} : {{ c(a.v) }})",
+      {"x": "({{x}} > {{ c(a.th) }} ? {{gy}} : (real)0)"})
+_cuda("MulConstant", "{{x}} * {{ c(a.constant_scalar) }}", {"x": "{{gy}} * {{ c(a.constant_scalar) }}"})
+_cuda("AddConstant", "{{x}} + {{ c(a.constant_scalar) }}", {"x": "{{gy}}"})
+_cuda("CSubTable", "{{xs[0]}} - {{xs[1]}}", {"xs": "{% if i == 0 %}{{gy}}{% else %}-{{gy}}{% endif %}"})
+_cuda("CDivTable", "{{xs[0]}} / {{xs[1]}}",
+      {"xs": "{% if i == 0 %}{{gy}} / {{xs[1]}}{% else %}-{{gy}} / {{xs[1]}} / {{xs[1]}} * {{xs[0]}}{% endif %}"})

@@ -1,6 +1,6 @@
 """Views and slices: View, Reshape, Narrow, Select. In the generated code these are numpy
 views (no copies); gradients are reshaped or scattered back."""
-from .registry import ShapeError, batched, defop, numel, torch_dim, B
+from .registry import CudaRule, ShapeError, batched, defop, numel, torch_dim, B
 
 def _s(shape):
     return "x".join(map(str, shape))
@@ -61,7 +61,7 @@ defop(
     name="View", signature="sizes:int*", shape=_view_shape, check=_view_check,
     methods={"setNumInputDims": _set_num_input_dims},
     forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
-    doc="Reshapes (a view). One size may be -1.",
+    doc="Reshapes (a view). One size may be -1.", cuda=CudaRule("index", index="view"),
     torch_diff="With a free batch dim B the sizes apply per sample and a mismatch is an "
                "error; Torch guessed the batch size from element counts.",
 )
@@ -96,6 +96,7 @@ defop(
     name="Reshape", signature="sizes:int*, batchMode:bool=nil", shape=_reshape_shape,
     check=_reshape_check, forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
     doc="Reshapes; the leading dim is kept as a batch dim as Torch decides (batchMode).",
+    cuda=CudaRule("index", index="view"),
     torch_diff="With a free batch dim B the sizes apply per sample.",
 )
 
@@ -131,6 +132,7 @@ defop(
     forward="{{y}} = {{x}}" + _SLICE,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
+    cuda=CudaRule("index", index="narrow"),
 )
 
 
@@ -160,4 +162,5 @@ defop(
     forward="{{y}} = {{x}}" + _PICK,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",
+    cuda=CudaRule("index", index="select"),
 )

@@ -2,7 +2,7 @@
 (kW before kH). The heavy lifting is in graphc_runtime.kernels (im2col + GEMM)."""
 import math
 
-from .registry import ParamSpec, ShapeError, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, defop, uniform
 
 
 def conv_out(size, k, d, pad):
@@ -75,6 +75,9 @@ defop(
                    "{% if g.x and rank == 3 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
     doc="2D cross-correlation (im2col + GEMM); weight nOutputPlane x nInputPlane x kH x kW; "
         "padH defaults to padW. Input CxHxW or NxCxHxW.",
+    # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
+    # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
+    cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows"),
 )
 
 
@@ -116,4 +119,5 @@ defop(
                    ".shape, " + _POOL + ")" + _3D},
     doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "
         "size up. Ties go to the first max.",
+    cuda=CudaRule("kernel", kernel="maxpool2d", reads="prologue", grad_reads="prologue"),
 )

@@ -1,0 +1,310 @@
+"""Kernel fusion for the CUDA target: IR -> a Plan of steps (pure: the graph is unchanged).
+
+Values made by 'pointwise' and 'index' ops (see ops.registry.CudaRule), and the outputs of
+Linear (with a bias) and SpatialConvolution, are *virtual*: no kernel of their own computes
+them; whoever reads them evaluates the expression (bias add, NHWC -> NCHW, Sigmoid,
+Narrow...) from stored arrays. A virtual value is stored only where an array is needed:
+
+  * a cuBLAS operand (Linear's input, its output gradient),
+  * a convolution's output gradient, as (N*H*W) x C rows ('rows' layout),
+  * a graph output or an input gradient.
+
+Such a need is a Demand. All demands that can be met at one point of the program are met by
+ONE fused kernel (so the LSTM cell's gate math is one forward and one backward kernel), and
+a reshape or slice of a stored array becomes an array view instead of a kernel. Kernels with
+a 'prologue' read (SoftMax, SpatialMaxPooling, the im2col of SpatialConvolution) evaluate a
+virtual input inside their own loops, so nothing is stored for them at all.
+
+The backward is planned the same way over the grad and add nodes of passes.autodiff: a
+gradient of a pointwise op is virtual and recomputes the forward values it needs from what
+the forward stored (GEMM outputs, graph inputs, parameters) rather than saving them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import SpecError
+from ..ir.graph import B, Graph, Node, Value
+from ..ops import REGISTRY
+
+VIEW_INDEX = ("view", "narrow", "select")  # index maps that are a view of their input
+# A kernel with a 'prologue' read evaluates its virtual input for every element it reads
+# (SoftMax three times per element): only when that costs at most this many arithmetic ops
+# (index ops are free); a costlier input is stored first, by a fused kernel.
+PROLOGUE_OPS = 3
+
+
+@dataclass(eq=False)
+class Demand:
+    value: Value
+    layout: str = "plain"  # 'plain': the value's own shape | 'rows': NCHW stored as NHWC
+
+
+@dataclass(eq=False)
+class Step:
+    kind: str  # 'op': a kernel op's node (forward or grad) | 'fused': one kernel | 'view'
+    node: Optional[Node] = None
+    demands: list = field(default_factory=list)  # 'fused', 'view': what the step stores
+    stores: list = field(default_factory=list)  # values readable by later kernels after it
+
+
+@dataclass
+class Plan:
+    forward: list
+    backward: list
+    virtual: set  # values no kernel stores unless demanded
+    gemm: dict  # Linear-with-bias / SpatialConvolution node -> Value of its raw GEMM output
+
+    def kernels(self, which: str) -> int:
+        return sum(1 for s in getattr(self, which) if s.kind == "fused")
+
+
+def rule_of(node: Node):
+    """The CudaRule of a forward node, or a located error naming the op."""
+    op = REGISTRY[node.op]
+    if op.cuda is None:
+        supported = sorted(n for n, o in REGISTRY.items() if o.cuda is not None)
+        raise SpecError(f"nn.{node.op} has no CUDA implementation yet, so --target cuda cannot "
+                        f"compile this model (compile it with --target numpy). CUDA supports: "
+                        f"Identity, {', '.join(supported)} and the containers", node.loc)
+    return op.cuda
+
+
+def is_virtual_op(node: Node) -> bool:
+    """A forward node whose output kernels compute on the fly."""
+    return rule_of(node).kind in ("pointwise", "index")
+
+
+def conv_gemm_shape(out_shape):
+    """Conv output (N,)C,H,W -> the GEMM result's NHWC shape (N,)H,W,C."""
+    return tuple(out_shape[:-3]) + (out_shape[-2], out_shape[-1], out_shape[-3])
+
+
+class _Planner:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.producer: dict[Value, Node] = {}
+        for n in g.nodes + g.grad_nodes:
+            for v in n.outputs:
+                self.producer[v] = n
+        self.param_grads = {v for _, v in g.param_grads}
+        self.virtual: set[Value] = set()
+        self.gemm: dict[Node, Value] = {}
+        for node in g.nodes:
+            r = rule_of(node)
+            if r.kind in ("pointwise", "index"):
+                self.virtual.update(node.outputs)
+            elif r.kernel == "linear" and node.attrs.get("bias", True) and len(node.inputs) == 3:
+                y = node.outputs[0]
+                self.gemm[node] = Value("tmp", shape=y.shape, name=f"{y.name}_mm", loc=y.loc)
+                self.virtual.add(y)
+            elif r.kernel == "conv2d":
+                y = node.outputs[0]
+                self.gemm[node] = Value("tmp", shape=conv_gemm_shape(y.shape),
+                                        name=f"{y.name}_nhwc", loc=y.loc)
+                self.virtual.add(y)
+        for n in g.grad_nodes:
+            if self.is_virtual_node(n):
+                self.virtual.update(n.outputs)
+
+    # ---- what an expression reads ----------------------------------------------------
+
+    def reads(self, v: Value) -> list[Value]:
+        """The values a virtual value's expression is made of."""
+        n = self.producer[v]
+        if n.op in ("add", "slices"):
+            return list(n.inputs)
+        if n.op == "grad":
+            fwd = n.attrs["fwd"]
+            return list(n.inputs) + list(fwd.inputs) + [y for y in fwd.outputs if y.dtype != "aux"]
+        if n in self.gemm:  # the epilogue: GEMM result + bias
+            return [self.gemm[n]] + list(n.inputs[2:])
+        return list(n.inputs)
+
+    def leaves(self, v: Value, loadable: set) -> set:
+        out, seen, todo = set(), set(), [v]
+        while todo:
+            x = todo.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x in loadable or x not in self.virtual:
+                out.add(x)
+            else:
+                todo.extend(self.reads(x))
+        return out
+
+    def cost(self, v: Value) -> int:
+        """Arithmetic ops in v's expression (each virtual node once; index maps are free)."""
+        seen, todo, ops = set(), [v], 0
+        while todo:
+            x = todo.pop()
+            if x in seen or x not in self.virtual:
+                continue
+            seen.add(x)
+            n = self.producer[x]
+            fwd = n.attrs["fwd"] if n.op == "grad" else n
+            if n.op in ("add", "slices") or n in self.gemm or REGISTRY[fwd.op].cuda.kind != "index":
+                ops += 1
+            todo.extend(self.reads(x))
+        return ops
+
+    def view_base(self, v: Value, arrays: set) -> Optional[Value]:
+        """The stored array `v` is a view of (a reshape or slice), else None."""
+        n = self.producer.get(v)
+        if n is None or n.op in ("add", "slices"):
+            return None
+        if n.op == "grad":
+            fwd = n.attrs["fwd"]
+            kind = REGISTRY[fwd.op].cuda.index if is_virtual_op(fwd) else ""
+            if kind not in ("view", "join") or not n.inputs:
+                return None  # only grad(View/Reshape) and grad(JoinTable) slice their input
+            src = n.inputs[0]
+        elif n.op != "add" and is_virtual_op(n) and REGISTRY[n.op].cuda.index in VIEW_INDEX:
+            src = n.inputs[0]
+        else:
+            return None
+        if src in arrays:
+            return src
+        return self.view_base(src, arrays) if src in self.virtual else None
+
+    # ---- scheduling --------------------------------------------------------------------
+
+    def schedule(self, nodes, needs, finals, loadable: set, arrays: set) -> list[Step]:
+        """Steps for `nodes` in order: each kernel op after a fused kernel (or views) that
+        stores the virtual values it needs; `finals` are stored at the end."""
+        ops = [n for n in nodes if not self.is_virtual_node(n)]
+        pending: list[Demand] = [d for n in ops for d in needs(n)] + finals
+        done: set = set()
+        steps: list[Step] = []
+
+        def key(d):
+            return (d.value, d.layout)
+
+        def flush(missing):
+            fused = []
+            for d in missing:
+                if key(d) in done:
+                    continue
+                done.add(key(d))
+                if d.layout == "plain" and (d.value in arrays or self.view_base(d.value, arrays)):
+                    if d.value not in arrays:
+                        steps.append(Step("view", demands=[d]))
+                        arrays.add(d.value)
+                else:
+                    fused.append(d)
+            if not fused:
+                return
+            # every other demand computable now joins the same kernel
+            for d in pending:
+                if key(d) not in done and d.layout == "plain" and d.value not in arrays \
+                        and self.view_base(d.value, arrays) is None \
+                        and self.leaves(d.value, loadable) <= loadable:
+                    done.add(key(d))
+                    fused.append(d)
+                elif key(d) not in done and d.layout != "plain" \
+                        and self.leaves(d.value, loadable) <= loadable:
+                    done.add(key(d))
+                    fused.append(d)
+            stores = [d.value for d in fused if d.layout == "plain"]
+            steps.append(Step("fused", demands=fused, stores=stores))
+            loadable.update(stores)
+            arrays.update(stores)
+
+        for n in ops:
+            flush(needs(n))
+            stores = self.stores(n)
+            steps.append(Step("op", node=n, stores=stores))
+            loadable.update(stores)
+            arrays.update(stores)
+        flush(finals)
+        return steps
+
+    @staticmethod
+    def is_virtual_node(n: Node) -> bool:
+        """Forward pointwise/index nodes, their grad nodes, gradient sums (and the joined
+        slice gradients of passes/simplify.py): no step, computed where they are read."""
+        if n.op in ("add", "slices"):
+            return True
+        return is_virtual_op(n.attrs["fwd"] if n.op == "grad" else n)
+
+    def stores(self, n: Node) -> list[Value]:
+        """What a kernel op's step leaves in arrays that later kernels may read."""
+        if n.op == "grad":
+            return [v for v in n.outputs if v not in self.param_grads]
+        if n in self.gemm:
+            return [self.gemm[n]] + [v for v in n.outputs if v.dtype == "aux"]
+        return list(n.outputs)
+
+    def forward_needs(self, n: Node) -> list[Demand]:
+        r = REGISTRY[n.op].cuda
+        n_params = len(REGISTRY[n.op].active_params(n.attrs))
+        data = n.inputs[: len(n.inputs) - n_params]
+        return [Demand(v) for v in data if v in self.virtual
+                and (r.reads != "prologue" or self.cost(v) > PROLOGUE_OPS)]
+
+    def backward_needs(self, n: Node) -> list[Demand]:
+        if n.op != "grad" or not n.inputs:
+            return []
+        r = REGISTRY[n.attrs["fwd"].op].cuda
+        gy = n.inputs[0]
+        if r.grad_reads == "rows":
+            return [Demand(gy, "rows")]
+        if gy in self.virtual and (r.grad_reads == "plain" or self.cost(gy) > PROLOGUE_OPS):
+            return [Demand(gy)]
+        return []
+
+    def plan(self) -> Plan:
+        g = self.g
+        inputs = set(g.inputs) | {p.value for p in g.params} | {p.value for p in g.buffers}
+        loadable, arrays = set(inputs), set(inputs)
+        outs = []
+        for v in g.outputs:
+            if v in self.virtual and all(d.value is not v for d in outs):
+                outs.append(Demand(v))
+        fwd = self.schedule(g.nodes, self.forward_needs, outs, loadable, arrays)
+        # the backward reads what the forward stored (and only that), plus the gradients given
+        loadable |= set(g.grad_outputs)
+        arrays |= set(g.grad_outputs)
+        finals = []
+        for v in g.input_grads:
+            if v is not None and v in self.virtual and all(d.value is not v for d in finals):
+                finals.append(Demand(v))
+        bwd = self.schedule(g.grad_nodes, self.backward_needs, finals, loadable, arrays)
+        return Plan(fwd, bwd, self.virtual, self.gemm)
+
+
+def plan(graph: Graph) -> Plan:
+    """The CUDA step plan of a differentiated graph (see the module docstring)."""
+    if any(v.dtype != "float" for v in graph.inputs):
+        v = next(v for v in graph.inputs if v.dtype != "float")
+        raise SpecError(f"input '{v.name}' takes integer indices, which --target cuda does not "
+                        "support yet (compile with --target numpy)", v.loc)
+    for node in graph.nodes:
+        rule_of(node)
+        for v in node.inputs + node.outputs:
+            if v.shape and B in tuple(v.shape)[1:]:
+                raise SpecError("sequence inputs (T x B x ..., from --unroll) are not supported by "
+                                "--target cuda yet (compile the one-step model, or use --target numpy)",
+                                node.loc)
+    return _Planner(graph).plan()
+
+
+def describe(p: Plan) -> str:
+    """A readable summary of the plan (tests, --emit cu comments)."""
+    lines = []
+    for which in ("forward", "backward"):
+        lines.append(f"{which}:")
+        for s in getattr(p, which):
+            if s.kind == "op":
+                label = s.node.op if s.node.op != "grad" else f"grad[{s.node.attrs['fwd'].op}]"
+                lines.append(f"  op {label}")
+            else:
+                what = ", ".join(f"{d.value.name}" + ("" if d.layout == "plain" else f" ({d.layout})")
+                                 for d in s.demands)
+                lines.append(f"  {s.kind} {what}")
+    return "\n".join(lines)
+
+
+__all__ = ["B", "Demand", "Plan", "Step", "describe", "plan", "rule_of"]

@@ -1,0 +1,382 @@
+"""The CUDA target's runtime: what `graphc compile --target cuda` modules import.
+
+Generated code calls only its model's Backend (`rt = self._rt`: `rt.empty`, `rt.zeros`,
+`rt.matmul`, `rt.addmm`, `rt.add_colsum`) and `CudaModule._launch`. CupyBackend (the
+default) runs on the GPU through CuPy, which is imported the first time a model is built,
+never at import time: numpy-target users and CPU-only machines need no CuPy. Tests swap in a
+CPU backend with `use_backend()` that runs the very same generated kernels in host emulation.
+
+Kernel compilation and caching
+------------------------------
+A model's kernels are one self-contained CUDA source (the module's CUDA_SOURCE). NVRTC
+compiles it once per (source, dtype, GPU architecture) into a cubin (PTX when the GPU is
+newer than NVRTC knows), kept on disk under `kernel_cache_dir()`:
+
+    $GRAPHC_CUDA_CACHE_DIR, else $XDG_CACHE_HOME/graphc/cuda, else ~/.cache/graphc/cuda
+    <sha256(source, NVRTC options, -arch, NVRTC version, CACHE_FORMAT)>.cubin
+
+written atomically (temp file + os.replace), so concurrent processes and crashes never leave
+a partial file; a file the driver refuses is deleted and compiled again. A second process
+(or a second model with the same kernels) compiles nothing: `stats` counts compiles and cache
+hits. CuPy keeps its own cache of the kernels *it* compiles (its elementwise and reduction
+kernels, ~/.cupy/kernel_cache or $CUPY_CACHE_DIR); graphc's cubins are loaded from files
+(cupy.RawModule(path=...)) and never go through it. Without CuPy's low-level NVRTC binding
+the source is handed to cupy.RawModule(code=...), which then uses CuPy's cache instead.
+
+GEMMs are cuBLAS calls: matmul(x, w.T) is cupy.matmul, which passes the transposed view to
+cuBLAS as a transpose flag (no copy); addmm accumulates a gradient in place with
+cupy.cublas.gemm(beta=1), Torch's addmm; add_colsum is a GEMM with a cached ones row.
+
+CUDA graphs (not implemented; the plan)
+---------------------------------------
+Replaying a captured CUDA graph would remove the per-launch CPU overhead that dominates small
+models. CuPy refuses cuBLAS calls during stream capture (cupy_backends/cuda/libs/cublas.pyx:
+"calling cuBLAS API during stream capture is currently unsupported", cupy#6290), so an
+opt-in graph mode must either capture only the kernel segments between GEMMs, replace the
+GEMMs by a generated tiled GEMM kernel, or call libcublas through ctypes on a handle bound to
+the capture stream with a preallocated workspace (cublasSetWorkspace). All three also need
+every buffer preallocated at fixed addresses per batch size (outputs then alias static
+buffers, overwritten by the next replay) and a warm-up run before capture.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .module import Module, _as_tuple, _flatten, _is_batched
+
+BLOCK = 256  # threads per block; the generated kernels declare __launch_bounds__(256)
+INT_LIMIT = 2**31 - 1  # kernels index with 32-bit ints
+CACHE_FORMAT = "graphc-cuda-cache-1"
+stats = {"compiled": 0, "cache_hits": 0, "loaded": 0}
+
+
+class CudaCompileError(RuntimeError):
+    """NVRTC rejected a generated source (a graphc bug): the message holds NVRTC's log."""
+
+
+def kernel_cache_dir() -> Path:
+    env = os.environ.get("GRAPHC_CUDA_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc" / "cuda"
+
+
+def _check_size(n: int, what: str):
+    if n > INT_LIMIT:
+        raise ValueError(f"{what} of {n} elements is too large for the CUDA target's 32-bit "
+                         f"indices (at most {INT_LIMIT}); use a smaller batch")
+
+
+class Backend:
+    """Arrays, BLAS and kernel launches for generated CUDA-target code. Subclasses give `xp`
+    (the array module), `load()` and `call()`; BLAS defaults to xp.matmul."""
+
+    xp = np
+    name = "abstract"
+
+    def empty(self, shape, dtype):
+        n = 1
+        for d in shape:
+            n *= int(d)
+        _check_size(n, "an array")
+        return self.xp.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype)
+
+    def matmul(self, a, b):
+        return self.xp.matmul(a, b)
+
+    def addmm(self, out, a, b):
+        """out += a @ b (Torch's addmm with beta = 1)."""
+        out += self.xp.matmul(a, b)
+
+    def add_colsum(self, out, a):
+        """out += a.sum(0) for a 2-D a (a bias gradient)."""
+        out += a.sum(0)
+
+    def launch(self, kernels, name: str, n: int, args):
+        """Run kernel `name` on n threads (blocks of BLOCK)."""
+        if n <= 0:
+            return
+        _check_size(n, f"kernel {name}'s launch")
+        self.call(kernels, name, ((n + BLOCK - 1) // BLOCK,), (BLOCK,), args)
+
+    def asarray(self, x):
+        return self.xp.ascontiguousarray(self.xp.asarray(x))
+
+    def to_host(self, x) -> np.ndarray:
+        return np.array(x)
+
+    def load(self, source: str, dtype, names=()):
+        raise NotImplementedError
+
+    def call(self, kernels, name, grid, block, args):
+        raise NotImplementedError
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+
+    def __init__(self):
+        try:
+            import cupy
+        except ImportError as e:
+            raise ImportError("the CUDA target needs CuPy (pip install cupy-cuda12x, or the "
+                              "graphc[cuda] extra); compile with --target numpy for CPU code"
+                              ) from e
+        self.cupy = self.xp = cupy
+        self._modules = {}
+        self._ones = {}
+
+    # ---- BLAS: cuBLAS through CuPy ----------------------------------------------------------
+
+    def matmul(self, a, b):
+        return self.cupy.matmul(a, b)  # a transposed (F-contiguous) view is a cuBLAS flag
+
+    @staticmethod
+    def _operand(x):
+        if x.flags.c_contiguous:
+            return x, "N"
+        if x.T.flags.c_contiguous:
+            return x.T, "T"
+        return x.copy(), "N"
+
+    def addmm(self, out, a, b):
+        if not out.flags.c_contiguous:
+            out += self.cupy.matmul(a, b)
+            return
+        a, ta = self._operand(a)
+        b, tb = self._operand(b)
+        self.cupy.cublas.gemm(ta, tb, a, b, out=out, alpha=1.0, beta=1.0)
+
+    def add_colsum(self, out, a):
+        rows = a.shape[0]
+        key = (rows, a.dtype.str)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = self.cupy.ones((1, rows), a.dtype)
+        o = out.reshape(1, -1)
+        if not o.flags.c_contiguous:
+            out += a.sum(0)
+            return
+        a, ta = self._operand(a)
+        self.cupy.cublas.gemm("N", ta, ones, a, out=o, alpha=1.0, beta=1.0)
+
+    def to_host(self, x) -> np.ndarray:
+        return self.cupy.asnumpy(x)
+
+    # ---- kernels ------------------------------------------------------------------------------
+
+    def load(self, source: str, dtype, names=()):
+        if not names:
+            return {}  # a model without kernels (GEMMs and views only) compiles nothing
+        dtype = np.dtype(dtype)
+        options = ("-DGRAPHC_REAL=double",) if dtype == np.float64 else ()
+        device = self.cupy.cuda.Device()
+        key = (hashlib.sha256(source.encode()).hexdigest(), options, device.id)
+        if key not in self._modules:
+            self._modules[key] = self._compile(source, options, device, names)
+        return self._modules[key]
+
+    def _compile(self, source, options, device, names):
+        """{kernel name: function} of the source, through the disk cache."""
+        cupy = self.cupy
+
+        def functions(module):
+            out = {name: module.get_function(name) for name in names}
+            out["__module__"] = module
+            return out
+        try:
+            from cupy_backends.cuda.libs import nvrtc
+            supported = tuple(nvrtc.getSupportedArchs())
+            version = nvrtc.getVersion()
+        except Exception:  # no low-level binding: CuPy compiles (and caches) it itself
+            return functions(cupy.RawModule(code=source, options=options, backend="nvrtc"))
+        arch = int(device.compute_capability)
+        if arch in supported:
+            target, ext = f"-arch=sm_{arch}", "cubin"
+        else:  # a GPU newer than this NVRTC: PTX for the newest arch it knows, JIT by the driver
+            older = [a for a in supported if a <= arch] or [min(supported)]
+            target, ext = f"-arch=compute_{max(older)}", "ptx"
+        opts = list(options) + [target]
+        key = hashlib.sha256("\0".join([CACHE_FORMAT, source, *opts, repr(version)]).encode()).hexdigest()
+        path = kernel_cache_dir() / f"{key}.{ext}"
+        for attempt in (0, 1):
+            if path.exists():
+                stats["cache_hits"] += 1
+            else:
+                self._nvrtc(nvrtc, source, opts, ext, path)
+                stats["compiled"] += 1
+            try:
+                loaded = functions(cupy.RawModule(path=str(path)))  # the driver reads it here
+                stats["loaded"] += 1
+                return loaded
+            except Exception:
+                if attempt:
+                    raise
+                path.unlink(missing_ok=True)  # damaged: compile again
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _nvrtc(nvrtc, source, opts, ext, path: Path):
+        prog = nvrtc.createProgram(source, "graphc_model.cu", [], [])
+        try:
+            try:
+                nvrtc.compileProgram(prog, opts)
+            except nvrtc.NVRTCError as e:
+                raise CudaCompileError(f"NVRTC failed ({e}) on the generated kernels; this is a "
+                                       f"graphc bug. Log:\n{nvrtc.getProgramLog(prog)}") from None
+            data = nvrtc.getCUBIN(prog) if ext == "cubin" else nvrtc.getPTX(prog)
+        finally:
+            nvrtc.destroyProgram(prog)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def call(self, kernels, name, grid, block, args):
+        kernels[name](grid, block, args)
+
+
+_backend: Backend | None = None
+
+
+def backend() -> Backend:
+    """The current backend (CupyBackend unless use_backend() chose another)."""
+    global _backend
+    if _backend is None:
+        _backend = CupyBackend()
+    return _backend
+
+
+def use_backend(b: Backend | None) -> Backend | None:
+    """Make `b` the backend of models built from now on; returns the previous one."""
+    global _backend
+    old, _backend = _backend, b
+    return old
+
+
+class CudaModule(Module):
+    """Module (DESIGN section 4) on device arrays: the flat parameter and gradient buffers,
+    inputs and outputs are the backend's arrays (CuPy's). Initial weights are drawn on the
+    host exactly as the numpy target draws them, so both targets start from the same model."""
+
+    CUDA_SOURCE = ""
+    KERNELS: tuple = ()
+
+    def __init__(self, dtype: str | None = None, seed: int | None = 0):
+        self._rt = backend()
+        super().__init__(dtype, seed)  # host buffers and Torch's init
+        xp = self._rt.xp
+        self._flat_w = xp.asarray(self._flat_w)
+        self._flat_g = xp.asarray(self._flat_g)
+        self._weights, self._grads = self._views(self._flat_w), self._views(self._flat_g)
+        self._buffers = [xp.asarray(b) for b in self._buffers]
+        self._on_device = True
+        self._kernels = self._rt.load(self.CUDA_SOURCE, self.dtype, self.KERNELS)
+
+    def _views(self, flat):
+        out, offset = [], 0
+        for _, shape, _ in self.PARAMETERS:
+            n = 1
+            for d in shape:
+                n *= d
+            out.append(flat[offset:offset + n].reshape(shape))
+            offset += n
+        return out
+
+    def _launch(self, name, n, *args):
+        self._rt.launch(self._kernels, name, n, args)
+
+    # ---- host copies: init, save, load reuse Module's code on numpy arrays --------------------
+
+    def _host(self) -> Module:
+        h = object.__new__(Module)
+        h.PARAMETERS, h.BUFFERS, h.dtype = self.PARAMETERS, self.BUFFERS, self.dtype
+        h._flat_w = self._rt.to_host(self._flat_w).copy()
+        h._flat_g = np.zeros_like(h._flat_w)
+        h._weights = self._views(h._flat_w)
+        h._buffers = [self._rt.to_host(b).copy() for b in self._buffers]
+        return h
+
+    def _from_host(self, h: Module):
+        xp = self._rt.xp
+        self._flat_w[...] = xp.asarray(h._flat_w)
+        for b, hb in zip(self._buffers, h._buffers):
+            b[...] = xp.asarray(hb)
+
+    def reset(self, seed: int | None = 0):
+        if not getattr(self, "_on_device", False):
+            return Module.reset(self, seed)
+        h = self._host()
+        Module.reset(h, seed)
+        self._from_host(h)
+
+    def save(self, path):
+        Module.save(self._host(), path)
+
+    def load(self, path):
+        h = self._host()
+        Module.load(h, path)
+        self._from_host(h)
+        return self
+
+    def _state(self):
+        return Module._state(self._host())
+
+    # ---- inputs and gradients arrive as device arrays (numpy ones are copied over) ------------
+
+    def _check_inputs(self, inputs):
+        if len(inputs) != len(self.INPUTS):
+            names = ", ".join(n for n, _, _ in self.INPUTS)
+            raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
+        arrays = [self._rt.asarray(x) for x in inputs]
+        squeeze = all(_is_batched(s) for _, s, _ in self.INPUTS) and all(
+            x.ndim == len(s) - 1 for x, (_, s, _) in zip(arrays, self.INPUTS))
+        if squeeze:
+            arrays = [x[None] for x in arrays]
+        batch = None
+        for x, (name, shape, kind) in zip(arrays, self.INPUTS):
+            batch = self._check_array(x, f"input '{name}'", shape, kind, batch)
+        return arrays, squeeze
+
+    def backward(self, inputs, grad_outputs):
+        if self._saved is None:
+            raise RuntimeError("backward() needs a forward() first")
+        args = _as_tuple(inputs, len(self._in_struct()))
+        last = getattr(self, "_last", None)  # the same input objects as forward(): checked there
+        if last is not None and len(last[0]) == len(args) and all(a is b for a, b in zip(last[0], args)):
+            arrays, squeeze = last[1], last[2]
+        else:
+            arrays, squeeze = self._check_inputs(self._flatten_args(args))
+        grads = _flatten(_as_tuple(grad_outputs, len(self._out_struct())), self._out_struct(),
+                         "output gradients")
+        if len(grads) != len(self.OUTPUTS):
+            raise ValueError(f"expected {len(self.OUTPUTS)} output gradients, got {len(grads)}")
+        batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
+        checked = []
+        for g, (name, shape) in zip(grads, self.OUTPUTS):
+            g = self._rt.asarray(g)
+            if squeeze and _is_batched(shape):
+                g = g[None]
+            self._check_array(g, f"gradient of output '{name}'", shape, "float", batch)
+            checked.append(g)
+        gin = self._backward(arrays, tuple(checked))
+        if squeeze:
+            gin = tuple(g[0] if g is not None and _is_batched(s) else g
+                        for g, (_, s, _) in zip(gin, self.INPUTS))
+        self.gradInput = self._nest(gin, self._in_struct())
+        return self.gradInput
