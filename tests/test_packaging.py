@@ -25,6 +25,8 @@ def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "graphc/grammar/lua.lark" in names
     assert "graphc/templates/numpy/module.py.j2" in names
+    assert {"graphc/templates/cuda/host_shim.h"} <= names and any(
+        n.startswith("graphc/templates/cuda/") and n.endswith(".j2") for n in names)
     assert "graphc_runtime/module.py" in names and "graphc_runtime/kernels.py" in names
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
