@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .module import Module, _as_tuple, _flatten, _is_batched
+from .module import Module
 
 BLOCK = 256  # threads per block; the generated kernels declare __launch_bounds__(256)
 INT_LIMIT = 2**31 - 1  # kernels index with 32-bit ints
@@ -339,44 +339,5 @@ class CudaModule(Module):
 
     # ---- inputs and gradients arrive as device arrays (numpy ones are copied over) ------------
 
-    def _check_inputs(self, inputs):
-        if len(inputs) != len(self.INPUTS):
-            names = ", ".join(n for n, _, _ in self.INPUTS)
-            raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
-        arrays = [self._rt.asarray(x) for x in inputs]
-        squeeze = all(_is_batched(s) for _, s, _ in self.INPUTS) and all(
-            x.ndim == len(s) - 1 for x, (_, s, _) in zip(arrays, self.INPUTS))
-        if squeeze:
-            arrays = [x[None] for x in arrays]
-        batch = None
-        for x, (name, shape, kind) in zip(arrays, self.INPUTS):
-            batch = self._check_array(x, f"input '{name}'", shape, kind, batch)
-        return arrays, squeeze
-
-    def backward(self, inputs, grad_outputs):
-        if self._saved is None:
-            raise RuntimeError("backward() needs a forward() first")
-        args = _as_tuple(inputs, len(self._in_struct()))
-        last = getattr(self, "_last", None)  # the same input objects as forward(): checked there
-        if last is not None and len(last[0]) == len(args) and all(a is b for a, b in zip(last[0], args)):
-            arrays, squeeze = last[1], last[2]
-        else:
-            arrays, squeeze = self._check_inputs(self._flatten_args(args))
-        grads = _flatten(_as_tuple(grad_outputs, len(self._out_struct())), self._out_struct(),
-                         "output gradients")
-        if len(grads) != len(self.OUTPUTS):
-            raise ValueError(f"expected {len(self.OUTPUTS)} output gradients, got {len(grads)}")
-        batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
-        checked = []
-        for g, (name, shape) in zip(grads, self.OUTPUTS):
-            g = self._rt.asarray(g)
-            if squeeze and _is_batched(shape):
-                g = g[None]
-            self._check_array(g, f"gradient of output '{name}'", shape, "float", batch)
-            checked.append(g)
-        gin = self._backward(arrays, tuple(checked))
-        if squeeze:
-            gin = tuple(g[0] if g is not None and _is_batched(s) else g
-                        for g, (_, s, _) in zip(gin, self.INPUTS))
-        self.gradInput = self._nest(gin, self._in_struct())
-        return self.gradInput
+    def _asarray(self, x):  # Module's checks then run on device arrays
+        return self._rt.asarray(x)

@@ -125,7 +125,7 @@ class Module:
         batch = arrays[0].shape[0] if arrays and _is_batched(self.INPUTS[0][1]) else None
         checked = []
         for k, (g, (name, shape)) in enumerate(zip(grads, self.OUTPUTS)):
-            g = np.asarray(g)
+            g = self._asarray(g)
             if squeeze and _is_batched(shape):
                 g = g[None]
             self._check_spec(g, self._specs()[1][k], batch, lambda k=k: self._describe(k, True))
@@ -180,11 +180,15 @@ class Module:
             out = tuple(build(s) for s in struct)
         return out[0] if len(out) == 1 else out
 
+    def _asarray(self, x):
+        """An argument as this backend's array type (CudaModule: a device array)."""
+        return x if type(x) is np.ndarray else np.asarray(x)
+
     def _check_inputs(self, inputs):
         if len(inputs) != len(self.INPUTS):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
-        arrays = [x if type(x) is np.ndarray else np.asarray(x) for x in inputs]
+        arrays = [self._asarray(x) for x in inputs]
         specs = self._specs()[0]
         # A batched model given unbatched inputs (all of them) runs a batch of one.
         squeeze = all(sp[2] and x.ndim == sp[0] - 1 for x, sp in zip(arrays, specs))
