@@ -155,6 +155,16 @@ def write_if_changed(path: str, text: str) -> bool:
     return _write_bytes_if_changed(path, text.encode("utf-8"))
 
 
+def _mode_for(p: Path) -> int:
+    """An existing file's mode, else what a plain open() would give (0666 minus umask)."""
+    try:
+        return p.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_bytes_if_changed(path: str, data: bytes) -> bool:
     p = Path(path)
     if p.exists() and not p.is_file():  # /dev/null, a FIFO, /dev/stdout: write, never replace
@@ -172,6 +182,7 @@ def _write_bytes_if_changed(path: str, data: bytes) -> bool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(p))  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, p)
     except BaseException:
         try:

@@ -180,3 +180,20 @@ def test_output_to_a_device_is_written_not_replaced(tmp_path):
     r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(spec), "-o", os.devnull],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not os.path.isfile(os.devnull)
+
+
+def test_outputs_get_normal_permissions_and_keep_existing_ones(tmp_path):
+    out = tmp_path / "m.py"
+    spec = str(ROOT / "samples" / "rnn.lua")
+    old = os.umask(0o022)
+    try:
+        r = subprocess.run([sys.executable, "-m", "graphc", "compile", spec, "-o", str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and (out.stat().st_mode & 0o777) == 0o644
+        out.chmod(0o664)
+        out.write_text("stale")
+        r = subprocess.run([sys.executable, "-m", "graphc", "compile", spec, "-o", str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and (out.stat().st_mode & 0o777) == 0o664
+    finally:
+        os.umask(old)
