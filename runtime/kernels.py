@@ -5,6 +5,8 @@ batch axis), keep the floating dtype of their data input, and never modify
 their arguments.  Only numpy is imported.
 """
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -85,13 +87,65 @@ def _check_4d(x, what="input"):
 
 # --------------------------------------------------------------------------
 # convolution
+#
+# Layout.  The input is copied once into a flat buffer ``buf`` of zero-padded
+# planes (N, C, Hp, Wp), plus ``kW - 1`` zeros at the end (wide rows only).
+# For dW == 1 the im2col rows are "wide": a column block for kernel offset (i, j) is the run
+# ``plane[i*Wp + j : i*Wp + j + oH*Wp]`` (dH == 1), i.e. every output row is
+# computed for all Wp columns and the last kW - 1 of them (which wrap into the
+# next input row) are dropped.  That turns the im2col copy into long
+# contiguous runs and lets the GEMM ``weight (nOut, K) @ cols (K, L)`` (one per
+# sample, batched by np.matmul) write (nOut, oH, Wp) rows that only need their
+# first oW columns kept: the output lands in NCHW order without a transpose.
+# For dW > 1 (or when the wrap columns would cost more than they save) the
+# rows are the plain oW columns.  (For small images, per-sample GEMMs are as
+# fast as one GEMM per chunk single-threaded, and they stay below OpenBLAS's
+# threading threshold, which keeps them out of thread-wakeup stalls on a
+# loaded machine; measured on LeNet.)
+#
+# ``cols`` (the value conv2d_backward needs) is just ``buf``, a copy of the
+# padded input: the im2col matrix is rebuilt in the backward pass, a batch
+# chunk at a time, instead of being kept (it is kH*kW times the input size).
+# All the work is done in batch chunks of about _CONV_CHUNK_BYTES of im2col
+# matrix, so the temporaries stay small and in cache.
+
+_CONV_CHUNK_BYTES = 1 << 20
+
+
+def _conv_geometry(C, H, W, kH, kW, dH, dW, padH, padW):
+    oH, oW = _sizes_2d(conv_output_size, H, W, kH, kW, dH, dW, padH, padW)
+    Hp, Wp = H + 2 * padH, W + 2 * padW
+    wide = dW == 1 and oW < Wp <= 2 * oW
+    R = Wp if wide else oW           # columns per output row in the im2col rows
+    tail = kW - 1 if wide else 0     # wide rows of the last plane read past its end
+    return oH, oW, Hp, Wp, R, tail
+
+
+def _strided(base, shape, strides, offset=0):
+    """A view of the contiguous array ``base`` with the given shape and strides
+    (in elements), starting ``offset`` elements in (np.lib.stride_tricks.as_strided
+    without its overhead, which matters at batch size 1)."""
+    it = base.itemsize
+    return np.ndarray(shape, base.dtype, base, offset * it, tuple(s * it for s in strides))
+
+
+def _conv_windows(buf, N, C, Hp, Wp, kH, kW, oH, R, dH, dW):
+    """(N, C, kH, kW, oH, R) view of ``buf``: element [n, c, i, j, h, w] is the
+    padded input at row i + h*dH, column j + w*dW of plane (n, c)."""
+    return _strided(buf, (N, C, kH, kW, oH, R), (C * Hp * Wp, Hp * Wp, Wp, 1, dH * Wp, dW))
+
+
+def _conv_chunk(N, K, L, itemsize):
+    return max(1, min(N, _CONV_CHUNK_BYTES // max(K * L * itemsize, 1)))
+
 
 def conv2d_forward(x, weight, bias, dH, dW, padH, padW):
     """2-D cross-correlation (SpatialConvolution).
 
     ``x`` (N, C, H, W), ``weight`` (nOut, C, kH, kW), ``bias`` (nOut,) or None.
-    Returns ``(y, cols)``: ``y`` is (N, nOut, oH, oW) and ``cols`` the im2col
-    matrix (N*oH*oW, C*kH*kW) that ``conv2d_backward`` needs.
+    Returns ``(y, cols)``: ``y`` is (N, nOut, oH, oW) in ``x``'s dtype and
+    ``cols`` an opaque value for ``conv2d_backward`` (a private copy of the
+    zero-padded input; the im2col matrix itself is not kept).
     """
     x = _float(x)
     _check_4d(x)
@@ -102,102 +156,243 @@ def conv2d_forward(x, weight, bias, dH, dW, padH, padW):
     nOut, wC, kH, kW = weight.shape
     if wC != C:
         raise ValueError(f"weight expects {wC} input plane(s), input has {C} (shape {x.shape})")
-    oH, oW = _sizes_2d(conv_output_size, H, W, kH, kW, dH, dW, padH, padW)
-    xp = x
+    oH, oW, Hp, Wp, R, tail = _conv_geometry(C, H, W, kH, kW, dH, dW, padH, padW)
+    dt = x.dtype
+    S = C * Hp * Wp
+    buf = np.empty(N * S + tail, dt)
+    body = buf[:N * S].reshape(N, C, Hp, Wp)
     if padH or padW:
-        xp = np.pad(x, ((0, 0), (0, 0), (padH, padH), (padW, padW)))
-    win = sliding_window_view(xp, (kH, kW), axis=(2, 3))[:, :, ::dH, ::dW][:, :, :oH, :oW]
-    # (N, C, oH, oW, kH, kW) -> (N, oH, oW, C, kH, kW) -> im2col matrix (copy)
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * oH * oW, C * kH * kW)
-    wmat = weight.reshape(nOut, C * kH * kW).astype(x.dtype, copy=False)
-    y = cols @ wmat.T
+        body[:, :, :padH] = 0
+        body[:, :, Hp - padH:] = 0
+        body[:, :, :, :padW] = 0
+        body[:, :, :, Wp - padW:] = 0
+    body[:, :, padH:padH + H, padW:padW + W] = x
+    buf[N * S:] = 0
+    win = _conv_windows(buf, N, C, Hp, Wp, kH, kW, oH, R, dH, dW)
+
+    K, L = C * kH * kW, oH * R
+    wmat = weight.reshape(nOut, K).astype(dt, copy=False)
     if bias is not None:
-        y += np.asarray(bias, dtype=x.dtype).reshape(1, nOut)
-    y = np.ascontiguousarray(y.reshape(N, oH, oW, nOut).transpose(0, 3, 1, 2))
-    return y, cols
+        # the bias rides in the GEMM as an extra column of weights times a row of ones
+        wmat = np.concatenate([wmat, np.asarray(bias, dtype=dt).reshape(nOut, 1)], axis=1)
+    nb = _conv_chunk(N, K, L, dt.itemsize)
+    cols = np.empty((nb, wmat.shape[1], L), dt)
+    cols[:, K:] = 1
+    y = np.empty((N, nOut, oH, oW), dt)
+    for n0 in range(0, N, nb):
+        n = min(nb, N - n0)
+        c = cols[:n]
+        c[:, :K].reshape(n, C, kH, kW, oH, R)[...] = win[n0:n0 + n]
+        if R == oW:
+            np.matmul(wmat, c, out=y[n0:n0 + n].reshape(n, nOut, L))
+        else:
+            y[n0:n0 + n] = np.matmul(wmat, c).reshape(n, nOut, oH, R)[..., :oW]
+    return y, buf
 
 
 def conv2d_backward(gy, x_shape, cols, weight, dH, dW, padH, padW, need_input=True):
     """Gradients of ``conv2d_forward``.
 
     Returns ``(gx or None, gweight, gbias)`` in ``gy``'s dtype; ``cols`` is the
-    matrix ``conv2d_forward`` returned.  ``gx`` is None unless ``need_input``.
+    value ``conv2d_forward`` returned.  ``gx`` is None unless ``need_input``.
+
+    The im2col matrix is rebuilt from ``cols`` a batch chunk at a time.  The
+    input gradient is the col2im of ``weight.T @ gy``.  For stride 1 that needs
+    no loop over kernel offsets: the GEMM writes its rows kW - 1 zeros apart, so
+    that "shift row (i, j) right by j and sum over j" is one strided reduction,
+    and "shift by i rows and sum over i" a second one.  When the windows tile
+    the input (stride == kernel) it is one copy; other strides add kH*kW
+    strided slices.
     """
     gy = _float(gy)
     _check_4d(gy, "gradOutput")
     N, C, H, W = (int(s) for s in x_shape)
     weight = np.asarray(weight)
     nOut, _, kH, kW = weight.shape
-    _, gC, oH, oW = gy.shape
-    if gy.shape[0] != N or gC != nOut:
-        raise ValueError(f"gradOutput shape {gy.shape} does not match batch {N} / "
-                         f"{nOut} output planes")
-    g2 = gy.transpose(0, 2, 3, 1).reshape(N * oH * oW, nOut)
-    gweight = (g2.T @ cols.astype(gy.dtype, copy=False)).reshape(weight.shape)
+    oH, oW, Hp, Wp, R, tail = _conv_geometry(C, H, W, kH, kW, dH, dW, padH, padW)
+    if gy.shape != (N, nOut, oH, oW):
+        raise ValueError(f"gradOutput shape {gy.shape} does not match the output shape "
+                         f"{(N, nOut, oH, oW)}")
+    S = C * Hp * Wp
+    buf = cols
+    if not isinstance(buf, np.ndarray) or buf.shape != (N * S + tail,):
+        raise ValueError("cols does not come from conv2d_forward with this input shape "
+                         "and these convolution parameters")
+    dt = gy.dtype
+    it = dt.itemsize
+    win = _conv_windows(buf, N, C, Hp, Wp, kH, kW, oH, R, dH, dW)
+    K, L = C * kH * kW, oH * R
+    nb = _conv_chunk(N, K, L, it)
+
     gbias = gy.sum(axis=(0, 2, 3))
+    gweight = np.zeros((nOut, K), dt)
+    c_buf = None
+    wrap_x = wrap_w = False
+    if R != oW:
+        g_buf = np.zeros((nb, nOut, oH, R), dt)   # gy with zero wrap columns
+        # the wrap columns meet zero gradients, which is exact unless they hold an inf
+        # or NaN (0 * inf = nan): then they are zeroed as well
+        wrap_x = not np.isfinite(buf).all()
+        wrap_w = need_input and not np.isfinite(weight).all()
     gx = None
     if need_input:
-        wmat = weight.reshape(nOut, C * kH * kW).astype(gy.dtype, copy=False)
-        gcols = (g2 @ wmat).reshape(N, oH, oW, C, kH, kW).transpose(0, 3, 1, 2, 4, 5)
-        gxp = np.zeros((N, C, H + 2 * padH, W + 2 * padW), dtype=gy.dtype)
-        hspan = dH * (oH - 1) + 1
-        wspan = dW * (oW - 1) + 1
-        for i in range(kH):
-            for j in range(kW):
-                gxp[:, :, i:i + hspan:dH, j:j + wspan:dW] += gcols[..., i, j]
-        gx = np.ascontiguousarray(gxp[:, :, padH:padH + H, padW:padW + W])
-    return gx, gweight, gbias
+        wT = np.ascontiguousarray(weight.reshape(nOut, K).astype(dt, copy=False).T)
+        shift = dH == 1 and R == Wp
+        if shift:
+            M = L + kW - 1                 # length of a row once shifted by j < kW
+            P = Hp * Wp + kW - 1           # length of a row once shifted by i rows
+            # GEMM rows with kW - 1 zeros between them; the memory is shared with
+            # the im2col rows, which are dead by the time the GEMM runs
+            c_buf = np.empty(nb * K * M, dt)
+            b1 = c_buf.reshape(nb, K, M)
+            b2 = np.zeros((nb, C * kH, P), dt)
+            gxp = np.empty((N, C, Hp, Wp), dt)
+        else:
+            gxp = np.zeros((N, C, Hp, Wp), dt)
+            hspan, wspan = (oH - 1) * dH + 1, (oW - 1) * dW + 1
+    if c_buf is None:
+        c_buf = np.empty(nb * K * L, dt)
+    for n0 in range(0, N, nb):
+        n = min(nb, N - n0)
+        c = c_buf[:n * K * L].reshape(n, K, L)
+        c.reshape(n, C, kH, kW, oH, R)[...] = win[n0:n0 + n]
+        if wrap_x:
+            c.reshape(n, K, oH, R)[..., oW:] = 0
+        if R != oW:
+            g = g_buf[:n]
+            g[..., :oW] = gy[n0:n0 + n]
+            g = g.reshape(n, nOut, L)
+        else:
+            g = gy[n0:n0 + n].reshape(n, nOut, L)
+        gweight += np.matmul(g, c.transpose(0, 2, 1)).sum(axis=0)
+        if not need_input:
+            continue
+        if shift:
+            r1 = b1[:n]
+            r1[:, :, L:] = 0
+            np.matmul(wT, g, out=r1[:, :, :L])
+            if wrap_w:
+                r1[:, :, :L].reshape(n, K, oH, R)[..., oW:] = 0
+            # T[n, (c, i), p] = sum_j r1[n, (c, i, j), p - j]: row j read from j*(M-1)
+            v1 = _strided(b1, (n, C * kH, kW, M), (K * M, kW * M, M - 1, 1))
+            r2 = b2[:n]
+            np.add.reduce(v1, axis=2, out=r2[:, :, :M])
+            # plane[q] = sum_i T[(c, i), q - i*Wp]: row i read from i*(P - Wp)
+            v2 = _strided(b2, (n, C, kH, Hp * Wp), (C * kH * P, kH * P, P - Wp, 1))
+            np.add.reduce(v2, axis=2, out=gxp[n0:n0 + n].reshape(n, C, Hp * Wp))
+        else:
+            gc = np.matmul(wT, g).reshape(n, C, kH, kW, oH, R)[..., :oW]
+            dst = gxp[n0:n0 + n]
+            if dH == kH and dW == kW:
+                # windows tile the input: col2im is a single transposing copy
+                t = _strided(gxp, (n, C, oH, kH, oW, kW),
+                             (C * Hp * Wp, Hp * Wp, kH * Wp, Wp, kW, 1), n0 * C * Hp * Wp)
+                t[...] = gc.transpose(0, 1, 4, 2, 5, 3)
+            else:
+                for i in range(kH):
+                    for j in range(kW):
+                        dst[:, :, i:i + hspan:dH, j:j + wspan:dW] += gc[:, :, i, j]
+    if need_input:
+        gx = gxp
+        if padH or padW:
+            gx = np.ascontiguousarray(gxp[:, :, padH:padH + H, padW:padW + W])
+    return gx, gweight.reshape(weight.shape), gbias
 
 
 # --------------------------------------------------------------------------
 # max pooling
 
+@functools.lru_cache(maxsize=32)
+def _pool_index_parts(N, C, H, W, kH, kW, dH, dW, padH, padW, oH, oW):
+    """Flat input index of a window's cell = plane + corner + offset (all int64):
+    offset (kH*kW,) of the cell in its window, corner (oH, oW) of the window's
+    first cell, plane (N, C, 1, 1) of the plane.  Cached: small, read-only."""
+    offsets = (np.arange(kH, dtype=np.int64)[:, None] * W + np.arange(kW)).reshape(-1)
+    corner = (np.arange(oH, dtype=np.int64) * dH - padH)[:, None] * W \
+        + (np.arange(oW) * dW - padW)
+    plane = (np.arange(N * C, dtype=np.int64) * (H * W)).reshape(N, C, 1, 1)
+    for a in (offsets, corner, plane):
+        a.flags.writeable = False
+    return offsets, corner, plane
+
+
 def maxpool2d_forward(x, kH, kW, dH, dW, padH, padW, ceil_mode=False):
     """SpatialMaxPooling.  Returns ``(y, argmax)``.
 
     Padded cells never win; ties go to the first maximum in row-major window
-    order.  ``argmax`` (int64, shape of ``y``) holds the flat index of each
-    winner in the *unpadded* input ``x.reshape(-1)``.
+    order; a NaN wins over numbers (the last NaN of a window, as in Torch7).
+    ``argmax`` (int64, shape of ``y``) holds the flat index of each winner in
+    the *unpadded* input ``x.reshape(-1)``.
+
+    One pass per window offset over strided views of the (-inf padded) input,
+    keeping the running maximum and the offset it came from.
     """
     x = _float(x)
     _check_4d(x)
     N, C, H, W = x.shape
     oH, oW = _sizes_2d(pool_output_size, H, W, kH, kW, dH, dW, padH, padW, ceil_mode)
     # pad with -inf far enough for the last (possibly partial, ceil mode) window
-    needH = (oH - 1) * dH + kH
-    needW = (oW - 1) * dW + kW
-    padB = max(needH - H - padH, 0)
-    padR = max(needW - W - padW, 0)
+    padB = max((oH - 1) * dH + kH - H - padH, 0)
+    padR = max((oW - 1) * dW + kW - W - padW, 0)
     xp = x
     if padH or padW or padB or padR:
-        xp = np.pad(x, ((0, 0), (0, 0), (padH, padB), (padW, padR)),
-                    constant_values=-np.inf)
-    win = sliding_window_view(xp, (kH, kW), axis=(2, 3))[:, :, ::dH, ::dW][:, :, :oH, :oW]
-    flat = win.reshape(N, C, oH, oW, kH * kW)
-    k = np.argmax(flat, axis=-1)          # first maximum in window order
-    y = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
-    ki, kj = np.divmod(k, kW)
-    h = np.arange(oH).reshape(oH, 1) * dH - padH + ki
-    w = np.arange(oW).reshape(1, oW) * dW - padW + kj
-    # a window whose real cells are all -inf may "win" on padding: clamp to a
-    # real cell inside the same window (the value is -inf either way)
-    np.clip(h, 0, H - 1, out=h)
-    np.clip(w, 0, W - 1, out=w)
-    plane = (np.arange(N).reshape(N, 1, 1, 1) * C + np.arange(C).reshape(1, C, 1, 1)) * (H * W)
-    argmax = (plane + h * W + w).astype(np.int64)
-    return np.ascontiguousarray(y), argmax
+        xp = np.full((N, C, padH + H + padB, padW + W + padR), -np.inf, x.dtype)
+        xp[:, :, padH:padH + H, padW:padW + W] = x
+    hspan, wspan = (oH - 1) * dH + 1, (oW - 1) * dW + 1
+    views = [xp[:, :, i:i + hspan:dH, j:j + wspan:dW] for i in range(kH) for j in range(kW)]
+    T = len(views)
+    kdt = np.uint8 if T <= 256 else np.int32
+    y = views[0].copy()
+    k = np.zeros(y.shape, kdt)           # offset (row-major in the window) of the winner
+    if T > 1:
+        m = np.empty(y.shape, bool)
+        mk = np.empty(y.shape, kdt)
+        for t in range(1, T):
+            v = views[t]
+            np.greater(v, y, out=m)
+            np.maximum(y, v, out=y)      # NaN-propagating: NaN windows are fixed below
+            # offsets only grow, so "k = t where v won" is a maximum
+            np.multiply(m, kdt(t), out=mk)
+            np.maximum(k, mk, out=k)
+        if np.isnan(y).any():
+            y = views[0].copy()
+            k[...] = 0
+            for t in range(1, T):
+                v = views[t]
+                np.greater(v, y, out=m)
+                m |= np.isnan(v)
+                np.copyto(y, v, where=m)
+                np.copyto(k, kdt(t), where=m)
+    offsets, corner, plane = _pool_index_parts(N, C, H, W, kH, kW, dH, dW, padH, padW, oH, oW)
+    argmax = np.take(offsets, k)
+    argmax += corner
+    argmax += plane
+    if padH or padW:
+        # a window whose real cells are all -inf "wins" on its first cell, which
+        # may be padding: use its first real cell instead (the value is -inf anyway)
+        lost = np.isneginf(y)
+        if lost.any():
+            n, c, i, j = np.nonzero(lost)
+            argmax[lost] = ((n * C + c) * H + np.maximum(i * dH - padH, 0)) * W \
+                + np.maximum(j * dW - padW, 0)
+    return y, argmax
 
 
 def maxpool2d_backward(gy, argmax, x_shape, kH, kW, dH, dW, padH, padW):
-    """Gradient of ``maxpool2d_forward``: scatter-add ``gy`` onto the winners
-    (windows may overlap, so contributions are summed with ``np.bincount``)."""
+    """Gradient of ``maxpool2d_forward``: ``gy`` goes to the winners.  Windows
+    that cannot overlap (stride >= kernel) have distinct winners, so that is a
+    plain scatter; otherwise contributions are summed (``np.add.at``)."""
     gy = _float(gy)
     argmax = np.asarray(argmax)
     if gy.shape != argmax.shape:
         raise ValueError(f"gradOutput shape {gy.shape} does not match argmax shape {argmax.shape}")
-    n = int(np.prod(x_shape))
-    gx = np.bincount(argmax.ravel(), weights=gy.ravel(), minlength=n)
-    return gx.astype(gy.dtype, copy=False).reshape(tuple(int(s) for s in x_shape))
+    shape = tuple(int(s) for s in x_shape)
+    gx = np.zeros(int(np.prod(shape)), gy.dtype)
+    if dH >= kH and dW >= kW:
+        gx[argmax.reshape(-1)] = gy.reshape(-1)
+    else:
+        np.add.at(gx, argmax.reshape(-1), gy.reshape(-1))
+    return gx.reshape(shape)
 
 
 # ---- indices, dropout, batch normalization ------------------------------------------------
