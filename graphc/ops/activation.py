@@ -22,15 +22,18 @@ def _softmax_shape(a, shapes):
 defop(
     name="Tanh", signature="", shape=_same, elementwise=True,
     forward="{{y}} = np.tanh({{x}})", doc="Elementwise tanh.",
-    backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"},
+    # in place: one new array instead of three temporaries
+    backward_stmt="{{g.x}} = {{y}} * {{y}}\nnp.subtract(1, {{g.x}}, out={{g.x}})\n{{g.x}} *= {{gy}}",
     cuda=CudaRule("pointwise", forward="g_tanh({{x}})", backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"}),
 )
 
 defop(
     name="Sigmoid", signature="", shape=_same, elementwise=True,
     # 0.5(1 + tanh(x/2)) is sigmoid without exp overflow warnings.
-    forward="{{y}} = 0.5 * (1 + np.tanh(0.5 * {{x}}))",
-    backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}, doc="Elementwise logistic sigmoid.",
+    # Computed in place in one new array.
+    forward="{{y}} = np.multiply({{x}}, 0.5)\nnp.tanh({{y}}, out={{y}})\n{{y}} += 1\n{{y}} *= 0.5",
+    backward_stmt="{{g.x}} = 1 - {{y}}\n{{g.x}} *= {{y}}\n{{g.x}} *= {{gy}}",
+    doc="Elementwise logistic sigmoid.",
     cuda=CudaRule("pointwise", forward="g_sigmoid({{x}})", backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}),
 )
 

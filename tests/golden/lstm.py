@@ -51,15 +51,20 @@ class Model(Module):
     def _forward(self, input1, input2, input3):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         # lstm.lua:17:7  nn.Linear [i2h]
-        i2h = input1 @ w_i2h_weight.T + w_i2h_bias
+        i2h = input1 @ w_i2h_weight.T
+        i2h += w_i2h_bias
         # lstm.lua:18:7  nn.Linear [h2h]
-        h2h = input3 @ w_h2h_weight.T + w_h2h_bias
+        h2h = input3 @ w_h2h_weight.T
+        h2h += w_h2h_bias
         # lstm.lua:19:18  nn.CAddTable [preactivations]
         preactivations = i2h + h2h
         # lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
         pre_sigmoid_chunk = preactivations[:, 0:6]
         # lstm.lua:23:13  nn.Sigmoid [all_gates]
-        all_gates = 0.5 * (1 + np.tanh(0.5 * pre_sigmoid_chunk))
+        all_gates = np.multiply(pre_sigmoid_chunk, 0.5)
+        np.tanh(all_gates, out=all_gates)
+        all_gates += 1
+        all_gates *= 0.5
         # lstm.lua:26:12  nn.Narrow [in_chunk]
         in_chunk = preactivations[:, 6:8]
         # lstm.lua:27:16  nn.Tanh [in_transform]
@@ -96,7 +101,9 @@ class Model(Module):
         grad_out_gate = grad_output2 * c_transform
         grad_c_transform = grad_output2 * out_gate
         # lstm.lua:40:15  nn.Tanh [c_transform] (backward)
-        grad_output1_2 = grad_c_transform * (1 - c_transform * c_transform)
+        grad_output1_2 = c_transform * c_transform
+        np.subtract(1, grad_output1_2, out=grad_output1_2)
+        grad_output1_2 *= grad_c_transform
         # gradient sum
         grad_output1_3 = grad_output1 + grad_output1_2
         # lstm.lua:38:10  nn.CAddTable [next_c] (backward)
@@ -109,11 +116,15 @@ class Model(Module):
         grad_forget_gate = grad_c_forget * input2
         grad_input2 = grad_c_forget * forget_gate
         # lstm.lua:27:16  nn.Tanh [in_transform] (backward)
-        grad_in_chunk = grad_in_transform * (1 - in_transform * in_transform)
+        grad_in_chunk = in_transform * in_transform
+        np.subtract(1, grad_in_chunk, out=grad_in_chunk)
+        grad_in_chunk *= grad_in_transform
         # gradients of slices, joined
         grad_all_gates = np.concatenate([grad_in_gate, grad_forget_gate, grad_out_gate], 1)
         # lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
-        grad_pre_sigmoid_chunk = grad_all_gates * all_gates * (1 - all_gates)
+        grad_pre_sigmoid_chunk = 1 - all_gates
+        grad_pre_sigmoid_chunk *= all_gates
+        grad_pre_sigmoid_chunk *= grad_all_gates
         # gradients of slices, joined
         grad_preactivations = np.concatenate([grad_pre_sigmoid_chunk, grad_in_chunk], 1)
         # lstm.lua:19:18  nn.CAddTable [preactivations] (backward)

@@ -49,9 +49,11 @@ class Model(Module):
     def _forward(self, input1, input2):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         # rnn.lua:15:7  nn.Linear [i2h]
-        i2h = input1 @ w_i2h_weight.T + w_i2h_bias
+        i2h = input1 @ w_i2h_weight.T
+        i2h += w_i2h_bias
         # rnn.lua:16:7  nn.Linear [h2h]
-        h2h = input2 @ w_h2h_weight.T + w_h2h_bias
+        h2h = input2 @ w_h2h_weight.T
+        h2h += w_h2h_bias
         # rnn.lua:17:20  nn.CAddTable
         caddtable1 = i2h + h2h
         # rnn.lua:17:10  nn.Tanh [next_h]
@@ -69,7 +71,9 @@ class Model(Module):
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
         # rnn.lua:17:10  nn.Tanh [next_h] (backward)
-        grad_caddtable1 = grad_output1 * (1 - output1 * output1)
+        grad_caddtable1 = output1 * output1
+        np.subtract(1, grad_caddtable1, out=grad_caddtable1)
+        grad_caddtable1 *= grad_output1
         # rnn.lua:17:20  nn.CAddTable (backward)
         grad_i2h = grad_caddtable1
         grad_h2h = grad_caddtable1
