@@ -1102,3 +1102,29 @@ def test_cli_define_and_entry(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("<entry>:1:13: error: ")
     assert err.splitlines()[1:] == ["  LSTM.lstm(3,", "              ^"]
+
+
+def test_torch_class_files_load_and_their_builder_methods_compile(tmp_path):
+    """Files written as torch.class modules (rnn's FastLSTM) load; --entry calls a builder
+    method with a plain table as self."""
+    spec = """
+local Cell, parent = torch.class("nn.MyCell", "nn.Module")
+Cell.usegraph = false
+
+function Cell:__init(n)
+   parent.__init(self)
+end
+
+function Cell:graph()
+   local x = nn.Identity()()
+   local y = nn.Tanh()(self.lin(x)):annotate{name = 'y'}
+   return nn.gModule({x}, {y})
+end
+
+function Cell:build()
+   self.lin = nn.Linear(self.n, 2)
+   if self.usegraph then return self:graph() end
+end
+"""
+    mod = build(spec, tmp_path, entry="Cell.build({n = 3, usegraph = true, graph = Cell.graph})")
+    assert mod.PARAMETERS[0][1] == (2, 3) and mod.OUTPUTS[0][0] == "y"
