@@ -561,6 +561,9 @@ class Interpreter:
             v = obj[key]
             if v is None and obj is self.nn and isinstance(key, str):
                 raise unknown_module(key, loc)
+            if v is None and obj is self.globals.vars.get("torch") and isinstance(key, str):
+                raise SpecError(f"torch.{key} is not available in graphc specs: a spec builds the "
+                                "model; create data and run it with the generated Model in Python", loc)
             return v
         if isinstance(obj, str):
             return self.string_lib[key]
@@ -569,8 +572,12 @@ class Interpreter:
                 return obj.fields[key]
             m = self.module_method(obj, key)
             if m is None and method:
-                raise SpecError(f"nn.{obj.kind} has no method '{key}'"
-                                + did_you_mean(str(key), self.module_method_names(obj)), loc)
+                run = key in ("forward", "backward", "updateOutput", "updateGradInput",
+                              "accGradParameters", "getParameters", "parameters")
+                hint = (": running a model is the generated module's job (Model.forward, "
+                        "Model.backward, Model.getParameters)" if run else
+                        did_you_mean(str(key), self.module_method_names(obj)))
+                raise SpecError(f"nn.{obj.kind} has no method '{key}' in a spec{hint}", loc)
             return m
         if isinstance(obj, NodeObj):
             m = self.node_methods.get(key)
