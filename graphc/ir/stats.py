@@ -37,7 +37,7 @@ def node_stats(g: Graph, batch: int = 1, itemsize: int = 4) -> list[NodeStats]:
                 nparams += math.prod(v.shape)
         data = [concrete(v.shape, batch) for v in n.inputs if v not in pvals]
         out = concrete(n.outputs[0].shape, batch)
-        fwd = op.flops(n.attrs, data, out) if op.flops else math.prod(out)
+        fwd = 0 if op.view else op.flops(n.attrs, data, out) if op.flops else math.prod(out)
         rows.append(NodeStats(n, nparams, int(fwd), int(fwd * grads_of.get(n, 0)),
                               math.prod(out) * itemsize))
     return rows
