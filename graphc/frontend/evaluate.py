@@ -21,6 +21,13 @@ from ..ops import REGISTRY
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
+MAX_OBJECTS = 50_000  # modules + graph nodes a spec may create (each is far costlier than a step)
+MAX_STRING = 10_000_000  # characters in one string
+MAX_VALUES = 1_000_000  # values one unpack / split may produce
+
+
+class LimitError(SpecError):
+    """A resource limit: not catchable by pcall."""
 _PY_RECURSION = 40_000  # Python frames allowed while evaluating (each Lua call takes ~10-30)
 
 
@@ -288,7 +295,7 @@ class Interpreter:
         self.steps += 1
         self.last_loc = loc
         if self.steps > MAX_STEPS:
-            raise SpecError(f"too many steps: evaluation stopped here after {MAX_STEPS} steps; "
+            raise LimitError(f"too many steps: evaluation stopped here after {MAX_STEPS} steps; "
                             "is this loop (or recursion) infinite?", loc)
 
     def exec_block(self, block: A.Block, scope: Scope, top=False):
@@ -614,7 +621,10 @@ class Interpreter:
             for v in (a, b):
                 if not isinstance(v, (str, int, float)) or isinstance(v, bool):
                     raise SpecError(f"attempt to concatenate a {describe(v)} value", e.loc)
-            return tostring(a) + tostring(b)
+            text = tostring(a) + tostring(b) if len(str(a)) + len(str(b)) <= MAX_STRING else None
+            if text is None:
+                raise LimitError(f"string too long (more than {MAX_STRING} characters)", e.loc)
+            return text
         if op in ("<", "<=", ">", ">="):
             if not ((_isnum(a) and _isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise SpecError(f"attempt to compare {describe(a)} with {describe(b)}", e.loc)
@@ -725,13 +735,20 @@ class Interpreter:
         steps, depth = self.steps, self.depth
         try:
             return [True] + self.call(args[0], list(args[1:]), loc)
+        except LimitError:
+            raise  # resource limits are not catchable
         except SpecError as e:
-            if "evaluation stopped after" in e.message:
-                raise  # the step limit is not catchable
             self.depth = depth
             return [False, e.message]
 
+    def count_object(self, loc):
+        self.objects = getattr(self, "objects", 0) + 1
+        if self.objects > MAX_OBJECTS:
+            raise LimitError(f"too many modules and graph nodes (more than {MAX_OBJECTS}); is this "
+                             "loop infinite?", loc)
+
     def new_module(self, kind, args, loc):
+        self.count_object(loc)
         self.serial += 1
         mod = make_module(kind, args, loc, self.serial)
         self.modules.append(mod)
@@ -740,6 +757,7 @@ class Interpreter:
     def call_module(self, mod: ModuleObj, args, loc, exprs=(), scope=None) -> NodeObj:
         """`m(node)`, `m({n1, n2})` or `m()`: a graph node (nngraph's Module:__call__).
         `exprs`/`scope` (the argument expressions, when known) locate and name bad inputs."""
+        self.count_object(loc)
         if len(args) > 1:
             raise SpecError(f"nn.{mod.kind} was called with {len(args)} arguments: pass several "
                             "inputs as one table, m({input1, input2})", loc)
@@ -897,6 +915,8 @@ class Interpreter:
         n = args[1] if len(args) > 1 else None
         if not _isnum(n) or n != int(n) or n < 1:
             raise SpecError(f"node:split(n) needs a whole number n >= 1, got {tostring(n)}", loc)
+        if n > MAX_VALUES:
+            raise LimitError(f"node:split({tostring(n)}): too many outputs (at most {MAX_VALUES})", loc)
         node.split_n = int(n)
         outs = [NodeObj(None, [node], loc, select=i) for i in range(int(n))]
         node.split_outputs = outs
@@ -981,6 +1001,8 @@ class Interpreter:
                 raise SpecError(f"bad argument #1 to 'unpack' (table expected, got {describe(t)})", loc)
             i = int(args[1]) if len(args) > 1 and args[1] is not None else 1
             j = int(args[2]) if len(args) > 2 and args[2] is not None else t.length()
+            if j - i + 1 > MAX_VALUES:
+                raise LimitError(f"too many results to unpack ({j - i + 1}; at most {MAX_VALUES})", loc)
             return [t[k] for k in range(i, j + 1)]
 
         def select(args, loc):
@@ -1218,7 +1240,7 @@ class Interpreter:
 
         return LuaTable({
             "format": Builtin("format", fmt), "len": s1("len", len), "upper": s1("upper", str.upper),
-            "lower": s1("lower", str.lower), "rep": s1("rep", lambda s, n: s * int(n)),
+            "lower": s1("lower", str.lower), "rep": Builtin("rep", _string_rep),
             "sub": s1("sub", sub), "reverse": s1("reverse", lambda s: s[::-1]),
             "byte": s1("byte", lambda s, i=1: ord(s[int(i) - 1]) if s else None),
             "char": Builtin("char", lambda a, l: "".join(chr(int(c)) for c in a)),
@@ -1251,6 +1273,15 @@ def set_module_field(mod: ModuleObj, key: str, v, loc):
             mod.attrs[key] = v if v is None else _coerce(v, m.group(2), mod.kind, key, loc)
             check_attrs(mod, loc)
             return
+
+
+def _string_rep(args, loc):
+    s, n = tostring(args[0] if args else None), args[1] if len(args) > 1 else None
+    if not _isnum(n):
+        raise SpecError("bad argument #2 to 'rep' (number expected)", loc)
+    if len(s) * max(int(n), 0) > MAX_STRING:
+        raise LimitError(f"string.rep: string too long (more than {MAX_STRING} characters)", loc)
+    return s * max(int(n), 0)
 
 
 def _remember_name(v, name):

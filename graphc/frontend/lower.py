@@ -185,8 +185,11 @@ class Lowerer:
             slots = {}
             for i, spec in enumerate(op.active_params(mod.attrs)):
                 kind = "param" if spec.trainable else "buffer"
-                v = Value(kind, shape=tuple(spec.shape(mod.attrs)), name=f"{label}.{spec.name}",
-                          loc=mod.loc)
+                shape = tuple(spec.shape(mod.attrs))
+                if any(not isinstance(d, int) or d < 1 for d in shape):
+                    raise SpecError(f"nn.{mod.kind}: its {spec.name} would have shape "
+                                    f"{'x'.join(map(str, shape))}; sizes must be at least 1", mod.loc)
+                v = Value(kind, shape=shape, name=f"{label}.{spec.name}", loc=mod.loc)
                 slots[spec.name] = v
                 p = Param(v, v.name, spec.init(mod.attrs), (mod.serial, i))
                 (self.graph.params if spec.trainable else self.graph.buffers).append(p)
@@ -247,7 +250,9 @@ class Lowerer:
                     outs = {c.select: c for c in node.split_outputs}
                     first = outs.get(missing[0])
                     labels = [f"{k + 1}" + (f" ('{outs[k].var_name}')" if k in outs
-                                            and outs[k].var_name else "") for k in missing]
+                                            and outs[k].var_name else "") for k in missing[:10]]
+                    if len(missing) > 10:
+                        labels.append(f"... {len(missing) - 10} more")
                     verb = "is" if len(missing) == 1 else "are"
                     raise SpecError(
                         f"{len(missing)} of the {n} outputs of split({n}) {verb} not used by the "
