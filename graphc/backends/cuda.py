@@ -288,11 +288,7 @@ class CudaBackend:
         self.g = graph
         self.plan = fuse.plan(graph)
         self.env = environment()
-        self.n = Namer()
-        for v in graph.inputs:
-            self.n(v)
-        for p in graph.params:
-            self.n(p.value, "w_")
+        self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
         self.prefix = re.sub(r"[^0-9A-Za-z_]", "_", graph.meta.get("module_name", "model"))[:24]
         if not re.match(r"[A-Za-z_]", self.prefix):

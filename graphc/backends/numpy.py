@@ -44,6 +44,18 @@ class Namer:
         self.taken.add(name)
         return name
 
+    @classmethod
+    def for_graph(cls, g: Graph) -> "Namer":
+        """Inputs keep their names; weights are w_<name>, buffers buf_<name>."""
+        n = cls()
+        for v in g.inputs:
+            n(v)
+        for p in g.params:
+            n(p.value, "w_")
+        for p in g.buffers:
+            n(p.value, "buf_")
+        return n
+
     def __call__(self, v: Value, prefix="") -> str:
         if v not in self.names:
             self.names[v] = self.fresh(prefix + v.name)
@@ -90,13 +102,7 @@ class NumpyBackend:
     def __init__(self, graph: Graph):
         self.g = graph
         self.env = environment()
-        self.n = Namer()
-        for v in graph.inputs:
-            self.n(v)
-        for p in graph.params:
-            self.n(p.value, "w_")
-        for p in graph.buffers:
-            self.n(p.value, "buf_")
+        self.n = Namer.for_graph(graph)
 
     # ---- per-node rendering --------------------------------------------------------
 
