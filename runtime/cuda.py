@@ -40,6 +40,7 @@ buffers, overwritten by the next replay) and a warm-up run before capture.
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import tempfile
@@ -73,7 +74,7 @@ def _check_size(n: int, what: str):
                          f"indices (at most {INT_LIMIT}); use a smaller batch")
 
 
-class Backend:
+class Backend(abc.ABC):
     """Arrays, BLAS and kernel launches for generated CUDA-target code. Subclasses give `xp`
     (the array module), `load()` and `call()`; BLAS defaults to xp.matmul."""
 
@@ -114,11 +115,13 @@ class Backend:
     def to_host(self, x) -> np.ndarray:
         return np.array(x)
 
+    @abc.abstractmethod
     def load(self, source: str, dtype, names=()):
-        raise NotImplementedError
+        """Compile `source` (or fetch it from the cache); return the kernels by name."""
 
+    @abc.abstractmethod
     def call(self, kernels, name, grid, block, args):
-        raise NotImplementedError
+        """Launch one kernel."""
 
 
 class CupyBackend(Backend):
