@@ -18,6 +18,9 @@ EPILOG_COMPILE = """examples:
   graphc compile char_lstm.lua --entry "LSTM.lstm(65, 128, 2, 0.5)" -o lstm.py
   graphc compile samples/rnn.lua -D rnn_size=64 --dtype float64 -o rnn.py
   graphc compile samples/lstm.lua --emit ir
+  graphc compile samples/lstm.lua --unroll T --state output1=input2 --state output2=input3 -o seq.py
+  graphc compile samples/lstm.lua --target cuda -o lstm_cuda.py
+  graphc compile samples/lstm.lua -o build/lstm.py --depfile build/lstm.d
 """
 EPILOG_CHECK = """examples:
   graphc check samples/lstm.lua
