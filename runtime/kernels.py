@@ -418,8 +418,8 @@ def scatter_rows(gy, idx, n, padding_value=0):
     return out
 
 
-def one_hot(idx, n, dtype):
-    check_indices(idx, n, "OneHot")
+def one_hot(idx, n, dtype, module="OneHot"):
+    check_indices(idx, n, module)
     out = np.zeros(idx.shape + (n,), dtype)
     np.put_along_axis(out, (idx - 1)[..., None], 1, axis=-1)
     return out

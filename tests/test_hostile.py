@@ -197,3 +197,21 @@ def test_outputs_get_normal_permissions_and_keep_existing_ones(tmp_path):
         assert r.returncode == 0 and (out.stat().st_mode & 0o777) == 0o664
     finally:
         os.umask(old)
+
+
+def test_out_of_range_indices_and_targets_name_the_input(tmp_path):
+    spec = """
+    i = nn.Identity()()
+    t = nn.Identity()()
+    logp = nn.LogSoftMax()(nn.Linear(3, 4)(nn.LookupTable(5, 3)(i)))
+    return nn.gModule({i, t}, {nn.ClassNLLCriterion()({logp, t})})
+    """
+    m = build(spec, tmp_path, shapes={"input1": ("B",), "input2": ("B",)}).Model(dtype="float64")
+    ok_i, ok_t = np.array([1, 5]), np.array([1, 4])
+    assert m.forward(ok_i, ok_t).shape == (1,)
+    with pytest.raises(ValueError, match=r"nn.LookupTable \(input input1\): index 6 is out of range 1..5"):
+        m.forward(np.array([1, 6]), ok_t)
+    with pytest.raises(ValueError, match=r"nn.ClassNLLCriterion \(targets input2\): target 0 is out of range 1..4"):
+        m.forward(ok_i, np.array([0, 1]))
+    with pytest.raises(ValueError, match="input 'input2': expected an integer array"):
+        m.forward(ok_i, np.array([1.0, 2.0]))

@@ -397,7 +397,7 @@ def test_index_repeats_add_their_gradients(tmp_path):
     assert m.forward(x, i).tolist() == x[i - 1].tolist()
     gx, gi = m.backward((x, i), (np.ones((5, 2)),))
     assert gx.tolist() == [[1, 1], [3, 3], [0, 0], [1, 1]] and gi is None
-    with pytest.raises(ValueError, match=r"Index: index 5 is out of range 1..4"):
+    with pytest.raises(ValueError, match=r"nn.Index \(indices \w+\): index 5 is out of range 1..4"):
         m.forward(x, np.array([1, 5, 1, 1, 1]))
 
 

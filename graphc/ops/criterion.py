@@ -96,7 +96,8 @@ _SCALE = "({{gy}}[0]" + _N + ")"
 _criterion(
     "ClassNLLCriterion", "weights:any=nil, sizeAverage:bool=true, ignoreIndex:int=-100",
     forward=("{{y}}, {{aux.state}} = rt.class_nll_forward({{xs[0]}}, {{xs[1]}}, "
-             "{{a.weights|pyrepr}}, {{a.sizeAverage}}, {{a.ignoreIndex}})"),
+             "{{a.weights|pyrepr}}, {{a.sizeAverage}}, {{a.ignoreIndex}}, "
+             "'nn.ClassNLLCriterion (targets {{xs[1]}})')"),
     grad=("{{G}} = rt.class_nll_backward({{gy}}, {{xs[0]}}.shape, {{aux.state}}, "
           "{{a.sizeAverage}}, {{xs[0]}}.dtype)"),
     shape=_class_shape(), input_hint=_class_hint, check=_weights_check, int_target=True,
@@ -111,7 +112,8 @@ _criterion(
 _criterion(
     "CrossEntropyCriterion", "weights:any=nil, sizeAverage:bool=true",
     forward=("{{y}}, {{aux.state}} = rt.cross_entropy_forward({{xs[0]}}, {{xs[1]}}, "
-             "{{a.weights|pyrepr}}, {{a.sizeAverage}})"),
+             "{{a.weights|pyrepr}}, {{a.sizeAverage}}, -100, "
+             "'nn.CrossEntropyCriterion (targets {{xs[1]}})')"),
     grad="{{G}} = rt.cross_entropy_backward({{gy}}, {{aux.state}}, {{a.sizeAverage}})",
     shape=_class_shape(), input_hint=_class_hint, check=_weights_check, int_target=True,
     aux=("state",),

@@ -181,7 +181,7 @@ def _index_derive(a, shapes):
 defop(
     name="Index", signature="dimension:int", inputs=("xs",), int_inputs=(1,),
     shape=lambda a, s: _index_derive(a, s)["out"], derive=_index_derive,
-    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'Index') - 1, "
+    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'nn.Index (indices {{xs[1]}})') - 1, "
              "{{d.axis}})"),
     backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, {{d.axis}}, {{d.size}})"},
     doc="{t, indices}: the slices of t at the 1-based `indices` (a 1D integer graph input) "
