@@ -153,13 +153,11 @@ class Module:
 
     @classmethod
     def _specs(cls):
-        """Per input and output: (ndim, [(axis, size) of fixed dims], batched, kind), built once
-        per class so checking an argument is a few integer comparisons."""
+        """Per input and output: a `_spec`, built once per class so checking an argument is a
+        few comparisons."""
         if "_specs_cache" not in cls.__dict__:
-            def spec(shape, kind):
-                return _spec(shape, kind)
-            cls._specs_cache = ([spec(s, k) for _, s, k in cls.INPUTS],
-                                [spec(s, "float") for _, s in cls.OUTPUTS])
+            cls._specs_cache = ([_spec(s, k) for _, s, k in cls.INPUTS],
+                                [_spec(s, "float") for _, s in cls.OUTPUTS])
         return cls._specs_cache
 
     def _flatten_args(self, args):
@@ -171,13 +169,12 @@ class Module:
             raise ValueError(f"expected {len(struct)} inputs ({names}), got {len(args)}")
         return list(args) if self._flat_io()[0] else _flatten(args, struct, "inputs")
 
-    def _nest(self, flat, struct):
-        if struct is self._out_struct() and self._flat_io()[1] or struct is self._in_struct() and self._flat_io()[0]:
-            out = tuple(flat)
-        else:
-            def build(s):
-                return flat[s] if isinstance(s, int) else [build(x) for x in s]
-            out = tuple(build(s) for s in struct)
+    @staticmethod
+    def _nest(flat, struct):
+        """Flat arrays -> the user's nesting: one value, or a tuple (tables are lists)."""
+        def build(s):
+            return flat[s] if isinstance(s, int) else [build(x) for x in s]
+        out = tuple(build(s) for s in struct)
         return out[0] if len(out) == 1 else out
 
     def _asarray(self, x):
@@ -198,10 +195,6 @@ class Module:
         for k, x in enumerate(arrays):
             batch = self._check_spec(x, specs[k], batch, lambda k=k: self._describe(k, False))
         return arrays, squeeze
-
-    def _check_array(self, x, what, shape, kind, batch):
-        """Check one array against a (shape, kind) given directly (used by other backends)."""
-        return self._check_spec(x, _spec(shape, kind), batch, lambda: (what, "x".join(map(str, shape))))
 
     def _check_spec(self, x, spec, batch, describe):
         """`describe()` -> (what, expected shape text): only called to word an error."""

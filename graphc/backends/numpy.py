@@ -219,15 +219,12 @@ class NumpyBackend:
     def generate(self) -> str:
         g = self.g
         fwd_blocks = [(_loc_comment(node), self.forward_lines(node)) for node in g.nodes]
-        param_grad = {v: self.n.fresh("g_" + self.n.names[g.params[i].value][2:])
-                      for i, v in g.param_grads}
-        grad_param_names = sorted({param_grad[v] for _, v in g.param_grads})
-        # One gradient buffer view per parameter, named once.
-        gname_of_param = {}
-        for i, v in g.param_grads:
-            gname_of_param.setdefault(i, param_grad[v])
-        for i, v in g.param_grads:
-            param_grad[v] = gname_of_param[i]
+        # one gradient-buffer view per parameter (a shared module accumulates into it twice)
+        grad_view = {}
+        for i, _ in g.param_grads:
+            if i not in grad_view:
+                grad_view[i] = self.n.fresh("g_" + self.n.names[g.params[i].value][2:])
+        param_grad = {v: grad_view[i] for i, v in g.param_grads}
         for v in g.grad_outputs:  # the given gradients get the plain names (grad_output1...)
             self.n(v)
         bwd_blocks = []
@@ -235,23 +232,12 @@ class NumpyBackend:
             comment = (_loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
             bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
-        for v in g.grad_outputs:
-            self.n(v)
         bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
-        input_names = {self.n(v) for v in g.inputs}
-        param_names = {self.n(p.value) for p in g.params}
-        saved = []
-        for node in g.nodes:
-            for v in node.outputs:
-                name = self.n(v)
-                if re.search(rf"\b{re.escape(name)}\b", bwd_text) and name not in saved:
-                    saved.append(name)
-        used_params = [self.n(p.value) for p in g.params
-                       if re.search(rf"\b{re.escape(self.n(p.value))}\b", bwd_text)]
-        param_views = [(self.n(p.value), i) for i, p in enumerate(g.params)]
-        text_all = "\n".join(l for _, ls in fwd_blocks + bwd_blocks for l in ls)
-        buffers = [(self.n(p.value), p) for p in g.buffers]
-        grad_views = sorted(gname_of_param.items())
+
+        def used_in_backward(name):
+            return re.search(rf"\b{re.escape(name)}\b", bwd_text) is not None
+        # what the forward keeps for the backward: the node outputs the backward reads
+        saved = [self.n(v) for node in g.nodes for v in node.outputs if used_in_backward(self.n(v))]
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
@@ -260,22 +246,18 @@ class NumpyBackend:
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")
-        meta = g.meta
-        tmpl = self.env.get_template("numpy/module.py.j2")
-        return tmpl.render(
-            version=__version__, meta=meta, g=g,
+        return self.env.get_template("numpy/module.py.j2").render(
+            version=__version__, meta=g.meta, g=g,
             inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
-            params=[(self.n(p.value), p) for p in g.params], buffers=buffers,
+            params=[(self.n(p.value), p) for p in g.params],
+            buffers=[(self.n(p.value), p) for p in g.buffers],
             input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs],
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
-            used_params=used_params, param_views=param_views,
-            grad_views=[(gname_of_param[i], i) for i, _ in grad_views],
-            input_grads=input_grads, input_names=input_names, param_names=param_names,
-            grad_param_names=grad_param_names, pyshape=pyshape,
-            bwd_inputs_used=[self.n(v) for v in g.inputs if re.search(rf"\b{re.escape(self.n(v))}\b", bwd_text)
-                             or self.n(v) in " ".join(input_grads)],
+            used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
+            grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
+            input_grads=input_grads,
         )
 
 
