@@ -64,8 +64,14 @@ class Namer:
 
 @functools.lru_cache(maxsize=None)
 def compiled_template(text: str):
-    """Op snippets are compiled once per process (compiling dominated compile time)."""
-    return environment().from_string(text)
+    """Op snippets are compiled once per process (compiling dominated compile time). They keep
+    the newline after a block tag ({% endif %}\n ends a statement); blank lines are dropped."""
+    return _snippet_environment().from_string(text)
+
+
+@functools.lru_cache(maxsize=None)
+def _snippet_environment():
+    return environment().overlay(trim_blocks=False, lstrip_blocks=False)
 
 
 def pyshape_of(like: str, shape) -> str:

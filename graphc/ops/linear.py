@@ -36,8 +36,8 @@ defop(
     input_hint=lambda a, slot, shapes: (B, a["inputSize"]),
     # A rank-3 (sequence) input is flattened to rows so that it is one GEMM, not T.
     forward=("{% set x2 = x ~ '.reshape(-1, ' ~ a.inputSize ~ ')' if rank == 3 else x %}"
-             "{{y}} = {{x2}} @ {{weight}}.T{% if bias %}{{ '\\n' }}{{y}} += {{bias}}{% endif %}"
-             "{% if rank == 3 %}{{ '\\n' }}{{y}} = {{y}}.reshape({{x}}.shape[:2] + ({{a.outputSize}},)){% endif %}"),
+             "{{y}} = {{x2}} @ {{weight}}.T{% if bias %}\n{{y}} += {{bias}}{% endif %}"
+             "{% if rank == 3 %}\n{{y}} = {{y}}.reshape({{x}}.shape[:2] + ({{a.outputSize}},)){% endif %}"),
     backward={
         "x": "{{gy}} @ {{weight}}",
         "weight": "{% if rank == 1 %}np.outer({{gy}}, {{x}}){% elif rank == 3 %}{{gy}}.reshape(-1, {{a.outputSize}}).T"

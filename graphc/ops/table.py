@@ -213,8 +213,7 @@ defop(
         "{% if g.xs[0] %}{{g.xs[0]}} = np.stack([{% for e in xs[1:] %}({{gy}} * {{e}})"
         "{% if d.view %}.reshape({{gy}}.shape[0], -1).sum(1){% else %}.sum(){% endif %}"
         "{{ ', ' if not loop.last }}{% endfor %}], -1)\n{% endif %}"
-        # (`_gate` ends in a block tag, which eats a literal newline: emit it as an expression)
-        "{% for e in xs[1:] %}{% if g.xs[loop.index] %}{{g.xs[loop.index]}} = {{gy}} * " + _gate("{{loop.index0}}") + "{{ '\\n' }}{% endif %}{% endfor %}"
+        "{% for e in xs[1:] %}{% if g.xs[loop.index] %}{{g.xs[loop.index]}} = {{gy}} * " + _gate("{{loop.index0}}") + "\n{% endif %}{% endfor %}"
         "{% endif %}"),
     doc="Input {gater, experts}: the sum of the experts (a table of n tensors, or one Bxnx... "
         "tensor) weighted by the gater's n columns.",
