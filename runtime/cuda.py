@@ -112,6 +112,26 @@ class Backend(abc.ABC):
     def asarray(self, x):
         return self.xp.ascontiguousarray(self.xp.asarray(x))
 
+    def indices(self, x):
+        """Integer indices as the int32 array kernels read (values outside int32 refused)."""
+        x = self.xp.asarray(x)
+        if x.dtype != np.int32 and x.size and (int(x.min()) < -INT_LIMIT - 1 or int(x.max()) > INT_LIMIT):
+            raise ValueError("indices must fit in 32 bits for the CUDA target")
+        return self.xp.ascontiguousarray(x, dtype=np.int32)
+
+    def check_indices(self, x, n: int, what: str):
+        """Torch's 1-based indices: every one in 1..n, or a ValueError naming `what`."""
+        if x.size and (int(x.min()) < 1 or int(x.max()) > n):
+            bad = int(x.min()) if int(x.min()) < 1 else int(x.max())
+            raise ValueError(f"{what}: index {bad} is out of range 1..{n} (indices are 1-based)")
+        return x
+
+    def dropout_mask(self, rng, shape, dtype, p: float, v1: bool):
+        """The numpy target's mask (graphc_runtime.kernels.dropout_mask, the model's seeded
+        host RNG), copied to the device: both targets drop the same elements."""
+        from .kernels import dropout_mask
+        return self.asarray(dropout_mask(rng, np.empty(shape, dtype), p, v1))
+
     def to_host(self, x) -> np.ndarray:
         return np.array(x)
 

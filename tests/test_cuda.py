@@ -34,6 +34,8 @@ from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
 from graphc.passes import fuse
 
+from cuda_host import ARCHS, SIGNATURE, HostBackend, check_nvcc_log, nvcc_report
+
 import graphc_runtime.cuda as rt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,80 +132,6 @@ def load_module(name, target, dtype="float64", **opts):
     mod = types.ModuleType(f"graphc_{target}_{name}")
     exec(compile(res.source, f"<generated {name} {target}>", "exec"), mod.__dict__)
     return mod
-
-
-# ---- host emulation --------------------------------------------------------------------------
-
-SIGNATURE = re.compile(r'extern "C" __global__ void __launch_bounds__\((\d+)\) (\w+)\(([^)]*)\)')
-
-
-class HostBackend(rt.Backend):
-    """graphc_runtime.cuda's Backend on the CPU: numpy arrays and BLAS, and the generated
-    kernels built by g++ into a shared library, launched one thread at a time through ctypes."""
-
-    xp = np
-    name = "host"
-
-    def __init__(self, workdir: Path):
-        self.dir = workdir
-        self.libs = {}
-        self.launches = []
-
-    def load(self, source, dtype, names=()):
-        dtype = np.dtype(dtype)
-        key = hashlib.sha256(f"{source}\0{dtype.str}".encode()).hexdigest()[:20]
-        if key not in self.libs:
-            self.libs[key] = self._build(key, source, dtype)
-        kernels = self.libs[key]
-        assert set(names) == set(kernels), (sorted(names), sorted(kernels))
-        return kernels
-
-    def _build(self, key, source, dtype):
-        d = self.dir / key
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "model.cu").write_text(source)
-        wrappers, kinds = [], {}
-        for block, name, params in SIGNATURE.findall(source):
-            assert int(block) == rt.BLOCK
-            decls = [p.strip() for p in params.split(",")]
-            args = [p.split()[-1] for p in decls]
-            kinds[name] = ["int" if p.startswith("int ") else "int*" if "int*" in p else "real*"
-                           for p in decls]
-            wrappers.append(f'extern "C" void host_{name}(unsigned grid, unsigned block, '
-                            f'{", ".join(decls)}) {{\n  graphc_host_launch(grid, block, [&] {{ '
-                            f'{name}({", ".join(args)}); }});\n}}\n')
-        (d / "host.cpp").write_text('#include "model.cu"\n' + "".join(wrappers))
-        real = "double" if dtype == np.float64 else "float"
-        shim = resource_dir("templates") / "cuda" / "host_shim.h"
-        r = subprocess.run(["g++", "-O1", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror",
-                            "-Wno-unused-function", "-include", str(shim), f"-DGRAPHC_REAL={real}",
-                            "-x", "c++", str(d / "host.cpp"), "-o", str(d / "lib.so")],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        lib = ctypes.CDLL(str(d / "lib.so"))
-        kernels = {}
-        for name, ks in kinds.items():
-            fn = getattr(lib, "host_" + name)
-            fn.argtypes = [ctypes.c_uint, ctypes.c_uint] + [ctypes.c_int if k == "int" else ctypes.c_void_p
-                                                            for k in ks]
-            fn.restype = None
-            kernels[name] = (fn, ks, dtype)
-        return kernels
-
-    def call(self, kernels, name, grid, block, args):
-        fn, kinds, dtype = kernels[name]
-        assert len(args) == len(kinds), f"{name}: {len(args)} arguments for {kinds}"
-        cargs = []
-        for a, k in zip(args, kinds):
-            if k == "int":
-                assert type(a) is np.int32, f"{name}: scalars must be np.int32, got {type(a)}"
-                cargs.append(int(a))
-            else:
-                assert isinstance(a, np.ndarray) and a.flags.c_contiguous, f"{name}: not contiguous"
-                assert a.dtype == (np.int32 if k == "int*" else dtype), f"{name}: {a.dtype}"
-                cargs.append(a.ctypes.data)
-        self.launches.append(name)
-        fn(grid[0], block[0], *cargs)
 
 
 @pytest.fixture(scope="module")
@@ -446,17 +374,6 @@ def test_kernel_cache_second_process_compiles_nothing(tmp_path, monkeypatch):
 
 # ---- nvcc and NVRTC --------------------------------------------------------------------------
 
-ARCHS = ("sm_90", "sm_75")  # CUDA 13 dropped sm_70 (Volta); sm_75 is the oldest it targets
-
-
-def nvcc_report(source: str, real: str, workdir: Path) -> tuple[int, str]:
-    f = workdir / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}_{real}.cu"
-    f.write_text(source)
-    cmd = ["nvcc", "-fatbin", f"-DGRAPHC_REAL={real}", "-Xptxas", "-v", "-o", str(f.with_suffix(".fatbin"))]
-    for arch in ARCHS:
-        cmd += ["-gencode", f"arch=compute_{arch[3:]},code={arch}"]
-    r = subprocess.run(cmd + [str(f)], capture_output=True, text=True)
-    return r.returncode, r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -482,16 +399,7 @@ def nvcc_results(tmp_path_factory):
 def test_nvcc_compiles_every_kernel_without_spills(name, real, nvcc_results):
     assert nvcc_results is not None, "nvcc is not installed (the CUDA toolkit is part of CI's image)"
     src, job = nvcc_results[name, real]
-    rc, log = job.result()
-    assert rc == 0, log
-    assert "warning" not in log.lower(), log
-    kernels = {k for _, k, _ in SIGNATURE.findall(src)}
-    entries = re.findall(r"Compiling entry function '(\w+)' for '(sm_\d+)'", log)
-    assert {(k, a) for k in kernels for a in ARCHS} == set(entries)
-    props = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
-    assert len(props) >= len(entries) and all(p == ("0", "0", "0") for p in props), log
-    regs = [int(r) for r in re.findall(r"Used (\d+) registers", log)]
-    assert len(regs) == len(entries) and max(regs, default=0) <= 64, regs
+    check_nvcc_log(src, *job.result())
 
 
 def _nvrtc():

@@ -294,7 +294,9 @@ class CudaBackend:
         if not re.match(r"[A-Za-z_]", self.prefix):
             self.prefix = "m_" + self.prefix
         self.kernels: list[Kernel] = []
-        self.loadable: set[Value] = set(graph.inputs) | {p.value for p in graph.params}
+        self.loadable: set[Value] = set(graph.inputs) | {p.value for p in graph.params} | \
+            {p.value for p in graph.buffers}
+        self.elem_aux: dict = {}  # (forward node, aux name) -> Arr, for 'elem' ops' backward
         self.rows: dict[Value, str] = {}  # value -> python name of its NHWC ('rows') array
         self.param_index = {p.value: i for i, p in enumerate(graph.params)}
         # parameter gradient Value -> the gradient buffer view it accumulates into
@@ -783,6 +785,131 @@ class CudaBackend:
                 f"self._launch({name + '_bwd'!r}, {self.pynumel(rows) if rows else '1'}, "
                 f"{', '.join(kb.py_args())})"]
 
+    # ---- 'elem' kernel ops: one thread per element, the body from the op's CudaRule ----------
+
+    def elem_arrays(self, node: Node) -> dict:
+        """Template name -> Arr for a forward node's data inputs and parameters."""
+        op = REGISTRY[node.op]
+        data = self.data_inputs(node)
+        arrs = [Arr(self.n(v), v.shape, "int" if v.dtype == "index" else "real") for v in data]
+        out = {"xs": arrs} if op.table_input else dict(zip(op.inputs, arrs))
+        for p, v in zip(op.active_params(node.attrs), node.inputs[len(data):]):
+            out[p.name] = Arr(self.n(v), v.shape)
+        return out
+
+    def elem_context(self, node: Node, arrays: dict) -> dict:
+        op = REGISTRY[node.op]
+        in_shapes = [v.shape for v in self.data_inputs(node)]
+        d = op.derive(node.attrs, in_shapes) if op.derive else {}
+        return {"a": node.attrs, "d": types.SimpleNamespace(**d), "c": c_real, "ld": elem_load,
+                "in_shapes": in_shapes, "train": "train", **arrays}
+
+    def elem_kernel(self, node: Node, what: str, body: str, ctx: dict, shape, out: str,
+                    ctype: str = "real", accumulate: bool = False) -> list[str]:
+        """A kernel writing (or adding to) every element of python array `out` of `shape` with
+        the rendered `body`; the Python lines that allocate and launch it."""
+        kb = KernelBuilder()
+        name = self.kernel_name(f"{node.op}_{what}")
+        sc = Scope(kb)
+        dims = Index(sc, shape, flat="i").dims()
+        text = self.env.from_string(body).render(ctx, o=dims, i="i", shp=_shapes(ctx),
+                                                 n=kb.count_expr(shape)).strip()
+        lines = dead_code_free(sc.lines, text) + text.split("\n")
+        code = "\n".join(lines)
+        for arr in _arrays_in(ctx):
+            if re.search(rf"\b{arr.cname}\b", code):
+                kb.array(arr.pyname, arr.ctype, cname=arr.cname)
+        kb.uses_B = kb.uses_B or re.search(r"\bB\b", code) is not None
+        uses_train = re.search(r"\btrain\b", code) is not None
+        fparams = kb.declarations() + (["int train"] if uses_train else []) + ["int i"]
+        fargs = [c for c in kb.params] + (["B"] if kb.uses_B else []) + \
+            (["train"] if uses_train else []) + ["i"]
+        kb.array(out, ctype, write=True, cname="o_out")
+        count = kb.count_expr(shape)
+        kparams = kb.declarations() + (["int train"] if uses_train else [])
+        src = self.env.get_template("cuda/elem.cu.j2").render(
+            comment=_c_comment(f"{node.op}{f' ({node.name})' if node.name else ''}: {what}, "
+                               "one thread per element"), block=BLOCK,
+            name=name, ctype=ctype, fparams=fparams, kparams=kparams, fargs=fargs,
+            lines=lines, count=count, accumulate=accumulate)
+        self.kernels.append(Kernel(name, src.strip("\n")))
+        py = [] if accumulate else [f"{out} = rt.empty({self.pyshape(shape)}, "
+                                    f"{'dt' if ctype == 'real' else repr('int32')})"]
+        args = kb.py_args() + (["np.int32(self.train)"] if uses_train else [])
+        return py + [f"self._launch({name!r}, {self.pynumel(shape)}, {', '.join(args)})"]
+
+    def host_lines(self, node: Node, template: str, arrays: dict) -> list[str]:
+        if not template:
+            return []
+        names = {k: ([a.pyname for a in v] if isinstance(v, list) else v.pyname)
+                 for k, v in arrays.items() if k != "aux"}
+        aux = types.SimpleNamespace(**{k: a.pyname for k, a in arrays.get("aux", {}).items()})
+        ctx = self.elem_context(node, {})
+        text = self.env.from_string(template).render(
+            ctx, aux=aux, shape={k: self.pyshape(a.shape) for k, a in _named_arrays(arrays).items()},
+            **names)
+        return [line for line in text.strip().split("\n") if line.strip()]
+
+    def fwd_elem(self, node: Node) -> list[str]:
+        op = REGISTRY[node.op]
+        rule = op.cuda
+        arrays = self.elem_arrays(node)
+        ys = [v for v in node.outputs if v.dtype != "aux"]
+        in_shapes = [v.shape for v in self.data_inputs(node)]
+        aux = {}
+        for name, (ctype, shape_of, _) in rule.aux.items():
+            shape = tuple(shape_of(node.attrs, in_shapes, ys[0].shape))
+            if name in op.aux:
+                pyname = self.n(node.outputs[len(ys) + op.aux.index(name)])
+            else:
+                pyname = self.n.fresh(f"{self.n(ys[0])}_{name}")
+            aux[name] = self.elem_aux[(node, name)] = Arr(pyname, shape, ctype)
+        arrays["aux"] = aux
+        arrays.update({"y": Arr(self.n(ys[0]), ys[0].shape)} if len(ys) == 1 else {})
+        lines = self.host_lines(node, rule.host, arrays)
+        for name, (ctype, _, body) in rule.aux.items():
+            if body:
+                ctx = self.elem_context(node, {**arrays, **aux})
+                lines += self.elem_kernel(node, name, body, ctx, aux[name].shape, aux[name].pyname, ctype)
+        for m, y in enumerate(ys):
+            ctx = self.elem_context(node, {**arrays, **aux})
+            lines += self.elem_kernel(node, "forward" if len(ys) == 1 else f"output {m + 1}",
+                                      rule.forward, ctx | {"m": m}, y.shape, self.n(y))
+        return lines + self.host_lines(node, rule.host_after, arrays)
+
+    def bwd_elem(self, gnode, fwd, targets) -> list[str]:
+        op = REGISTRY[fwd.op]
+        rule = op.cuda
+        arrays = self.elem_arrays(fwd)
+        data = self.data_inputs(fwd)
+        ys = [v for v in fwd.outputs if v.dtype != "aux"]
+        given = iter(gnode.inputs)
+        gys = [Arr(self.n(next(given)), y.shape) if has else None
+               for y, has in zip(ys, gnode.attrs["has"])]
+        aux = {name: a for (n, name), a in self.elem_aux.items() if n is fwd}
+        arrays.update(aux)
+        arrays.update({"ys": [Arr(self.n(y), y.shape) for y in ys], "gys": gys})
+        if len(ys) == 1:
+            arrays.update(y=arrays["ys"][0], gy=gys[0])
+        params = op.active_params(fwd.attrs)
+        lines = []
+        for k, v in sorted(targets.items()):
+            if k < len(data):
+                slot = "xs" if op.table_input else op.inputs[k]
+            else:
+                slot = params[k - len(data)].name
+            if slot not in rule.backward:
+                raise SpecError(f"nn.{fwd.op}: the CUDA target has no gradient for its {slot} "
+                                "yet (compile with --target numpy)", fwd.loc)
+            ctx = self.elem_context(fwd, arrays) | {"k": k}
+            if v in self.param_grad:
+                lines += self.elem_kernel(fwd, f"grad {slot}", rule.backward[slot], ctx, v.shape,
+                                          self.param_grad[v], accumulate=True)
+            else:
+                lines += self.elem_kernel(fwd, f"grad {slot}" + (f"{k + 1}" if slot == "xs" else ""),
+                                          rule.backward[slot], ctx, v.shape, self.n(v))
+        return lines
+
     # ---- the module ----------------------------------------------------------------------------
 
     def run_steps(self, steps, arrays: set, backward: bool) -> list[Block]:
@@ -812,7 +939,7 @@ class CudaBackend:
     def generate(self) -> tuple[str, str]:
         """(python module source, CUDA source)."""
         g = self.g
-        inputs = set(g.inputs) | {p.value for p in g.params}
+        inputs = set(g.inputs) | {p.value for p in g.params} | {p.value for p in g.buffers}
         arrays = set(inputs)
         fwd_blocks = self.run_steps(self.plan.forward, arrays, False)
         self.loadable |= set(g.grad_outputs)
@@ -824,11 +951,13 @@ class CudaBackend:
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
+            elif v.dtype == "index":
+                input_grads.append("None")
             else:
                 input_grads.append(f"rt.zeros({self.n(v)}.shape, dt)")
         bwd_text = "\n".join(line for b in bwd_blocks for line in b.lines) + "\n" + " ".join(input_grads)
         input_names = {self.n(v) for v in g.inputs}
-        param_names = {self.n(p.value) for p in g.params}
+        param_names = {self.n(p.value) for p in g.params + g.buffers}
         saved = []
         for b in fwd_blocks:
             for line in b.lines:
@@ -850,6 +979,8 @@ class CudaBackend:
             inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
             params=[(self.n(p.value), p) for p in g.params],
+            buffers=[(self.n(p.value), p) for p in g.buffers],
+            index_inputs=[self.n(v) for v in g.inputs if v.dtype == "index"],
             input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs], batch_from=batch_from,
             fwd_blocks=[(b.comment, b.lines) for b in fwd_blocks if b.lines],
@@ -857,6 +988,48 @@ class CudaBackend:
             saved=saved, grad_views=[(name, i) for i, name in sorted(self.grad_view.items())],
             input_grads=input_grads, kernel_names=names, cuda_source=cu)
         return py, cu
+
+
+class Arr:
+    """An array an 'elem' body reads: str() is its C name; ld(arr, dims...) one element."""
+
+    def __init__(self, pyname: str, shape, ctype: str = "real"):
+        self.pyname, self.shape, self.ctype = pyname, tuple(shape), ctype
+        self.cname = "a_" + pyname
+
+    def __str__(self):
+        return self.cname
+
+
+def elem_load(arr: Arr, *dims) -> str:
+    """C for element `dims` of `arr` (ints fold; strings are C expressions)."""
+    assert len(dims) == len(arr.shape), (arr.pyname, arr.shape, dims)
+    flat = 0
+    for d, s in zip(dims, strides(arr.shape)):
+        flat = iadd(flat, imul(d, s))
+    return f"{arr.cname}[{flat}]"
+
+
+def _named_arrays(ctx: dict) -> dict:
+    out = {}
+    for k, v in ctx.items():
+        if isinstance(v, Arr):
+            out[k] = v
+    return out
+
+
+def _arrays_in(ctx: dict) -> list:
+    out = []
+    for v in ctx.values():
+        for a in (v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]):
+            if isinstance(a, Arr) and a not in out:
+                out.append(a)
+    return out
+
+
+def _shapes(ctx: dict) -> dict:
+    """Template `shp`: name -> shape, with the batch dim as the C name B."""
+    return {k: tuple("B" if d == B else d for d in a.shape) for k, a in _named_arrays(ctx).items()}
 
 
 def c_real(v) -> str:

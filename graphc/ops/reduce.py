@@ -3,7 +3,7 @@ Unsqueeze. Dims are Torch's: 1-based over the full shape (B included), negative 
 end; an `nInputDims` / `numInputDims` argument shifts them by one for batch input."""
 import math
 
-from .registry import ShapeError, B, batched, defop, torch_dim
+from .registry import CudaRule, ShapeError, B, batched, defop, torch_dim
 
 
 def _s(shape):
@@ -60,6 +60,16 @@ _SUM_FWD = ("{{y}} = {{x}}.{{ 'mean' if d.mean else 'sum' }}({{d.axis}}"
 _SUM_BWD = {"x": "np.repeat({% if d.squeeze %}np.expand_dims({{gy}}, {{d.axis}}){% else %}{{gy}}"
                  "{% endif %}, {{d.n}}, {{d.axis}}){% if d.mean %} / {{d.n}}{% endif %}"}
 
+# CUDA: each output element loops over the reduced axis; the gradient is a broadcast.
+_SUM_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    forward=("real s = 0;\n"
+             "for (int k = 0; k < {{d.n}}; ++k) s += {{ ld(x, *(o[:d.axis] + ['k'] + o[d.axis + (0 if d.squeeze else 1):])) }};\n"
+             "return {% if d.mean %}s / {{ c(d.n) }}{% else %}s{% endif %};"),
+    backward={"x": ("{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
+                    "return {{ ld(gy, *od) }}{% if d.mean %} / {{ c(d.n) }}{% endif %};")},
+)
+
 for _name, _sig, _mean, _doc in (
     ("Sum", "dimension:int=1, nInputDims:int=nil, sizeAverage:bool=false, squeeze:bool=true", None,
      "Sum over `dimension` (mean with sizeAverage); the dim is dropped when squeeze is true "
@@ -69,7 +79,7 @@ for _name, _sig, _mean, _doc in (
 ):
     _derive = _sum_derive(_mean)
     defop(name=_name, signature=_sig, shape=_sum_shape(_derive), derive=_derive,
-          forward=_SUM_FWD, backward=_SUM_BWD, doc=_doc, flops=_reduce_flops,
+          forward=_SUM_FWD, backward=_SUM_BWD, doc=_doc, flops=_reduce_flops, cuda=_SUM_CUDA,
           torch_diff="Reducing over the batch dim B is an error (Torch's default dimension 1 "
                      "is the batch dim of batch input).")
 

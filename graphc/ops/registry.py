@@ -45,6 +45,16 @@ class CudaRule:
       the data input through a fused expression (no materialized copy), 'plain' when it needs
       a stored array (cuBLAS); `grad_reads` the same for the output gradient ('rows': as a
       (N*H*W) x C matrix, for convolution GEMMs).
+    kernel 'elem' (kind 'kernel'): one generated kernel per output array, one thread per
+      element, reading stored arrays (see backends/cuda.py `elem_kernel`): `forward` is the
+      C body of `real f(...)` returning element `i` (dims `o[0..]`) of the output `y` (of
+      output `m` for a table output); `backward[slot]` the same for that input's or
+      parameter's gradient (parameter gradients are accumulated). Bodies read arrays with
+      `ld(x, dim0, dim1, ...)` and see `a`, `d`, `c`, `shp` and `train`. `aux` names arrays
+      computed first, in order: name -> (ctype 'real'|'int', shape(a, in_shapes, out_shape),
+      body); an aux name the op also lists in OpDef.aux is its IR aux output. `host`/
+      `host_after`: Python lines (jinja, array names as in the numpy templates) run before /
+      after the forward kernels (a mask from the model's RNG, running statistics).
     """
     kind: str
     forward: str = ""
@@ -53,6 +63,9 @@ class CudaRule:
     kernel: str = ""
     reads: str = "plain"
     grad_reads: str = "plain"
+    aux: dict = field(default_factory=dict)
+    host: str = ""
+    host_after: str = ""
 
 
 @dataclass

@@ -277,10 +277,6 @@ class _Planner:
 
 def plan(graph: Graph) -> Plan:
     """The CUDA step plan of a differentiated graph (see the module docstring)."""
-    if any(v.dtype != "float" for v in graph.inputs):
-        v = next(v for v in graph.inputs if v.dtype != "float")
-        raise SpecError(f"input '{v.name}' takes integer indices, which --target cuda does not "
-                        "support yet (compile with --target numpy)", v.loc)
     for node in graph.nodes:
         rule_of(node)
         for v in node.inputs + node.outputs:

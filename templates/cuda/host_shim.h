@@ -20,7 +20,7 @@ static thread_local graphc_uint3 threadIdx, blockIdx, blockDim, gridDim;
 
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
 inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, sizeof d); return d; }
-using std::exp; using std::log; using std::tanh; using std::fmax;
+using std::exp; using std::log; using std::tanh; using std::fmax; using std::fmin; using std::fabs; using std::log1p;
 
 template <class Body>
 void graphc_host_launch(unsigned grid, unsigned block, Body body) {
