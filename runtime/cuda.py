@@ -27,16 +27,21 @@ GEMMs are cuBLAS calls: matmul(x, w.T) is cupy.matmul, which passes the transpos
 cuBLAS as a transpose flag (no copy); addmm accumulates a gradient in place with
 cupy.cublas.gemm(beta=1), Torch's addmm; add_colsum is a GEMM with a cached ones row.
 
-CUDA graphs (not implemented; the plan)
----------------------------------------
-Replaying a captured CUDA graph would remove the per-launch CPU overhead that dominates small
+CUDA graphs (opt-in: `CudaModule.step(inputs, grad_outputs, graph=True)`)
+--------------------------------------------------------------------------
+Replaying a captured CUDA graph removes the per-launch CPU overhead that dominates small
 models. CuPy refuses cuBLAS calls during stream capture (cupy_backends/cuda/libs/cublas.pyx:
-"calling cuBLAS API during stream capture is currently unsupported", cupy#6290), so an
-opt-in graph mode must either capture only the kernel segments between GEMMs, replace the
-GEMMs by a generated tiled GEMM kernel, or call libcublas through ctypes on a handle bound to
-the capture stream with a preallocated workspace (cublasSetWorkspace). All three also need
-every buffer preallocated at fixed addresses per batch size (outputs then alias static
-buffers, overwritten by the next replay) and a warm-up run before capture.
+"calling cuBLAS API during stream capture is currently unsupported", cupy#6290), so a graph
+step runs with GraphBackend, which replaces the three BLAS calls by graphc's own GEMM
+kernels (GEMM_SOURCE: one thread per output element over arbitrary strides, so transposed
+operands are still read in place) and keeps every array the step allocates alive as long as
+the graph: replays write into the same buffers. The first call of a shape runs eagerly (its
+results are real), the second captures forward+backward as one graph, later calls copy the
+inputs into the captured input buffers and replay it. Outputs and input gradients alias the
+graph's buffers (the next replay overwrites them). Models whose ops run host code (Dropout's
+mask, index checks, BatchNorm's running statistics) cannot be captured: GRAPH_UNSAFE names
+them and step(graph=True) refuses them. Own GEMMs are only fast for small matrices: this
+mode is for launch-bound models.
 """
 from __future__ import annotations
 
@@ -273,6 +278,27 @@ class CupyBackend(Backend):
     def call(self, kernels, name, grid, block, args):
         kernels[name](grid, block, args)
 
+    def capture(self, fn):
+        """Run fn() under stream capture: (its results, replay()). Kernels launch on CuPy's
+        current stream, so a capturing stream made current records them."""
+        cupy = self.cupy
+        stream = cupy.cuda.Stream(non_blocking=True)
+        stream.wait_event(cupy.cuda.get_current_stream().record())
+        with stream:
+            stream.begin_capture()
+            try:
+                results = fn()
+            finally:
+                graph = stream.end_capture()
+
+        def replay():
+            current = cupy.cuda.get_current_stream()
+            stream.wait_event(current.record())  # after the input copies
+            graph.launch(stream)
+            current.wait_event(stream.record())  # later work sees the results
+        replay.graph = graph
+        return results, replay
+
 
 _backend: Backend | None = None
 
@@ -324,6 +350,78 @@ class CudaModule(Module):
     def _launch(self, name, n, *args):
         self._rt.launch(self._kernels, name, n, args)
 
+    # ---- CUDA-graph mode ------------------------------------------------------------------------
+
+    GRAPH_UNSAFE: tuple = ()  # ops whose host code cannot be captured (generated per model)
+
+    def step(self, inputs, grad_outputs, graph: bool = False):
+        """forward(*inputs) then backward(inputs, grad_outputs) in one call: returns
+        (outputs, input gradients). graph=True replays a CUDA graph of the whole step per set
+        of input shapes (see the module docstring): results alias the graph's buffers."""
+        inputs = tuple(inputs)
+        if not graph:
+            out = self.forward(*inputs)
+            return out, self.backward(inputs, grad_outputs)
+        if self.GRAPH_UNSAFE:
+            raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(self.GRAPH_UNSAFE))
+        flat_in, _ = self._check_inputs(self._flatten_args(inputs))
+        key = (self.train,) + tuple(x.shape for x in flat_in)
+        graphs = self.__dict__.setdefault("_graphs", {})
+        g = graphs.get(key)
+        if g is None or g == "eager":
+            result = self._graph_build(inputs, grad_outputs, capture=g == "eager")
+            if g is None:
+                graphs[key] = "eager"
+                return result
+            graphs[key] = g = result
+        xp = self._rt.xp
+        for static, x in zip(g.inputs, flat_in):
+            static[...] = x
+        for static, x in zip(g.grad_outputs, self._flat_grads(grad_outputs)):
+            static[...] = self._asarray(x)
+        g.replay()
+        return g.results
+
+    def _flat_grads(self, grad_outputs):
+        grads = grad_outputs if isinstance(grad_outputs, (tuple, list)) else (grad_outputs,)
+        out = []
+        for gr in grads:
+            out += self._flat_grads(gr) if isinstance(gr, (tuple, list)) else [gr]
+        return out
+
+    def _graph_build(self, inputs, grad_outputs, capture: bool):
+        """First call of a shape: the step runs eagerly on GraphBackend (own GEMMs). Second:
+        it is captured (nothing runs), and a _Graph is returned for the replays."""
+        inner = self._rt
+        gb = GraphBackend(inner, self.dtype)
+        static_in = [(gb.indices(x) if kind == "index" else gb.asarray(x)).copy()
+                     for x, (_, _, kind) in zip(self._check_inputs(self._flatten_args(inputs))[0], self.INPUTS)]
+        static_g = [gb.asarray(x).copy() for x in self._flat_grads(grad_outputs)]
+        nested_in = self._nest(tuple(static_in), self._in_struct())
+        nested_g = self._nest(tuple(static_g), self._out_struct())
+        args = nested_in if isinstance(nested_in, tuple) else (nested_in,)
+        self._rt = gb
+        try:
+            if not capture:
+                out = self.forward(*args)
+                return out, self.backward(args, nested_g)
+            capturer = getattr(inner, "capture", None)
+            if capturer is None:  # emulation: record the launches, replay runs them
+                gb.record = []
+                results = (self.forward(*args), self.backward(args, nested_g))
+                recorded, gb.record = gb.record, None
+
+                def replay():
+                    for call in recorded:
+                        inner.call(*call)
+            else:
+                results, replay = capturer(lambda: (self.forward(*args), self.backward(args, nested_g)))
+        finally:
+            self._rt = inner
+        g = _Graph(static_in, static_g, results, replay)
+        g.keep = gb.keep  # the buffers live as long as the graph
+        return g
+
     # ---- host copies: init, save, load reuse Module's code on numpy arrays --------------------
 
     def _host(self) -> Module:
@@ -364,3 +462,123 @@ class CudaModule(Module):
 
     def _asarray(self, x):  # Module's checks then run on device arrays
         return self._rt.asarray(x)
+
+
+# ---- CUDA-graph mode -------------------------------------------------------------------------
+
+GEMM_KERNELS = ("graphc_gemm", "graphc_colsum")
+GEMM_SOURCE = r"""// graphc runtime: GEMMs for CUDA-graph mode (cuBLAS cannot run during stream capture).
+#ifndef GRAPHC_REAL
+#define GRAPHC_REAL float
+#endif
+typedef GRAPHC_REAL real;
+// Operands are strided views of contiguous arrays: element (m, k) of A is A[oa + m*sam + k*sak].
+// C[m, n] (+)= sum_k A(m, k) * Bm(k, n); C is contiguous M x N.
+extern "C" __global__ void __launch_bounds__(256) graphc_gemm(const real* __restrict__ A,
+    const real* __restrict__ Bm, real* __restrict__ C, int M, int N, int K, int oa, int sam,
+    int sak, int ob, int sbk, int sbn, int accumulate) {
+  const int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+  if (t >= M * N) return;
+  const int m = t / N, n = t % N;
+  real s = 0;
+  for (int k = 0; k < K; ++k) s += A[oa + m * sam + k * sak] * Bm[ob + k * sbk + n * sbn];
+  C[t] = accumulate ? C[t] + s : s;
+}
+// out[n] += sum_m A(m, n): a bias gradient.
+extern "C" __global__ void __launch_bounds__(256) graphc_colsum(const real* __restrict__ A,
+    real* __restrict__ out, int M, int N, int oa, int sam, int san) {
+  const int n = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+  if (n >= N) return;
+  real s = 0;
+  for (int m = 0; m < M; ++m) s += A[oa + m * sam + n * san];
+  out[n] += s;
+}
+"""
+
+
+class GraphBackend(Backend):
+    """Another backend's arrays and kernels, with graphc's own GEMM kernels instead of BLAS
+    (capturable), recording every array it allocates so that a captured graph's buffers
+    outlive the capture. `capturing`: launches are recorded (and not run) into `recorded`
+    when the inner backend has no stream capture of its own (host emulation)."""
+
+    def __init__(self, inner: Backend, dtype):
+        self.inner, self.xp, self.name = inner, inner.xp, f"graph({inner.name})"
+        self.dtype = np.dtype(dtype)
+        self.gemm = inner.load(GEMM_SOURCE, self.dtype, GEMM_KERNELS)
+        self.keep: list = []  # every array allocated while building a graph
+        self.record = None  # a list: launches are recorded instead of run (emulated capture)
+
+    def empty(self, shape, dtype):
+        a = self.inner.empty(shape, dtype)
+        self.keep.append(a)
+        return a
+
+    def zeros(self, shape, dtype):
+        a = self.inner.zeros(shape, dtype)
+        self.keep.append(a)
+        return a
+
+    @staticmethod
+    def _operand(x):
+        """A 2-D view as (its contiguous base array, offset, row stride, column stride), in
+        elements: the kernels read views (slices, transposes) in place, never a copy that a
+        replay would not refresh."""
+        base = x
+        while base.base is not None:
+            base = base.base
+        assert base.flags.c_contiguous and base.dtype == x.dtype, "a view of a contiguous array"
+
+        def ptr(a):
+            return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]
+        size = x.dtype.itemsize
+        return base, (ptr(x) - ptr(base)) // size, x.strides[0] // size, x.strides[1] // size
+
+    def _gemm(self, out, a, b, accumulate: bool):
+        (M, K), (_, N) = a.shape, b.shape
+        a, oa, sam, sak = self._operand(a)
+        b, ob, sbk, sbn = self._operand(b)
+        ints = [np.int32(v) for v in (M, N, K, oa, sam, sak, ob, sbk, sbn, accumulate)]
+        self.launch(self.gemm, "graphc_gemm", M * N, (a, b, out, *ints))
+
+    def matmul(self, a, b):
+        vector = a.ndim == 1
+        a2 = a.reshape(1, -1) if vector else a
+        out = self.empty((a2.shape[0], b.shape[1]), a.dtype)
+        self._gemm(out, a2, b, False)
+        return out[0] if vector else out
+
+    def addmm(self, out, a, b):
+        assert out.flags.c_contiguous
+        self._gemm(out, a, b, True)
+
+    def add_colsum(self, out, a):
+        M, N = a.shape
+        a, oa, sam, san = self._operand(a)
+        ints = [np.int32(v) for v in (M, N, oa, sam, san)]
+        self.launch(self.gemm, "graphc_colsum", N, (a, out, *ints))
+
+    def load(self, source, dtype, names=()):
+        return self.inner.load(source, dtype, names)
+
+    def call(self, kernels, name, grid, block, args):
+        if self.record is not None:
+            self.record.append((kernels, name, grid, block, args))
+        else:
+            self.inner.call(kernels, name, grid, block, args)
+
+    def asarray(self, x):
+        return self.inner.asarray(x)
+
+    def indices(self, x):
+        return self.inner.indices(x)
+
+    def to_host(self, x):
+        return self.inner.to_host(x)
+
+
+class _Graph:
+    """One captured step: static input buffers, the step's results, and how to replay it."""
+
+    def __init__(self, inputs, grad_outputs, results, replay):
+        self.inputs, self.grad_outputs, self.results, self.replay = inputs, grad_outputs, results, replay

@@ -981,6 +981,8 @@ class CudaBackend:
             params=[(self.n(p.value), p) for p in g.params],
             buffers=[(self.n(p.value), p) for p in g.buffers],
             index_inputs=[self.n(v) for v in g.inputs if v.dtype == "index"],
+            graph_unsafe=[f"nn.{n.op} at {n.loc} runs host code" for n in g.nodes
+                          if REGISTRY[n.op].cuda.host or REGISTRY[n.op].cuda.host_after],
             input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs], batch_from=batch_from,
             fwd_blocks=[(b.comment, b.lines) for b in fwd_blocks if b.lines],

@@ -4,7 +4,7 @@ is the criterion's gradient times gradOutput[1], and the target gets a zero grad
 
 Class targets (ClassNLLCriterion, CrossEntropyCriterion) are 1-based integer indices, as in
 Torch, so they must come from a graph input (int_inputs)."""
-from .registry import ShapeError, B, batched, defop, numel
+from .registry import CudaRule, ShapeError, B, batched, defop, numel
 
 CRITERIA: set[str] = set()  # the ops that are criteria (what nn.ModuleFromCriterion accepts)
 
@@ -72,7 +72,8 @@ def _class_hint(a, slot, shapes):
 
 
 def _criterion(name, signature, forward, grad, doc, *, shape=_same_numel_shape,
-               input_hint=_sibling, check=None, int_target=False, aux=(), torch_diff=""):
+               input_hint=_sibling, check=None, int_target=False, aux=(), torch_diff="",
+               cuda=None):
     """`forward`: lines setting {{y}} (a 1-element array); `grad`: lines setting {{G}}, the
     gradient w.r.t. the prediction already multiplied by gradOutput[1] ({{gy}}[0])."""
     CRITERIA.add(name)
@@ -81,7 +82,7 @@ def _criterion(name, signature, forward, grad, doc, *, shape=_same_numel_shape,
     return defop(name=name, signature=signature, inputs=("xs",), shape=shape,
                  input_hint=input_hint, check=check, int_inputs=(1,) if int_target else (),
                  aux=aux, forward=forward, backward_stmt=backward, doc=doc + _NODE_DOC,
-                 torch_diff=torch_diff)
+                 torch_diff=torch_diff, cuda=cuda)
 
 
 _NODE_DOC = (" As a node, crit({prediction, target}) outputs the loss as a 1-element tensor; the "
@@ -90,6 +91,103 @@ _T = "{{ as1(xs[1], 1) }}"  # the target viewed with the prediction's shape
 _N = "{% if a.sizeAverage %} / {{xs[0]}}.size{% endif %}"  # sizeAverage: / nElement
 _LOSS = "{{y}} = np.array([{{y}}" + _N + "], {{xs[0]}}.dtype)"
 _SCALE = "({{gy}}[0]" + _N + ")"
+
+# ---- CUDA target ('elem' kernels) ---------------------------------------------------------
+# The loss is a single element, so its one thread loops over the whole input; gradients are
+# one thread per element of the prediction. The target's gradient (k = 1) is zero.
+
+_C_N = "{% set N = in_shapes[0]|join(' * ') %}"  # the prediction's element count, in C
+_C_SA = "{% if a.sizeAverage %} / (real)({{N}}){% endif %}"
+_C_ZERO = "return 0;  // nn.ModuleFromCriterion: the target gets a zero gradient"
+
+
+def _elementwise_cuda(term, grad, negate=False, host="", aux=None):
+    """A criterion summing `term` over the elements: C of `xv` and `tv` (element j of the
+    prediction and the target, read flat: the target only has the same element count) and
+    `j`. `grad`: the prediction's gradient at element i, of `xv`, `tv`, `i` and `scale`
+    (gradOutput[1], / nElement with sizeAverage). `negate`: the loss is -sum, as numpy's."""
+    forward = (_C_N + "{% set C = in_shapes[0][-1] %}real s = 0;\n"
+               "for (int j = 0; j < {{N}}; ++j) {\n"
+               "  const real xv = {{xs[0]}}[j], tv = {{xs[1]}}[j];\n"
+               "  s += " + term + ";\n"
+               "}\n"
+               "return " + ("-s" if negate else "s") + _C_SA + ";")
+    backward = ("{% if k == 0 %}" + _C_N + "{% set C = in_shapes[0][-1] %}"
+                "const real xv = {{xs[0]}}[i], tv = {{xs[1]}}[i];\n"
+                "const real scale = {{ ld(gy, 0) }}" + _C_SA + ";\n"
+                "return " + grad + ";{% else %}" + _C_ZERO + "{% endif %}")
+    return CudaRule("kernel", kernel="elem", forward=forward, backward={"xs": backward},
+                    host=host, aux=aux or {})
+
+
+# Weights (a tuple attr) reach the kernels as a small array copied to the device by the host.
+_C_WEIGHTS_AUX = {"w": ("real", lambda a, ins, out: (len(a["weights"] or (0,)),), "")}
+_C_WEIGHTS_HOST = ("{% if a.weights is not none %}"
+                   "{{aux.w}} = rt.xp.asarray({{a.weights|pyrepr}}, dt)\n{% endif %}")
+
+# Class criteria: the input is C (one row) or RxC, the target one 1-based class per row.
+_C_CLS = ("{% set C = in_shapes[0][-1] %}"
+          "{% set R = in_shapes[0][0] if in_shapes[0]|length == 2 else 1 %}"
+          "{% set W = (w ~ '[cls - 1]') if a.weights is not none else '(real)1' %}")
+
+
+def _class_cuda(name, log_softmax):
+    """ClassNLL (log_softmax False: the input holds log-probabilities) or CrossEntropy (a
+    per-row max and log-sum-exp first, as numpy's LogSoftMax: lsm = (x - max) - lse)."""
+    ign = "-100" if log_softmax else "{{a.ignoreIndex}}"
+    # the same check and message as graphc_runtime.kernels._class_rows, before any kernel
+    host = (_C_WEIGHTS_HOST +
+            "{% set t = xs[1] %}_bad = ({{t}} != " + ign + ") & (({{t}} < 1) | ({{t}} > "
+            "{{in_shapes[0][-1]}}))\n"
+            "if bool(_bad.any()): raise ValueError(f\"nn." + name + " (targets {{t}}): target "
+            "{int({{t}}[_bad][0])} is out of range 1..{{in_shapes[0][-1]}} (class indices are "
+            "1-based)\")")
+    lsm = ("{{xs[0]}}[r * {{C}} + cls - 1] - {{max}}[r] - {{lse}}[r]" if log_softmax
+           else "{{xs[0]}}[r * {{C}} + cls - 1]")
+    rows = lambda a, ins, out: (ins[0][0],) if len(ins[0]) == 2 else (1,)  # noqa: E731
+    aux = dict(_C_WEIGHTS_AUX)
+    if log_softmax:
+        aux["max"] = ("real", rows, _C_CLS + (
+            "{% set r = o[0] %}real m = {{xs[0]}}[{{r}} * {{C}}];\n"
+            "for (int c = 1; c < {{C}}; ++c) m = g_fmax(m, {{xs[0]}}[{{r}} * {{C}} + c]);\n"
+            "return m;"))
+        aux["lse"] = ("real", rows, _C_CLS + (
+            "{% set r = o[0] %}const real m = {{max}}[{{r}}];\n"
+            "real s = 0;\n"
+            "for (int c = 0; c < {{C}}; ++c) s += g_exp({{xs[0]}}[{{r}} * {{C}} + c] - m);\n"
+            "return g_log(s);"))
+    # the weight total (the sizeAverage divisor): one thread, before the loss
+    aux["total"] = ("real", lambda a, ins, out: (1,), _C_CLS + (
+        "real total = 0;\n"
+        "for (int r = 0; r < {{R}}; ++r) {\n"
+        "  const int cls = {{xs[1]}}[r];\n"
+        "  if (cls != " + ign + ") total += {{W}};\n"
+        "}\n"
+        "return total;"))
+    forward = _C_CLS + (
+        "real s = 0;\n"
+        "for (int r = 0; r < {{R}}; ++r) {\n"
+        "  const int cls = {{xs[1]}}[r];\n"
+        "  if (cls != " + ign + ") s += {{W}} * (" + lsm + ");\n"
+        "}\n"
+        "const real total = {{total}}[0];\n"
+        "return {% if a.sizeAverage %}total != 0 ? -s / total : {% endif %}-s;")
+    # the NLL gradient is -w[cls] * scale at (r, cls - 1) only, and nothing when total <= 0
+    g = ("const int cls = {{xs[1]}}[{{r}}];\n"
+         "const real total = {{total}}[0];\n"
+         "const real scale = {{ ld(gy, 0) }}{% if a.sizeAverage %} / total{% endif %};\n"
+         "const real g = total > 0 && cls != " + ign + " ? -{{W}} * scale : 0;\n")
+    if log_softmax:  # LogSoftMax's backward: g - exp(lsm) * (the row's sum of g)
+        g += ("const real lsm = {{xs[0]}}[i] - {{max}}[{{r}}] - {{lse}}[{{r}}];\n"
+              "return (cls - 1 == {{c}} ? g : 0) - g_exp(lsm) * g;")
+    else:
+        g += "return cls - 1 == {{c}} ? g : 0;"
+    backward = ("{% if k == 0 %}" + _C_CLS +
+                "{% set r = o[0] if in_shapes[0]|length == 2 else 0 %}{% set c = o[-1] %}" + g +
+                "{% else %}" + _C_ZERO + "{% endif %}")
+    return CudaRule("kernel", kernel="elem", forward=forward, backward={"xs": backward},
+                    aux=aux, host=host)
+
 
 # ---- class criteria ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ indexing/padding modules Index and Padding. The kernels are in graphc_runtime.ke
 import math
 
 from .pointwise import _lit
-from .registry import ParamSpec, ShapeError, B, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform
 
 
 def _s(shape):
@@ -28,7 +28,41 @@ def _sibling(a, slot, shapes):
     return known[0] if known else None
 
 
+# ---- CUDA ('elem' kernels) of the row ops: an input N or BxN, one result per row ----------------
+# In a body for a per-row array (the output, a row aux), `rowin` is the input's row prefix
+# (dims before the last); in an input-shaped gradient body, `rowout` is the output's index.
+_ROWIN = "{% set rowin = o[:1] if in_shapes[0]|length == 2 else [] %}"
+_ROWOUT = "{% set rowout = o[:-1] if in_shapes[0]|length == 2 else [0] %}"
+
+
+def _rows(a, in_shapes, out_shape):
+    """A per-row aux: one value per row (B, or 1 for a single vector)."""
+    return (in_shapes[0][0],) if len(in_shapes[0]) == 2 else (1,)
+
+
 # ---- CosineDistance ---------------------------------------------------------------------------
+
+# CUDA: per row, state = (x1.x2, 1 / (x1.x1 + eps), 1 / (x2.x2 + eps)), one thread for each
+# of the three, so the output and both gradients are pointwise in them.
+_COS_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    aux={"state": ("real", lambda a, ins, out: _rows(a, ins, out) + (3,), _ROWIN + (
+        "const int j = {{ o[1] }};  // 0: x1.x2, 1: x1.x1, 2: x2.x2\n"
+        "real s = 0;\n"
+        "for (int k = 0; k < {{ in_shapes[0][-1] }}; ++k) {\n"
+        "  const real u = {{ ld(xs[0], *(rowin + ['k'])) }}, v = {{ ld(xs[1], *(rowin + ['k'])) }};\n"
+        "  s += j == 0 ? u * v : j == 1 ? u * u : v * v;\n"
+        "}\n"
+        "return j == 0 ? s : 1 / (s + (real)1e-12);"))},
+    forward=("return {{ ld(state, o[0], 0) }} * g_sqrt({{ ld(state, o[0], 1) }} * "
+             "{{ ld(state, o[0], 2) }});"),
+    backward={"xs": _ROWOUT + (
+        "const real w1 = {{ ld(state, *(rowout + [0])) }}, "
+        "w = {{ ld(state, *(rowout + [1 + k])) }};\n"
+        "const real s = g_sqrt({{ ld(state, *(rowout + [1])) }} * {{ ld(state, *(rowout + [2])) }})"
+        " * {{ ld(gy, *rowout) }};\n"
+        "return ({{ ld(xs[1 - k], *o) }} - w1 * w * {{ ld(xs[k], *o) }}) * s;")},
+)
 
 defop(
     name="CosineDistance", signature="", inputs=("xs",), input_hint=_sibling,
@@ -40,6 +74,7 @@ defop(
                    "{{gs}}, {{xs[0]}}, {{xs[1]}}, {{aux.state}})"),
     doc="Cosine similarity of each row pair of {x1, x2}: x1.x2 / sqrt((x1.x1 + 1e-12) "
         "(x2.x2 + 1e-12)). BxN, BxN -> B (N, N -> 1).",
+    cuda=_COS_CUDA,
 )
 
 # ---- PairwiseDistance ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Index-taking modules: LookupTable (1-based indices, as Torch) and OneHot (char-rnn's)."""
-from .registry import ParamSpec, ShapeError, defop
+from .registry import CudaRule, ParamSpec, ShapeError, defop
 
 
 def _lookup_shape(a, shapes):
@@ -8,6 +8,21 @@ def _lookup_shape(a, shapes):
         raise ShapeError(f"expects a 1D (N) or 2D (BxN) tensor of indices, got {len(x)}D")
     return x + (a["nOutput"],)
 
+
+# CUDA: a thread per output element copies its weight element. The weight gradient is a
+# gather: the thread of weight element (r, j) sums gy over every position holding index r+1.
+_LOOKUP_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    host="rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})')",
+    forward="return {{ ld(weight, ld(x, *o[:-1]) ~ ' - 1', o[-1]) }};",
+    backward={"weight": (
+        "{% if a.paddingValue %}if ({{o[0]}} + 1 == {{a.paddingValue}}) return 0;  // padding: no gradient\n{% endif %}"
+        "const int n_pos = {{ shp.x|join(' * ') }};\n"
+        "real s = 0;\n"
+        "for (int p = 0; p < n_pos; ++p)\n"
+        "  if ({{x}}[p] == {{o[0]}} + 1) s += {{gy}}[p * {{a.nOutput}} + {{o[1]}}];\n"
+        "return s;")},
+)
 
 defop(
     name="LookupTable", signature="nIndex:int, nOutput:int, paddingValue:int=0, maxNorm:num=nil",
@@ -21,6 +36,7 @@ defop(
     doc="Row `i` of weight (nIndex x nOutput) for each index i in 1..nIndex; weight ~ N(0, 1). "
         "Input N or BxN integer indices; rows equal to paddingValue get no gradient.",
     torch_diff="maxNorm is not supported.",
+    cuda=_LOOKUP_CUDA,
 )
 
 
@@ -37,4 +53,8 @@ defop(
     forward="{{y}} = rt.one_hot({{x}}, {{a.outputSize}}, self.dtype, 'nn.OneHot (input {{x}})')",
     doc="A one-hot float vector of size outputSize for each 1-based index (char-rnn's OneHot); "
         "no gradient to the indices.",
+    cuda=CudaRule(
+        "kernel", kernel="elem",
+        host="rt.check_indices({{x}}, {{a.outputSize}}, 'nn.OneHot (input {{x}})')",
+        forward="return {{ ld(x, *o[:-1]) }} == {{o[-1]}} + 1 ? (real)1 : (real)0;"),
 )

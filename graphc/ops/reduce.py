@@ -88,10 +88,36 @@ for _name, _sig, _mean, _doc in (
 
 def _max_derive(a, shapes):
     x = shapes[0]
-    return {"axis": _reduce_axis(a, x, "reduce"), "squeeze": len(x) > 1}
+    axis = _reduce_axis(a, x, "reduce")
+    return {"axis": axis, "squeeze": len(x) > 1, "n": x[axis]}
 
 
-for _name, _fn in (("Max", "argmax"), ("Min", "argmin")):
+# CUDA: aux `idx` (one per output element) is the first position of the extreme along the
+# axis (a NaN wins, as numpy's argmax); the gradient goes to the element at that position.
+_XD = "{% set xd = o[:d.axis] + ['k'] + o[d.axis + (0 if d.squeeze else 1):] %}"  # x dims, axis 'k'
+
+
+def _max_cuda(cmp):
+    return CudaRule(
+        "kernel", kernel="elem",
+        aux={"idx": ("int", lambda a, ins, out: out,
+                     _XD + "{% set x0 = xd[:d.axis] + [0] + xd[d.axis + 1:] %}"
+                     "int j = 0;\n"
+                     "real best = {{ ld(x, *x0) }};\n"
+                     "for (int k = 1; k < {{d.n}}; ++k) {\n"
+                     "  const real v = {{ ld(x, *xd) }};\n"
+                     "  if (v " + cmp + " best || (v != v && best == best)) { best = v; j = k; }\n"
+                     "}\n"
+                     "return j;")},
+        forward=("{% set xd = o[:d.axis] + ['j'] + o[d.axis + (0 if d.squeeze else 1):] %}"
+                 "const int j = {{ ld(idx, *o) }};\n"
+                 "return {{ ld(x, *xd) }};"),
+        backward={"x": ("{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
+                        "return {{ o[d.axis] }} == {{ ld(idx, *od) }} ? {{ ld(gy, *od) }} : (real)0;")},
+    )
+
+
+for _name, _fn, _cmp in (("Max", "argmax", ">"), ("Min", "argmin", "<")):
     defop(
         name=_name, signature="dimension:int=1, nInputDims:int=nil",
         shape=_sum_shape(_max_derive), derive=_max_derive, aux=("idx",), flops=_reduce_flops,
@@ -103,7 +129,7 @@ for _name, _fn in (("Max", "argmax"), ("Min", "argmin")):
                        "{{gy}}, {{d.axis}}){% else %}{{gy}}{% endif %}, {{d.axis}})"),
         doc=f"{_name} over `dimension` (values only; the dim is dropped unless the input is "
             "1D). The gradient goes to the first " + ("maximum." if _fn == "argmax" else "minimum."),
-        torch_diff="Reducing over the batch dim B is an error.",
+        torch_diff="Reducing over the batch dim B is an error.", cuda=_max_cuda(_cmp),
     )
 
 # ---- Transpose ---------------------------------------------------------------------------
@@ -147,12 +173,20 @@ def _transpose_shape(a, shapes):
     return tuple(shapes[0][p] for p in d["perm"])
 
 
+def _permuted(arr, order):  # jinja: `return arr[o[order[0]], o[order[1]], ...];`
+    return ("{% set at = [] %}{% for p in d." + order + " %}{% set _ = at.append(o[p]) %}{% endfor %}"
+            "return {{ ld(" + arr + ", *at) }};")
+
+
 defop(
     name="Transpose", signature="permutations:table*", shape=_transpose_shape,
     derive=_transpose_derive, check=_transpose_check, view=True,
     methods={"setNumInputDims": _set_num_input_dims},
     forward="{{y}} = {{x}}.transpose({{d.perm}})",
     backward={"x": "{{gy}}.transpose({{d.inverse}})"},
+    # CUDA: output dim j is input dim perm[j], so input dim p is output dim inverse[p]
+    cuda=CudaRule("kernel", kernel="elem", forward=_permuted("x", "inverse"),
+                  backward={"x": _permuted("gy", "perm")}),
     doc="Swaps each pair {d1, d2} of dims in turn (a view); `:setNumInputDims(n)` offsets them "
         "for batch input.",
     torch_diff="The result is a view, not a copy.",
@@ -192,6 +226,12 @@ defop(
     derive=_replicate_derive, check=_replicate_check,
     forward="{{y}} = np.repeat(np.expand_dims({{x}}, {{d.axis}}), {{a.nFeature}}, {{d.axis}})",
     backward={"x": "{{gy}}.sum({{d.axis}})"},
+    # CUDA: each output element reads its source; the gradient sums the nFeature copies
+    cuda=CudaRule("kernel", kernel="elem",
+                  forward="return {{ ld(x, *(o[:d.axis] + o[d.axis + 1:])) }};",
+                  backward={"x": ("real s = 0;\n"
+                                  "for (int k = 0; k < {{a.nFeature}}; ++k) s += {{ ld(gy, *(o[:d.axis] + ['k'] + o[d.axis:])) }};\n"
+                                  "return s;")}),
     doc="Adds a dim of size nFeature at `dim` holding copies of the input; `ndim` set and a "
         "bigger input shifts dim by one (batch).",
     torch_diff="The result is a copy (Torch: a zero-stride view).",
@@ -250,7 +290,7 @@ def _unsqueeze_shape(a, shapes):
 defop(
     name="Squeeze", signature="dim:int=nil, numInputDims:int=nil", shape=_squeeze_shape,
     methods={"setNumInputDims": _set_num_input_dims}, view=True,
-    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD,
+    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, cuda=CudaRule("index", index="view"),
     doc="Drops dim `dim` if it has size 1, or every size-1 dim when no dim is given (a view). "
         "numInputDims shifts dim by one for batch input.",
     torch_diff="The batch dim B is never squeezed (Torch squeezed a batch of one unless "
@@ -260,7 +300,7 @@ defop(
 defop(
     name="Unsqueeze", signature="pos:int, numInputDims:int=nil", shape=_unsqueeze_shape,
     derive=_unsqueeze_derive, methods={"setNumInputDims": _set_num_input_dims}, view=True,
-    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD,
+    forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, cuda=CudaRule("index", index="view"),
     doc="Inserts a size-1 dim at position `pos` (a view); with numInputDims, pos counts from "
         "the first non-batch dim.",
     torch_diff="Without numInputDims each input uses its own rank (Torch remembered the first "

@@ -1,12 +1,30 @@
 """Modules whose behaviour depends on training/evaluate: Dropout, BatchNormalization and
 SpatialBatchNormalization (running statistics kept as buffers)."""
-from .registry import ParamSpec, ShapeError, defop
+from .registry import B, CudaRule, ParamSpec, ShapeError, defop
 
 
 def _dropout_check(a):
     if not 0 <= a["p"] < 1:
         return f"p must be in [0, 1), got {a['p']}"
 
+
+# CUDA: the mask is drawn on the host exactly as the numpy target draws it (same RNG, same
+# order), so both targets drop the same elements; the kernels only multiply by it.
+_DROPOUT_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    aux={"mask": ("real", lambda a, s, out: out, "")},
+    # one line per branch: the backend saves a mask for the backward only from an unindented
+    # assignment
+    host=("{% if a.p == 0 and not a.v1 %}{% elif a.stochasticInference %}"
+          "{{aux.mask}} = rt.dropout_mask(self._rng, {{shape.x}}, dt, {{a.p}}, {{a.v1}})"
+          "{% else %}"
+          "{{aux.mask}} = (rt.dropout_mask(self._rng, {{shape.x}}, dt, {{a.p}}, {{a.v1}}) if self.train\n"
+          "    else rt.xp.full({{shape.x}}, {{ (1 - a.p) if a.v1 else 1.0 }}, dt))"
+          "{% endif %}"),
+    # p = 0 (v2) keeps everything: no mask at all
+    forward="return {{ ld(x, *o) }}{% if not (a.p == 0 and not a.v1) %} * {{ ld(mask, *o) }}{% endif %};",
+    backward={"x": "return {{ ld(gy, *o) }}{% if not (a.p == 0 and not a.v1) %} * {{ ld(mask, *o) }}{% endif %};"},
+)
 
 defop(
     name="Dropout", signature="p:num=0.5, v1:bool=false, inplace:bool=false, stochasticInference:bool=false",
@@ -24,6 +42,7 @@ defop(
     doc="Zeroes each element with probability p when training (`m.training()`); v2 scales "
         "the kept ones by 1/(1-p), v1 (`nn.Dropout(p, true)`) scales by (1-p) at evaluation.",
     torch_diff="`inplace` is accepted and ignored. The mask comes from the model's seeded numpy RNG.",
+    cuda=_DROPOUT_CUDA,
 )
 
 

@@ -2,7 +2,7 @@
 order: kW before kH). The numpy kernels are in graphc_runtime.kernels."""
 import math
 
-from .registry import ParamSpec, ShapeError, B, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform
 from .spatial import _image, pool_out
 
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one
@@ -48,6 +48,47 @@ def _setter(key, value):
         a[key] = value
     return method
 
+# CUDA: gathers. The divisor of the window starting at row h0 (< 0 in the padding): the
+# window clipped to the padded input (count_include_pad), else to the input; likewise columns.
+_AVG_SPAN = (
+    "{% macro span(s0, k, size, pad) %}"
+    "{% if a.count_include_pad %}({{s0}} + {{k}} < {{size + pad}} ? {{k}} : {{size + pad}} - {{s0}})"
+    "{% else %}({{s0}} + {{k}} < {{size}} ? {{s0}} + {{k}} : {{size}}) - ({{s0}} > 0 ? {{s0}} : 0)"
+    "{% endif %}{% endmacro %}"
+    "{% set pre, H, W = o[:-3], shp.x[-2], shp.x[-1] %}\n")
+_AVG_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    # one thread per output element: the mean over its window's cells inside the input
+    forward=_AVG_SPAN + (
+        "const int h0 = {{o[-2]}} * {{a.dH}} - {{a.padH}}, w0 = {{o[-1]}} * {{a.dW}} - {{a.padW}};\n"
+        "const int hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;\n"
+        "const int he = h0 + {{a.kH}} < {{H}} ? h0 + {{a.kH}} : {{H}}, "
+        "we = w0 + {{a.kW}} < {{W}} ? w0 + {{a.kW}} : {{W}};\n"
+        "real s = 0;\n"
+        "for (int h = hs; h < he; ++h)\n"
+        "  for (int w = ws; w < we; ++w) s += {{ ld(x, *(pre + [o[-3], 'h', 'w'])) }};\n"
+        "return s / (real)(({{ span('h0', a.kH, H, a.padH) }}) * ({{ span('w0', a.kW, W, a.padW) }}));"),
+    # one thread per input element: the windows oh * dH <= h + padH < oh * dH + kH (likewise w)
+    backward={"x": _AVG_SPAN + (
+        "{% set oH, oW = shp.y[-2], shp.y[-1] %}"
+        "const int hp = {{o[-2]}} + {{a.padH}}, wp = {{o[-1]}} + {{a.padW}};\n"
+        "const int th = hp - {{a.kH - 1}}, tw = wp - {{a.kW - 1}};\n"
+        "const int oh0 = th > 0 ? (th + {{a.dH - 1}}) / {{a.dH}} : 0, "
+        "ow0 = tw > 0 ? (tw + {{a.dW - 1}}) / {{a.dW}} : 0;\n"
+        "const int oh1 = hp / {{a.dH}} < {{oH - 1}} ? hp / {{a.dH}} + 1 : {{oH}}, "
+        "ow1 = wp / {{a.dW}} < {{oW - 1}} ? wp / {{a.dW}} + 1 : {{oW}};\n"
+        "real s = 0;\n"
+        "for (int oh = oh0; oh < oh1; ++oh) {\n"
+        "  const int h0 = oh * {{a.dH}} - {{a.padH}};\n"
+        "  const int dh = {{ span('h0', a.kH, H, a.padH) }};\n"
+        "  for (int ow = ow0; ow < ow1; ++ow) {\n"
+        "    const int w0 = ow * {{a.dW}} - {{a.padW}};\n"
+        "    s += {{ ld(gy, *(pre + [o[-3], 'oh', 'ow'])) }} / (real)(dh * ({{ span('w0', a.kW, W, a.padW) }}));\n"
+        "  }\n"
+        "}\n"
+        "return s;")},
+)
+
 
 _AVG = ("{{a.kH}}, {{a.kW}}, {{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}, {{a.ceil_mode}}, "
         "{{a.count_include_pad}}")
@@ -72,6 +113,7 @@ defop(
                "with no padding (Torch7 drops it only when padding is set; that needs a "
                "stride larger than the kernel). The legacy `divide = false` field is not "
                "supported.",
+    cuda=_AVG_CUDA,
 )
 
 # ---- SpatialFullConvolution -------------------------------------------------------------------

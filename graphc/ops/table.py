@@ -103,6 +103,16 @@ defop(
     backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ x ~ '[' ~ (':, ' * d.axis) ~ '0])' }}"
                    "{{ ', ' if not loop.last }}{% endfor %}], {{d.axis}})"),
     doc="A table of the slices along `dimension` (views).",
+    # CUDA: output m is the slice at position m; the gradient of x takes, at position p,
+    # the gradient of output p (0 where that output has none)
+    cuda=CudaRule(
+        "kernel", kernel="elem",
+        forward="return {{ ld(x, *(o[:d.axis] + [m] + o[d.axis:])) }};",
+        backward={"x": ("{% set od = o[:d.axis] + o[d.axis + 1:] %}"
+                        "{% for g in gys %}{% if g %}"
+                        "if ({{ o[d.axis] }} == {{loop.index0}}) return {{ ld(g, *od) }};\n"
+                        "{% endif %}{% endfor %}"
+                        "return (real)0;")}),
 )
 
 
@@ -158,11 +168,24 @@ defop(
     name="Stack", signature="", inputs=("xs",), shape=_stack_shape,
     forward="{{y}} = np.stack([{{ xs|join(', ') }}])",
     backward={"xs": "{{gy}}[{{i}}]"},
+    # CUDA: output element (t, ...) is input t's element (...); input k's gradient is gy[k]
+    cuda=CudaRule(
+        "kernel", kernel="elem",
+        forward=("{% for x in xs %}"
+                 "{{ 'return ' if loop.last else 'if (' ~ o[0] ~ ' == ' ~ loop.index0 ~ ') return ' }}"
+                 "{{ ld(x, *o[1:]) }};\n{% endfor %}"),
+        backward={"xs": "return {{ ld(gy, k, *o) }};"}),
     doc="Stacks its inputs along a new first dimension (used by --unroll for per-step outputs).",
 )
 
 
 # ---- MixtureTable: a gater-weighted sum of experts ------------------------------------------
+
+def _c_count(shape):
+    """Elements of `shape` as C text (the CUDA kernels' B), for `d.inner`: the elements of one
+    expert per gater weight."""
+    return f"B * {numel(shape)}" if B in shape else str(numel(shape))
+
 
 def _mixture_derive(a, shapes):
     g, experts = shapes[0], shapes[1:]
@@ -170,7 +193,8 @@ def _mixture_derive(a, shapes):
         raise ShapeError(f"the gater must be 1D (n) or 2D (Bxn), got {'x'.join(map(str, g))}")
     n = g[-1]
     if len(experts) == 1 and len(experts[0]) == len(g) + 1 and tuple(experts[0][:len(g)]) == tuple(g):
-        return {"tensor": True, "axis": len(g) - 1, "view": None}  # experts: one Bxnx... tensor
+        return {"tensor": True, "axis": len(g) - 1, "view": None,  # experts: one Bxnx... tensor
+                "inner": _c_count(experts[0][len(g):])}
     if len(experts) != n:
         raise ShapeError(f"the gater has {n} weights but there are {len(experts)} experts")
     for i, e in enumerate(experts, 1):
@@ -181,7 +205,8 @@ def _mixture_derive(a, shapes):
             raise ShapeError("experts must have the gater's batch dimension")
     # the gater column for expert i, shaped to broadcast over the expert's trailing dims
     lead = 1 if len(g) == 2 else 0
-    return {"tensor": False, "view": (-1,) + (1,) * (len(experts[0]) - 1) if lead else None}
+    return {"tensor": False, "view": (-1,) + (1,) * (len(experts[0]) - 1) if lead else None,
+            "inner": _c_count(experts[0][lead:])}
 
 
 def _mixture_shape(a, shapes):
@@ -196,6 +221,43 @@ def _gate(i):  # jinja: gater column i, broadcast over an expert
     return ("{% if d.view %}" + "{{xs[0]}}[:, " + i + "].reshape({{d.view}})" +
             "{% else %}{{xs[0]}}[" + i + "]{% endif %}")
 
+
+# CUDA. xs[0] is the gater, then the experts (flattened), or xs[1] one expert tensor. `lead`
+# is the gater's batch index (none for a 1D gater). The gater's gradient is a dot product over
+# the d.inner elements of one expert (per batch row): a flat loop, the arrays being contiguous.
+_MIX_SET = ("{% set lead = o[:1] if in_shapes[0]|length == 2 else [] %}"
+            "{% set R = d.inner %}"
+            "{% set row = (lead[0] ~ ' * ' ~ R ~ ' + ') if lead else '' %}")
+_MIXTURE_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    forward=_MIX_SET + (
+        "{% if d.tensor %}"
+        "real s = 0;\n"
+        "for (int j = 0; j < {{ in_shapes[0][-1] }}; ++j) "
+        "s += {{ ld(xs[0], *(lead + ['j'])) }} * {{ ld(xs[1], *(lead + ['j'] + o[lead|length:])) }};\n"
+        "return s;"
+        "{% else %}"
+        "return {% for e in xs[1:] %}{{ ld(xs[0], *(lead + [loop.index0])) }} * {{ ld(e, *o) }}"
+        "{{ ' + ' if not loop.last }}{% endfor %};"
+        "{% endif %}"),
+    backward={"xs": _MIX_SET + (
+        "{% if k == 0 %}"  # the gater: element i is (row, expert j)
+        "{% if d.tensor %}"
+        "const real* e = {{xs[1]}} + i * ({{R}});\n"
+        "{% else %}"
+        "const int j = {{ o[-1] }};\n"
+        "const real* e = ({% for e in xs[1:] %}{{ '' if loop.last else 'j == ' ~ loop.index0 ~ ' ? ' }}"
+        "{{e}}{{ '' if loop.last else ' : ' }}{% endfor %}){% if lead %} + {{ lead[0] }} * {{R}}{% endif %};\n"
+        "{% endif %}"
+        "real s = 0;\n"
+        "for (int r = 0; r < {{R}}; ++r) s += {{gy}}[{{row}}r] * e[r];\n"
+        "return s;"
+        "{% elif d.tensor %}"  # the expert tensor: element (lead, j, rest)
+        "return {{ ld(xs[0], *o[:lead|length + 1]) }} * {{ ld(gy, *(lead + o[lead|length + 1:])) }};"
+        "{% else %}"  # expert k - 1
+        "return {{ ld(xs[0], *(lead + [k - 1])) }} * {{ ld(gy, *o) }};"
+        "{% endif %}")},
+)
 
 defop(
     name="MixtureTable", signature="dim:int=nil", inputs=("xs",), nested_input=True,
@@ -215,6 +277,7 @@ defop(
         "{{ ', ' if not loop.last }}{% endfor %}], -1)\n{% endif %}"
         "{% for e in xs[1:] %}{% if g.xs[loop.index] %}{{g.xs[loop.index]}} = {{gy}} * " + _gate("{{loop.index0}}") + "\n{% endif %}{% endfor %}"
         "{% endif %}"),
+    cuda=_MIXTURE_CUDA,
     doc="Input {gater, experts}: the sum of the experts (a table of n tensors, or one Bxnx... "
         "tensor) weighted by the gater's n columns.",
     torch_diff="`dim` is accepted; the expert dimension is the one after the gater's batch dim.",

@@ -3,7 +3,9 @@
 One training step = forward, then backward with fixed output gradients (parameter gradients
 accumulate, nothing zeroed), float32, inputs already on the GPU. Workloads: the LSTM cell of
 samples/lstm.lua at 128 -> 128, batch 32, and samples/lenet.lua at batch 64. Prints medians
-and torch/graphc ratios (> 1: graphc is faster), plus the kernel launches per step.
+and torch/graphc ratios (> 1: graphc is faster), plus the kernel launches per step; also the
+same step replayed as a CUDA graph (Model.step(graph=True)). The tutorial cell (3 -> 2, batch 1)
+is the launch-bound case graph mode is for.
 """
 import statistics
 import sys
@@ -131,9 +133,14 @@ def workload(label, model, tfun, layers, shapes):
 
     sync_g = cupy.cuda.Device().synchronize
     sync_t = torch.cuda.synchronize
+    def graph_step():
+        model.step(xs, g, graph=True)
+
     tg, tt = timeit(g_step, sync_g), timeit(t_step, sync_t)
     fg, ft = timeit(g_fwd, sync_g), timeit(t_fwd, sync_t)
+    tgraph = timeit(graph_step, sync_g)
     print(f"{label:28s} step: graphc {tg * 1e6:8.1f} us  torch {tt * 1e6:8.1f} us  ratio {tt / tg:5.2f} | "
+          f"CUDA-graph step {tgraph * 1e6:8.1f} us  ratio {tt / tgraph:5.2f} | "
           f"forward: graphc {fg * 1e6:8.1f} us  torch {ft * 1e6:8.1f} us  ratio {ft / fg:5.2f} | "
           f"{kernels} graphc kernels/step, max |out diff| {err:.1e}")
 
@@ -141,6 +148,9 @@ def workload(label, model, tfun, layers, shapes):
 def main():
     print(f"device: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}, CuPy {cupy.__version__}, "
           f"torch {torch.__version__}")
+    tiny = build("lstm.lua")
+    workload("tutorial LSTM cell, B=1", tiny.Model(), lambda p: lstm_torch(p, 2), ["i2h"] * 2 + ["h2h"] * 2,
+             [(1, 3), (1, 2), (1, 2)])
     lstm = build("lstm.lua", defines={"input_size": 128, "rnn_size": 128})
     workload("LSTM cell 128->128, B=32", lstm.Model(), lambda p: lstm_torch(p, 128), ["i2h"] * 2 + ["h2h"] * 2,
              [(32, 128), (32, 128), (32, 128)])

@@ -2,7 +2,8 @@
 # The CUDA target on a GPU, in one go (a few minutes): every sample's CUDA-target Model
 # against its numpy target (forward and all gradients, float32 and float64), the NVRTC disk
 # cache (a second process compiles nothing), then the benchmark against PyTorch CUDA eager
-# (the LSTM cell 128->128 at batch 32, LeNet at batch 64).
+# (the tutorial LSTM cell at batch 1, the cell 128->128 at batch 32, LeNet at batch 64; each also
+# as a CUDA-graph step).
 #
 #   tests/gpu/run.sh            # needs CuPy (cupy-cuda12x/13x) and, for the benchmark, torch with CUDA
 #   tests/gpu/run.sh --no-bench

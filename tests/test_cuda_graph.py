@@ -1,0 +1,98 @@
+"""CUDA-graph mode (CudaModule.step(..., graph=True)) in host emulation: GraphBackend's own
+GEMM kernels instead of cuBLAS, the eager first call, the capture (emulated by recording the
+launches) and replays into the same buffers, against the numpy target step after step."""
+import shutil
+
+import numpy as np
+import pytest
+
+from cuda_host import HostBackend, assert_close, load_text
+
+import graphc_runtime.cuda as rt
+from test_cuda import load_module, random_inputs
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    assert shutil.which("g++"), "host emulation needs g++"
+    b = HostBackend(tmp_path_factory.mktemp("cuda_graph"))
+    old = rt.use_backend(b)
+    yield b
+    rt.use_backend(old)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
+@pytest.mark.parametrize("name,batch", [("lstm", 4), ("lenet", 2), ("tables", 3), ("views", 3)])
+def test_graph_steps_match_the_numpy_target(name, batch, host):
+    ref = load_module(name, "numpy").Model(seed=0)
+    m = load_module(name, "cuda").Model(seed=0)
+    rng = np.random.default_rng(0)
+    launches = []
+    for step in range(4):  # eager, capture, then replays with new data
+        xs = random_inputs(ref, batch, "float64", rng)
+        outs = _as_list(ref.forward(*xs))
+        gys = [rng.standard_normal(o.shape) for o in outs]
+        g = tuple(gys) if len(gys) > 1 else gys[0]
+        gin = _as_list(ref.backward(tuple(xs), g))
+        before = len(host.launches)
+        out_c, gin_c = m.step(xs, g, graph=True)
+        launches.append(host.launches[before:])
+        for i, (a, b) in enumerate(zip(outs, _as_list(out_c))):
+            assert_close(a, b, "float64", f"step {step}: output {i + 1}")
+        for i, (a, b) in enumerate(zip(gin, _as_list(gin_c))):
+            assert_close(a, b, "float64", f"step {step}: input gradient {i + 1}")
+        assert_close(ref.getParameters()[1], m.getParameters()[1], "float64",
+                     f"step {step}: accumulated parameter gradients")
+    assert not any("cublas" in k for k in launches[0])
+    # the second call captures (running nothing) then replays: each call runs the step once
+    assert launches[1] == launches[2] == launches[3] == launches[0]
+    if name in ("lstm", "lenet"):
+        assert "graphc_gemm" in launches[0]
+
+
+def test_replays_reuse_buffers_and_shapes_get_their_own_graph(host):
+    m = load_module("lstm", "cuda").Model(seed=0)
+    rng = np.random.default_rng(1)
+    for batch in (2, 2, 2, 3, 3, 3):
+        xs = [rng.standard_normal((batch, n)) for n in (3, 2, 2)]
+        out, _ = m.step(xs, (np.ones((batch, 2)), np.ones((batch, 2))), graph=True)
+        assert out[0].shape == (batch, 2)
+    assert sorted(k[1:] for k in m._graphs) == [((2, 3), (2, 2), (2, 2)), ((3, 3), (3, 2), (3, 2))]
+    xs = [rng.standard_normal((2, n)) for n in (3, 2, 2)]
+    out_a, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
+    out_b, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
+    assert out_a[0] is out_b[0], "replays return the graph's own output buffers"
+
+
+def test_graph_gemm_kernels_on_transposed_operands(host):
+    gb = rt.GraphBackend(host, "float64")
+    rng = np.random.default_rng(2)
+    a, w = rng.standard_normal((5, 7)), rng.standard_normal((4, 7))
+    np.testing.assert_allclose(gb.matmul(a, w.T), a @ w.T, rtol=1e-13)
+    np.testing.assert_allclose(gb.matmul(a[1], w.T), a[1] @ w.T, rtol=1e-13)
+    out = rng.standard_normal((4, 5))
+    want = out + w @ a.T
+    gb.addmm(out, w, a.T)
+    np.testing.assert_allclose(out, want, rtol=1e-13)
+    bias = rng.standard_normal(7)
+    want = bias + a.sum(0)
+    gb.add_colsum(bias, a)
+    np.testing.assert_allclose(bias, want, rtol=1e-13)
+    col = rng.standard_normal(5)
+    want = col + a.T.sum(0)
+    gb.add_colsum(col, a.T)
+    np.testing.assert_allclose(col, want, rtol=1e-13)
+
+
+def test_models_with_host_code_refuse_graph_mode(host):
+    m = load_text("""
+        require 'nn'
+        return nn.Sequential():add(nn.Linear(3, 3)):add(nn.Dropout(0.5))
+    """, {"input1": "Bx3"}, "cuda").Model(seed=0)
+    if not m.GRAPH_UNSAFE:
+        pytest.fail("Dropout's mask is drawn on the host: GRAPH_UNSAFE must name it")
+    with pytest.raises(ValueError, match=r"cannot run as a CUDA graph: nn\\.Dropout at .*host code"):
+        m.step([np.zeros((2, 3))], np.zeros((2, 3)), graph=True)
