@@ -20,6 +20,12 @@ def clone_many_times(model: Module, steps: int) -> list[Module]:
     return [model] + [model.clone_shared() for _ in range(steps - 1)]
 
 
+def _array_module(step: Module):
+    """numpy, or the CUDA target's CuPy (a CudaModule's backend)."""
+    backend = getattr(step, "_rt", None)
+    return backend.xp if backend is not None else np
+
+
 class Sequence:
     STEP: type = Module  # the generated step Model
     STATE: tuple = ()  # ((output index, input index), ...): output feeds the next step's input
@@ -64,7 +70,8 @@ class Sequence:
         n_in = len(step.INPUTS)
         if len(inputs) != n_in:
             raise ValueError(f"expected {n_in} inputs, got {len(inputs)}")
-        arrays = [np.asarray(x) for x in inputs]
+        xp = _array_module(step)
+        arrays = [step._asarray(x) for x in inputs]
         seq = [i for i in range(n_in) if i not in self._state_in]
         lengths = {arrays[i].shape[0] if arrays[i].ndim else 0 for i in seq}
         if len(lengths) != 1 or 0 in lengths:
@@ -85,7 +92,7 @@ class Sequence:
             for o, i in self.STATE:
                 state[i] = outs[o]
         self._saved = saved
-        result = tuple(per_step[-1][o] if o in self._state_out else np.stack([p[o] for p in per_step])
+        result = tuple(per_step[-1][o] if o in self._state_out else xp.stack([p[o] for p in per_step])
                        for o in range(len(step.OUTPUTS)))
         self.output = result[0] if len(result) == 1 else result
         return self.output
@@ -100,7 +107,8 @@ class Sequence:
         grads = grad_outputs if isinstance(grad_outputs, (list, tuple)) else (grad_outputs,)
         if len(grads) != len(step.OUTPUTS):
             raise ValueError(f"expected {len(step.OUTPUTS)} output gradients, got {len(grads)}")
-        grads = [np.asarray(g) for g in grads]
+        grads = [step._asarray(g) for g in grads]
+        xp = _array_module(step)
         steps = len(self._saved)
         carry = {o: grads[o] for o in self._state_out}  # gradient reaching each state output
         per_step_in = [None] * steps
@@ -119,5 +127,5 @@ class Sequence:
             elif per_step_in[0][i] is None:
                 result.append(None)
             else:
-                result.append(np.stack([g[i] for g in per_step_in]))
+                result.append(xp.stack([g[i] for g in per_step_in]))
         return result[0] if len(result) == 1 else tuple(result)

@@ -52,38 +52,45 @@ def iadd(a, b):
     return f"{a} + {b}"
 
 
-def imul(a, k: int):
+# A factor `k` below is an int, or C text when it involves the batch size B (a stride or
+# extent of a shape with B after its first dim: the T x B x ... inputs of --unroll N).
+
+def imul(a, k):
     if k == 0 or a == 0:
         return 0
     if k == 1:
         return a
-    if isinstance(a, int):
+    if isinstance(a, int) and isinstance(k, int):
         return a * k
-    return f"{_p(a)} * {k}"
+    return f"{_p(a)} * {_p(k)}"
 
 
-def idiv(a, k: int):
+def idiv(a, k):
     if k == 1:
         return a
-    if isinstance(a, int):
+    if isinstance(a, int) and isinstance(k, int):
         return a // k
-    return f"{_p(a)} / {k}"
+    return f"{_p(a)} / {_p(k)}"
 
 
-def imod(a, k: int):
+def imod(a, k):
     if k == 1:
         return 0
-    if isinstance(a, int):
+    if isinstance(a, int) and isinstance(k, int):
         return a % k
-    return f"{_p(a)} % {k}"
+    return f"{_p(a)} % {_p(k)}"
 
 
-def strides(shape) -> list[int]:
-    """Element strides of a contiguous array; a leading B never contributes."""
-    out, s = [], 1
+def strides(shape) -> list:
+    """Element strides of a contiguous array: ints, or C text with B where a B lies to the
+    right (a leading B never contributes)."""
+    out, static, dynamic = [], 1, False
     for d in reversed(shape):
-        out.append(s)
-        s = s * d if d != B else s
+        out.append(static if not dynamic else ("B" if static == 1 else f"B * {static}"))
+        if d == B:
+            dynamic = True
+        else:
+            static *= d
     return out[::-1]
 
 
@@ -208,7 +215,6 @@ class Index:
         self.sc, self.shape = sc, tuple(shape)
         self._flat, self._dims = flat, (list(dims) if dims is not None else None)
         assert flat is not None or dims is not None
-        assert B not in self.shape[1:], "the batch dim B must come first"
 
     def flat(self):
         if self._flat is None:
@@ -230,7 +236,7 @@ class Index:
                     out.append(0)
                     continue
                 e = idiv(self._flat, s)
-                out.append(self.sc.int(e if leading else imod(e, n)))
+                out.append(self.sc.int(e if leading else imod(e, "B" if n == B else n)))
                 leading = False
             self._dims = out
             self.sc.memo[("flat", self.shape, tuple(map(str, out)))] = self._flat
@@ -282,9 +288,6 @@ class Block:
 
 class CudaBackend:
     def __init__(self, graph: Graph):
-        if graph.meta.get("sequence_state"):
-            raise SpecError("--unroll T (the Sequence class) is not supported with --target cuda "
-                            "yet; use --unroll N, or --target numpy")
         self.g = graph
         self.plan = fuse.plan(graph)
         self.env = environment()
@@ -965,7 +968,8 @@ class CudaBackend:
                 if m and m.group(1) not in saved and m.group(1) not in input_names | param_names \
                         and re.search(rf"\b{m.group(1)}\b", bwd_text):
                     saved.append(m.group(1))
-        batch_from = next((self.n(v) for v in g.inputs if v.shape and v.shape[0] == B), None)
+        batch_from = next((f"{self.n(v)}.shape[{tuple(v.shape).index(B)}]" for v in g.inputs
+                           if B in tuple(v.shape)), None)
         meta = g.meta
         names = [k.name for k in self.kernels]
         plan_lines = ["Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",

@@ -279,11 +279,6 @@ def plan(graph: Graph) -> Plan:
     """The CUDA step plan of a differentiated graph (see the module docstring)."""
     for node in graph.nodes:
         rule_of(node)
-        for v in node.inputs + node.outputs:
-            if v.shape and B in tuple(v.shape)[1:]:
-                raise SpecError("sequence inputs (T x B x ..., from --unroll) are not supported by "
-                                "--target cuda yet (compile the one-step model, or use --target numpy)",
-                                node.loc)
     return _Planner(graph).plan()
 
 
