@@ -7,6 +7,7 @@ for the few CuPy calls, so a whole CUDA-target Model runs on the CPU.
 forward, input gradients, parameter gradients and buffers agree."""
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -114,12 +115,28 @@ def _flat(x):
     return [x]
 
 
+def test_backend(workdir: Path) -> rt.Backend:
+    """HostBackend; CuPy's on a GPU machine (tests/gpu/run.sh sets GRAPHC_GPU_TESTS=1), so
+    the same op tests run on the device there."""
+    if os.environ.get("GRAPHC_GPU_TESTS") == "1":
+        return rt.CupyBackend()
+    return HostBackend(workdir)
+
+
+test_backend.__test__ = False  # a helper, not a test
+
+
+def host_array(x):
+    """A device (CuPy) array's host copy; anything else as numpy."""
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
 def assert_close(a, b, dtype, what):
     rtol, atol = (1e-10, 1e-12) if dtype == "float64" else (2e-5, 2e-6)
     if a is None or b is None:
         assert a is None and b is None, what
         return
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = host_array(a), host_array(b)
     assert a.shape == b.shape, (what, a.shape, b.shape)
     np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=what)
 
@@ -142,7 +159,7 @@ def compare_with_numpy_target(text, shapes, dtype="float64", batch=3, inputs=Non
         outs = _flat(out_r)
         for i, (a, b) in enumerate(zip(outs, _flat(out_c))):
             assert_close(a, b, dtype, f"step {step}: output {i + 1}")
-            assert np.asarray(b).dtype == np.dtype(dtype)
+            assert host_array(b).dtype == np.dtype(dtype)
         gys = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
         g = _regroup(out_r, iter(gys))
         gin_r, gin_c = ref.backward(tuple(inputs), g), cuda.backward(tuple(inputs), g)
