@@ -1,6 +1,8 @@
 """The front door: spec file -> IR -> passes -> generated source. The CLI uses this too."""
 from __future__ import annotations
 
+import gc
+
 import hashlib
 import importlib.util
 import re
@@ -132,7 +134,19 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
 
 
 def compile_spec(path: str, opts: Options | None = None, text: str | None = None) -> Result:
-    opts = opts or Options()
+    # Compiling allocates many small, long-lived objects (AST, Lua values, IR) and no
+    # garbage cycles worth collecting mid-way: the cyclic GC's repeated scans of them were
+    # most of the time of big specs. It runs again (as the process decides) afterwards.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile_spec(path, opts or Options(), text)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     graph, interp = build_graph(path, opts, text)
     graph = check_sizes(validate(graph))
     if opts.unroll is not None:

@@ -1,45 +1,85 @@
-"""The Lua-subset AST: plain frozen dataclasses, each with the Loc of its first token
-(binary operators: the operator's token). Built by parse.py, walked by evaluate.py."""
+"""The Lua-subset AST: immutable records, each with the Loc of its first token (binary
+operators: the operator's token). Built by parse.py, walked by evaluate.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..errors import Loc
 
+
+class Node:
+    """An immutable record whose fields are its class annotations (a class value is the
+    default). One generic __init__/__eq__/__hash__/__repr__ serves every class: dataclasses
+    would generate and exec() them per class, which was a third of graphc's import time."""
+
+    _fields: tuple = ()
+    _defaults: dict = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls._fields = tuple(cls.__dict__.get("__annotations__", {}))
+        cls._defaults = {n: cls.__dict__[n] for n in cls._fields if n in cls.__dict__}
+
+    def __init__(self, *args, **kw):
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes {len(self._fields)} fields")
+        values = dict(zip(self._fields, args))
+        for k, v in kw.items():
+            if k not in self._fields or k in values:
+                raise TypeError(f"{type(self).__name__}: bad or repeated field {k!r}")
+            values[k] = v
+        for n in self._fields:
+            if n not in values:
+                if n not in self._defaults:
+                    raise TypeError(f"{type(self).__name__}: missing field {n!r}")
+                values[n] = self._defaults[n]
+        self.__dict__.update(values)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(self.__dict__[n] for n in self._fields)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._values() == other._values()
+
+    def __hash__(self):
+        return hash((type(self),) + self._values())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in zip(self._fields, self._values()))})"
+
+    def replace(self, **changes):
+        return type(self)(**{**dict(zip(self._fields, self._values())), **changes})
+
 # ---- expressions -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Nil:
+class Nil(Node):
     loc: Loc
 
 
-@dataclass(frozen=True)
-class Bool:
+class Bool(Node):
     loc: Loc
     value: bool
 
 
-@dataclass(frozen=True)
-class Number:
+class Number(Node):
     loc: Loc
     value: float  # int when the literal is integral (1, 0x10, 1e3), else float
 
 
-@dataclass(frozen=True)
-class String:
+class String(Node):
     loc: Loc
     value: str  # escapes already decoded
 
 
-@dataclass(frozen=True)
-class Vararg:
+class Vararg(Node):
     loc: Loc
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(Node):
     loc: Loc
     params: tuple[str, ...]
     is_vararg: bool
@@ -47,74 +87,63 @@ class Function:
     name: Optional[str] = None  # for messages: "function 'fib'"
 
 
-@dataclass(frozen=True)
-class Positional:  # table item `v`
+class Positional(Node):  # table item `v`
     value: "Expr"
 
 
-@dataclass(frozen=True)
-class Named:  # table item `k = v`
+class Named(Node):  # table item `k = v`
     key: str
     value: "Expr"
 
 
-@dataclass(frozen=True)
-class Keyed:  # table item `[k] = v`
+class Keyed(Node):  # table item `[k] = v`
     key: "Expr"
     value: "Expr"
 
 
-@dataclass(frozen=True)
-class Table:
+class Table(Node):
     loc: Loc
     items: tuple[Union[Positional, Named, Keyed], ...]
 
 
-@dataclass(frozen=True)
-class BinOp:
+class BinOp(Node):
     loc: Loc  # of the operator
     op: str  # + - * / % ^ .. == ~= < <= > >= and or
     left: "Expr"
     right: "Expr"
 
 
-@dataclass(frozen=True)
-class UnOp:
+class UnOp(Node):
     loc: Loc
     op: str  # not - #
     operand: "Expr"
 
 
-@dataclass(frozen=True)
-class Name:
+class Name(Node):
     loc: Loc
     name: str
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(Node):
     loc: Loc
     obj: "Expr"
     key: "Expr"  # a.b gives String('b')
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(Node):
     loc: Loc  # start of the whole call expression
     func: "Expr"
     args: tuple["Expr", ...]
 
 
-@dataclass(frozen=True)
-class MethodCall:
+class MethodCall(Node):
     loc: Loc
     obj: "Expr"
     method: str
     args: tuple["Expr", ...]
 
 
-@dataclass(frozen=True)
-class Paren:  # (e): truncates several results to one
+class Paren(Node):  # (e): truncates several results to one
     loc: Loc
     expr: "Expr"
 
@@ -125,55 +154,47 @@ Expr = Union[Nil, Bool, Number, String, Vararg, Function, Table, BinOp, UnOp, Na
 # ---- statements --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Local:
+class Local(Node):
     loc: Loc
     names: tuple[str, ...]
     values: tuple[Expr, ...]
 
 
-@dataclass(frozen=True)
-class Assign:
+class Assign(Node):
     loc: Loc
     targets: tuple[Union[Name, Index], ...]
     values: tuple[Expr, ...]
 
 
-@dataclass(frozen=True)
-class CallStat:
+class CallStat(Node):
     loc: Loc
     call: Union[Call, MethodCall]
 
 
-@dataclass(frozen=True)
-class Do:
+class Do(Node):
     loc: Loc
     body: "Block"
 
 
-@dataclass(frozen=True)
-class While:
+class While(Node):
     loc: Loc
     cond: Expr
     body: "Block"
 
 
-@dataclass(frozen=True)
-class Repeat:
+class Repeat(Node):
     loc: Loc
     body: "Block"
     cond: Expr  # sees the body's locals, as in Lua
 
 
-@dataclass(frozen=True)
-class If:
+class If(Node):
     loc: Loc
     branches: tuple[tuple[Expr, "Block"], ...]  # if + elseifs
     orelse: Optional["Block"]
 
 
-@dataclass(frozen=True)
-class NumFor:
+class NumFor(Node):
     loc: Loc
     var: str
     start: Expr
@@ -182,16 +203,14 @@ class NumFor:
     body: "Block"
 
 
-@dataclass(frozen=True)
-class GenFor:
+class GenFor(Node):
     loc: Loc
     names: tuple[str, ...]
     exprs: tuple[Expr, ...]
     body: "Block"
 
 
-@dataclass(frozen=True)
-class FunctionStat:
+class FunctionStat(Node):
     """`function a.b.c()` / `function a.b:m()`: target is Name or Index chain;
     with a method name, func.params already starts with 'self'."""
     loc: Loc
@@ -199,21 +218,18 @@ class FunctionStat:
     func: Function
 
 
-@dataclass(frozen=True)
-class LocalFunction:
+class LocalFunction(Node):
     loc: Loc
     name: str
     func: Function
 
 
-@dataclass(frozen=True)
-class Return:
+class Return(Node):
     loc: Loc
     values: tuple[Expr, ...]
 
 
-@dataclass(frozen=True)
-class Break:
+class Break(Node):
     loc: Loc
 
 
@@ -221,7 +237,6 @@ Stat = Union[Local, Assign, CallStat, Do, While, Repeat, If, NumFor, GenFor, Fun
              LocalFunction, Return, Break]
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(Node):
     loc: Loc
     stats: tuple[Stat, ...]

@@ -6,7 +6,6 @@ cannot reach files (other than `require` of a sibling .lua), the network or Pyth
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import sys
@@ -1307,10 +1306,8 @@ def _unshift(node, file, cols):
         return _shift_loc(node, file, cols)
     if isinstance(node, tuple):
         return tuple(_unshift(x, file, cols) for x in node)
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        changes = {f.name: _unshift(getattr(node, f.name), file, cols)
-                   for f in dataclasses.fields(node)}
-        return dataclasses.replace(node, **changes)
+    if isinstance(node, A.Node):
+        return node.replace(**{n: _unshift(getattr(node, n), file, cols) for n in node._fields})
     return node
 
 

@@ -5,7 +5,6 @@ a located SpecError with a message a Lua programmer can act on."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -176,7 +175,7 @@ class _ToAst(Transformer_NonRecursive):
     @staticmethod
     def _own(block: ast.Block, loc: Loc) -> ast.Block:
         # an empty block has no token of its own: it takes its owner's loc
-        return block if block.loc is not None else replace(block, loc=loc)
+        return block if block.loc is not None else block.replace(loc=loc)
 
     # -- blocks and statements
 
