@@ -102,25 +102,28 @@ _C_ZERO = "return 0;  // nn.ModuleFromCriterion: the target gets a zero gradient
 
 
 def _elementwise_cuda(term, grad, negate=False, host="", aux=None):
-    """A criterion summing `term` over the elements: C of `xv` and `tv` (element j of the
-    prediction and the target, read flat: the target only has the same element count) and
-    `j`. `grad`: the prediction's gradient at element i, of `xv`, `tv`, `i` and `scale`
-    (gradOutput[1], / nElement with sizeAverage). `negate`: the loss is -sum, as numpy's."""
+    """A criterion summing over the elements: `term`, C statements adding element j's loss to
+    `s`, from `xv` and `tv` (element j of the prediction and the target, read flat: the
+    target only has the same element count). `grad`: the prediction's gradient at element i,
+    a C expression of `xv`, `tv`, `i` and `scale` (gradOutput[1], / nElement with
+    sizeAverage). `negate`: the loss is -sum, as numpy's."""
     forward = (_C_N + "{% set C = in_shapes[0][-1] %}real s = 0;\n"
                "for (int j = 0; j < {{N}}; ++j) {\n"
                "  const real xv = {{xs[0]}}[j], tv = {{xs[1]}}[j];\n"
-               "  s += " + term + ";\n"
+               "  " + term + "\n"
                "}\n"
                "return " + ("-s" if negate else "s") + _C_SA + ";")
     backward = ("{% if k == 0 %}" + _C_N + "{% set C = in_shapes[0][-1] %}"
-                "const real xv = {{xs[0]}}[i], tv = {{xs[1]}}[i];\n"
+                + ("const real xv = {{xs[0]}}[i];\n" if "xv" in grad else "") +
+                "const real tv = {{xs[1]}}[i];\n"
                 "const real scale = {{ ld(gy, 0) }}" + _C_SA + ";\n"
                 "return " + grad + ";{% else %}" + _C_ZERO + "{% endif %}")
     return CudaRule("kernel", kernel="elem", forward=forward, backward={"xs": backward},
                     host=host, aux=aux or {})
 
 
-# Weights (a tuple attr) reach the kernels as a small array copied to the device by the host.
+# Weights (a tuple attr) reach the kernels as a small array copied to the device by the host
+# (without weights the aux is never assigned nor read).
 _C_WEIGHTS_AUX = {"w": ("real", lambda a, ins, out: (len(a["weights"] or (0,)),), "")}
 _C_WEIGHTS_HOST = ("{% if a.weights is not none %}"
                    "{{aux.w}} = rt.xp.asarray({{a.weights|pyrepr}}, dt)\n{% endif %}")
@@ -128,7 +131,9 @@ _C_WEIGHTS_HOST = ("{% if a.weights is not none %}"
 # Class criteria: the input is C (one row) or RxC, the target one 1-based class per row.
 _C_CLS = ("{% set C = in_shapes[0][-1] %}"
           "{% set R = in_shapes[0][0] if in_shapes[0]|length == 2 else 1 %}"
-          "{% set W = (w ~ '[cls - 1]') if a.weights is not none else '(real)1' %}")
+          "{% set W = (w ~ '[cls - 1]') if a.weights is not none else '' %}"  # row's weight
+          "{% macro X(r, c) %}{{ ld(xs[0], r, c) if in_shapes[0]|length == 2 else ld(xs[0], c) }}"
+          "{% endmacro %}")  # the input's element (r, c)
 
 
 def _class_cuda(name, log_softmax):
@@ -142,43 +147,44 @@ def _class_cuda(name, log_softmax):
             "if bool(_bad.any()): raise ValueError(f\"nn." + name + " (targets {{t}}): target "
             "{int({{t}}[_bad][0])} is out of range 1..{{in_shapes[0][-1]}} (class indices are "
             "1-based)\")")
-    lsm = ("{{xs[0]}}[r * {{C}} + cls - 1] - {{max}}[r] - {{lse}}[r]" if log_softmax
-           else "{{xs[0]}}[r * {{C}} + cls - 1]")
+    lsm = ("({{ X('r', 'cls - 1') }} - {{max}}[r] - {{lse}}[r])" if log_softmax
+           else "{{ X('r', 'cls - 1') }}")
     rows = lambda a, ins, out: (ins[0][0],) if len(ins[0]) == 2 else (1,)  # noqa: E731
     aux = dict(_C_WEIGHTS_AUX)
     if log_softmax:
         aux["max"] = ("real", rows, _C_CLS + (
-            "{% set r = o[0] %}real m = {{xs[0]}}[{{r}} * {{C}}];\n"
-            "for (int c = 1; c < {{C}}; ++c) m = g_fmax(m, {{xs[0]}}[{{r}} * {{C}} + c]);\n"
+            "real m = {{ X(o[0], 0) }};\n"
+            "for (int c = 1; c < {{C}}; ++c) m = g_fmax(m, {{ X(o[0], 'c') }});\n"
             "return m;"))
         aux["lse"] = ("real", rows, _C_CLS + (
-            "{% set r = o[0] %}const real m = {{max}}[{{r}}];\n"
+            "const real m = {{ ld(max, o[0]) }};\n"
             "real s = 0;\n"
-            "for (int c = 0; c < {{C}}; ++c) s += g_exp({{xs[0]}}[{{r}} * {{C}} + c] - m);\n"
+            "for (int c = 0; c < {{C}}; ++c) s += g_exp({{ X(o[0], 'c') }} - m);\n"
             "return g_log(s);"))
     # the weight total (the sizeAverage divisor): one thread, before the loss
     aux["total"] = ("real", lambda a, ins, out: (1,), _C_CLS + (
         "real total = 0;\n"
         "for (int r = 0; r < {{R}}; ++r) {\n"
         "  const int cls = {{xs[1]}}[r];\n"
-        "  if (cls != " + ign + ") total += {{W}};\n"
+        "  if (cls != " + ign + ") total += {{W or 1}};\n"
         "}\n"
         "return total;"))
     forward = _C_CLS + (
         "real s = 0;\n"
         "for (int r = 0; r < {{R}}; ++r) {\n"
         "  const int cls = {{xs[1]}}[r];\n"
-        "  if (cls != " + ign + ") s += {{W}} * (" + lsm + ");\n"
+        "  if (cls != " + ign + ") s += {% if W %}{{W}} * {% endif %}" + lsm + ";\n"
         "}\n"
-        "const real total = {{total}}[0];\n"
-        "return {% if a.sizeAverage %}total != 0 ? -s / total : {% endif %}-s;")
+        "{% if a.sizeAverage %}const real total = {{total}}[0];\n"
+        "return total != 0 ? -s / total : -s;{% else %}return -s;{% endif %}")
     # the NLL gradient is -w[cls] * scale at (r, cls - 1) only, and nothing when total <= 0
     g = ("const int cls = {{xs[1]}}[{{r}}];\n"
          "const real total = {{total}}[0];\n"
          "const real scale = {{ ld(gy, 0) }}{% if a.sizeAverage %} / total{% endif %};\n"
-         "const real g = total > 0 && cls != " + ign + " ? -{{W}} * scale : 0;\n")
+         "const real g = total > 0 && cls != " + ign + " ? -{% if W %}{{W}} * {% endif %}scale"
+         " : 0;\n")
     if log_softmax:  # LogSoftMax's backward: g - exp(lsm) * (the row's sum of g)
-        g += ("const real lsm = {{xs[0]}}[i] - {{max}}[{{r}}] - {{lse}}[{{r}}];\n"
+        g += ("const real lsm = {{xs[0]}}[i] - {{ ld(max, r) }} - {{ ld(lse, r) }};\n"
               "return (cls - 1 == {{c}} ? g : 0) - g_exp(lsm) * g;")
     else:
         g += "return cls - 1 == {{c}} ? g : 0;"
@@ -205,6 +211,7 @@ _criterion(
         "weights). Targets equal to ignoreIndex are skipped. The target (B, or 1 for 1D input) "
         "must be an integer graph input.",
     torch_diff="`weights` is a Lua table of numbers (torch.Tensor is not available in specs).",
+    cuda=_class_cuda("ClassNLLCriterion", log_softmax=False),
 )
 
 _criterion(
@@ -219,6 +226,7 @@ _criterion(
         "integer targets from a graph input.",
     torch_diff="Input must be 1D or 2D (Torch squeezes any input first). `weights` is a Lua "
                "table of numbers.",
+    cuda=_class_cuda("CrossEntropyCriterion", log_softmax=True),
 )
 
 # ---- regression criteria -----------------------------------------------------------------
@@ -229,6 +237,7 @@ _criterion(
     grad="{{G}} = ({{xs[0]}} - " + _T + ") * (2 * " + _SCALE + ")",
     doc="sum (x - t)^2, divided by the number of elements with sizeAverage. Target: same "
         "element count as the input.",
+    cuda=_elementwise_cuda("s += (xv - tv) * (xv - tv);", "(xv - tv) * ((real)2 * scale)"),
 )
 
 _criterion(
@@ -237,6 +246,7 @@ _criterion(
     grad=("{{G}} = np.full({{xs[0]}}.shape, " + _SCALE + ")\n"
           "{{G}} = np.where({{xs[0]}} - " + _T + " >= 0, {{G}}, -{{G}})"),
     doc="sum abs(x - t) (/ nElement with sizeAverage); the gradient is +1 where x = t, as Torch.",
+    cuda=_elementwise_cuda("s += g_fabs(xv - tv);", "xv - tv >= 0 ? scale : -scale"),
 )
 
 _criterion(
@@ -246,6 +256,9 @@ _criterion(
     grad="{{G}} = np.clip({{xs[0]}} - " + _T + ", -1, 1) * " + _SCALE,
     doc="Huber loss: 0.5 d^2 where abs(d) < 1, else abs(d) - 0.5 (d = x - t); summed, / nElement "
         "with sizeAverage.",
+    cuda=_elementwise_cuda(
+        "const real d = g_fabs(xv - tv);\n  s += d < 1 ? (real)0.5 * d * d : d - (real)0.5;",
+        "(xv - tv < -1 ? -1 : xv - tv > 1 ? 1 : xv - tv) * scale"),  # a clip that keeps NaN
 )
 
 _criterion(
@@ -256,6 +269,8 @@ _criterion(
     grad="{% set t = as1(xs[1], 1) %}{{G}} = np.where({{t}} > 0, -{{t}}, 0) * " + _SCALE,
     doc="KL divergence of target probabilities t from input log-probabilities x: sum over "
         "t > 0 of t (log t - x), / nElement with sizeAverage.",
+    cuda=_elementwise_cuda("s += tv > 0 ? tv * (g_log(tv) - xv) : 0;",
+                           "(tv > 0 ? -tv : 0) * scale"),
 )
 
 
@@ -273,6 +288,11 @@ def _bce_shape(a, shapes):
     return (1,)
 
 
+def _c_w(j):
+    """BCE's weight factor for flat element j (weights go with the last dim's index)."""
+    return "{% if a.weights is not none %} * {{w}}[" + j + " % {{C}}]{% endif %}"
+
+
 _W = "{% if a.weights is not none %} * np.array({{a.weights|pyrepr}}, {{xs[0]}}.dtype){% endif %}"
 _criterion(
     "BCECriterion", "weights:any=nil, sizeAverage:bool=true",
@@ -288,4 +308,13 @@ _criterion(
         "(1 - t) log(1 - x + eps)), eps = 1e-12, / nElement with sizeAverage; `weights` (one "
         "per element of the last dimension) broadcast over the batch.",
     torch_diff="`weights` is a Lua table of numbers.",
+    cuda=_elementwise_cuda(
+        "s += (g_log(xv + (real)1e-12) * tv + g_log((real)1 - xv + (real)1e-12) * ((real)1 - tv))"
+        + _c_w("j") + ";",
+        "-(tv - xv) / (((real)1 - xv + (real)1e-12) * (xv + (real)1e-12))" + _c_w("i") + " * scale",
+        negate=True, aux=_C_WEIGHTS_AUX, host=_C_WEIGHTS_HOST + (
+            # graphc_runtime.kernels.bce_check, before any kernel
+            "_ok = ({{xs[0]}} >= 0) & ({{xs[0]}} <= 1)\n"
+            "if not bool(_ok.all()): raise ValueError(f\"BCECriterion: input value should be "
+            "between 0~1, but got {float({{xs[0]}}[~_ok][0])}\")")),
 )

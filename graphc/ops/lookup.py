@@ -16,7 +16,9 @@ _LOOKUP_CUDA = CudaRule(
     host="rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})')",
     forward="return {{ ld(weight, ld(x, *o[:-1]) ~ ' - 1', o[-1]) }};",
     backward={"weight": (
-        "{% if a.paddingValue %}if ({{o[0]}} + 1 == {{a.paddingValue}}) return 0;  // padding: no gradient\n{% endif %}"
+        "{% if a.paddingValue %}"
+        "if ({{o[0]}} + 1 == {{a.paddingValue}}) return 0;  // the padding row: no gradient\n"
+        "{% endif %}"
         "const int n_pos = {{ shp.x|join(' * ') }};\n"
         "real s = 0;\n"
         "for (int p = 0; p < n_pos; ++p)\n"

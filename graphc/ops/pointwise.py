@@ -7,7 +7,7 @@ math.huge becomes np.inf and negative numbers are parenthesised."""
 import math
 
 from .activation import _softmax_axis, _softmax_shape
-from .registry import ParamSpec, ShapeError, B, batched, defop, numel, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, B, batched, defop, numel, uniform
 from .table import _same_numel, _sibling_hint
 
 
@@ -137,12 +137,42 @@ _pointwise("AddConstant", "constant_scalar:num, inplace:bool=false",
            "x + constant_scalar.",
            torch_diff="The constant must be a number (Torch also takes a tensor). " + _INPLACE)
 
+
+def _row_shape(a, shapes, out):
+    """The input's shape with SoftMin's axis reduced to 1: one element per row."""
+    axis = _softmax_axis(a, shapes)["axis"]
+    return tuple(1 if k == axis else s for k, s in enumerate(shapes[0]))
+
+
+# element o with its softmax axis index replaced by `k` (a loop variable: `at`) or 0 (`row`)
+_AT = ("{% set at = o[:d.axis] + ['k'] + o[d.axis + 1:] %}"
+       "{% set row = o[:d.axis] + [0] + o[d.axis + 1:] %}\n")
+_ROW_LOOP = "for (int k = 0; k < {{ shp.x[d.axis] }}; ++k) "
+_SOFTMIN_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    # per row, as numpy: the row's minimum, then the sum of exp(min - x); no per-element loop
+    aux={"mn": ("real", _row_shape,
+                _AT + "real m = {{ ld(x, *row) }};\n"
+                + _ROW_LOOP + "m = g_fmin(m, {{ ld(x, *at) }});\n"
+                "return m;"),
+         "den": ("real", _row_shape,
+                 _AT + "real s = 0;\n"
+                 + _ROW_LOOP + "s += g_exp({{ ld(mn, *o) }} - {{ ld(x, *at) }});\n"
+                 "return s;")},
+    forward=_AT + "return g_exp({{ ld(mn, *row) }} - {{ ld(x, *o) }}) / {{ ld(den, *row) }};",
+    # the row's sum(gy * y) is recomputed by each element of the row (no backward aux)
+    backward={"x": _AT + "real s = 0;\n"
+                   + _ROW_LOOP + "s += {{ ld(gy, *at) }} * {{ ld(y, *at) }};\n"
+                   "return -{{ ld(y, *o) }} * ({{ ld(gy, *o) }} - s);"},
+)
+
 defop(
     name="SoftMin", signature="", shape=_softmax_shape, derive=_softmax_axis,
     forward=("{{y}} = np.exp({{x}}.min({{d.axis}}, keepdims=True) - {{x}})\n"
              "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
     backward={"x": "-{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
     doc="SoftMax of -x; same dimension rule as SoftMax.",
+    cuda=_SOFTMIN_CUDA,
 )
 
 # ---- pass-through ----------------------------------------------------------------------
@@ -154,11 +184,68 @@ defop(
     doc="Passes its input through.",
     torch_diff="Torch copies (and may cast to `outtype`); a graphc model has one dtype, so "
                "the types are ignored and nothing is copied.",
+    cuda=CudaRule("index", index="view"),  # no IR node (passthrough): listed as supported
 )
 defop(
     name="Contiguous", signature="", passthrough=True, shape=_same, forward="",
     doc="Passes its input through (numpy code does not need contiguous arrays).",
+    cuda=CudaRule("index", index="view"),
 )
+
+# ---- CUDA: a parameter broadcast over the input ------------------------------------------
+# PReLU, Mul, CMul, CAdd and Add ('elem' kernels). `d.pmap` says which element of parameter P
+# element i of the input meets: 'one' (P[0]), 'flat' (P[i]), 'row' (P[i % d.wnumel]: each
+# row of the input), or 'dims' (by dims: the input dims d.axes broadcast over P).
+
+
+def _param_rule(p, forward, grad_x, term, wdim="0 if d.wshape[k] == 1 else o[k]", fixed="o[k]"):
+    """The CudaRule of such an op with parameter `p`. `forward`, `grad_x`: C bodies where
+    `{{w}}` is the element of P that input element i meets. `term`: the summand of P's
+    gradient, of an input element `{{ex}}` and its output gradient `{{eg}}`: each thread of
+    P's gradient loops over the input elements that meet its element. For 'dims', jinja
+    expressions of k: `wdim`, P's dim k from the output dims o; `fixed`, the input's dim k
+    (when not looped over) from P's dims o. The defaults: CMul's size-1 dims broadcasting."""
+    w = ("{% set P = " + p + " %}\n"
+         "{% if d.pmap == 'one' %}{% set w = P ~ '[0]' %}\n"
+         "{% elif d.pmap == 'flat' %}{% set w = P ~ '[i]' %}\n"
+         "{% elif d.pmap == 'row' %}{% set w = P ~ '[i % ' ~ d.wnumel ~ ']' %}\n"
+         "{% else %}\n"
+         "{% set ns = namespace(wd=[]) %}\n"
+         "{% for k in range(shp." + p + "|length) %}"
+         "{% set ns.wd = ns.wd + [" + wdim + "] %}{% endfor %}\n"
+         "{% set w = ld(P, *ns.wd) %}\n"
+         "{% endif %}\n")
+    grad = ("{% if d.pmap == 'flat' %}\n"
+            "{% set ex, eg = x ~ '[i]', gy ~ '[i]' %}\n"
+            "return " + term + ";\n"
+            "{% else %}\n"
+            "real s = 0;\n"
+            "{% set ns = namespace(at=[], ind='  ') %}\n"
+            "{% if d.pmap == 'one' %}\n"
+            "{% set ex, eg = x ~ '[e]', gy ~ '[e]' %}\n"
+            "for (int e = 0; e < {{ shp.x|join(' * ') }}; ++e)\n"
+            "{% elif d.pmap == 'row' %}\n"
+            "{% set at = '[r * ' ~ d.wnumel ~ ' + i]' %}\n"
+            "{% set ex, eg = x ~ at, gy ~ at %}\n"
+            "for (int r = 0; r < {{ shp.x[0] }}; ++r)\n"
+            "{% else %}\n"
+            "{% set ns.ind = '' %}\n"
+            "{% for k in range(shp.x|length) %}\n"
+            "{% if k in d.axes and shp.x[k] != 1 %}\n"
+            "{{ ns.ind }}for (int d{{k}} = 0; d{{k}} < {{ shp.x[k] }}; ++d{{k}})\n"
+            "{% set ns.at = ns.at + ['d' ~ k] %}{% set ns.ind = ns.ind ~ '  ' %}\n"
+            "{% else %}\n"
+            "{% set ns.at = ns.at + [" + fixed + "] %}\n"
+            "{% endif %}\n"
+            "{% endfor %}\n"
+            "{% set ex, eg = ld(x, *ns.at), ld(gy, *ns.at) %}\n"
+            "{% endif %}\n"
+            "{{ ns.ind }}s += " + term + ";\n"
+            "return s;\n"
+            "{% endif %}")
+    return CudaRule("kernel", kernel="elem", forward=w + forward,
+                    backward={"x": w + grad_x, p: grad})
+
 
 # ---- PReLU -------------------------------------------------------------------------------
 
@@ -167,13 +254,13 @@ def _prelu_derive(a, shapes):
     x = shapes[0]
     n = a["nOutputPlane"]
     if n == 0:
-        return {"wview": None, "axes": None}
+        return {"wview": None, "axes": None, "pmap": "one"}
     axis = 1 if len(x) > 1 else 0  # THNN: the plane dim is dim 2, or dim 1 of a 1D input
     if x[axis] != n:
         raise ShapeError(f"expects {n} input planes in dimension {axis + 1}, got {x[axis]}")
     wview = tuple(n if k == axis else 1 for k in range(len(x)))
     return {"wview": wview if len(x) > 1 else None,
-            "axes": tuple(k for k in range(len(x)) if k != axis)}
+            "axes": tuple(k for k in range(len(x)) if k != axis), "pmap": "dims", "axis": axis}
 
 
 def _prelu_shape(a, shapes):
@@ -199,6 +286,11 @@ defop(
     },
     doc="x if x > 0 else w x. nOutputPlane = 0: one shared w; else one w per plane of dim 2 "
         "(dim 1 for 1D input). w starts at 0.25.",
+    # the weight's gradient is numpy's gy x (x <= 0): the same NaN for x = inf
+    cuda=_param_rule("weight", "real v = {{x}}[i];\nreturn v > 0 ? v : {{w}} * v;",
+                     "return {{x}}[i] > 0 ? {{gy}}[i] : {{gy}}[i] * {{w}};",
+                     "{{eg}} * {{ex}} * (real)({{ex}} <= 0)", wdim="o[d.axis]",
+                     fixed="o[0] if k == d.axis else 0"),
     torch_diff="`nn.PReLU(0)` has one shared weight (Torch made an empty weight for an "
                "explicit 0).",
 )
@@ -219,14 +311,16 @@ def _bcast(size, x):
                 raise ShapeError(f"the parameter's size {_s(size)} does not expand to the input "
                                  f"{_s(x)}: dimension {k + 1} is {size[k]}, not 1 or {why}")
             return {"wview": None, "axes": tuple(k for k, (w, s) in enumerate(zip(size, x))
-                                                 if w == 1 and s != 1), "wshape": tuple(size)}
+                                                 if w == 1 and s != 1), "wshape": tuple(size),
+                    "pmap": "dims"}
         per = x[1:]
         if len(x) < 2 or numel(per) != numel(size):
             raise ShapeError(f"the parameter has {numel(size)} elements ({_s(size)}), but the "
                              f"input {_s(x)} has {numel(per) if len(x) > 1 else numel(x)} per "
                              f"row: they must match")
-        return {"wview": (1,) + tuple(per), "axes": (0,), "wshape": tuple(size)}
-    return {"wview": tuple(x), "axes": (), "wshape": tuple(size)}  # same nElement: flat
+        return {"wview": (1,) + tuple(per), "axes": (0,), "wshape": tuple(size), "pmap": "row",
+                "wnumel": numel(size)}
+    return {"wview": tuple(x), "axes": (), "wshape": tuple(size), "pmap": "flat"}  # same nElement
 
 
 def _size_check(a):
@@ -250,12 +344,22 @@ _PG = ("{% if d.axes %}.sum({{d.axes}}){% endif %}"
 _BCAST_DOC = ("Same element count as the input: elementwise; same number of dims: size-1 "
               "dims broadcast; else it is applied to each row of the input viewed as Bx-1.")
 
+_MUL_CUDA = _param_rule("weight", "return {{x}}[i] * {{w}};", "return {{gy}}[i] * {{w}};",
+                        "{{ex}} * {{eg}}")
+_ADD_CUDA = _param_rule("bias", "return {{x}}[i] + {{w}};", "return {{gy}}[i];", "{{eg}}")
+
+
+def _one_param(a, shapes):
+    return {"pmap": "one"}
+
+
 defop(
-    name="Mul", signature="", shape=_same, elementwise=True,
+    name="Mul", signature="", shape=_same, elementwise=True, derive=_one_param,
     params=(ParamSpec("weight", lambda a: (1,), lambda a: ("uniform", 1.0)),),
     forward="{{y}} = {{x}} * {{weight}}",
     backward={"x": "{{gy}} * {{weight}}", "weight": "({{x}} * {{gy}}).sum()"},
     doc="x times one learned scalar (init U(-1, 1)).",
+    cuda=_MUL_CUDA,
 )
 
 defop(
@@ -265,7 +369,7 @@ defop(
                       uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
     forward="{{y}} = {{x}} * {{weight}}" + _PV,
     backward={"x": "{{gy}} * {{weight}}" + _PV, "weight": "({{x}} * {{gy}})" + _PG},
-    doc="x times a learned weight of shape `size`. " + _BCAST_DOC,
+    doc="x times a learned weight of shape `size`. " + _BCAST_DOC, cuda=_MUL_CUDA,
     torch_diff="With a batch dim B the rule is chosen per sample (Torch decided by element "
                "counts, so a batch of one could take the elementwise case).",
 )
@@ -277,7 +381,7 @@ defop(
                       uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
     forward="{{y}} = {{x}} + {{bias}}" + _PV,
     backward={"x": "{{gy}}", "bias": "{{gy}}" + _PG},
-    doc="x plus a learned bias of shape `size`. " + _BCAST_DOC,
+    doc="x plus a learned bias of shape `size`. " + _BCAST_DOC, cuda=_ADD_CUDA,
     torch_diff="As CMul.",
 )
 
@@ -285,15 +389,16 @@ defop(
 def _add_derive(a, shapes):
     x = shapes[0]
     if a["scalar"]:
-        return {"scalar": True}
+        return {"scalar": True, "pmap": "one"}
     n = a["inputSize"]
     if not batched(x) and tuple(x) == (n,):
-        return {"scalar": False, "wview": None, "axes": (), "wshape": (n,)}
+        return {"scalar": False, "wview": None, "axes": (), "wshape": (n,), "pmap": "flat"}
     per = x[1:]
     if len(x) < 2 or numel(per) != n:
         raise ShapeError(f"expects {n} elements per sample (input {n} or Bx{n}, or Bx... "
                          f"holding {n}), got {_s(x)}")
-    return {"scalar": False, "wview": (1,) + tuple(per), "axes": (0,), "wshape": (n,)}
+    return {"scalar": False, "wview": (1,) + tuple(per), "axes": (0,), "wshape": (n,),
+            "pmap": "row", "wnumel": n}
 
 
 def _add_shape(a, shapes):
@@ -311,6 +416,7 @@ defop(
               "bias": "{% if d.scalar %}{{gy}}.sum(){% else %}{{gy}}" + _PG + "{% endif %}"},
     doc="x plus a learned bias of `inputSize` elements, per sample (a batch is viewed as "
         "Bx-1); `scalar` = true: one bias for everything. Init U(+-1/sqrt(bias size)).",
+    cuda=_ADD_CUDA,
 )
 
 # ---- table ops ---------------------------------------------------------------------------
@@ -338,7 +444,28 @@ defop(
 )
 
 
-def _select_op(name, fn, word):
+def _select_cuda(cmp):
+    """'elem': aux idx (as numpy's) is the first input holding the max/min (`cmp` is > or <; a
+    NaN wins, as in np.argmax); the output and the gradients read it."""
+    return CudaRule(
+        "kernel", kernel="elem",
+        aux={"idx": ("int", lambda a, ins, out: out,
+                     "int j = 0;\n"
+                     "real m = {{xs[0]}}[i];\n"
+                     "{% for x in xs[1:] %}\n"
+                     "if ({{x}}[i] " + cmp + " m || ({{x}}[i] != {{x}}[i] && m == m)) "
+                     "{ j = {{loop.index}}; m = {{x}}[i]; }\n"
+                     "{% endfor %}\n"
+                     "return j;")},
+        forward=("{% for x in xs[:-1] %}\n"
+                 "if ({{idx}}[i] == {{loop.index0}}) return {{x}}[i];\n"
+                 "{% endfor %}\n"
+                 "return {{xs[-1]}}[i];"),
+        backward={"xs": "return {{gy}}[i] * (real)({{idx}}[i] == {{k}});"},
+    )
+
+
+def _select_op(name, fn, word, cmp):
     defop(
         name=name, signature="", inputs=("xs",), shape=_same_numel, input_hint=_sibling_hint,
         aux=("idx",),
@@ -349,11 +476,12 @@ def _select_op(name, fn, word):
         backward={"xs": "{% set p %}{{gy}} * ({{aux.idx}} == {{i}}){% endset %}{{ like(p, i) }}"},
         doc=f"Elementwise {word} of its inputs; the gradient goes to the input that holds it "
             "(ties: the first).",
+        cuda=_select_cuda(cmp),
     )
 
 
-_select_op("CMaxTable", "argmax", "maximum")
-_select_op("CMinTable", "argmin", "minimum")
+_select_op("CMaxTable", "argmax", "maximum", ">")
+_select_op("CMinTable", "argmin", "minimum", "<")
 
 
 # ---- CUDA rules (passes/fuse.py, backends/cuda.py): C expressions fused into kernels ------
@@ -378,6 +506,17 @@ _cuda("LeakyReLU", "({{x}} > 0 ? {{x}} : {{x}} * {{ c(a.negval) }})",
       {"x": "({{x}} > 0 ? {{gy}} : {{gy}} * {{ c(a.negval) }})"})
 _cuda("ELU", "({{x}} <= 0 ? g_expm1({{x}}) * {{ c(a.alpha) }} : {{x}})",
       {"x": "({{y}} <= 0 ? {{gy}} * ({{y}} + {{ c(a.alpha) }}) : {{gy}})"})
+# log(1 + exp(z)) as numpy's logaddexp(0, z): max(z, 0) + log1p(exp(-|z|)), no overflow
+_BETA = "{% if a.beta == 1 %}{{v}}{% else %}({{ c(a.beta) }} * {{v}}){% endif %}"  # beta v
+_cuda("SoftPlus",
+      "{% set v = x %}{% set bx %}" + _BETA + "{% endset %}"
+      "({{bx}} > {{ c(a.threshold) }} ? {{x}} : "
+      "(g_fmax({{bx}}, (real)0) + g_log1p(g_exp(-g_fabs({{bx}}))))"
+      "{% if a.beta != 1 %} / {{ c(a.beta) }}{% endif %})",
+      {"x": "{% set v = y %}{% set by %}" + _BETA + "{% endset %}"
+            "({{by}} > {{ c(a.threshold) }} ? {{gy}} : -{{gy}} * g_expm1(-{{by}}))"})
+_cuda("LogSigmoid", "-(g_fmax(-{{x}}, (real)0) + g_log1p(g_exp(-g_fabs({{x}}))))",
+      {"x": "-{{gy}} * g_expm1({{y}})"})
 _cuda("SoftSign", "{{x}} / (1 + ({{x}} < 0 ? -{{x}} : {{x}}))",
       {"x": "{{gy}} / ((1 + ({{x}} < 0 ? -{{x}} : {{x}})) * (1 + ({{x}} < 0 ? -{{x}} : {{x}})))"})
 _cuda("Threshold", "({{x}} > {{ c(a.th) }} ? {{x}} : {{ c(a.v) }})",

@@ -92,26 +92,24 @@ def _max_derive(a, shapes):
     return {"axis": axis, "squeeze": len(x) > 1, "n": x[axis]}
 
 
+def _x_dims(at):  # jinja: `xd`, the input dims of output element `o` with `at` on the axis
+    return "{% set xd = o[:d.axis] + [" + at + "] + o[d.axis + (0 if d.squeeze else 1):] %}"
+
+
 # CUDA: aux `idx` (one per output element) is the first position of the extreme along the
 # axis (a NaN wins, as numpy's argmax); the gradient goes to the element at that position.
-_XD = "{% set xd = o[:d.axis] + ['k'] + o[d.axis + (0 if d.squeeze else 1):] %}"  # x dims, axis 'k'
-
-
 def _max_cuda(cmp):
     return CudaRule(
         "kernel", kernel="elem",
         aux={"idx": ("int", lambda a, ins, out: out,
-                     _XD + "{% set x0 = xd[:d.axis] + [0] + xd[d.axis + 1:] %}"
+                     _x_dims("0") + "real best = {{ ld(x, *xd) }};\n" + _x_dims("'k'") +
                      "int j = 0;\n"
-                     "real best = {{ ld(x, *x0) }};\n"
                      "for (int k = 1; k < {{d.n}}; ++k) {\n"
                      "  const real v = {{ ld(x, *xd) }};\n"
                      "  if (v " + cmp + " best || (v != v && best == best)) { best = v; j = k; }\n"
                      "}\n"
                      "return j;")},
-        forward=("{% set xd = o[:d.axis] + ['j'] + o[d.axis + (0 if d.squeeze else 1):] %}"
-                 "const int j = {{ ld(idx, *o) }};\n"
-                 "return {{ ld(x, *xd) }};"),
+        forward=_x_dims("'j'") + "const int j = {{ ld(idx, *o) }};\nreturn {{ ld(x, *xd) }};",
         backward={"x": ("{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
                         "return {{ o[d.axis] }} == {{ ld(idx, *od) }} ? {{ ld(gy, *od) }} : (real)0;")},
     )

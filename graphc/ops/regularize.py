@@ -9,21 +9,19 @@ def _dropout_check(a):
 
 
 # CUDA: the mask is drawn on the host exactly as the numpy target draws it (same RNG, same
-# order), so both targets drop the same elements; the kernels only multiply by it.
+# order), so both targets drop the same elements; the kernels only multiply by it. With p = 0
+# (v2) numpy keeps everything and draws nothing: no mask then.
 _DROPOUT_CUDA = CudaRule(
     "kernel", kernel="elem",
     aux={"mask": ("real", lambda a, s, out: out, "")},
-    # one line per branch: the backend saves a mask for the backward only from an unindented
-    # assignment
-    host=("{% if a.p == 0 and not a.v1 %}{% elif a.stochasticInference %}"
-          "{{aux.mask}} = rt.dropout_mask(self._rng, {{shape.x}}, dt, {{a.p}}, {{a.v1}})"
-          "{% else %}"
-          "{{aux.mask}} = (rt.dropout_mask(self._rng, {{shape.x}}, dt, {{a.p}}, {{a.v1}}) if self.train\n"
-          "    else rt.xp.full({{shape.x}}, {{ (1 - a.p) if a.v1 else 1.0 }}, dt))"
-          "{% endif %}"),
-    # p = 0 (v2) keeps everything: no mask at all
-    forward="return {{ ld(x, *o) }}{% if not (a.p == 0 and not a.v1) %} * {{ ld(mask, *o) }}{% endif %};",
-    backward={"x": "return {{ ld(gy, *o) }}{% if not (a.p == 0 and not a.v1) %} * {{ ld(mask, *o) }}{% endif %};"},
+    # one statement: the backend keeps an array for the backward only when it is assigned
+    # by an unindented line
+    host=("{% set draw = 'rt.dropout_mask(self._rng, %s, dt, %s, %s)' % (shape.x, a.p, a.v1) %}"
+          "{% if not (a.p or a.v1) %}{% elif a.stochasticInference %}{{aux.mask}} = {{draw}}"
+          "{% else %}{{aux.mask}} = ({{draw}} if self.train\n"
+          "    else rt.xp.full({{shape.x}}, {{ (1 - a.p) if a.v1 else 1.0 }}, dt)){% endif %}"),
+    forward="return {{x}}[{{i}}]{% if a.p or a.v1 %} * {{mask}}[{{i}}]{% endif %};",
+    backward={"x": "return {{gy}}[{{i}}]{% if a.p or a.v1 %} * {{mask}}[{{i}}]{% endif %};"},
 )
 
 defop(
@@ -69,10 +67,22 @@ def _bn_shape(ranks):
 
 
 def _bn_derive(a, shapes):
-    rank = len(shapes[0])
+    x = shapes[0]
+    rank = len(x)
     axes = {2: (0,), 4: (0, 2, 3), 3: (1, 2)}[rank]  # 3D = CxHxW (one image)
     bshape = {2: (1, -1), 4: (1, -1, 1, 1), 3: (-1, 1, 1)}[rank]
-    return {"axes": axes, "bshape": bshape}
+    # For the CUDA target: x seen as P x C x Q (channel dim cdim); a channel's n = P*Q elements
+    # are (p * C + c) * Q + q. `batch_stats` is C for batchnorm_forward's rule (batch
+    # statistics only when training with n > 1 and x.shape[0] > 1).
+    if rank == 3:
+        cdim, P, Q = 0, 1, x[1] * x[2]
+        batch_stats = "train" if Q > 1 and x[0] > 1 else "0"
+    else:
+        cdim, P, Q = 1, ("B" if x[0] == B else x[0]), (x[2] * x[3] if rank == 4 else 1)
+        batch_stats = "train && B > 1" if P == "B" else "train" if P > 1 else "0"
+    n = P * Q if P != "B" else "B" if Q == 1 else f"B * {Q}"
+    return {"axes": axes, "bshape": bshape, "cdim": cdim, "P": P, "Q": Q, "n": n,
+            "batch_stats": batch_stats}
 
 
 _BN_FWD = ("{{y}}, {{aux.xhat}}, {{aux.invstd}} = rt.batchnorm_forward({{x}}, {{weight}}, {{bias}}, "
@@ -80,6 +90,67 @@ _BN_FWD = ("{{y}}, {{aux.xhat}}, {{aux.invstd}} = rt.batchnorm_forward({{x}}, {{
            "{{a.momentum}}, self.train)")
 _BN_BWD = ("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.batchnorm_backward("
            "{{gy}}, {{aux.xhat}}, {{aux.invstd}}, {{weight}}, {{d.axes}}, {{d.bshape}})")
+# CUDA: per-channel aux arrays (thread c loops over its channel's n elements), then one thread
+# per element. `stats` keeps the forward's choice (batch or running statistics) for the
+# backward. Without backward aux arrays the input gradient's thread sums its whole channel
+# itself (n work per element).
+_BN_EACH = ("{% if d.P == 1 %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
+            "  const int e = c * {{d.Q}} + q;\n"
+            "{% elif d.Q == 1 %}for (int p = 0; p < {{d.P}}; ++p) {\n"
+            "  const int e = p * {{a.nOutput}} + c;\n"
+            "{% else %}for (int p = 0; p < {{d.P}}; ++p) for (int q = 0; q < {{d.Q}}; ++q) {\n"
+            "  const int e = (p * {{a.nOutput}} + c) * {{d.Q}} + q;\n{% endif %}")
+_BN_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    aux={
+        "stats": ("int", lambda a, s, out: (1,),
+                  "return {{d.batch_stats}};  // 1: batch statistics, 0: running ones"),
+        "mean": ("real", lambda a, s, out: (a["nOutput"],),
+                 "const int c = {{o[0]}};\n"
+                 "if (!{{stats}}[0]) return {{running_mean}}[c];\n"
+                 "real s = 0;\n" + _BN_EACH + "  s += {{x}}[e];\n}\n"
+                 "return s / (real)({{d.n}});"),
+        "var": ("real", lambda a, s, out: (a["nOutput"],),  # biased
+                "const int c = {{o[0]}};\n"
+                "if (!{{stats}}[0]) return {{running_var}}[c];\n"
+                "const real m = {{mean}}[c];\n"
+                "real s = 0;\n" + _BN_EACH + "  const real v = {{x}}[e] - m;\n  s += v * v;\n}\n"
+                "return s / (real)({{d.n}});"),
+        "invstd": ("real", lambda a, s, out: (a["nOutput"],),
+                   "return (real)1 / g_sqrt({{var}}[{{o[0]}}] + {{c(a.eps)}});"),
+    },
+    forward=("const int c = {{o[d.cdim]}};\n"
+             "const real xhat = ({{x}}[{{i}}] - {{mean}}[c]) * {{invstd}}[c];\n"
+             "return xhat{% if a.affine %} * {{weight}}[c] + {{bias}}[c]{% endif %};"),
+    # the running statistics move only when the batch statistics were used (as numpy)
+    host_after=("if self.train and {{x}}.size // {{a.nOutput}} > 1 and {{x}}.shape[0] > 1:\n"
+                "    {{running_mean}} *= 1 - {{a.momentum}}\n"
+                "    {{running_mean}} += {{a.momentum}} * {{aux.mean}}\n"
+                "    {{running_var}} *= 1 - {{a.momentum}}\n"
+                "    {{running_var}} += {{a.momentum}} * {{aux.var}} * ({{x}}.size // {{a.nOutput}})"
+                " / ({{x}}.size // {{a.nOutput}} - 1)"),
+    backward={
+        "weight": ("const int c = {{o[0]}};\n"
+                   "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
+                   "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e] * (({{x}}[e] - m) * inv);\n}\n"
+                   "return s;"),
+        "bias": ("const int c = {{o[0]}};\n"
+                 "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e];\n}\n"
+                 "return s;"),
+        "x": ("const int c = {{o[d.cdim]}};\n"
+              "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
+              "const real g = {{gy}}[{{i}}]{% if a.affine %} * {{weight}}[c]{% endif %};\n"
+              "if (!{{stats}}[0]) return g * inv;\n"
+              "real s1 = 0, s2 = 0;  // sums of g and g * xhat over the channel\n"
+              + _BN_EACH +
+              "  const real ge = {{gy}}[e]{% if a.affine %} * {{weight}}[c]{% endif %};\n"
+              "  s1 += ge;\n"
+              "  s2 += ge * (({{x}}[e] - m) * inv);\n}\n"
+              "const real n = (real)({{d.n}});\n"
+              "return (g - s1 / n - ({{x}}[{{i}}] - m) * inv * (s2 / n)) * inv;"),
+    },
+)
+
 for _name, _ranks, _doc in (("BatchNormalization", (2,), "Input BxN"),
                             ("SpatialBatchNormalization", (3, 4), "Input BxCxHxW (or CxHxW)")):
     defop(
@@ -90,4 +161,5 @@ for _name, _ranks, _doc in (("BatchNormalization", (2,), "Input BxN"),
             "momentum (unbiased variance); evaluation: running stats. weight ~ U(0, 1), bias 0.",
         torch_diff="With a batch of one in training mode Torch silently used the running "
                    "statistics; graphc does the same.",
+        cuda=_BN_CUDA,
     )

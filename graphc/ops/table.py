@@ -225,9 +225,7 @@ def _gate(i):  # jinja: gater column i, broadcast over an expert
 # CUDA. xs[0] is the gater, then the experts (flattened), or xs[1] one expert tensor. `lead`
 # is the gater's batch index (none for a 1D gater). The gater's gradient is a dot product over
 # the d.inner elements of one expert (per batch row): a flat loop, the arrays being contiguous.
-_MIX_SET = ("{% set lead = o[:1] if in_shapes[0]|length == 2 else [] %}"
-            "{% set R = d.inner %}"
-            "{% set row = (lead[0] ~ ' * ' ~ R ~ ' + ') if lead else '' %}")
+_MIX_SET = "{% set lead = o[:1] if in_shapes[0]|length == 2 else [] %}"
 _MIXTURE_CUDA = CudaRule(
     "kernel", kernel="elem",
     forward=_MIX_SET + (
@@ -243,14 +241,15 @@ _MIXTURE_CUDA = CudaRule(
     backward={"xs": _MIX_SET + (
         "{% if k == 0 %}"  # the gater: element i is (row, expert j)
         "{% if d.tensor %}"
-        "const real* e = {{xs[1]}} + i * ({{R}});\n"
+        "const real* e = {{xs[1]}} + i * {{d.inner}};\n"
         "{% else %}"
         "const int j = {{ o[-1] }};\n"
         "const real* e = ({% for e in xs[1:] %}{{ '' if loop.last else 'j == ' ~ loop.index0 ~ ' ? ' }}"
-        "{{e}}{{ '' if loop.last else ' : ' }}{% endfor %}){% if lead %} + {{ lead[0] }} * {{R}}{% endif %};\n"
+        "{{e}}{{ '' if loop.last else ' : ' }}{% endfor %}){% if lead %} + {{ lead[0] }} * {{d.inner}}{% endif %};\n"
         "{% endif %}"
+        "const real* g = {{gy}}{% if lead %} + {{ lead[0] }} * {{d.inner}}{% endif %};\n"
         "real s = 0;\n"
-        "for (int r = 0; r < {{R}}; ++r) s += {{gy}}[{{row}}r] * e[r];\n"
+        "for (int r = 0; r < {{d.inner}}; ++r) s += g[r] * e[r];\n"
         "return s;"
         "{% elif d.tensor %}"  # the expert tensor: element (lead, j, rest)
         "return {{ ld(xs[0], *o[:lead|length + 1]) }} * {{ ld(gy, *(lead + o[lead|length + 1:])) }};"
