@@ -49,10 +49,6 @@ def test_split_unbatched(host):
     """, {"input1": "3x4"})
 
 
-@pytest.mark.xfail(strict=True, reason="infra: passes/fuse.py backward_needs demands only the "
-                   "first output gradient (gnode.inputs[0]) of an 'elem' grad node; a table-output "
-                   "op (SplitTable) reads every gys[m] as a stored array, so a virtual gradient of "
-                   "a later output (from CAddTable, CMulTable, Tanh...) is never stored (NameError)")
 def test_split_virtual_output_gradients(host):
     compare_with_numpy_target("""
         require 'nngraph'

@@ -896,6 +896,12 @@ class CudaBackend:
             arrays.update(y=arrays["ys"][0], gy=gys[0])
         params = op.active_params(fwd.attrs)
         lines = []
+        in_shapes = [v.shape for v in data]
+        for name, (ctype, shape_of, body) in rule.backward_aux.items():
+            shape = tuple(shape_of(fwd.attrs, in_shapes, ys[0].shape))
+            arr = arrays[name] = Arr(self.n.fresh(f"{self.n(ys[0])}_{name}"), shape, ctype)
+            lines += self.elem_kernel(fwd, name, body, self.elem_context(fwd, arrays), shape,
+                                      arr.pyname, ctype)
         for k, v in sorted(targets.items()):
             if k < len(data):
                 slot = "xs" if op.table_input else op.inputs[k]
@@ -964,7 +970,7 @@ class CudaBackend:
         saved = []
         for b in fwd_blocks:
             for line in b.lines:
-                m = re.match(r"(\w+) = ", line)
+                m = re.match(r"\s*(\w+) = ", line)  # host lines may assign in an if/else
                 if m and m.group(1) not in saved and m.group(1) not in input_names | param_names \
                         and re.search(rf"\b{m.group(1)}\b", bwd_text):
                     saved.append(m.group(1))

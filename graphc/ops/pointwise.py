@@ -160,10 +160,12 @@ _SOFTMIN_CUDA = CudaRule(
                  + _ROW_LOOP + "s += g_exp({{ ld(mn, *o) }} - {{ ld(x, *at) }});\n"
                  "return s;")},
     forward=_AT + "return g_exp({{ ld(mn, *row) }} - {{ ld(x, *o) }}) / {{ ld(den, *row) }};",
-    # the row's sum(gy * y) is recomputed by each element of the row (no backward aux)
-    backward={"x": _AT + "real s = 0;\n"
-                   + _ROW_LOOP + "s += {{ ld(gy, *at) }} * {{ ld(y, *at) }};\n"
-                   "return -{{ ld(y, *o) }} * ({{ ld(gy, *o) }} - s);"},
+    # per row, once: sum(gy * y)
+    backward_aux={"gy_y": ("real", _row_shape,
+                           _AT + "real s = 0;\n"
+                           + _ROW_LOOP + "s += {{ ld(gy, *at) }} * {{ ld(y, *at) }};\n"
+                           "return s;")},
+    backward={"x": _AT + "return -{{ ld(y, *o) }} * ({{ ld(gy, *o) }} - {{ ld(gy_y, *row) }});"},
 )
 
 defop(

@@ -55,6 +55,8 @@ class CudaRule:
       body); an aux name the op also lists in OpDef.aux is its IR aux output. `host`/
       `host_after`: Python lines (jinja, array names as in the numpy templates) run before /
       after the forward kernels (a mask from the model's RNG, running statistics).
+      `backward_aux`: like `aux`, computed once per backward before the gradient bodies,
+      which read them (per-row sums a gradient needs, so no thread recomputes them).
     """
     kind: str
     forward: str = ""
@@ -66,6 +68,7 @@ class CudaRule:
     aux: dict = field(default_factory=dict)
     host: str = ""
     host_after: str = ""
+    backward_aux: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -129,25 +129,28 @@ _BN_CUDA = CudaRule(
                 "    {{running_var}} *= 1 - {{a.momentum}}\n"
                 "    {{running_var}} += {{a.momentum}} * {{aux.var}} * ({{x}}.size // {{a.nOutput}})"
                 " / ({{x}}.size // {{a.nOutput}} - 1)"),
-    backward={
-        "weight": ("const int c = {{o[0]}};\n"
-                   "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
-                   "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e] * (({{x}}[e] - m) * inv);\n}\n"
-                   "return s;"),
-        "bias": ("const int c = {{o[0]}};\n"
+    # per channel, once: sum(gy) and sum(gy * xhat)
+    backward_aux={
+        "gsum": ("real", lambda a, s, out: (a["nOutput"],),
+                 "const int c = {{o[0]}};\n"
                  "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e];\n}\n"
                  "return s;"),
+        "gxhat": ("real", lambda a, s, out: (a["nOutput"],),
+                  "const int c = {{o[0]}};\n"
+                  "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
+                  "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e] * (({{x}}[e] - m) * inv);\n}\n"
+                  "return s;"),
+    },
+    backward={
+        "weight": "return {{gxhat}}[{{o[0]}}];",
+        "bias": "return {{gsum}}[{{o[0]}}];",
         "x": ("const int c = {{o[d.cdim]}};\n"
               "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
-              "const real g = {{gy}}[{{i}}]{% if a.affine %} * {{weight}}[c]{% endif %};\n"
+              "{% set w %}{% if a.affine %} * {{weight}}[c]{% endif %}{% endset %}"
+              "const real g = {{gy}}[{{i}}]{{w}};\n"
               "if (!{{stats}}[0]) return g * inv;\n"
-              "real s1 = 0, s2 = 0;  // sums of g and g * xhat over the channel\n"
-              + _BN_EACH +
-              "  const real ge = {{gy}}[e]{% if a.affine %} * {{weight}}[c]{% endif %};\n"
-              "  s1 += ge;\n"
-              "  s2 += ge * (({{x}}[e] - m) * inv);\n}\n"
               "const real n = (real)({{d.n}});\n"
-              "return (g - s1 / n - ({{x}}[{{i}}] - m) * inv * (s2 / n)) * inv;"),
+              "return (g - {{gsum}}[c]{{w}} / n - ({{x}}[{{i}}] - m) * inv * ({{gxhat}}[c]{{w}} / n)) * inv;"),
     },
 )
 

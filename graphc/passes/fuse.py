@@ -248,12 +248,11 @@ class _Planner:
         if n.op != "grad" or not n.inputs:
             return []
         r = REGISTRY[n.attrs["fwd"].op].cuda
-        gy = n.inputs[0]
         if r.grad_reads == "rows":
-            return [Demand(gy, "rows")]
-        if gy in self.virtual and (r.grad_reads == "plain" or self.cost(gy) > PROLOGUE_OPS):
-            return [Demand(gy)]
-        return []
+            return [Demand(n.inputs[0], "rows")]
+        # every output's gradient (a table output has several)
+        return [Demand(gy) for gy in n.inputs if gy in self.virtual
+                and (r.grad_reads == "plain" or self.cost(gy) > PROLOGUE_OPS)]
 
     def plan(self) -> Plan:
         g = self.g
