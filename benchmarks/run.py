@@ -276,12 +276,29 @@ def _fmt_bytes(n) -> str:
     return f"{n} B"
 
 
-def interleaved(sides: list, budget: float, min_reps: int, max_reps: int = 200_000):
+def block_sizes(sides: list, block_time: float) -> list[int]:
+    """Steps per timed block for each side: enough back-to-back steps to last about
+    `block_time` (0: one step per block)."""
+    out = []
+    for fn in sides:
+        t0 = perf()
+        for _ in range(3):
+            fn()
+        one = (perf() - t0) / 3
+        out.append(max(1, min(1000, math.ceil(block_time / one))) if block_time > 0 else 1)
+    return out
+
+
+def interleaved(sides: list, budget: float, min_reps: int, blocks: list[int],
+                max_reps: int = 200_000):
     """Time several step functions alternately; returns a list of per-side time lists.
 
     After a warm-up, rounds run until about `budget` seconds per side have passed on average
     (and at least `min_reps` rounds); each round runs every side once, in an order that
-    rotates from round to round, so slow drifts of the machine hit all sides alike."""
+    rotates from round to round, so slow drifts of the machine hit all sides alike. A side
+    runs `blocks[i]` steps back to back per round (as a training loop does), and its time
+    per step is the block's time over that count: a lone step right after the other
+    library's step mostly measures cold caches for tiny models."""
     for fn in sides:
         for _ in range(3):
             fn()
@@ -296,10 +313,11 @@ def interleaved(sides: list, budget: float, min_reps: int, max_reps: int = 200_0
         while r < max_reps and (r < min_reps or perf() < deadline):
             for j in range(n):
                 i = (r + j) % n
-                fn = sides[i]
+                fn, k = sides[i], blocks[i]
                 t0 = perf()
-                fn()
-                times[i].append(perf() - t0)
+                for _ in range(k):
+                    fn()
+                times[i].append((perf() - t0) / k)
             r += 1
     finally:
         if gc_was:
@@ -729,6 +747,9 @@ def main(argv=None):
                     help="threads for torch and for numpy's OpenBLAS (default: all CPUs; "
                          "OpenBLAS is left at its own default unless this is given)")
     ap.add_argument("--no-compile-time", action="store_true", help="skip compile/import timing")
+    ap.add_argument("--block-ms", type=float, default=1.0,
+                    help="each side runs back-to-back steps for about this long per round "
+                         "(default 1 ms); 0: one step per round, strictly alternating")
     args = ap.parse_args(argv)
 
     import torch
@@ -744,7 +765,8 @@ def main(argv=None):
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(default)')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
     print("one step = forward + backward with given output gradients, parameter gradients "
-          "accumulated; float32; median of interleaved repetitions")
+          "accumulated; float32; median of interleaved rounds, each side running back-to-back "
+          f"steps for ~{args.block_ms:g} ms per round")
     load0 = _loadavg()
     print(f"load average at start: {load0:.2f}\n")
 
@@ -759,7 +781,8 @@ def main(argv=None):
             rows.append((w.name, None, None, None, w.target, "MISMATCH", None, None, 0))
             continue
         sides = [w.g_step, w.t_step] + [r[1] for r in w.refs]
-        times = interleaved(sides, budget, min_reps)
+        blocks = block_sizes(sides, args.block_ms / 1e3)
+        times = interleaved(sides, budget, min_reps, blocks)
         meds, reps = [statistics.median(t) for t in times], len(times[0])
         paired = statistics.median(g / t for g, t in zip(times[0], times[1]))
         g_mem = numpy_peak(lambda: (setattr(w.m, "_saved", None), w.g_step()))
@@ -779,7 +802,8 @@ def main(argv=None):
                   "not counted as GEMMs")
         gt, gflop, ncalls, _ = time_gemms(rec.calls, 0.01 if args.quick else 0.03)
         gemm_rows.append((w.name, ncalls, gflop, gt, meds[0], meds[1]))
-        print(f"  {w.name}: {reps} reps, {perf() - t0:.1f} s", file=sys.stderr)
+        print(f"  {w.name}: {reps} rounds of {blocks[0]} graphc / {blocks[1]} torch steps, "
+              f"{perf() - t0:.1f} s", file=sys.stderr)
 
     # ---- the table
     hdr = ("workload", "graphc", "torch", "ratio", "paired", "target", "result", "graphc peak",

@@ -58,3 +58,18 @@ def central_differences(f, x, eps=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """The CUDA target's backend for tests/test_cuda_*.py: host emulation (g++), or CuPy on a
+    GPU machine (GRAPHC_GPU_TESTS=1, tests/gpu/run.sh). Made current for the module."""
+    import graphc_runtime.cuda as rt
+    from cuda_host import HostBackend, test_backend
+    backend = test_backend(tmp_path_factory.mktemp("cuda"))
+    if isinstance(backend, HostBackend):
+        import shutil
+        assert shutil.which("g++"), "host emulation needs g++ (Debian: apt-get install g++)"
+    old = rt.use_backend(backend)
+    yield backend
+    rt.use_backend(old)

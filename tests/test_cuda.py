@@ -17,7 +17,6 @@ import concurrent.futures
 import ctypes
 import ctypes.util
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -29,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphc.backends.templates import resource_dir
 from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
 from graphc.passes import fuse
 
-from cuda_host import ARCHS, SIGNATURE, HostBackend, check_nvcc_log, nvcc_report
+from cuda_host import SIGNATURE, HostBackend, check_nvcc_log, nvcc_report
 
 import graphc_runtime.cuda as rt
 
@@ -266,7 +264,16 @@ def test_py_embeds_the_emitted_cu_and_output_is_deterministic(name):
     assert "cupy" not in compile_model(name, "numpy").source
 
 
-def test_unsupported_op_fails_with_its_name():
+def test_every_registry_op_has_a_cuda_rule():
+    """(Identity and the structural table ops make no IR node, so they need none.)"""
+    from graphc.ops import REGISTRY
+    assert sorted(name for name, op in REGISTRY.items()
+                  if op.cuda is None and not (op.passthrough or op.structural)) == []
+
+
+def test_an_op_without_a_cuda_rule_fails_with_its_name(monkeypatch):
+    from graphc.ops import REGISTRY
+    monkeypatch.setattr(REGISTRY["Dropout"], "cuda", None)  # every op has one: pretend
     spec = "x = nn.Identity()()\nm = nn.gModule({x}, {nn.Dropout(0.5)(nn.Linear(3, 2)(x))})\n"
     with pytest.raises(SpecError, match=r"nn\.Dropout has no CUDA implementation yet.*--target numpy"):
         compile_spec("spec.lua", Options(target="cuda"), text=spec)
@@ -288,7 +295,12 @@ def test_cli_target_cuda_and_emit_cu(tmp_path):
     assert r.returncode == 2 and "--emit cu" in r.stderr and "--target cuda" in r.stderr
     spec = tmp_path / "d.lua"
     spec.write_text("x = nn.Identity()()\nm = nn.gModule({x}, {nn.Dropout(0.5)(x)})\n")
-    r = graphc("compile", str(spec), "--target", "cuda", "--shape", "input1=Bx3")
+    r = graphc("compile", str(spec), "--target", "cuda", "--shape", "input1=Bx3", "-o", str(tmp_path / "d.py"))
+    assert r.returncode == 0, r.stderr
+    code = ("import sys; from graphc.ops import REGISTRY; REGISTRY['Dropout'].cuda = None\n"
+            "from graphc.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "compile", str(spec), "--target", "cuda",
+                        "--shape", "input1=Bx3"], capture_output=True, text=True)
     assert r.returncode == 1 and "d.lua:2" in r.stderr and "nn.Dropout has no CUDA" in r.stderr
 
 

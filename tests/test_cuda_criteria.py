@@ -1,21 +1,10 @@
 """CUDA target ('elem' kernels) of the criteria in ops/criterion.py, against the numpy target
 in host emulation (tests/cuda_host.py), plus nvcc."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, check_nvcc, compare_with_numpy_target, load_text
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_criteria")))
-    yield
-    rt.use_backend(old)
+from cuda_host import check_nvcc, compare_with_numpy_target, load_text
 
 
 # The prediction x and a target t of the same element count but another shape; Tanh on t

@@ -2,22 +2,11 @@
 and the matrix products in ops/matrix.py, against the numpy target in host emulation
 (tests/cuda_host.py), plus nvcc. Each spec puts many ops in one graph: one g++ build per
 spec and dtype."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, check_nvcc, compare_with_numpy_target, load_text
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_distance")))
-    yield
-    rt.use_backend(old)
+from cuda_host import check_nvcc, compare_with_numpy_target, load_text
 
 
 # ---- row ops: {x1, x2} of N or RxN -----------------------------------------------------------

@@ -2,22 +2,11 @@
 CMul, CAdd, Add, CMaxTable, CMinTable ('elem' kernels), SoftPlus and LogSigmoid (fused) and
 Copy/Contiguous (no node), against the numpy target in host emulation (tests/cuda_host.py),
 plus nvcc. Each spec covers many variants at once (one g++ build per spec and dtype)."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, check_nvcc, compare_with_numpy_target
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_pointwise")))
-    yield
-    rt.use_backend(old)
+from cuda_host import check_nvcc, compare_with_numpy_target
 
 
 def gmodule(n_inputs, *outputs):

@@ -1,21 +1,10 @@
 """CUDA target ('elem' kernels) of the reductions and dimension shuffles in ops/reduce.py,
 against the numpy target in host emulation (tests/cuda_host.py), plus nvcc."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, check_nvcc, compare_with_numpy_target
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_reduce")))
-    yield
-    rt.use_backend(old)
+from cuda_host import check_nvcc, compare_with_numpy_target
 
 
 SUM_MEAN = """

@@ -1,24 +1,12 @@
 """CUDA target ('elem' kernels) of LookupTable, OneHot (ops/lookup.py), Dropout and
 (Spatial)BatchNormalization (ops/regularize.py), against the numpy target in host emulation
 (tests/cuda_host.py), plus nvcc."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import (HostBackend, assert_close, check_nvcc, compare_with_numpy_target, host_array,
-                       load_text, test_backend)
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    backend = test_backend(tmp_path_factory.mktemp("cuda_regularize"))
-    assert shutil.which("g++") or not isinstance(backend, HostBackend), "host emulation needs g++"
-    old = rt.use_backend(backend)
-    yield
-    rt.use_backend(old)
+from cuda_host import (assert_close, check_nvcc, compare_with_numpy_target, host_array,
+                       load_text)
 
 
 def _module(body):

@@ -1,22 +1,11 @@
 """CUDA target of the table ops in ops/table.py (SplitTable, Stack, MixtureTable; SelectTable,
 NarrowTable and FlattenTable, which make no IR node) against the numpy target in host
 emulation (tests/cuda_host.py), plus nvcc."""
-import shutil
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, check_nvcc, compare_with_numpy_target
-
-import graphc_runtime.cuda as rt
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_tables")))
-    yield
-    rt.use_backend(old)
+from cuda_host import check_nvcc, compare_with_numpy_target
 
 
 # SplitTable: a positive, a negative and an nInputDims dim; outputs with no gradient (t's 1st

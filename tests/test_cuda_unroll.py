@@ -1,26 +1,16 @@
 """Recurrence on the CUDA target (host emulation): `--unroll T` (the Sequence class over the
 CUDA step Model) and `--unroll N`, against the numpy target."""
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, assert_close
+from cuda_host import assert_close
 
-import graphc_runtime.cuda as rt
 from graphc.compiler import Options, compile_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = [("output1", "input2"), ("output2", "input3")]
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
-    old = rt.use_backend(HostBackend(tmp_path_factory.mktemp("cuda_unroll")))
-    yield
-    rt.use_backend(old)
 
 
 def load(target, **opts):
