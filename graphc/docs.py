@@ -34,21 +34,37 @@ def _sig(op) -> str:
     return ", ".join(parts)
 
 
+def _cuda(op) -> str:
+    """How --target cuda computes the op (ops.registry.CudaRule)."""
+    r = op.cuda
+    if r is None:
+        return "no IR node" if op.passthrough or op.structural else "not supported"
+    if r.kind == "pointwise":
+        return "fused"
+    if r.kind == "index":
+        return "fused index map"
+    what = {"linear": "cuBLAS GEMM, fused bias", "conv2d": "im2col kernel + cuBLAS GEMM",
+            "elem": "own kernels"}.get(r.kernel, "own kernel")
+    return what + (" (host code: no CUDA graph)" if r.host or r.host_after else "")
+
+
 def modules_markdown() -> str:
     lines = ["# Supported modules", "",
              "Generated from graphc's op registry by `python -m graphc.docs`; do not edit.",
-             "Arguments keep Torch7's order and 1-based dimensions.", "",
-             "| module | arguments | methods | what it does | difference from Torch |",
-             "|---|---|---|---|---|"]
+             "Arguments keep Torch7's order and 1-based dimensions. The CUDA column says how",
+             "`--target cuda` computes each one: *fused* into the generated kernel of its",
+             "neighbours, cuBLAS, or kernels of its own.", "",
+             "| module | arguments | methods | what it does | difference from Torch | CUDA |",
+             "|---|---|---|---|---|---|"]
     for name in sorted(REGISTRY):
         op = REGISTRY[name]
         if op.name in ("Select",) and not op.doc:
             continue
         methods = ", ".join(f"`:{m}()`" for m in op.methods)
-        lines.append(f"| nn.{name} | {_sig(op)} | {methods} | {op.doc} | {op.torch_diff} |")
+        lines.append(f"| nn.{name} | {_sig(op)} | {methods} | {op.doc} | {op.torch_diff} | {_cuda(op)} |")
     for name, args, doc in CONTAINERS:
         adds = "`:add(m)`" if name not in ("gModule", "ModuleFromCriterion") else ""
-        lines.append(f"| nn.{name} | {args} | {adds} | {doc} | |")
+        lines.append(f"| nn.{name} | {args} | {adds} | {doc} | | its modules' |")
     lines += ["", f"{len(REGISTRY) + len(CONTAINERS)} modules.", ""]
     return "\n".join(lines)
 
