@@ -542,11 +542,20 @@ class GraphBackend(Backend):
         self.launch(self.gemm, "graphc_gemm", M * N, (a, b, out, *ints))
 
     def matmul(self, a, b):
-        vector = a.ndim == 1
-        a2 = a.reshape(1, -1) if vector else a
+        if a.ndim == 3 and b.ndim == 3:  # batched: one GEMM per matrix of the batch
+            out = self.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+            for k in range(a.shape[0]):
+                self._gemm(out[k], a[k], b[k], False)
+            return out
+        if a.ndim == 3 and not a.flags.c_contiguous:  # a strided stack of matrices
+            out = self.empty((a.shape[0], a.shape[1], b.shape[1]), a.dtype)
+            for k in range(a.shape[0]):
+                self._gemm(out[k], a[k], b, False)
+            return out
+        a2 = a.reshape(-1, a.shape[-1])  # contiguous (or 1-D/2-D): a view
         out = self.empty((a2.shape[0], b.shape[1]), a.dtype)
         self._gemm(out, a2, b, False)
-        return out[0] if vector else out
+        return out.reshape(a.shape[:-1] + (b.shape[1],))
 
     def addmm(self, out, a, b):
         assert out.flags.c_contiguous

@@ -788,6 +788,35 @@ class CudaBackend:
                 f"self._launch({name + '_bwd'!r}, {self.pynumel(rows) if rows else '1'}, "
                 f"{', '.join(kb.py_args())})"]
 
+    # ---- 'blas' kernel ops: matrix products as cuBLAS calls (Python lines, the op's rule) ------
+
+    def blas_context(self, node: Node) -> dict:
+        op = REGISTRY[node.op]
+        data = self.data_inputs(node)
+        d = op.derive(node.attrs, [v.shape for v in data]) if op.derive else {}
+        names = [self.n(v) for v in data]
+        ctx = {"a": node.attrs, "d": types.SimpleNamespace(**d), "xs": names,
+               "shapes": [self.pyshape(v.shape) for v in data]}
+        if not op.table_input:
+            ctx.update(zip(op.inputs, names))
+        return ctx
+
+    def fwd_blas(self, node: Node) -> list[str]:
+        y = node.outputs[0]
+        text = self.env.from_string(REGISTRY[node.op].cuda.forward).render(
+            self.blas_context(node), out_shape=self.pyshape(y.shape))
+        return [f"{self.n(y)} = {text.strip()}"]
+
+    def bwd_blas(self, gnode, fwd, targets) -> list[str]:
+        op = REGISTRY[fwd.op]
+        ctx = self.blas_context(fwd) | {"gy": self.n(gnode.inputs[0])}
+        lines = []
+        for k, v in sorted(targets.items()):
+            slot = "xs" if op.table_input else op.inputs[k]
+            text = self.env.from_string(op.cuda.backward[slot]).render(ctx, i=k)
+            lines.append(f"{self.n(v)} = {text.strip()}")
+        return lines
+
     # ---- 'elem' kernel ops: one thread per element, the body from the op's CudaRule ----------
 
     def elem_arrays(self, node: Node) -> dict:

@@ -53,30 +53,16 @@ def _t(cond):
     return "{% if " + cond + " %}" + _T + "{% endif %}"
 
 
-# CUDA: one thread per element, a plain loop over the summed dim (no cuBLAS: these ops are
-# small). Macros give op(A)[r, k], op(B)[k, c] and gy[r, c] for the element's batch `o[:-2]`.
-_MM_MACROS = (
-    "{% macro A(r, k) %}{{ ld(xs[0], *(o[:-2] + ([k, r] if a.transA else [r, k]))) }}{% endmacro %}"
-    "{% macro Bm(k, c) %}{{ ld(xs[1], *(o[:-2] + ([c, k] if a.transB else [k, c]))) }}{% endmacro %}"
-    "{% macro G(r, c) %}{{ ld(gy, *(o[:-2] + [r, c])) }}{% endmacro %}")
+# CUDA: cuBLAS through rt.matmul; transposed operands are views (cuBLAS transpose flags).
+# dop(A) = g op(B)^T, so dA = op(B) g^T when transA (no transpose of the result); likewise B.
 _MM_CUDA = CudaRule(
-    "kernel", kernel="elem",
-    forward=_MM_MACROS + (
-        "real s = 0;\n"
-        "for (int k = 0; k < {{ in_shapes[0][-2 if a.transA else -1] }}; ++k) "
-        "s += {{ A(o[-2], 'k') }} * {{ Bm('k', o[-1]) }};\n"
-        "return s;"),
-    backward={"xs": _MM_MACROS + (
-        # dA[r, k] = sum_c gy[r, c] op(B)[k, c]; dB[k, c] = sum_r op(A)[r, k] gy[r, c]
-        # (element (p, q) of a transposed operand is (q, p) of op(.))
-        "{% set p, q = o[-2], o[-1] %}"
-        "real s = 0;\n"
-        "{% if k == 0 %}{% set r, kk = (q, p) if a.transA else (p, q) %}"
-        "for (int c = 0; c < {{ shp.gy[-1] }}; ++c) s += {{ G(r, 'c') }} * {{ Bm(kk, 'c') }};\n"
-        "{% else %}{% set kk, c = (q, p) if a.transB else (p, q) %}"
-        "for (int r = 0; r < {{ shp.gy[-2] }}; ++r) s += {{ A('r', kk) }} * {{ G('r', c) }};\n"
-        "{% endif %}"
-        "return s;")},
+    "kernel", kernel="blas",
+    forward="rt.matmul({{xs[0]}}" + _t("a.transA") + ", {{xs[1]}}" + _t("a.transB") + ")",
+    backward={"xs": (
+        "{% if i == 0 %}{% if a.transA %}rt.matmul({{xs[1]}}" + _t("a.transB") + ", {{gy}}" + _T + ")"
+        "{% else %}rt.matmul({{gy}}, {{xs[1]}}" + _t("not a.transB") + "){% endif %}"
+        "{% else %}{% if a.transB %}rt.matmul({{gy}}" + _T + ", {{xs[0]}}" + _t("a.transA") + ")"
+        "{% else %}rt.matmul({{xs[0]}}" + _t("not a.transA") + ", {{gy}}){% endif %}{% endif %}")},
 )
 
 # C = op(A) op(B). dA = g op(B)^T (transposed back when transA); dB = op(A)^T g (likewise).
@@ -121,27 +107,16 @@ def _mv_shape(a, shapes):
     return batch + (r,)
 
 
-# CUDA: as MM, a plain loop in each thread (no cuBLAS). M(bt, r, k) is op(M)[r, k] of batch `bt`.
-_MV_MACROS = ("{% macro M(bt, r, k) %}{{ ld(xs[0], *(bt + ([k, r] if a.trans else [r, k]))) }}"
-              "{% endmacro %}")
+# CUDA: cuBLAS (a GEMV as a one-column rt.matmul; dM as a rank-one product).
 _MV_CUDA = CudaRule(
-    "kernel", kernel="elem",
-    forward=_MV_MACROS + (
-        "real s = 0;\n"
-        "for (int k = 0; k < {{ in_shapes[1][-1] }}; ++k) "
-        "s += {{ M(o[:-1], o[-1], 'k') }} * {{ ld(xs[1], *(o[:-1] + ['k'])) }};\n"
-        "return s;"),
-    backward={"xs": _MV_MACROS + (
-        # dM[r, k] = gy[r] v[k] (transposed back with trans); dv[k] = sum_r op(M)[r, k] gy[r]
-        "{% if k == 0 %}"
-        "{% set bt = o[:-2] %}{% set r, kk = (o[-1], o[-2]) if a.trans else (o[-2], o[-1]) %}"
-        "return {{ ld(gy, *(bt + [r])) }} * {{ ld(xs[1], *(bt + [kk])) }};"
-        "{% else %}"
-        "real s = 0;\n"
-        "for (int r = 0; r < {{ shp.gy[-1] }}; ++r) "
-        "s += {{ M(o[:-1], 'r', o[-1]) }} * {{ ld(gy, *(o[:-1] + ['r'])) }};\n"
-        "return s;"
-        "{% endif %}")},
+    "kernel", kernel="blas",
+    forward="rt.matmul({{xs[0]}}" + _t("a.trans") + ", {{xs[1]}}[..., None]).reshape({{out_shape}})",
+    backward={"xs": (
+        "{% if i == 0 %}"
+        "{% if a.trans %}rt.matmul({{xs[1]}}[..., :, None], {{gy}}[..., None, :])"
+        "{% else %}rt.matmul({{gy}}[..., :, None], {{xs[1]}}[..., None, :]){% endif %}"
+        "{% else %}rt.matmul({{xs[0]}}" + _t("not a.trans") + ", {{gy}}[..., None])"
+        ".reshape({{shapes[1]}}){% endif %}")},
 )
 
 defop(

@@ -45,6 +45,10 @@ class CudaRule:
       the data input through a fused expression (no materialized copy), 'plain' when it needs
       a stored array (cuBLAS); `grad_reads` the same for the output gradient ('rows': as a
       (N*H*W) x C matrix, for convolution GEMMs).
+    kernel 'blas' (kind 'kernel'): matrix products as cuBLAS calls: `forward` is a Python
+      expression (jinja: array names `xs[i]`/`x`, `a`, `d`, `out_shape`) over the backend
+      `rt` (rt.matmul) giving a new contiguous array; `backward[slot]` the same for input i's
+      gradient (with `gy`).
     kernel 'elem' (kind 'kernel'): one generated kernel per output array, one thread per
       element, reading stored arrays (see backends/cuda.py `elem_kernel`): `forward` is the
       C body of `real f(...)` returning element `i` (dims `o[0..]`) of the output `y` (of
