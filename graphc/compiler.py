@@ -227,7 +227,11 @@ def _shape_text(s) -> str:
 
 
 def _shell_quote(s: str) -> str:
-    return s if re.fullmatch(r"[\w.,=/+-]+", s) else "'" + s.replace("'", "'\\''") + "'"
+    if re.fullmatch(r"[\w.,=/+-]+", s):
+        return s
+    if "'" in s and not re.search(r'["$`\\!]', s):
+        return f'"{s}"'  # Lua strings in an --entry: "f(1, 'mv')" reads better than '\''
+    return "'" + s.replace("'", "'\\''") + "'"
 
 
 def compile_file(path: str, module_name: str | None = None, **options):

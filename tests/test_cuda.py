@@ -461,3 +461,17 @@ def test_nvrtc_compiles_the_source_as_is(name):
         assert rc == 0, log
         spills = re.findall(r"(\d+) bytes spill stores", log)
         assert spills and set(spills) == {"0"}, log
+
+
+def test_hostile_command_text_in_the_cu_header():
+    """The header comment names the compile command; spec text in it (an --entry string with
+    a backslash and a quote run) can neither splice lines nor end the r''' embedding."""
+    text = "function f(s)\n  local x = nn.Identity()()\n  return nn.gModule({x}, {nn.Tanh()(x)})\nend\n"
+    opts = dict(entry="f(\"a'''b\\\\\")", shapes={"input1": parse_shape("Bx2")}, target="cuda")
+    cu = compile_spec("q.lua", Options(emit="cu", **opts), text=text).source
+    py = compile_spec("q.lua", Options(**opts), text=text).source
+    header = cu.split("\n#ifndef")[0]
+    assert "\\" not in cu and "'''" not in cu and "graphc compile q.lua --entry" in header
+    ns = {}
+    exec(compile(py, "q", "exec"), ns)
+    assert ns["CUDA_SOURCE"] == cu.rstrip("\n") or ns["CUDA_SOURCE"] == cu

@@ -1009,8 +1009,12 @@ class CudaBackend:
         names = [k.name for k in self.kernels]
         plan_lines = ["Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
                       "'view' = an array view, no kernel."] + fuse.describe(self.plan).split("\n")
+        # the .cu header names the command: in a // comment (and in the .py's r''' string)
+        # a backslash or quote run from spec text must not survive
+        cu_meta = dict(meta, command=_c_comment(meta["command"]).replace("'''", "''?"),
+                       source_name=_c_comment(meta["source_name"]).replace("'''", "''?"))
         cu = self.env.get_template("cuda/module.cu.j2").render(
-            version=__version__, meta=meta, kernels=[k.source for k in self.kernels],
+            version=__version__, meta=cu_meta, kernels=[k.source for k in self.kernels],
             plan_lines=[_c_comment(line) for line in plan_lines])
         assert "'''" not in cu and "\\" not in cu, "CUDA source must embed in r'''...'''"
         py = self.env.get_template("cuda/module.py.j2").render(
