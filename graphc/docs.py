@@ -44,7 +44,7 @@ def _cuda(op) -> str:
     if r.kind == "index":
         return "fused index map"
     what = {"linear": "cuBLAS GEMM, fused bias", "conv2d": "im2col kernel + cuBLAS GEMM",
-            "elem": "own kernels"}.get(r.kernel, "own kernel")
+            "elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
     return what + (" (host code: no CUDA graph)" if r.host or r.host_after else "")
 
 
