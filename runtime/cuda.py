@@ -368,12 +368,12 @@ class CudaModule(Module):
         key = (self.train,) + tuple(x.shape for x in flat_in)
         graphs = self.__dict__.setdefault("_graphs", {})
         g = graphs.get(key)
-        if g is None or g == "eager":
-            result = self._graph_build(inputs, grad_outputs, capture=g == "eager")
+        if not isinstance(g, _Graph):  # None: run eagerly; a list: the eager run's allocations
+            result, built = self._graph_build(inputs, grad_outputs, plan=g)
+            graphs[key] = built
             if g is None:
-                graphs[key] = "eager"
                 return result
-            graphs[key] = g = result
+            g = built
         xp = self._rt.xp
         for static, x in zip(g.inputs, flat_in):
             static[...] = x
@@ -389,11 +389,13 @@ class CudaModule(Module):
             out += self._flat_grads(gr) if isinstance(gr, (tuple, list)) else [gr]
         return out
 
-    def _graph_build(self, inputs, grad_outputs, capture: bool):
-        """First call of a shape: the step runs eagerly on GraphBackend (own GEMMs). Second:
-        it is captured (nothing runs), and a _Graph is returned for the replays."""
+    def _graph_build(self, inputs, grad_outputs, plan):
+        """First call of a shape (plan None): the step runs eagerly on GraphBackend (own
+        GEMMs), which notes its allocations: returns (results, that plan). Second call: the
+        step is captured (nothing runs) into buffers laid out by the plan: returns (None,
+        a _Graph for the replays)."""
         inner = self._rt
-        gb = GraphBackend(inner, self.dtype)
+        gb = GraphBackend(inner, self.dtype, plan)
         static_in = [(gb.indices(x) if kind == "index" else gb.asarray(x)).copy()
                      for x, (_, _, kind) in zip(self._check_inputs(self._flatten_args(inputs))[0], self.INPUTS)]
         static_g = [gb.asarray(x).copy() for x in self._flat_grads(grad_outputs)]
@@ -402,9 +404,9 @@ class CudaModule(Module):
         args = nested_in if isinstance(nested_in, tuple) else (nested_in,)
         self._rt = gb
         try:
-            if not capture:
+            if plan is None:
                 out = self.forward(*args)
-                return out, self.backward(args, nested_g)
+                return (out, self.backward(args, nested_g)), gb.sizes
             capturer = getattr(inner, "capture", None)
             if capturer is None:  # emulation: record the launches, replay runs them
                 gb.record = []
@@ -420,7 +422,7 @@ class CudaModule(Module):
             self._rt = inner
         g = _Graph(static_in, static_g, results, replay)
         g.keep = gb.keep  # the buffers live as long as the graph
-        return g
+        return None, g
 
     # ---- host copies: init, save, load reuse Module's code on numpy arrays --------------------
 
@@ -502,22 +504,49 @@ class GraphBackend(Backend):
     outlive the capture. `capturing`: launches are recorded (and not run) into `recorded`
     when the inner backend has no stream capture of its own (host emulation)."""
 
-    def __init__(self, inner: Backend, dtype):
+    def __init__(self, inner: Backend, dtype, plan: list | None = None):
         self.inner, self.xp, self.name = inner, inner.xp, f"graph({inner.name})"
         self.dtype = np.dtype(dtype)
         self.gemm = inner.load(GEMM_SOURCE, self.dtype, GEMM_KERNELS)
         self.keep: list = []  # every array allocated while building a graph
         self.record = None  # a list: launches are recorded instead of run (emulated capture)
+        self.sizes: list = []  # bytes of each allocation, in order: the eager run's plan
+        self.plan, self.arena = plan, None
+        if plan is not None:
+            # a capture allocates nothing from the memory pool (no cudaMalloc while capturing,
+            # no pool block shared with later work): each array is the next slice of one
+            # buffer made beforehand, in the order the eager run allocated them
+            self.offsets, total = [], 0
+            for n in plan:
+                self.offsets.append(total)
+                total += -(-n // 256) * 256
+            self.arena = inner.empty((max(total, 256),), np.uint8)
+            self.keep.append(self.arena)
+
+    def _alloc(self, shape, dtype, zero: bool):
+        dtype = np.dtype(dtype)
+        n = dtype.itemsize
+        for d in shape:
+            n *= int(d)
+        k = len(self.sizes)
+        self.sizes.append(n)
+        if self.arena is None:
+            a = (self.inner.zeros if zero else self.inner.empty)(shape, dtype)
+        else:
+            if k >= len(self.plan) or self.plan[k] != n:
+                raise RuntimeError("the captured step allocated differently from its eager run "
+                                   "(a graphc bug: please report it)")
+            a = self.arena[self.offsets[k]:self.offsets[k] + n].view(dtype).reshape(shape)
+            if zero:
+                a[...] = 0
+        self.keep.append(a)
+        return a
 
     def empty(self, shape, dtype):
-        a = self.inner.empty(shape, dtype)
-        self.keep.append(a)
-        return a
+        return self._alloc(shape, dtype, False)
 
     def zeros(self, shape, dtype):
-        a = self.inner.zeros(shape, dtype)
-        self.keep.append(a)
-        return a
+        return self._alloc(shape, dtype, True)
 
     @staticmethod
     def _operand(x):
@@ -527,7 +556,9 @@ class GraphBackend(Backend):
         base = x
         while base.base is not None:
             base = base.base
-        assert base.flags.c_contiguous and base.dtype == x.dtype, "a view of a contiguous array"
+        if base.dtype != x.dtype:  # a slice of a capture's byte arena
+            base = base.reshape(-1).view(x.dtype)
+        assert base.flags.c_contiguous, "a view of a contiguous array"
 
         def ptr(a):
             return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]

@@ -65,6 +65,10 @@ def test_replays_reuse_buffers_and_shapes_get_their_own_graph(host):
     out_a, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
     out_b, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
     assert out_a[0] is out_b[0], "replays return the graph's own output buffers"
+    graph = m._graphs[(True, (2, 3), (2, 2), (2, 2))]
+    arena = graph.keep[0]
+    assert arena.dtype == np.uint8 and all(np.shares_memory(o, arena) for o in out_a), \
+        "the capture's arrays are slices of one buffer made before capturing"
 
 
 def test_graph_gemm_kernels_on_transposed_operands(host):
