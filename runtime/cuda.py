@@ -34,10 +34,11 @@ models. CuPy refuses cuBLAS calls during stream capture (cupy_backends/cuda/libs
 "calling cuBLAS API during stream capture is currently unsupported", cupy#6290), so a graph
 step runs with GraphBackend, which replaces the three BLAS calls by graphc's own GEMM
 kernels (GEMM_SOURCE: one thread per output element over arbitrary strides, so transposed
-operands are still read in place) and keeps every array the step allocates alive as long as
-the graph: replays write into the same buffers. The first call of a shape runs eagerly (its
-results are real), the second captures forward+backward as one graph, later calls copy the
-inputs into the captured input buffers and replay it. Outputs and input gradients alias the
+operands are still read in place). The first call of a shape runs eagerly (its results are
+real) and notes every allocation; the second captures forward+backward as one graph with
+those arrays laid out in one buffer made before capturing (so nothing is allocated while
+capturing, and the graph owns its memory); later calls copy the inputs into the captured
+input buffers and replay it, writing into the same buffers. Outputs and input gradients alias the
 graph's buffers (the next replay overwrites them). Models whose ops run host code (Dropout's
 mask, index checks, BatchNorm's running statistics) cannot be captured: GRAPH_UNSAFE names
 them and step(graph=True) refuses them. Own GEMMs are only fast for small matrices: this
