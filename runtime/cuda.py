@@ -126,9 +126,10 @@ class Backend(abc.ABC):
         return self.xp.ascontiguousarray(x, dtype=np.int32)
 
     def check_indices(self, x, n: int, what: str):
-        """Torch's 1-based indices: every one in 1..n, or a ValueError naming `what`."""
+        """Torch's 1-based indices: every one in 1..n, or the numpy target's ValueError (the
+        first bad index, naming `what`)."""
         if x.size and (int(x.min()) < 1 or int(x.max()) > n):
-            bad = int(x.min()) if int(x.min()) < 1 else int(x.max())
+            bad = int(x[(x < 1) | (x > n)].ravel()[0])
             raise ValueError(f"{what}: index {bad} is out of range 1..{n} (indices are 1-based)")
         return x
 
@@ -281,10 +282,10 @@ class CupyBackend(Backend):
 
     def capture(self, fn):
         """Run fn() under stream capture: (its results, replay()). Kernels launch on CuPy's
-        current stream, so a capturing stream made current records them."""
+        current stream, so a capturing stream made current records them; replays launch the
+        graph on the stream current then (after the input copies, before later work)."""
         cupy = self.cupy
         stream = cupy.cuda.Stream(non_blocking=True)
-        stream.wait_event(cupy.cuda.get_current_stream().record())
         with stream:
             stream.begin_capture()
             try:
@@ -293,10 +294,7 @@ class CupyBackend(Backend):
                 graph = stream.end_capture()
 
         def replay():
-            current = cupy.cuda.get_current_stream()
-            stream.wait_event(current.record())  # after the input copies
-            graph.launch(stream)
-            current.wait_event(stream.record())  # later work sees the results
+            graph.launch(cupy.cuda.get_current_stream())
         replay.graph = graph
         return results, replay
 
@@ -351,6 +349,11 @@ class CudaModule(Module):
     def _launch(self, name, n, *args):
         self._rt.launch(self._kernels, name, n, args)
 
+    def clone_shared(self):
+        other = super().clone_shared()
+        other.__dict__.pop("_graphs", None)  # a graph's buffers are its model's activations
+        return other
+
     # ---- CUDA-graph mode ------------------------------------------------------------------------
 
     GRAPH_UNSAFE: tuple = ()  # ops whose host code cannot be captured (generated per model)
@@ -365,65 +368,54 @@ class CudaModule(Module):
             return out, self.backward(inputs, grad_outputs)
         if self.GRAPH_UNSAFE:
             raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(self.GRAPH_UNSAFE))
-        flat_in, _ = self._check_inputs(self._flatten_args(inputs))
-        key = (self.train,) + tuple(x.shape for x in flat_in)
+        arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
+        grads = self._check_grads(grad_outputs, arrays, squeeze)
+        key = (self.train, squeeze) + tuple(x.shape for x in arrays)
         graphs = self.__dict__.setdefault("_graphs", {})
         g = graphs.get(key)
         if not isinstance(g, _Graph):  # None: run eagerly; a list: the eager run's allocations
-            result, built = self._graph_build(inputs, grad_outputs, plan=g)
-            graphs[key] = built
+            result, graphs[key] = self._graph_build(arrays, grads, squeeze, plan=g)
             if g is None:
+                self.output, self.gradInput = result
                 return result
-            g = built
-        xp = self._rt.xp
-        for static, x in zip(g.inputs, flat_in):
+            g = graphs[key]
+        for static, x in zip(g.inputs + g.grad_outputs, arrays + list(grads)):
             static[...] = x
-        for static, x in zip(g.grad_outputs, self._flat_grads(grad_outputs)):
-            static[...] = self._asarray(x)
         g.replay()
+        self.output, self.gradInput = g.results
         return g.results
 
-    def _flat_grads(self, grad_outputs):
-        grads = grad_outputs if isinstance(grad_outputs, (tuple, list)) else (grad_outputs,)
-        out = []
-        for gr in grads:
-            out += self._flat_grads(gr) if isinstance(gr, (tuple, list)) else [gr]
-        return out
-
-    def _graph_build(self, inputs, grad_outputs, plan):
+    def _graph_build(self, arrays, grads, squeeze, plan):
         """First call of a shape (plan None): the step runs eagerly on GraphBackend (own
         GEMMs), which notes its allocations: returns (results, that plan). Second call: the
         step is captured (nothing runs) into buffers laid out by the plan: returns (None,
         a _Graph for the replays)."""
         inner = self._rt
         gb = GraphBackend(inner, self.dtype, plan)
-        static_in = [(gb.indices(x) if kind == "index" else gb.asarray(x)).copy()
-                     for x, (_, _, kind) in zip(self._check_inputs(self._flatten_args(inputs))[0], self.INPUTS)]
-        static_g = [gb.asarray(x).copy() for x in self._flat_grads(grad_outputs)]
-        nested_in = self._nest(tuple(static_in), self._in_struct())
-        nested_g = self._nest(tuple(static_g), self._out_struct())
-        args = nested_in if isinstance(nested_in, tuple) else (nested_in,)
+        static_in, static_g = [x.copy() for x in arrays], [g.copy() for g in grads]
+
+        def run():
+            outs = self._forward(*static_in)
+            gin = self._backward(static_in, tuple(static_g))
+            return self._user_outputs(outs, squeeze), self._user_grads(gin, squeeze)
         self._rt = gb
         try:
             if plan is None:
-                out = self.forward(*args)
-                return (out, self.backward(args, nested_g)), gb.sizes
+                return run(), gb.sizes
             capturer = getattr(inner, "capture", None)
-            if capturer is None:  # emulation: record the launches, replay runs them
+            if capturer is None:  # emulation: record the device work, replay runs it
                 gb.record = []
-                results = (self.forward(*args), self.backward(args, nested_g))
+                results = run()
                 recorded, gb.record = gb.record, None
 
                 def replay():
-                    for call in recorded:
-                        inner.call(*call)
+                    for work in recorded:
+                        work()
             else:
-                results, replay = capturer(lambda: (self.forward(*args), self.backward(args, nested_g)))
+                results, replay = capturer(run)
         finally:
             self._rt = inner
-        g = _Graph(static_in, static_g, results, replay)
-        g.keep = gb.keep  # the buffers live as long as the graph
-        return None, g
+        return None, _Graph(static_in, static_g, results, replay, gb.keep)
 
     # ---- host copies: init, save, load reuse Module's code on numpy arrays --------------------
 
@@ -501,9 +493,10 @@ extern "C" __global__ void __launch_bounds__(256) graphc_colsum(const real* __re
 
 class GraphBackend(Backend):
     """Another backend's arrays and kernels, with graphc's own GEMM kernels instead of BLAS
-    (capturable), recording every array it allocates so that a captured graph's buffers
-    outlive the capture. `capturing`: launches are recorded (and not run) into `recorded`
-    when the inner backend has no stream capture of its own (host emulation)."""
+    (capturable), keeping every array it allocates (`keep`) so that a captured graph's
+    buffers outlive the capture. With a `plan` (a capture), arrays are slices of one buffer.
+    `record`: a list while emulating a capture (the inner backend has none of its own):
+    device work is appended to it as callables instead of run."""
 
     def __init__(self, inner: Backend, dtype, plan: list | None = None):
         self.inner, self.xp, self.name = inner, inner.xp, f"graph({inner.name})"
@@ -538,8 +531,10 @@ class GraphBackend(Backend):
                 raise RuntimeError("the captured step allocated differently from its eager run "
                                    "(a graphc bug: please report it)")
             a = self.arena[self.offsets[k]:self.offsets[k] + n].view(dtype).reshape(shape)
-            if zero:
-                a[...] = 0
+            if zero and self.record is not None:
+                self.record.append(lambda: a.fill(0))
+            elif zero:
+                a.fill(0)  # captured
         self.keep.append(a)
         return a
 
@@ -594,6 +589,7 @@ class GraphBackend(Backend):
         self._gemm(out, a, b, True)
 
     def add_colsum(self, out, a):
+        assert out.flags.c_contiguous
         M, N = a.shape
         a, oa, sam, san = self._operand(a)
         ints = [np.int32(v) for v in (M, N, oa, sam, san)]
@@ -604,7 +600,7 @@ class GraphBackend(Backend):
 
     def call(self, kernels, name, grid, block, args):
         if self.record is not None:
-            self.record.append((kernels, name, grid, block, args))
+            self.record.append(lambda: self.inner.call(kernels, name, grid, block, args))
         else:
             self.inner.call(kernels, name, grid, block, args)
 
@@ -619,7 +615,9 @@ class GraphBackend(Backend):
 
 
 class _Graph:
-    """One captured step: static input buffers, the step's results, and how to replay it."""
+    """One captured step: static input buffers, the step's results, how to replay it, and
+    every buffer it uses (kept alive as long as the graph)."""
 
-    def __init__(self, inputs, grad_outputs, results, replay):
-        self.inputs, self.grad_outputs, self.results, self.replay = inputs, grad_outputs, results, replay
+    def __init__(self, inputs, grad_outputs, results, replay, keep):
+        self.inputs, self.grad_outputs, self.results = inputs, grad_outputs, results
+        self.replay, self.keep = replay, keep

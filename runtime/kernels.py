@@ -459,7 +459,6 @@ def batchnorm_backward(gy, xhat, state, weight, axes, bshape):
     gb = gy.sum(axis=axes) if weight is not None else None
     g = gy * weight.reshape(bshape) if weight is not None else gy
     if batch_stats:
-        n = gy.size // invstd.size
         gx = (g - g.mean(axis=axes).reshape(bshape)
               - xhat * (g * xhat).mean(axis=axes).reshape(bshape)) * invstd.reshape(bshape)
     else:

@@ -98,10 +98,7 @@ class Module:
         is a list. Returns one array (or list, for a table output) or a tuple of them."""
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
         self._last = (inputs, arrays, squeeze)  # backward with these same objects skips checks
-        outs = self._forward(*arrays)
-        if squeeze:
-            outs = tuple(o[0] if _is_batched(shape) else o for o, (_, shape) in zip(outs, self.OUTPUTS))
-        self.output = self._nest(outs, self._out_struct())
+        self.output = self._user_outputs(self._forward(*arrays), squeeze)
         return self.output
 
     __call__ = forward
@@ -117,6 +114,12 @@ class Module:
             arrays, squeeze = last[1], last[2]
         else:
             arrays, squeeze = self._check_inputs(self._flatten_args(args))
+        gin = self._backward(arrays, self._check_grads(grad_outputs, arrays, squeeze))
+        self.gradInput = self._user_grads(gin, squeeze)
+        return self.gradInput
+
+    def _check_grads(self, grad_outputs, arrays, squeeze) -> tuple:
+        """The output gradients as checked arrays, batched like `arrays` (_check_inputs')."""
         grads = _as_tuple(grad_outputs, len(self._out_struct()))
         if not self._flat_io()[1]:
             grads = _flatten(grads, self._out_struct(), "output gradients")
@@ -130,12 +133,19 @@ class Module:
                 g = g[None]
             self._check_spec(g, self._specs()[1][k], batch, lambda k=k: self._describe(k, True))
             checked.append(g)
-        gin = self._backward(arrays, tuple(checked))
+        return tuple(checked)
+
+    def _user_outputs(self, outs, squeeze):
+        """_forward's results as forward() returns them: unbatched again, nested."""
+        if squeeze:
+            outs = tuple(o[0] if _is_batched(shape) else o for o, (_, shape) in zip(outs, self.OUTPUTS))
+        return self._nest(outs, self._out_struct())
+
+    def _user_grads(self, gin, squeeze):
         if squeeze:
             gin = tuple(g[0] if g is not None and _is_batched(s) else g
                         for g, (_, s, _) in zip(gin, self.INPUTS))
-        self.gradInput = self._nest(gin, self._in_struct())
-        return self.gradInput
+        return self._nest(gin, self._in_struct())
 
     def _in_struct(self):
         return self.INPUT_STRUCTURE if self.INPUT_STRUCTURE is not None else tuple(range(len(self.INPUTS)))

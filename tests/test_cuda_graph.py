@@ -60,12 +60,12 @@ def test_replays_reuse_buffers_and_shapes_get_their_own_graph(host):
         xs = [rng.standard_normal((batch, n)) for n in (3, 2, 2)]
         out, _ = m.step(xs, (np.ones((batch, 2)), np.ones((batch, 2))), graph=True)
         assert out[0].shape == (batch, 2)
-    assert sorted(k[1:] for k in m._graphs) == [((2, 3), (2, 2), (2, 2)), ((3, 3), (3, 2), (3, 2))]
+    assert sorted(k[2:] for k in m._graphs) == [((2, 3), (2, 2), (2, 2)), ((3, 3), (3, 2), (3, 2))]
     xs = [rng.standard_normal((2, n)) for n in (3, 2, 2)]
     out_a, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
     out_b, _ = m.step(xs, (np.ones((2, 2)), np.ones((2, 2))), graph=True)
     assert out_a[0] is out_b[0], "replays return the graph's own output buffers"
-    graph = m._graphs[(True, (2, 3), (2, 2), (2, 2))]
+    graph = m._graphs[(True, False, (2, 3), (2, 2), (2, 2))]
     arena = graph.keep[0]
     assert arena.dtype == np.uint8 and all(np.shares_memory(o, arena) for o in out_a), \
         "the capture's arrays are slices of one buffer made before capturing"
@@ -125,3 +125,39 @@ def test_graph_mode_batched_products(host):
         out_c, gin_c = m.step(xs, gys, graph=True)
         for a, b in zip(outs + gin, _as_list(out_c) + _as_list(gin_c)):
             assert_close(a, b, "float64", f"step {step}")
+
+
+def test_graph_mode_checks_arguments_and_takes_unbatched_samples(host):
+    ref = load_module("lstm", "numpy").Model(seed=0)
+    m = load_module("lstm", "cuda").Model(seed=0)
+    rng = np.random.default_rng(5)
+    for step in range(3):  # one sample, no batch dim: eager, capture, replay
+        xs = [rng.standard_normal(n) for n in (3, 2, 2)]
+        g = (rng.standard_normal(2), rng.standard_normal(2))
+        outs, gin = ref.forward(*xs), ref.backward(tuple(xs), g)
+        out_c, gin_c = m.step(xs, g, graph=True)
+        assert [o.shape for o in out_c] == [(2,), (2,)] and [x.shape for x in gin_c] == [(3,), (2,), (2,)]
+        for a, b in zip(list(outs) + list(gin), list(out_c) + list(gin_c)):
+            assert_close(a, b, "float64", f"step {step}")
+    xs = [rng.standard_normal((4, n)) for n in (3, 2, 2)]
+    good = (np.ones((4, 2)), np.ones((4, 2)))
+    for _ in range(3):
+        m.step(xs, good, graph=True)  # the batch-of-4 graph exists and replays
+    with pytest.raises(ValueError, match="batch size 1 differs"):
+        m.step(xs, (np.ones((1, 2)), np.ones((4, 2))), graph=True)
+    with pytest.raises(ValueError, match="expected 2 output gradients, got 1"):
+        m.step(xs, (np.ones((4, 2)),), graph=True)
+    with pytest.raises(ValueError, match="expected dtype float64"):
+        m.step(xs, (np.ones((4, 2), np.float32), np.ones((4, 2))), graph=True)
+
+
+def test_a_shared_clone_has_its_own_graphs(host):
+    m = load_module("lstm", "cuda").Model(seed=0)
+    xs = [np.ones((2, n)) for n in (3, 2, 2)]
+    g = (np.ones((2, 2)), np.ones((2, 2)))
+    for _ in range(3):
+        out_m, _ = m.step(xs, g, graph=True)
+    c = m.clone_shared()
+    for _ in range(3):
+        out_c, _ = c.step(xs, g, graph=True)
+    assert out_c[0] is not out_m[0] and c._graphs is not m._graphs

@@ -14,8 +14,7 @@ def _dropout_check(a):
 _DROPOUT_CUDA = CudaRule(
     "kernel", kernel="elem",
     aux={"mask": ("real", lambda a, s, out: out, "")},
-    # one statement: the backend keeps an array for the backward only when it is assigned
-    # by an unindented line
+    # the mask of the numpy target (same seeded host RNG), so both targets drop the same
     host=("{% set draw = 'rt.dropout_mask(self._rng, %s, dt, %s, %s)' % (shape.x, a.p, a.v1) %}"
           "{% if not (a.p or a.v1) %}{% elif a.stochasticInference %}{{aux.mask}} = {{draw}}"
           "{% else %}{{aux.mask}} = ({{draw}} if self.train\n"
