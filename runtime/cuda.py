@@ -133,6 +133,18 @@ class Backend(abc.ABC):
             raise ValueError(f"{what}: index {bad} is out of range 1..{n} (indices are 1-based)")
         return x
 
+    def stable_argsort(self, a):
+        return self.xp.argsort(a, kind="stable")
+
+    def index_rows(self, x, n: int):
+        """(positions of x sorted by index, int32; where each index 1..n starts in that
+        order, n + 1 int32 entries): lets a kernel visit the positions of one index."""
+        xp = self.xp
+        flat = x.reshape(-1)
+        order = self.stable_argsort(flat).astype(np.int32)
+        starts = xp.searchsorted(flat[order], xp.arange(1, n + 2, dtype=flat.dtype)).astype(np.int32)
+        return order, starts
+
     def dropout_mask(self, rng, shape, dtype, p: float, v1: bool):
         """The numpy target's mask (graphc_runtime.kernels.dropout_mask, the model's seeded
         host RNG), copied to the device: both targets drop the same elements."""
@@ -201,6 +213,9 @@ class CupyBackend(Backend):
 
     def to_host(self, x) -> np.ndarray:
         return self.cupy.asnumpy(x)
+
+    def stable_argsort(self, a):
+        return self.cupy.argsort(a)  # always stable (CuPy takes no `kind` but None)
 
     # ---- kernels ------------------------------------------------------------------------------
 

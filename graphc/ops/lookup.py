@@ -10,19 +10,25 @@ def _lookup_shape(a, shapes):
 
 
 # CUDA: a thread per output element copies its weight element. The weight gradient is a
-# gather: the thread of weight element (r, j) sums gy over every position holding index r+1.
+# gather: the thread of weight element (r, j) sums gy over the positions holding index r+1,
+# found through the positions sorted by index (`order`) and where each index's run starts
+# (`starts`), made on the device by rt.index_rows: O(positions x nOutput) work in all.
 _LOOKUP_CUDA = CudaRule(
     "kernel", kernel="elem",
-    host="rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})')",
+    aux={"order": ("int", lambda a, ins, out: ins[0], ""),
+         "starts": ("int", lambda a, ins, out: (a["nIndex"] + 1,), "")},
+    host=("rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})')\n"
+          "_rows = rt.index_rows({{x}}, {{a.nIndex}})\n"
+          "{{aux.order}} = _rows[0]\n"
+          "{{aux.starts}} = _rows[1]"),
     forward="return {{ ld(weight, ld(x, *o[:-1]) ~ ' - 1', o[-1]) }};",
     backward={"weight": (
         "{% if a.paddingValue %}"
         "if ({{o[0]}} + 1 == {{a.paddingValue}}) return 0;  // the padding row: no gradient\n"
         "{% endif %}"
-        "const int n_pos = {{ shp.x|join(' * ') }};\n"
         "real s = 0;\n"
-        "for (int p = 0; p < n_pos; ++p)\n"
-        "  if ({{x}}[p] == {{o[0]}} + 1) s += {{gy}}[p * {{a.nOutput}} + {{o[1]}}];\n"
+        "for (int q = {{starts}}[{{o[0]}}]; q < {{starts}}[{{o[0]}} + 1]; ++q)\n"
+        "  s += {{gy}}[{{order}}[q] * {{a.nOutput}} + {{o[1]}}];\n"
         "return s;")},
 )
 
