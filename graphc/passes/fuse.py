@@ -33,6 +33,9 @@ VIEW_INDEX = ("view", "narrow", "select")  # index maps that are a view of their
 # (SoftMax three times per element): only when that costs at most this many arithmetic ops
 # (index ops are free); a costlier input is stored first, by a fused kernel.
 PROLOGUE_OPS = 3
+# A fused kernel also stores a value of its expressions that a later kernel reads, when
+# computing it again would take more arithmetic ops than this (see _Planner.schedule).
+REUSE_OPS = 8
 
 
 @dataclass(eq=False)
@@ -89,6 +92,8 @@ class _Planner:
             for v in n.outputs:
                 self.producer[v] = n
         self.param_grads = {v for _, v in g.param_grads}
+        # creation order of every value: a deterministic order for sets of values
+        self.rank = {v: i for i, v in enumerate(v for n in g.nodes + g.grad_nodes for v in n.outputs)}
         self.virtual: set[Value] = set()
         self.gemm: dict[Node, Value] = {}
         for node in g.nodes:
@@ -135,12 +140,24 @@ class _Planner:
                 todo.extend(self.reads(x))
         return out
 
-    def cost(self, v: Value) -> int:
-        """Arithmetic ops in v's expression (each virtual node once; index maps are free)."""
+    def inner(self, values, loadable: set) -> set:
+        """The virtual, unstored values the expressions of `values` are made of."""
+        out, todo = set(), list(values)
+        while todo:
+            x = todo.pop()
+            if x in out or x in loadable or x not in self.virtual:
+                continue
+            out.add(x)
+            todo.extend(self.reads(x))
+        return out
+
+    def cost(self, v: Value, stored: frozenset = frozenset()) -> int:
+        """Arithmetic ops in v's expression (each virtual node once; index maps are free),
+        not looking past values in `stored`."""
         seen, todo, ops = set(), [v], 0
         while todo:
             x = todo.pop()
-            if x in seen or x not in self.virtual:
+            if x in seen or x not in self.virtual or (x in stored and x is not v):
                 continue
             seen.add(x)
             n = self.producer[x]
@@ -207,6 +224,17 @@ class _Planner:
                         and self.leaves(d.value, loadable) <= loadable:
                     done.add(key(d))
                     fused.append(d)
+            # a long expression this kernel computes that a later kernel would compute again
+            # (an unrolled recurrence's c_t, and its gradient) is stored here instead: else
+            # each step recomputes the chain from the start (quadratic work, huge kernels)
+            later = [d.value for d in pending if key(d) not in done]
+            if later:
+                stop = frozenset(loadable)
+                shared = self.inner([d.value for d in fused], loadable) & self.inner(later, loadable)
+                for v in sorted(shared, key=self.rank.__getitem__):
+                    if self.cost(v, stop) > REUSE_OPS:
+                        done.add((v, "plain"))
+                        fused.append(Demand(v))
             stores = [d.value for d in fused if d.layout == "plain"]
             steps.append(Step("fused", demands=fused, stores=stores))
             loadable.update(stores)
