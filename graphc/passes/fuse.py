@@ -7,7 +7,9 @@ Narrow...) from stored arrays. A virtual value is stored only where an array is 
 
   * a cuBLAS operand (Linear's input, its output gradient),
   * a convolution's output gradient, as (N*H*W) x C rows ('rows' layout),
-  * a graph output or an input gradient.
+  * a graph output or an input gradient,
+  * an expression longer than REUSE_OPS that a later kernel needs too (an unrolled
+    recurrence's cell state and its gradient), so no kernel recomputes a whole chain.
 
 Such a need is a Demand. All demands that can be met at one point of the program are met by
 ONE fused kernel (so the LSTM cell's gate math is one forward and one backward kernel), and
