@@ -62,6 +62,7 @@ def _parser() -> Lark:
         _PARSER = Lark(
             grammar,
             parser="lalr",
+            lexer="basic",  # one scanner; the contextual lexer built ~30 per process
             propagate_positions=True,
             lexer_callbacks={"LONGSTRING": _check_long, "COMMENT": _check_long},
             cache=_table_cache(grammar),
