@@ -154,3 +154,23 @@ def test_internal_errors_say_so_without_a_traceback(tmp_path, monkeypatch):
     assert rc == 1
     assert "internal error" in err.getvalue() and "bug in graphc" in err.getvalue()
     assert "Traceback" not in err.getvalue()
+
+
+def test_compiled_templates_are_cached_on_disk(tmp_path):
+    """A second process compiles no jinja template (file templates, op snippets and CUDA
+    rules come from the bytecode cache in GRAPHC_CACHE_DIR)."""
+    code = ("import jinja2\n"
+            "orig, n = jinja2.Environment.compile, [0]\n"
+            "def counting(self, *a, **k):\n"
+            "    n[0] += 1\n"
+            "    return orig(self, *a, **k)\n"
+            "jinja2.Environment.compile = counting\n"
+            "import graphc.compiler as C\n"
+            "C.compile_spec('samples/lstm.lua', C.Options())\n"
+            "C.compile_spec('samples/lstm.lua', C.Options(target='cuda'))\n"
+            "print(n[0])\n")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path))
+    counts = [int(subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True,
+                                 capture_output=True, text=True).stdout) for _ in range(2)]
+    assert counts[0] > 0 and counts[1] == 0, counts

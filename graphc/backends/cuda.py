@@ -25,7 +25,7 @@ from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
 from ..passes import fuse
 from .numpy import Namer, _loc_comment, _pystruct, pyshape
-from .templates import environment
+from .templates import environment, string_template
 
 BLOCK = 256  # threads per block of every kernel (__launch_bounds__)
 
@@ -363,7 +363,7 @@ class CudaBackend:
         data = self.data_inputs(n)
         xs = [Lazy(lambda x=x: self.value(sc, x, idx.as_shape(x.shape))) for x in data]
         ctx = self.template_ctx(n, xs)
-        return self.env.from_string(op.cuda.forward).render(ctx).strip()
+        return string_template(op.cuda.forward).render(ctx).strip()
 
     def template_ctx(self, n: Node, xs: list) -> dict:
         op = REGISTRY[n.op]
@@ -448,7 +448,7 @@ class CudaBackend:
             ctx.update(gy=Lazy(lambda: self.value(sc, gy, oidx)), y=Lazy(lambda: self.value(sc, y, oidx)),
                        i=k)
             slot = "xs" if op.table_input else op.inputs[k]
-            return self.env.from_string(rule.backward[slot]).render(ctx).strip()
+            return string_template(rule.backward[slot]).render(ctx).strip()
         d = op.derive(fwd.attrs, [x.shape for x in data]) if op.derive else {}
         if rule.index == "view":
             return self.value(sc, gy, idx.as_shape(y.shape))
@@ -803,7 +803,7 @@ class CudaBackend:
 
     def fwd_blas(self, node: Node) -> list[str]:
         y = node.outputs[0]
-        text = self.env.from_string(REGISTRY[node.op].cuda.forward).render(
+        text = string_template(REGISTRY[node.op].cuda.forward).render(
             self.blas_context(node), out_shape=self.pyshape(y.shape))
         return [f"{self.n(y)} = {text.strip()}"]
 
@@ -813,7 +813,7 @@ class CudaBackend:
         lines = []
         for k, v in sorted(targets.items()):
             slot = "xs" if op.table_input else op.inputs[k]
-            text = self.env.from_string(op.cuda.backward[slot]).render(ctx, i=k)
+            text = string_template(op.cuda.backward[slot]).render(ctx, i=k)
             lines.append(f"{self.n(v)} = {text.strip()}")
         return lines
 
@@ -844,7 +844,7 @@ class CudaBackend:
         name = self.kernel_name(f"{node.op}_{what}")
         sc = Scope(kb)
         dims = Index(sc, shape, flat="i").dims()
-        text = self.env.from_string(body).render(ctx, o=dims, i="i", shp=_shapes(ctx),
+        text = string_template(body).render(ctx, o=dims, i="i", shp=_shapes(ctx),
                                                  n=kb.count_expr(shape)).strip()
         lines = dead_code_free(sc.lines, text) + text.split("\n")
         code = "\n".join(lines)
@@ -877,7 +877,7 @@ class CudaBackend:
                  for k, v in arrays.items() if k != "aux"}
         aux = types.SimpleNamespace(**{k: a.pyname for k, a in arrays.get("aux", {}).items()})
         ctx = self.elem_context(node, {})
-        text = self.env.from_string(template).render(
+        text = string_template(template).render(
             ctx, aux=aux, shape={k: self.pyshape(a.shape) for k, a in _named_arrays(arrays).items()},
             **names)
         return [line for line in text.strip().split("\n") if line.strip()]

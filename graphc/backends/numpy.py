@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import builtins
 import functools
+import hashlib
 import keyword
 import re
 import types
 from pathlib import Path
 
+import jinja2
+
 from .. import __version__
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
-from .templates import environment
+from .templates import bytecode_cache, environment
 
 _RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module"} | set(dir(builtins))
 
@@ -62,16 +65,24 @@ class Namer:
         return self.names[v]
 
 
+_SNIPPETS: dict[str, str] = {}  # template name -> an op snippet's text
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_template(text: str):
-    """Op snippets are compiled once per process (compiling dominated compile time). They keep
-    the newline after a block tag ({% endif %}\n ends a statement); blank lines are dropped."""
-    return _snippet_environment().from_string(text)
+    """Op snippets are compiled once per process and cached on disk like the file templates
+    (compiling dominated compile time). They keep the newline after a block tag
+    ({% endif %}\n ends a statement); blank lines are dropped."""
+    name = "snippet-" + hashlib.sha256(text.encode()).hexdigest()
+    _SNIPPETS[name] = text
+    return _snippet_environment().get_template(name)
 
 
 @functools.lru_cache(maxsize=None)
 def _snippet_environment():
-    return environment().overlay(trim_blocks=False, lstrip_blocks=False)
+    return environment().overlay(trim_blocks=False, lstrip_blocks=False,
+                                 loader=jinja2.FunctionLoader(_SNIPPETS.get),
+                                 bytecode_cache=bytecode_cache("snippets", False))
 
 
 def pyshape_of(like: str, shape) -> str:

@@ -22,12 +22,41 @@ def _pytuple(shape) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
+def bytecode_cache(kind: str, trim: bool):
+    """Compiled templates kept on disk (compiling them was half of a compile's time) in the
+    user's graphc cache dir, one directory per environment setting; None if unwritable.
+    Jinja keys each file by template name and source checksum, and writes it atomically."""
+    import os
+    from ..cache import cache_dir
+    d = cache_dir() / "jinja" / f"{kind}-jinja{jinja2.__version__}-trim{int(trim)}"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(d)) if os.access(d, os.W_OK) else None
+
+
+_STRINGS: dict[str, str] = {}  # template name -> the text of a template given as a string
+
+
+@functools.lru_cache(maxsize=None)
+def string_template(text: str) -> jinja2.Template:
+    """A template given as text (an op's CUDA rule), compiled once and cached on disk like
+    the file templates."""
+    import hashlib
+    name = "string-" + hashlib.sha256(text.encode()).hexdigest()
+    _STRINGS[name] = text
+    return environment().get_template(name)
+
+
 @functools.lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(resource_dir("templates"))),
+                                    jinja2.FunctionLoader(_STRINGS.get)]),
         undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
         lstrip_blocks=True, keep_trailing_newline=True,
+        bytecode_cache=bytecode_cache("files", True),
     )
     from .numpy import pyshape  # noqa: cyclic at import time only
     env.filters["pyshape"] = pyshape
