@@ -93,10 +93,17 @@ _LOSS = "{{y}} = np.array([{{y}}" + _N + "], {{xs[0]}}.dtype)"
 _SCALE = "({{gy}}[0]" + _N + ")"
 
 # ---- CUDA target ('elem' kernels) ---------------------------------------------------------
-# The loss is a single element, so its one thread loops over the whole input; gradients are
-# one thread per element of the prediction. The target's gradient (k = 1) is zero.
+# The loss is a single element: a thread per row of the input sums that row (an aux array),
+# then one thread sums the rows. Gradients are one thread per element of the prediction.
+# The target's gradient (k = 1) is zero.
 
 _C_N = "{% set N = in_shapes[0]|join(' * ') %}"  # the prediction's element count, in C
+# rows of the prediction (its first dim; a 1-D one is one row) and their length L
+_C_ROW = "{% set L = in_shapes[0][1:]|join(' * ') if in_shapes[0]|length > 1 else in_shapes[0][0] %}"
+
+
+def _rows_of(a, ins, out):
+    return (ins[0][0],) if len(ins[0]) > 1 else (1,)
 _C_SA = "{% if a.sizeAverage %} / (real)({{N}}){% endif %}"
 _C_ZERO = "return 0;  // nn.ModuleFromCriterion: the target gets a zero gradient"
 
@@ -107,11 +114,15 @@ def _elementwise_cuda(term, grad, negate=False, host="", aux=None):
     target only has the same element count). `grad`: the prediction's gradient at element i,
     a C expression of `xv`, `tv`, `i` and `scale` (gradOutput[1], / nElement with
     sizeAverage). `negate`: the loss is -sum, as numpy's."""
-    forward = (_C_N + "{% set C = in_shapes[0][-1] %}real s = 0;\n"
-               "for (int j = 0; j < {{N}}; ++j) {\n"
-               "  const real xv = {{xs[0]}}[j], tv = {{xs[1]}}[j];\n"
-               "  " + term + "\n"
-               "}\n"
+    part = (_C_ROW + "{% set C = in_shapes[0][-1] %}real s = 0;\n"
+            "for (int q = 0; q < {{L}}; ++q) {\n"
+            "  const int j = {{o[0]}} * {{L}} + q;\n"
+            "  const real xv = {{xs[0]}}[j], tv = {{xs[1]}}[j];\n"
+            "  " + term + "\n"
+            "}\n"
+            "return s;")
+    forward = (_C_N + "real s = 0;\n"
+               "for (int r = 0; r < {{shp.part[0]}}; ++r) s += {{part}}[r];\n"
                "return " + ("-s" if negate else "s") + _C_SA + ";")
     backward = ("{% if k == 0 %}" + _C_N + "{% set C = in_shapes[0][-1] %}"
                 + ("const real xv = {{xs[0]}}[i];\n" if "xv" in grad else "") +
@@ -119,7 +130,7 @@ def _elementwise_cuda(term, grad, negate=False, host="", aux=None):
                 "const real scale = {{ ld(gy, 0) }}" + _C_SA + ";\n"
                 "return " + grad + ";{% else %}" + _C_ZERO + "{% endif %}")
     return CudaRule("kernel", kernel="elem", forward=forward, backward={"xs": backward},
-                    host=host, aux=aux or {})
+                    host=host, aux={**(aux or {}), "part": ("real", _rows_of, part)})
 
 
 # Weights (a tuple attr) reach the kernels as a small array copied to the device by the host

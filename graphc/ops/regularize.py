@@ -89,33 +89,52 @@ _BN_FWD = ("{{y}}, {{aux.xhat}}, {{aux.invstd}} = rt.batchnorm_forward({{x}}, {{
            "{{a.momentum}}, self.train)")
 _BN_BWD = ("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.batchnorm_backward("
            "{{gy}}, {{aux.xhat}}, {{aux.invstd}}, {{weight}}, {{d.axes}}, {{d.bshape}})")
-# CUDA: per-channel aux arrays (thread c loops over its channel's n elements), then one thread
+# CUDA: per-channel statistics in two stages, so no thread walks a whole channel of a big
+# batch: partial sums per (row p, channel c) of x seen as P x C x Q (one thread each; one row
+# of the whole channel when P is 1 or Q is 1), then per channel over the rows. Then one thread
 # per element. `stats` keeps the forward's choice (batch or running statistics) for the
-# backward. Without backward aux arrays the input gradient's thread sums its whole channel
-# itself (n work per element).
+# backward.
 _BN_EACH = ("{% if d.P == 1 %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
             "  const int e = c * {{d.Q}} + q;\n"
             "{% elif d.Q == 1 %}for (int p = 0; p < {{d.P}}; ++p) {\n"
             "  const int e = p * {{a.nOutput}} + c;\n"
-            "{% else %}for (int p = 0; p < {{d.P}}; ++p) for (int q = 0; q < {{d.Q}}; ++q) {\n"
-            "  const int e = (p * {{a.nOutput}} + c) * {{d.Q}} + q;\n{% endif %}")
+            "{% else %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
+            "  const int e = ({{o[0]}} * {{a.nOutput}} + c) * {{d.Q}} + q;\n{% endif %}")
+
+
+def _bn_rows(a, ins, out):
+    """Rows of the partial sums: the batch of a 4-D input, else one."""
+    return (ins[0][0] if len(ins[0]) == 4 else 1, a["nOutput"])
+
+
+def _bn_partial(setup, term):
+    """A partial sum over row o[0] of channel o[1] (the whole channel when there is one row)."""
+    return ("const int c = {{o[1]}};\n" + setup + "real s = 0;\n" + _BN_EACH +
+            "  s += " + term + ";\n}\nreturn s;")
+
+
+def _bn_total(part, scale=""):
+    return ("const int c = {{o[0]}};\nreal s = 0;\n"
+            "for (int p = 0; p < {{shp." + part + "[0]}}; ++p) s += {{" + part + "}}[p * {{a.nOutput}} + c];\n"
+            "return s" + scale + ";")
+
+
+_BN_C = lambda a, s, out: (a["nOutput"],)  # noqa: E731
 _BN_CUDA = CudaRule(
     "kernel", kernel="elem",
     aux={
         "stats": ("int", lambda a, s, out: (1,),
                   "return {{d.batch_stats}};  // 1: batch statistics, 0: running ones"),
-        "mean": ("real", lambda a, s, out: (a["nOutput"],),
-                 "const int c = {{o[0]}};\n"
-                 "if (!{{stats}}[0]) return {{running_mean}}[c];\n"
-                 "real s = 0;\n" + _BN_EACH + "  s += {{x}}[e];\n}\n"
-                 "return s / (real)({{d.n}});"),
-        "var": ("real", lambda a, s, out: (a["nOutput"],),  # biased
-                "const int c = {{o[0]}};\n"
-                "if (!{{stats}}[0]) return {{running_var}}[c];\n"
-                "const real m = {{mean}}[c];\n"
-                "real s = 0;\n" + _BN_EACH + "  const real v = {{x}}[e] - m;\n  s += v * v;\n}\n"
-                "return s / (real)({{d.n}});"),
-        "invstd": ("real", lambda a, s, out: (a["nOutput"],),
+        "xsum": ("real", _bn_rows, _bn_partial("", "{{x}}[e]")),
+        "mean": ("real", _BN_C,
+                 "if (!{{stats}}[0]) return {{running_mean}}[{{o[0]}}];\n"
+                 + _bn_total("xsum", " / (real)({{d.n}})")),
+        "xsq": ("real", _bn_rows, _bn_partial("const real m = {{mean}}[c];\n",
+                                              "({{x}}[e] - m) * ({{x}}[e] - m)")),
+        "var": ("real", _BN_C,  # biased
+                "if (!{{stats}}[0]) return {{running_var}}[{{o[0]}}];\n"
+                + _bn_total("xsq", " / (real)({{d.n}})")),
+        "invstd": ("real", _BN_C,
                    "return (real)1 / g_sqrt({{var}}[{{o[0]}}] + {{c(a.eps)}});"),
     },
     forward=("const int c = {{o[d.cdim]}};\n"
@@ -128,17 +147,13 @@ _BN_CUDA = CudaRule(
                 "    {{running_var}} *= 1 - {{a.momentum}}\n"
                 "    {{running_var}} += {{a.momentum}} * {{aux.var}} * ({{x}}.size // {{a.nOutput}})"
                 " / ({{x}}.size // {{a.nOutput}} - 1)"),
-    # per channel, once: sum(gy) and sum(gy * xhat)
+    # per channel, once: sum(gy) and sum(gy * xhat), in the same two stages
     backward_aux={
-        "gsum": ("real", lambda a, s, out: (a["nOutput"],),
-                 "const int c = {{o[0]}};\n"
-                 "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e];\n}\n"
-                 "return s;"),
-        "gxhat": ("real", lambda a, s, out: (a["nOutput"],),
-                  "const int c = {{o[0]}};\n"
-                  "const real m = {{mean}}[c], inv = {{invstd}}[c];\n"
-                  "real s = 0;\n" + _BN_EACH + "  s += {{gy}}[e] * (({{x}}[e] - m) * inv);\n}\n"
-                  "return s;"),
+        "gpart": ("real", _bn_rows, _bn_partial("", "{{gy}}[e]")),
+        "gxpart": ("real", _bn_rows, _bn_partial("const real m = {{mean}}[c], inv = {{invstd}}[c];\n",
+                                                 "{{gy}}[e] * (({{x}}[e] - m) * inv)")),
+        "gsum": ("real", _BN_C, _bn_total("gpart")),
+        "gxhat": ("real", _BN_C, _bn_total("gxpart")),
     },
     backward={
         "weight": "return {{gxhat}}[{{o[0]}}];",
