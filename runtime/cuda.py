@@ -118,6 +118,10 @@ class Backend(abc.ABC):
     def asarray(self, x):
         return self.xp.ascontiguousarray(self.xp.asarray(x))
 
+    def contiguous(self, x):
+        """x itself when C-contiguous, else a contiguous copy (elem kernels index flat)."""
+        return x if x.flags.c_contiguous else self.xp.ascontiguousarray(x)
+
     def indices(self, x):
         """Integer indices as the int32 array kernels read (values outside int32 refused)."""
         x = self.xp.asarray(x)
@@ -621,6 +625,18 @@ class GraphBackend(Backend):
 
     def asarray(self, x):
         return self.inner.asarray(x)
+
+    def contiguous(self, x):
+        if x.flags.c_contiguous:
+            return x
+        out = self.empty(x.shape, x.dtype)
+        def copy():
+            out[...] = x
+        if self.record is not None:
+            self.record.append(copy)
+        else:
+            copy()  # run now, or captured by the stream
+        return out
 
     def indices(self, x):
         return self.inner.indices(x)

@@ -300,6 +300,7 @@ class CudaBackend:
         self.loadable: set[Value] = set(graph.inputs) | {p.value for p in graph.params} | \
             {p.value for p in graph.buffers}
         self.elem_aux: dict = {}  # (forward node, aux name) -> Arr, for 'elem' ops' backward
+        self.strided: set[Value] = set()  # arrays that are views made by view steps
         self.rows: dict[Value, str] = {}  # value -> python name of its NHWC ('rows') array
         self.param_index = {p.value: i for i, p in enumerate(graph.params)}
         # parameter gradient Value -> the gradient buffer view it accumulates into
@@ -680,13 +681,15 @@ class CudaBackend:
         x, y = node.inputs[0], node.outputs[0]
         _, C, inner, rows = self.softmax_geometry(node, x.shape)
         kb = KernelBuilder()
+        kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
         name = self.kernel_name(node.op)
         loader_src, load = self.loader(kb, x, f"{node.op.lower()}_x")
         kb.array(self.n(y), write=True, cname="o_y")
         n_rows = kb.count_expr(rows) if rows else "1"
         src = self.env.get_template("cuda/softmax.cu.j2").render(
             loader=loader_src, comment=node.op, block=BLOCK, name=name, fwd_params=kb.declarations(),
-            rows=n_rows, x=load, C=C, inner=inner, log=node.op == "LogSoftMax")
+            rows=n_rows, x=load, C=C, inner=inner, log=node.op == "LogSoftMax",
+            row_stride=imul(str(C), inner) if C == B else C * inner)
         self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
         return [f"{self.n(y)} = rt.empty({self.pyshape(y.shape)}, dt)",
                 f"self._launch({name + '_fwd'!r}, {self.pynumel(rows) if rows else '1'}, "
@@ -774,6 +777,7 @@ class CudaBackend:
         _, C, inner, rows = self.softmax_geometry(fwd, x.shape)
         gx = self.n(targets[0])
         kb = KernelBuilder()
+        kb.uses_B = C == B
         name = self.kernel_name(fwd.op)
         loader_src, load = self.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
         kb.array(self.n(y), cname="i_y")
@@ -782,6 +786,7 @@ class CudaBackend:
         src = self.env.get_template("cuda/softmax_bwd.cu.j2").render(
             loader=loader_src, comment=fwd.op, block=BLOCK, name=name, bwd_params=kb.declarations(),
             rows=n_rows, gy=load, C=C, inner=inner,
+            row_stride=imul(str(C), inner) if C == B else C * inner,
             log=fwd.op == "LogSoftMax")
         self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
         return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
@@ -819,11 +824,20 @@ class CudaBackend:
 
     # ---- 'elem' kernel ops: one thread per element, the body from the op's CudaRule ----------
 
-    def elem_arrays(self, node: Node) -> dict:
+    def dense(self, v: Value, prep: list) -> str:
+        """The python name of `v` as a contiguous array: a slice made by a view step is
+        copied first (rt.contiguous), since elem kernels index arrays flat."""
+        if v not in self.strided:
+            return self.n(v)
+        name = self.n.fresh(self.n(v) + "_dense")
+        prep.append(f"{name} = rt.contiguous({self.n(v)})")
+        return name
+
+    def elem_arrays(self, node: Node, prep: list) -> dict:
         """Template name -> Arr for a forward node's data inputs and parameters."""
         op = REGISTRY[node.op]
         data = self.data_inputs(node)
-        arrs = [Arr(self.n(v), v.shape, "int" if v.dtype == "index" else "real") for v in data]
+        arrs = [Arr(self.dense(v, prep), v.shape, "int" if v.dtype == "index" else "real") for v in data]
         out = {"xs": arrs} if op.table_input else dict(zip(op.inputs, arrs))
         for p, v in zip(op.active_params(node.attrs), node.inputs[len(data):]):
             out[p.name] = Arr(self.n(v), v.shape)
@@ -885,7 +899,8 @@ class CudaBackend:
     def fwd_elem(self, node: Node) -> list[str]:
         op = REGISTRY[node.op]
         rule = op.cuda
-        arrays = self.elem_arrays(node)
+        prep: list = []
+        arrays = self.elem_arrays(node, prep)
         ys = [v for v in node.outputs if v.dtype != "aux"]
         in_shapes = [v.shape for v in self.data_inputs(node)]
         aux = {}
@@ -898,7 +913,7 @@ class CudaBackend:
             aux[name] = self.elem_aux[(node, name)] = Arr(pyname, shape, ctype)
         arrays["aux"] = aux
         arrays.update({"y": Arr(self.n(ys[0]), ys[0].shape)} if len(ys) == 1 else {})
-        lines = self.host_lines(node, rule.host, arrays)
+        lines = prep + self.host_lines(node, rule.host, arrays)
         for name, (ctype, _, body) in rule.aux.items():
             if body:
                 ctx = self.elem_context(node, {**arrays, **aux})
@@ -912,11 +927,12 @@ class CudaBackend:
     def bwd_elem(self, gnode, fwd, targets) -> list[str]:
         op = REGISTRY[fwd.op]
         rule = op.cuda
-        arrays = self.elem_arrays(fwd)
+        prep: list = []
+        arrays = self.elem_arrays(fwd, prep)
         data = self.data_inputs(fwd)
         ys = [v for v in fwd.outputs if v.dtype != "aux"]
         given = iter(gnode.inputs)
-        gys = [Arr(self.n(next(given)), y.shape) if has else None
+        gys = [Arr(self.dense(next(given), prep), y.shape) if has else None
                for y, has in zip(ys, gnode.attrs["has"])]
         aux = {name: a for (n, name), a in self.elem_aux.items() if n is fwd}
         arrays.update(aux)
@@ -924,7 +940,7 @@ class CudaBackend:
         if len(ys) == 1:
             arrays.update(y=arrays["ys"][0], gy=gys[0])
         params = op.active_params(fwd.attrs)
-        lines = []
+        lines = prep
         in_shapes = [v.shape for v in data]
         for name, (ctype, shape_of, body) in rule.backward_aux.items():
             shape = tuple(shape_of(fwd.attrs, in_shapes, ys[0].shape))
@@ -965,6 +981,7 @@ class CudaBackend:
                 v = step.demands[0].value
                 blocks.append(Block(f"{v.name}: a view, no copy", [f"{self.n(v)} = {self.view_expr(v, arrays)}"]))
                 arrays.add(v)
+                self.strided.add(v)  # perhaps: a slice
             else:
                 names = ", ".join(d.value.name + ("" if d.layout == "plain" else " (rows)") for d in step.demands)
                 k0 = len(self.kernels)
