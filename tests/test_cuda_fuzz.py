@@ -91,3 +91,13 @@ def test_elem_op_reading_a_slice(host):
             "local v6 = nn.Tanh()(nn.Tanh()(v3))\nreturn nn.gModule({x1}, {t4, v6})\n")
     for optimize in (False, True):
         check_cuda_case(Case(text=text, shapes={"input1": ("B", 2, 3)}, optimize=optimize, batch=2, seed=0))
+
+
+def test_convolution_of_a_fixed_size_batch(host):
+    """Found by the fuzz: the im2col kernel of an N x C x H x W input with a fixed N (not B)
+    filled only the first image's rows."""
+    from test_fuzz import Case
+    text = ("require 'nngraph'\nlocal x1 = nn.Identity()()\n"
+            "local v = nn.SpatialConvolution(2, 3, 3, 2, 1, 1, 1, 0)(nn.Tanh()(x1))\n"
+            "return nn.gModule({x1}, {nn.SpatialMaxPooling(2, 2)(v)})\n")
+    check_cuda_case(Case(text=text, shapes={"input1": (3, 2, 5, 6)}, optimize=True, batch=1, seed=0))

@@ -624,14 +624,15 @@ class CudaBackend:
         a = node.attrs
         x, w = node.inputs[0], node.inputs[1]
         y, cols = node.outputs[0], node.outputs[1]
-        (_, pyN), C, H, W = self.image(x.shape)
+        (N, pyN), C, H, W = self.image(x.shape)
         _, nOut, oH, oW = self.image(y.shape)
         K = C * a["kH"] * a["kW"]
         kb = KernelBuilder()
         name = self.kernel_name("conv2d")
         loader_src, load = self.loader(kb, x, "conv2d_x")
         kb.array(self.n(cols), write=True, cname="o_cols")
-        rows_shape = (B, oH * oW * K) if pyN == "B" else (oH * oW * K,)
+        # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
+        rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
         n_cols = kb.count_expr(rows_shape)
         src = self.env.get_template("cuda/conv2d.cu.j2").render(
             loader=loader_src, comment=f"{node.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK,
