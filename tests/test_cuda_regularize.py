@@ -138,3 +138,13 @@ return nn.gModule({i, x, v, c}, {nn.LookupTable(10, 8, 1)(i), nn.OneHot(10)(i),
 
 def test_nvcc(tmp_path):
     check_nvcc(ALL, {"input1": "Bx5", "input2": "Bx4x3x5", "input3": "Bx6", "input4": "3x4x5"}, tmp_path)
+
+
+def test_spatial_batchnorm_of_1x1_images(host):
+    """4-D input with H = W = 1 (a U-net's bottleneck): the per-(row, channel) partial sums
+    must cover one row each, not the whole channel (found by the corpus U-net)."""
+    for train in (True, False):
+        compare_with_numpy_target("""
+            require 'nn'
+            return nn.Sequential():add(nn.SpatialBatchNormalization(3)):add(nn.Tanh())
+        """, {"input1": "Bx3x1x1"}, batch=4, train=train, steps=2)

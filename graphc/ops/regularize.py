@@ -94,12 +94,12 @@ _BN_BWD = ("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.batchnor
 # of the whole channel when P is 1 or Q is 1), then per channel over the rows. Then one thread
 # per element. `stats` keeps the forward's choice (batch or running statistics) for the
 # backward.
-_BN_EACH = ("{% if d.P == 1 %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
+_BN_EACH = ("{% if in_shapes[0]|length == 4 %}for (int q = 0; q < {{d.Q}}; ++q) {  // row o[0]\n"
+            "  const int e = ({{o[0]}} * {{a.nOutput}} + c) * {{d.Q}} + q;\n"
+            "{% elif d.P == 1 %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
             "  const int e = c * {{d.Q}} + q;\n"
-            "{% elif d.Q == 1 %}for (int p = 0; p < {{d.P}}; ++p) {\n"
-            "  const int e = p * {{a.nOutput}} + c;\n"
-            "{% else %}for (int q = 0; q < {{d.Q}}; ++q) {\n"
-            "  const int e = ({{o[0]}} * {{a.nOutput}} + c) * {{d.Q}} + q;\n{% endif %}")
+            "{% else %}for (int p = 0; p < {{d.P}}; ++p) {\n"
+            "  const int e = p * {{a.nOutput}} + c;\n{% endif %}")
 
 
 def _bn_rows(a, ins, out):
