@@ -45,7 +45,9 @@ def _cuda(op) -> str:
         return "fused index map"
     what = {"linear": "cuBLAS GEMM, fused bias", "conv2d": "im2col kernel + cuBLAS GEMM",
             "elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
-    return what + (" (host code: no CUDA graph)" if r.host or r.host_after else "")
+    if r.host or r.host_after:
+        what += " (host code: no CUDA graph" + (" when training)" if r.host_training_only else ")")
+    return what
 
 
 def modules_markdown() -> str:

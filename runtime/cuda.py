@@ -40,8 +40,9 @@ those arrays laid out in one buffer made before capturing (so nothing is allocat
 capturing, and the graph owns its memory); later calls copy the inputs into the captured
 input buffers and replay it, writing into the same buffers. Outputs and input gradients alias the
 graph's buffers (the next replay overwrites them). Models whose ops run host code (Dropout's
-mask, index checks, BatchNorm's running statistics) cannot be captured: GRAPH_UNSAFE names
-them and step(graph=True) refuses them. Own GEMMs are only fast for small matrices: this
+mask, index checks, BatchNorm's running statistics) cannot be captured: GRAPH_UNSAFE (and, in
+training mode, GRAPH_UNSAFE_TRAINING) names them and step(graph=True) refuses them. Own GEMMs
+are only fast for small matrices: this
 mode is for launch-bound models.
 """
 from __future__ import annotations
@@ -117,6 +118,9 @@ class Backend(abc.ABC):
 
     def asarray(self, x):
         return self.xp.ascontiguousarray(self.xp.asarray(x))
+
+    def full(self, shape, value, dtype):
+        return self.xp.full(shape, value, dtype)
 
     def contiguous(self, x):
         """x itself when C-contiguous, else a contiguous copy (elem kernels index flat)."""
@@ -376,6 +380,7 @@ class CudaModule(Module):
     # ---- CUDA-graph mode ------------------------------------------------------------------------
 
     GRAPH_UNSAFE: tuple = ()  # ops whose host code cannot be captured (generated per model)
+    GRAPH_UNSAFE_TRAINING: tuple = ()  # ... whose host code runs only in training mode
 
     def step(self, inputs, grad_outputs, graph: bool = False):
         """forward(*inputs) then backward(inputs, grad_outputs) in one call: returns
@@ -385,8 +390,9 @@ class CudaModule(Module):
         if not graph:
             out = self.forward(*inputs)
             return out, self.backward(inputs, grad_outputs)
-        if self.GRAPH_UNSAFE:
-            raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(self.GRAPH_UNSAFE))
+        unsafe = self.GRAPH_UNSAFE + (self.GRAPH_UNSAFE_TRAINING if self.train else ())
+        if unsafe:
+            raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(unsafe))
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
         grads = self._check_grads(grad_outputs, arrays, squeeze)
         key = (self.train, squeeze) + tuple(x.shape for x in arrays)
@@ -550,10 +556,8 @@ class GraphBackend(Backend):
                 raise RuntimeError("the captured step allocated differently from its eager run "
                                    "(a graphc bug: please report it)")
             a = self.arena[self.offsets[k]:self.offsets[k] + n].view(dtype).reshape(shape)
-            if zero and self.record is not None:
-                self.record.append(lambda: a.fill(0))
-            elif zero:
-                a.fill(0)  # captured
+            if zero:
+                self._device(lambda: a.fill(0))
         self.keep.append(a)
         return a
 
@@ -626,16 +630,25 @@ class GraphBackend(Backend):
     def asarray(self, x):
         return self.inner.asarray(x)
 
+    def full(self, shape, value, dtype):
+        out = self.empty(shape, dtype)
+        self._device(lambda: out.fill(value))
+        return out
+
+    def _device(self, work):
+        """Device work: recorded while emulating a capture, else run (or captured)."""
+        if self.record is not None:
+            self.record.append(work)
+        else:
+            work()
+
     def contiguous(self, x):
         if x.flags.c_contiguous:
             return x
         out = self.empty(x.shape, x.dtype)
         def copy():
             out[...] = x
-        if self.record is not None:
-            self.record.append(copy)
-        else:
-            copy()  # run now, or captured by the stream
+        self._device(copy)
         return out
 
     def indices(self, x):

@@ -96,8 +96,8 @@ def test_models_with_host_code_refuse_graph_mode(host):
         require 'nn'
         return nn.Sequential():add(nn.Linear(3, 3)):add(nn.Dropout(0.5))
     """, {"input1": "Bx3"}, "cuda").Model(seed=0)
-    if not m.GRAPH_UNSAFE:
-        pytest.fail("Dropout's mask is drawn on the host: GRAPH_UNSAFE must name it")
+    if not m.GRAPH_UNSAFE_TRAINING or m.GRAPH_UNSAFE:
+        pytest.fail("Dropout's mask is drawn on the host when training (only then)")
     with pytest.raises(ValueError, match=r"cannot run as a CUDA graph: nn\.Dropout at op\.lua:3:\d+ runs host code"):
         m.step([np.zeros((2, 3))], np.zeros((2, 3)), graph=True)
 
@@ -161,3 +161,40 @@ def test_a_shared_clone_has_its_own_graphs(host):
     for _ in range(3):
         out_c, _ = c.step(xs, g, graph=True)
     assert out_c[0] is not out_m[0] and c._graphs is not m._graphs
+
+
+def test_batchnorm_and_dropout_run_as_a_graph_in_evaluate_mode(host):
+    """Their host code (the dropout mask, the running statistics) runs only when training:
+    in evaluate mode the model is captured; in training mode it is refused, naming both."""
+    spec = """
+        require 'nn'
+        return nn.Sequential():add(nn.Linear(3, 4)):add(nn.BatchNormalization(4))
+                              :add(nn.Dropout(0.3)):add(nn.Tanh())
+    """
+    ref = load_text(spec, {"input1": "Bx3"}, "numpy").Model(seed=0).evaluate()
+    m = load_text(spec, {"input1": "Bx3"}, "cuda").Model(seed=0).evaluate()
+    rng = np.random.default_rng(6)
+    ref._buffers[0][:] = m._buffers[0][:] = rng.standard_normal(4)  # running mean
+    ref._buffers[1][:] = m._buffers[1][:] = rng.uniform(0.5, 2, 4)  # running variance
+    for step in range(4):
+        x, gy = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
+        out, gin = ref.forward(x), ref.backward(x, gy)
+        out_c, gin_c = m.step([x], gy, graph=True)
+        assert_close(out, out_c, "float64", f"step {step}: output")
+        assert_close(gin, gin_c, "float64", f"step {step}: input gradient")
+        assert_close(ref.getParameters()[1], m.getParameters()[1], "float64", f"step {step}")
+    assert len(m._graphs) == 1 and all(isinstance(g, rt._Graph) for g in m._graphs.values())
+    m.training()
+    with pytest.raises(ValueError, match=r"nn\.BatchNormalization at .* when training; "
+                                         r"nn\.Dropout at .* when training"):
+        m.step([np.zeros((5, 3))], np.zeros((5, 4)), graph=True)
+
+
+def test_index_checks_refuse_graph_mode_in_any_mode(host):
+    m = load_text("""
+        require 'nn'
+        return nn.Sequential():add(nn.LookupTable(5, 2))
+    """, {"input1": "B"}, "cuda").Model(seed=0).evaluate()
+    assert m.GRAPH_UNSAFE and not m.GRAPH_UNSAFE_TRAINING
+    with pytest.raises(ValueError, match=r"nn\.LookupTable at .* runs host code"):
+        m.step([np.ones(3, np.int64)], np.zeros((3, 2)), graph=True)

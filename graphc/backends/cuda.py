@@ -301,6 +301,7 @@ class CudaBackend:
             {p.value for p in graph.buffers}
         self.elem_aux: dict = {}  # (forward node, aux name) -> Arr, for 'elem' ops' backward
         self.strided: set[Value] = set()  # arrays that are views made by view steps
+        self.host_code: list[Node] = []  # nodes whose forward runs host lines
         self.rows: dict[Value, str] = {}  # value -> python name of its NHWC ('rows') array
         self.param_index = {p.value: i for i, p in enumerate(graph.params)}
         # parameter gradient Value -> the gradient buffer view it accumulates into
@@ -914,7 +915,10 @@ class CudaBackend:
             aux[name] = self.elem_aux[(node, name)] = Arr(pyname, shape, ctype)
         arrays["aux"] = aux
         arrays.update({"y": Arr(self.n(ys[0]), ys[0].shape)} if len(ys) == 1 else {})
-        lines = prep + self.host_lines(node, rule.host, arrays)
+        host, after = self.host_lines(node, rule.host, arrays), self.host_lines(node, rule.host_after, arrays)
+        if host or after:
+            self.host_code.append(node)
+        lines = prep + host
         for name, (ctype, _, body) in rule.aux.items():
             if body:
                 ctx = self.elem_context(node, {**arrays, **aux})
@@ -923,7 +927,7 @@ class CudaBackend:
             ctx = self.elem_context(node, {**arrays, **aux})
             lines += self.elem_kernel(node, "forward" if len(ys) == 1 else f"output {m + 1}",
                                       rule.forward, ctx | {"m": m}, y.shape, self.n(y))
-        return lines + self.host_lines(node, rule.host_after, arrays)
+        return lines + after
 
     def bwd_elem(self, gnode, fwd, targets) -> list[str]:
         op = REGISTRY[fwd.op]
@@ -1042,8 +1046,10 @@ class CudaBackend:
             params=[(self.n(p.value), p) for p in g.params],
             buffers=[(self.n(p.value), p) for p in g.buffers],
             index_inputs=[self.n(v) for v in g.inputs if v.dtype == "index"],
-            graph_unsafe=[f"nn.{n.op} at {n.loc} runs host code" for n in g.nodes
-                          if REGISTRY[n.op].cuda.host or REGISTRY[n.op].cuda.host_after],
+            graph_unsafe=[f"nn.{n.op} at {n.loc} runs host code" for n in self.host_code
+                          if not _training_only(n)],
+            graph_unsafe_training=[f"nn.{n.op} at {n.loc} runs host code when training"
+                                   for n in self.host_code if _training_only(n)],
             input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs], batch_from=batch_from,
             fwd_blocks=[(b.comment, b.lines) for b in fwd_blocks if b.lines],
@@ -1093,6 +1099,11 @@ def _arrays_in(ctx: dict) -> list:
 def _shapes(ctx: dict) -> dict:
     """Template `shp`: name -> shape, with the batch dim as the C name B."""
     return {k: tuple("B" if d == B else d for d in a.shape) for k, a in _named_arrays(ctx).items()}
+
+
+def _training_only(n: Node) -> bool:
+    flag = REGISTRY[n.op].cuda.host_training_only
+    return bool(flag(n.attrs) if callable(flag) else flag)
 
 
 def c_real(v) -> str:

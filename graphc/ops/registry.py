@@ -59,6 +59,8 @@ class CudaRule:
       body); an aux name the op also lists in OpDef.aux is its IR aux output. `host`/
       `host_after`: Python lines (jinja, array names as in the numpy templates) run before /
       after the forward kernels (a mask from the model's RNG, running statistics).
+      `host_training_only` (bool, or attrs -> bool): the host lines do nothing in evaluate
+      mode, so a model in evaluate mode can still run as a CUDA graph.
       `backward_aux`: like `aux`, computed once per backward before the gradient bodies,
       which read them (per-row sums a gradient needs, so no thread recomputes them).
     """
@@ -73,6 +75,7 @@ class CudaRule:
     host: str = ""
     host_after: str = ""
     backward_aux: dict = field(default_factory=dict)
+    host_training_only: Any = False
 
 
 @dataclass

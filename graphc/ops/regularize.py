@@ -18,7 +18,8 @@ _DROPOUT_CUDA = CudaRule(
     host=("{% set draw = 'rt.dropout_mask(self._rng, %s, dt, %s, %s)' % (shape.x, a.p, a.v1) %}"
           "{% if not (a.p or a.v1) %}{% elif a.stochasticInference %}{{aux.mask}} = {{draw}}"
           "{% else %}{{aux.mask}} = ({{draw}} if self.train\n"
-          "    else rt.xp.full({{shape.x}}, {{ (1 - a.p) if a.v1 else 1.0 }}, dt)){% endif %}"),
+          "    else rt.full({{shape.x}}, {{ (1 - a.p) if a.v1 else 1.0 }}, dt)){% endif %}"),
+    host_training_only=lambda a: not a["stochasticInference"],  # evaluate mode fills a constant
     forward="return {{x}}[{{i}}]{% if a.p or a.v1 %} * {{mask}}[{{i}}]{% endif %};",
     backward={"x": "return {{gy}}[{{i}}]{% if a.p or a.v1 %} * {{mask}}[{{i}}]{% endif %};"},
 )
@@ -141,6 +142,7 @@ _BN_CUDA = CudaRule(
              "const real xhat = ({{x}}[{{i}}] - {{mean}}[c]) * {{invstd}}[c];\n"
              "return xhat{% if a.affine %} * {{weight}}[c] + {{bias}}[c]{% endif %};"),
     # the running statistics move only when the batch statistics were used (as numpy)
+    host_training_only=True,
     host_after=("if self.train and {{x}}.size // {{a.nOutput}} > 1 and {{x}}.shape[0] > 1:\n"
                 "    {{running_mean}} *= 1 - {{a.momentum}}\n"
                 "    {{running_mean}} += {{a.momentum}} * {{aux.mean}}\n"
