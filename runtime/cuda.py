@@ -544,9 +544,11 @@ class GraphBackend(Backend):
 
     def _alloc(self, shape, dtype, zero: bool):
         dtype = np.dtype(dtype)
-        n = dtype.itemsize
+        count = 1
         for d in shape:
-            n *= int(d)
+            count *= int(d)
+        _check_size(count, "an array")
+        n = count * dtype.itemsize
         k = len(self.sizes)
         self.sizes.append(n)
         if self.arena is None:

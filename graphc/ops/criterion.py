@@ -4,7 +4,7 @@ is the criterion's gradient times gradOutput[1], and the target gets a zero grad
 
 Class targets (ClassNLLCriterion, CrossEntropyCriterion) are 1-based integer indices, as in
 Torch, so they must come from a graph input (int_inputs)."""
-from .registry import CudaRule, ShapeError, B, batched, defop, numel
+from .registry import CudaRule, ShapeError, B, batched, defop, numel, rows_of_input
 
 CRITERIA: set[str] = set()  # the ops that are criteria (what nn.ModuleFromCriterion accepts)
 
@@ -101,9 +101,6 @@ _C_N = "{% set N = in_shapes[0]|join(' * ') %}"  # the prediction's element coun
 # rows of the prediction (its first dim; a 1-D one is one row) and their length L
 _C_ROW = "{% set L = in_shapes[0][1:]|join(' * ') if in_shapes[0]|length > 1 else in_shapes[0][0] %}"
 
-
-def _rows_of(a, ins, out):
-    return (ins[0][0],) if len(ins[0]) > 1 else (1,)
 _C_SA = "{% if a.sizeAverage %} / (real)({{N}}){% endif %}"
 _C_ZERO = "return 0;  // nn.ModuleFromCriterion: the target gets a zero gradient"
 
@@ -130,7 +127,7 @@ def _elementwise_cuda(term, grad, negate=False, host="", aux=None):
                 "const real scale = {{ ld(gy, 0) }}" + _C_SA + ";\n"
                 "return " + grad + ";{% else %}" + _C_ZERO + "{% endif %}")
     return CudaRule("kernel", kernel="elem", forward=forward, backward={"xs": backward},
-                    host=host, aux={**(aux or {}), "part": ("real", _rows_of, part)})
+                    host=host, aux={**(aux or {}), "part": ("real", rows_of_input, part)})
 
 
 # Weights (a tuple attr) reach the kernels as a small array copied to the device by the host
@@ -160,14 +157,13 @@ def _class_cuda(name, log_softmax):
             "1-based)\")")
     lsm = ("({{ X('r', 'cls - 1') }} - {{max}}[r] - {{lse}}[r])" if log_softmax
            else "{{ X('r', 'cls - 1') }}")
-    rows = lambda a, ins, out: (ins[0][0],) if len(ins[0]) == 2 else (1,)  # noqa: E731
     aux = dict(_C_WEIGHTS_AUX)
     if log_softmax:
-        aux["max"] = ("real", rows, _C_CLS + (
+        aux["max"] = ("real", rows_of_input, _C_CLS + (
             "real m = {{ X(o[0], 0) }};\n"
             "for (int c = 1; c < {{C}}; ++c) m = g_fmax(m, {{ X(o[0], 'c') }});\n"
             "return m;"))
-        aux["lse"] = ("real", rows, _C_CLS + (
+        aux["lse"] = ("real", rows_of_input, _C_CLS + (
             "const real m = {{ ld(max, o[0]) }};\n"
             "real s = 0;\n"
             "for (int c = 0; c < {{C}}; ++c) s += g_exp({{ X(o[0], 'c') }} - m);\n"

@@ -3,7 +3,7 @@ indexing/padding modules Index and Padding. The kernels are in graphc_runtime.ke
 import math
 
 from .pointwise import _lit
-from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform, rows_of_input
 
 
 def _s(shape):
@@ -35,10 +35,6 @@ _ROWIN = "{% set rowin = o[:1] if in_shapes[0]|length == 2 else [] %}"
 _ROWOUT = "{% set rowout = o[:-1] if in_shapes[0]|length == 2 else [0] %}"
 
 
-def _rows(a, in_shapes, out_shape):
-    """A per-row aux: one value per row (B, or 1 for a single vector)."""
-    return (in_shapes[0][0],) if len(in_shapes[0]) == 2 else (1,)
-
 
 # ---- CosineDistance ---------------------------------------------------------------------------
 
@@ -46,7 +42,7 @@ def _rows(a, in_shapes, out_shape):
 # of the three, so the output and both gradients are pointwise in them.
 _COS_CUDA = CudaRule(
     "kernel", kernel="elem",
-    aux={"state": ("real", lambda a, ins, out: _rows(a, ins, out) + (3,), _ROWIN + (
+    aux={"state": ("real", lambda a, ins, out: rows_of_input(a, ins, out) + (3,), _ROWIN + (
         "const int j = {{ o[1] }};  // 0: x1.x2, 1: x1.x1, 2: x2.x2\n"
         "real s = 0;\n"
         "for (int k = 0; k < {{ in_shapes[0][-1] }}; ++k) {\n"
@@ -169,7 +165,7 @@ def _normalize_shape(a, shapes):
 _NORMALIZE_CUDA = CudaRule(
     "kernel", kernel="elem",
     aux={
-        "raw": ("real", _rows, _ROWIN + (
+        "raw": ("real", rows_of_input, _ROWIN + (
             "{% set acc = 's = g_fmax(s, g_fabs(t))' if d.inf else 's += t * t' if a.p == 2 else "
             "'s += g_fabs(t)' if a.p == 1 else 's += g_pow(g_fabs(t), ' ~ c(a.p) ~ ')' %}"
             "real s = 0;\n"
@@ -178,14 +174,14 @@ _NORMALIZE_CUDA = CudaRule(
             "  {{ acc }};\n"
             "}\n"
             "return s{% if not d.inf %} + {{ c(a.eps) }}{% endif %};")),
-        "norm": ("real", _rows,
+        "norm": ("real", rows_of_input,
                  "{% set r = ld(raw, o[0]) %}"
                  "return {% if d.inf %}{{ r }} + {{ c(a.eps) }}{% elif a.p == 2 %}g_sqrt({{ r }})"
                  "{% elif a.p == 1 %}{{ r }}{% else %}g_pow({{ r }}, {{ c(1 / a.p) }}){% endif %};"),
     },
     forward=_ROWOUT + "return {{ ld(x, *o) }} / {{ ld(norm, *rowout) }};",
     # per row, once: sum(x * gy)
-    backward_aux={"cross": ("real", _rows, _ROWIN + (
+    backward_aux={"cross": ("real", rows_of_input, _ROWIN + (
         "real s = 0;\n"
         "for (int q = 0; q < {{ in_shapes[0][-1] }}; ++q) "
         "s += {{ ld(x, *(rowin + ['q'])) }} * {{ ld(gy, *(rowin + ['q'])) }};\n"

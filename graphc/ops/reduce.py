@@ -61,12 +61,14 @@ _SUM_BWD = {"x": "np.repeat({% if d.squeeze %}np.expand_dims({{gy}}, {{d.axis}})
                  "{% endif %}, {{d.n}}, {{d.axis}}){% if d.mean %} / {{d.n}}{% endif %}"}
 
 # CUDA: each output element loops over the reduced axis; the gradient is a broadcast.
+# `od`: the dims of the output element an input element o was reduced into.
+_GY_AT = "{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
 _SUM_CUDA = CudaRule(
     "kernel", kernel="elem",
     forward=("real s = 0;\n"
              "for (int k = 0; k < {{d.n}}; ++k) s += {{ ld(x, *(o[:d.axis] + ['k'] + o[d.axis + (0 if d.squeeze else 1):])) }};\n"
              "return {% if d.mean %}s / {{ c(d.n) }}{% else %}s{% endif %};"),
-    backward={"x": ("{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
+    backward={"x": (_GY_AT +
                     "return {{ ld(gy, *od) }}{% if d.mean %} / {{ c(d.n) }}{% endif %};")},
 )
 
@@ -110,7 +112,7 @@ def _max_cuda(cmp):
                      "}\n"
                      "return j;")},
         forward=_x_dims("'j'") + "const int j = {{ ld(idx, *o) }};\nreturn {{ ld(x, *xd) }};",
-        backward={"x": ("{% set od = o[:d.axis] + ([] if d.squeeze else [0]) + o[d.axis + 1:] %}"
+        backward={"x": (_GY_AT +
                         "return {{ o[d.axis] }} == {{ ld(idx, *od) }} ? {{ ld(gy, *od) }} : (real)0;")},
     )
 

@@ -147,5 +147,11 @@ def torch_dim(dim: int, rank: int, what: str = "dimension") -> int:
     return axis
 
 
+def rows_of_input(a, in_shapes, out_shape) -> tuple:
+    """A CUDA aux shape: one value per row of the first input (its first dim; a 1-D input
+    is one row)."""
+    return (in_shapes[0][0],) if len(in_shapes[0]) > 1 else (1,)
+
+
 def same_shape(a, b) -> bool:
     return tuple(a) == tuple(b)
