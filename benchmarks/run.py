@@ -67,12 +67,13 @@ perf = time.perf_counter
 _COMPILED: dict = {}
 
 
-def compile_source(spec: Path, shapes=None, defines=None) -> str:
+def compile_source(spec: Path, shapes=None, defines=None, **options) -> str:
     from graphc.compiler import Options, compile_spec, parse_shape
-    key = (str(spec), tuple(sorted((shapes or {}).items())), tuple(sorted((defines or {}).items())))
+    key = (str(spec), tuple(sorted((shapes or {}).items())), tuple(sorted((defines or {}).items())),
+           repr(sorted(options.items())))
     if key not in _COMPILED:
         opts = Options(shapes={k: parse_shape(v) for k, v in (shapes or {}).items()},
-                       defines=dict(defines or {}), dtype="float32")
+                       defines=dict(defines or {}), dtype="float32", **options)
         _COMPILED[key] = compile_spec(str(spec), opts).source
     return _COMPILED[key]
 
@@ -466,19 +467,28 @@ class LSTMCell(Workload):
 
 
 class LSTMUnrolled(LSTMCell):
-    """The 128 cell unrolled T steps with full BPTT. graphc has no unrolling yet, so ONE
-    Model runs all steps: forward per step keeping each step's `_saved`, then backward in
-    reverse order with `_saved` restored. Output gradients: one per h_t (c_T gets none)."""
+    """The 128 cell unrolled T steps with full BPTT, compiled by graphc with `--unroll T`
+    (one straight-line Model over the T steps; c and h feed the next step). `--entry` adds
+    next_h as a third, per-step output of samples/lstm.lua, so that every h_t takes an output
+    gradient (c_T and h_T get zero gradients as state outputs)."""
 
     def __init__(self, key, name, target, n_in, n_hid, batch, steps):
         import torch
         super().__init__(key, name, target, n_in, n_hid, batch)
+        self.source = compile_source(
+            SAMPLES / "lstm.lua", defines={"input_size": n_in, "rnn_size": n_hid},
+            entry="nn.gModule(inputs, {next_c, next_h, nn.Identity()(next_h)})",
+            unroll=steps, state=[("output1", "input2"), ("output2", "input3")])
+        self.g_mod = load_module(self.source, key)
+        cell = self.m
+        self.m = self.g_mod["Model"](dtype="float32", seed=0)
+        self.m.getParameters()[0][:] = cell.getParameters()[0]  # the torch sides copied these
         rng = np.random.default_rng(1)
         self.T = steps
         self.X = _rand(rng, (steps, batch, n_in))
         self.c0, self.h0 = _rand(rng, (batch, n_hid)), _rand(rng, (batch, n_hid))
         self.GH = _rand(rng, (steps, batch, n_hid))
-        self.zero_c = np.zeros((batch, n_hid), np.float32)
+        self.zero = np.zeros((batch, n_hid), np.float32)
         self.tX = torch.tensor(self.X, requires_grad=True)
         self.tc0 = torch.tensor(self.c0, requires_grad=True)
         self.th0 = torch.tensor(self.h0, requires_grad=True)
@@ -498,20 +508,10 @@ class LSTMUnrolled(LSTMCell):
 
     def g_step(self):
         m = self.m
-        c, h = self.c0, self.h0
-        saved, hs = [], []
-        for t in range(self.T):
-            x = self.X[t]
-            c2, h2 = m.forward(x, c, h)
-            saved.append((m._saved, x, c, h))
-            hs.append(h2)
-            c, h = c2, h2
-        gc_, gh = self.zero_c, None
-        for t in range(self.T - 1, -1, -1):
-            m._saved, x, c, h = saved[t]
-            g_h = self.GH[t] if gh is None else self.GH[t] + gh
-            _, gc_, gh = m.backward((x, c, h), (gc_, g_h))
-        return hs
+        xs = (self.X, self.c0, self.h0)
+        _, _, hs = m.forward(*xs)
+        m.backward(xs, (self.zero, self.zero, self.GH))
+        return list(hs)
 
     def t_step(self):
         import torch

@@ -14,22 +14,33 @@ CASES = {
     "lenet": ("samples/lenet.lua", {"input1": "Bx1x32x32"}, None),
     "charrnn": ("samples/charrnn.lua", {"input1": "B"}, "LSTM.lstm(7, 5, 2, 0)"),
     "overlapping_slices": ("inline", {"input1": "Bx6"}, None),
+    "picked_steps": ("inline", {"input1": "Bx4x3"}, None),
+    "lstm_unrolled": ("samples/lstm.lua", {}, None),
 }
-INLINE = """
+INLINE = {
+    "overlapping_slices": """
 x = nn.Identity()()
 a = nn.Narrow(2, 1, 4)(x)
 b = nn.Narrow(2, 3, 2)(x)
 c = nn.Narrow(2, 6, 1)(x)
 m = nn.gModule({x}, {nn.Tanh()(a), nn.Sigmoid()(b), nn.Square()(c)})
-"""
+""",
+    "picked_steps": """
+x = nn.Identity()()
+a = nn.Select(2, 1)(x)
+b = nn.Select(2, -1)(x)
+m = nn.gModule({x}, {nn.Tanh()(a), nn.Sigmoid()(b), nn.Square()(nn.Select(2, 2)(x))})
+""",
+}
+UNROLL = {"lstm_unrolled": dict(unroll=5, state=[("output1", "input2"), ("output2", "input3")])}
 
 
 def module(case, optimize):
     spec, shapes, entry = CASES[case]
     opts = Options(dtype="float64", optimize=optimize, entry=entry,
-                   shapes={k: parse_shape(v) for k, v in shapes.items()})
+                   shapes={k: parse_shape(v) for k, v in shapes.items()}, **UNROLL.get(case, {}))
     if spec == "inline":
-        res = compile_spec("inline.lua", opts, text=INLINE)
+        res = compile_spec("inline.lua", opts, text=INLINE[case])
     else:
         res = compile_spec(str(ROOT / spec), opts)
     ns = {}
@@ -63,6 +74,19 @@ def test_lstm_gate_gradients_are_joined_without_zero_padding():
     _, src = module("lstm", True)
     backward = src[src.index("def _backward"):]
     assert "zeros_like" not in backward and backward.count("np.concatenate") == 2
+
+
+def test_sequence_step_gradients_are_stacked_once():
+    """The unrolled LSTM's hoisted input projection is picked per step (Select); its
+    gradient is one np.stack of the steps' gradients, not one zero-padded full-size array
+    per step summed (quadratic in the number of steps)."""
+    _, src = module("lstm_unrolled", True)
+    backward = src[src.index("def _backward"):]
+    assert "zeros_like" not in backward
+    assert backward.count("np.stack") == 1
+    _, partial = module("picked_steps", True)  # 3 of 4 steps picked: added into one buffer
+    backward = partial[partial.index("def _backward"):]
+    assert backward.count("np.zeros(") == 1 and "zeros_like" not in backward
 
 
 def test_no_grad_inputs_skip_their_gradient_work():

@@ -170,11 +170,18 @@ class NumpyBackend:
         if gnode.op == "slices":  # gradients of slices of one value (passes/simplify.py)
             out, a = self.n(gnode.outputs[0]), gnode.attrs
             if a["tiles"]:
-                return [f"{out} = np.concatenate([{', '.join(self.n(v) for v in gnode.inputs)}], {a['axis']})"]
+                join = "stack" if a["picks"] else "concatenate"
+                return [f"{out} = np.{join}([{', '.join(self.n(v) for v in gnode.inputs)}], {a['axis']})"]
             first = self.n(gnode.inputs[0])
-            lines = [f"{out} = np.zeros({pyshape_of(first, gnode.outputs[0].shape)}, {first}.dtype)"]
+            shape, axis = gnode.outputs[0].shape, a["axis"]
+            if a["picks"]:  # put the picked axis back into a slice's shape
+                shape = f"{first}.shape[:{axis}] + ({shape[axis]},) + {first}.shape[{axis}:]"
+            else:
+                shape = pyshape_of(first, shape)
+            lines = [f"{out} = np.zeros({shape}, {first}.dtype)"]
             for v, (start, stop) in zip(gnode.inputs, a["ranges"]):
-                lines.append(f"{out}[{':, ' * a['axis']}{start}:{stop}] += {self.n(v)}")
+                index = start if a["picks"] else f"{start}:{stop}"
+                lines.append(f"{out}[{':, ' * axis}{index}] += {self.n(v)}")
             return lines
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]

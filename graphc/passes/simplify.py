@@ -1,9 +1,10 @@
 """Simplifications that keep results identical (tests/test_optimize.py compares with -O0).
 
-merge_slice_grads: a value cut into slices (the LSTM's Narrow gates) gets one gradient per
-slice, each first zero-padded to the full size and then summed. When every part of such a
-sum is a slice gradient along the same axis, build the sum at once: np.concatenate when the
-slices tile the value, else one zero buffer with each slice added in place.
+merge_slice_grads: a value cut into slices (the LSTM's Narrow gates, an unrolled sequence's
+per-step Selects) gets one gradient per slice, each first zero-padded to the full size and
+then summed. When every part of such a sum is a slice gradient along the same axis, build
+the sum at once: np.concatenate (Narrow) or np.stack (Select) when the slices tile the
+value, else one zero buffer with each slice added in place.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from ..ops import REGISTRY
 
 
 def _slice_of(node: Node):
-    """(axis, start, stop) if `node` is the backward of a Narrow, else None."""
+    """(axis, start, stop, picks) if `node` is the backward of a Narrow (picks False) or of
+    a Select (picks True: the slice drops its axis), else None."""
     fwd = node.attrs.get("fwd") if node.op == "grad" else None
-    if fwd is None or fwd.op != "Narrow" or len(node.outputs) != 1:
+    if fwd is None or fwd.op not in ("Narrow", "Select") or len(node.outputs) != 1:
         return None
-    d = REGISTRY["Narrow"].derive(fwd.attrs, [fwd.inputs[0].shape])
-    return d["axis"], d["start"], d["stop"]
+    d = REGISTRY[fwd.op].derive(fwd.attrs, [fwd.inputs[0].shape])
+    if fwd.op == "Select":
+        return d["axis"], d["index"], d["index"] + 1, True
+    return d["axis"], d["start"], d["stop"], False
 
 
 def merge_slice_grads(graph: Graph) -> Graph:
@@ -34,7 +38,7 @@ def merge_slice_grads(graph: Graph) -> Graph:
             continue
         parts = [producer.get(v) for v in add.inputs]
         slices = [_slice_of(p) if p is not None else None for p in parts]
-        if any(s is None for s in slices) or len({s[0] for s in slices}) != 1:
+        if any(s is None for s in slices) or len({(s[0], s[3]) for s in slices}) != 1:
             continue
         if any(uses.get(v, 0) != 1 for v in add.inputs):
             continue
@@ -46,7 +50,8 @@ def merge_slice_grads(graph: Graph) -> Graph:
         tiles = ranges[0][0] == 0 and ranges[-1][1] == size and all(
             a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
         add.op = "slices"
-        add.attrs = {"axis": slices[0][0], "ranges": tuple(ranges), "tiles": tiles}
+        add.attrs = {"axis": slices[0][0], "ranges": tuple(ranges), "tiles": tiles,
+                     "picks": slices[0][3]}
         add.inputs = [parts[i].inputs[0] for i in order]  # the slices' own gradients
         dropped.update(id(parts[i]) for i in order)
     g.grad_nodes = [n for n in g.grad_nodes if id(n) not in dropped]
