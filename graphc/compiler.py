@@ -210,7 +210,7 @@ def _meta(path, spec_text, opts, graph):
     comma_o = "," if len(graph.outputs) == 1 else ""
     from .backends.numpy import safe_comment, safe_doc
     return {
-        "sequence_state": graph.meta.get("sequence_state"),
+        "sequence_state": graph.meta.get("sequence_state"), "optimize": opts.optimize,
         "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
         "doc": safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "

@@ -43,6 +43,7 @@ class Module:
         self.gradInput = None
         self._saved = None
         self._rng = np.random.default_rng(seed)  # dropout masks
+        self._scratch = {}  # (plan, batch size) -> scratch arrays (generated SCRATCH)
         self.reset(seed)
 
     # ---- parameters ----------------------------------------------------------------
@@ -77,8 +78,23 @@ class Module:
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other._saved, other.output, other.gradInput = None, None, None
+        other._scratch = {}
         other._rng = np.random.default_rng(self._rng.integers(2**63))
         return other
+
+    def _scratch_arrays(self, plan: dict, part: str, batch: int) -> list:
+        """The generated memory plan's scratch arrays for one call of `part` ('forward' or
+        'backward') at this batch size, made on first use and kept for later calls (the
+        newest 8 batch sizes). They never leave the call."""
+        key = (part, batch)
+        arrays = self._scratch.get(key)
+        if arrays is None:
+            if len(self._scratch) >= 16:
+                self._scratch.pop(next(iter(self._scratch)))
+            arrays = [np.empty(tuple(batch if d == "B" else d for d in shape), self.dtype)
+                      for shape in plan[part]]
+            self._scratch[key] = arrays
+        return arrays
 
     def zeroGradParameters(self):
         self._flat_g[...] = 0

@@ -18,6 +18,7 @@ import jinja2
 from .. import __version__
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
+from .memory import SCRATCH, plan_memory
 from .templates import bytecode_cache, environment
 
 _RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module"} | set(dir(builtins))
@@ -270,6 +271,19 @@ class NumpyBackend:
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")
+        scratch = {"forward": [], "backward": []}
+        if g.meta.get("optimize", True):
+            shapes = {name: v.shape for v, name in self.n.names.items()
+                      if v.dtype == "float" and v.shape is not None}
+            shapes.update((name, g.params[i].value.shape) for name, i in
+                          ((grad_view[i], i) for i in grad_view))
+            outputs = {self.n(v) for v in g.outputs}
+            fwd_lines, scratch["forward"] = plan_memory(
+                [lines for _, lines in fwd_blocks], shapes, set(saved) | outputs)
+            fwd_blocks = [(c, lines) for (c, _), lines in zip(fwd_blocks, fwd_lines)]
+            bwd_lines, scratch["backward"] = plan_memory(
+                [lines for _, lines in bwd_blocks], shapes, set(input_grads))
+            bwd_blocks = [(c, lines) for (c, _), lines in zip(bwd_blocks, bwd_lines)]
         return self.env.get_template("numpy/module.py.j2").render(
             version=__version__, meta=g.meta, g=g,
             inputs=[(self.n(v), v) for v in g.inputs],
@@ -281,8 +295,16 @@ class NumpyBackend:
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
             used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
-            input_grads=input_grads,
+            input_grads=input_grads, scratch=scratch, scratch_name=SCRATCH,
+            batch_size=self._batch_size_expr(),
         )
+
+    def _batch_size_expr(self) -> str:
+        """The batch size at run time: the B dim of the first input that has one."""
+        for v in self.g.inputs:
+            if v.shape and B in v.shape:
+                return f"{self.n(v)}.shape[{v.shape.index(B)}]"
+        return "0"
 
 
 def _pystruct(s) -> str:
