@@ -19,7 +19,7 @@ from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
 from .passes.limits import check_sizes
 from .passes.simplify import hoist_sequence_projections, merge_slice_grads
-from .passes.unroll import parse_state_pairs, unroll
+from .passes.unroll import parse_state_pairs, split_sequence_prefix, unroll
 from .passes.validate import validate
 
 
@@ -149,10 +149,13 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
 def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     graph, interp = build_graph(path, opts, text)
     graph = check_sizes(validate(graph))
+    sequence_parts = None
     if opts.unroll is not None:
         pairs = parse_state_pairs(graph, opts.state)
         if opts.unroll == "T":
             graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
+            if opts.optimize and opts.target == "numpy" and opts.emit == "py":
+                sequence_parts = split_sequence_prefix(graph, pairs)
         else:
             graph = validate(unroll(graph, int(opts.unroll), pairs))
             if opts.optimize and opts.target == "numpy":
@@ -169,6 +172,14 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     spec_text = interp.sources[path]
     name = Path(path).name
     graph.meta.update(_meta(path, spec_text, opts, graph))
+    if sequence_parts is not None:  # the same passes for Sequence's two parts of the step
+        prefix, rest, rest_inputs, prefix_inputs = sequence_parts
+        parts = []
+        for part in (prefix, rest):
+            part = merge_slice_grads(validate(autodiff(validate(part), tuple(opts.no_grad))))
+            part.meta = graph.meta
+            parts.append(validate(part))
+        sequence_parts = (parts[0], parts[1], tuple(rest_inputs), tuple(prefix_inputs))
     if opts.emit == "ir":
         out = dump(graph)
     elif opts.emit == "dot":
@@ -182,7 +193,7 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
         raise ValueError("--emit cu needs --target cuda")
     else:
         from .backends.numpy import generate
-        out = generate(graph)
+        out = generate(graph, sequence_parts)
     return Result(graph, out, interp.files, interp.sources)
 
 

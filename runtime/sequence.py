@@ -5,6 +5,10 @@ free T): forward keeps exactly what each step's backward needs (the step's saved
 activations), backward is full backpropagation through time, and there is one set of
 parameters (the step model's).
 
+When the compiler split the step (STEP's Model = PREFIX, which does not depend on the state,
+then REST), the prefix runs once over all steps' rows (T*B: one GEMM for the input
+projection instead of T) and only REST runs per step; results are the same.
+
 `clone_many_times(model, T)` is char-rnn's helper done right: T models that share the
 parameter and gradient buffers (no copies, ties cannot break), each with its own
 activations, for users who drive the steps themselves.
@@ -29,6 +33,10 @@ def _array_module(step: Module):
 class Sequence:
     STEP: type = Module  # the generated step Model
     STATE: tuple = ()  # ((output index, input index), ...): output feeds the next step's input
+    PREFIX: type | None = None  # the state-independent first part of the step (see above)
+    REST: type | None = None
+    PREFIX_INPUTS: tuple = ()  # the step input index of each PREFIX input
+    REST_INPUTS: tuple = ()  # per REST input: ("prefix", PREFIX output) or ("input", step input)
 
     def __init__(self, dtype: str | None = None, seed: int | None = 0, step: Module | None = None):
         self.step = step if step is not None else self.STEP(dtype=dtype, seed=seed)
@@ -36,6 +44,7 @@ class Sequence:
         self._state_out = {o: i for o, i in self.STATE}
         self._saved = None
         self.output = None
+        self._parts = None
 
     # parameters, modes and persistence are the step model's
     def getParameters(self):
@@ -62,6 +71,22 @@ class Sequence:
         self.step.load(path)
         return self
 
+    def _split_parts(self, step):
+        """(PREFIX, REST) models sharing the step model's parameters and mode, or None."""
+        if self.PREFIX is None or type(step) is not self.STEP:
+            return None
+        if self._parts is None or self._parts[2] is not step:
+            made = []
+            for cls in (self.PREFIX, self.REST):
+                part = object.__new__(cls)
+                part.__dict__.update(step.__dict__)  # the same parameter and gradient arrays
+                part._saved, part._scratch = None, {}
+                made.append(part)
+            self._parts = (made[0], made[1], step)
+        prefix, rest, _ = self._parts
+        prefix.train = rest.train = step.train
+        return prefix, rest
+
     def forward(self, *inputs):
         """Inputs in the step model's order: a T x ... array for each per-step input, the
         initial value for each state input. Returns per-step outputs stacked (T x ...) and
@@ -79,18 +104,33 @@ class Sequence:
                              f"(first dimension); got {sorted(lengths)}")
         (steps,) = lengths
         state = {i: arrays[i] for i in self._state_in}
+        first = [state[i] if i in state else arrays[i][0] for i in range(n_in)]
+        _, squeeze = step._check_inputs(first)
+        if squeeze:
+            raise ValueError("sequence inputs need their batch dimension")
         per_step, saved = [], []
+        prefix = self._split_parts(step)
+        if prefix is None:
+            sources, run = [("input", i) for i in range(n_in)], step
+        else:
+            prefix, run = prefix
+            sources = self.REST_INPUTS
+            rows = [arrays[i].reshape((-1,) + arrays[i].shape[2:]) for i in self.PREFIX_INPUTS]
+            projected = [p.reshape((steps, -1) + p.shape[1:]) for p in prefix._forward(*rows)]
+            prefix_saved = (rows, prefix._saved)
         for t in range(steps):
-            xs = [state[i] if i in state else arrays[i][t] for i in range(n_in)]
-            if t == 0:
-                xs, squeeze = step._check_inputs(xs)
-                if squeeze:
-                    raise ValueError("sequence inputs need their batch dimension")
-            outs = step._forward(*xs)
-            saved.append((xs, step._saved))
+            xs = [projected[k][t] if kind == "prefix" else state[k] if k in state else arrays[k][t]
+                  for kind, k in sources]
+            outs = run._forward(*xs)
+            if run is not step:  # keep no views of the projection that backward never reads
+                xs = [x if keep or kind != "prefix" else None
+                      for x, keep, (kind, _) in zip(xs, run.BACKWARD_READS, sources)]
+            saved.append((xs, run._saved))
             per_step.append(outs)
             for o, i in self.STATE:
                 state[i] = outs[o]
+        if prefix is not None:
+            saved.append(prefix_saved)
         self._saved = saved
         result = tuple(per_step[-1][o] if o in self._state_out else xp.stack([p[o] for p in per_step])
                        for o in range(len(step.OUTPUTS)))
@@ -109,23 +149,46 @@ class Sequence:
             raise ValueError(f"expected {len(step.OUTPUTS)} output gradients, got {len(grads)}")
         grads = [step._asarray(g) for g in grads]
         xp = _array_module(step)
-        steps = len(self._saved)
+        parts = self._split_parts(step)
+        saved = self._saved[:-1] if parts is not None else self._saved
+        prefix, run = parts if parts is not None else (None, step)
+        sources = self.REST_INPUTS if parts is not None else [("input", i) for i in range(len(step.INPUTS))]
+        where = {k: j for j, (kind, k) in enumerate(sources) if kind == "input"}
+        steps = len(saved)
         carry = {o: grads[o] for o in self._state_out}  # gradient reaching each state output
         per_step_in = [None] * steps
+        n_projected = len(prefix.OUTPUTS) if prefix is not None else 0
+        g_projected = [None] * n_projected  # REST's first inputs are PREFIX's outputs
         for t in reversed(range(steps)):
-            xs, step._saved = self._saved[t]
+            xs, run._saved = saved[t]
             gys = tuple(carry[o] if o in self._state_out else grads[o][t]
                         for o in range(len(step.OUTPUTS)))
-            gin = step._backward(xs, gys)
-            per_step_in[t] = gin
+            gin = run._backward(xs, gys)
+            for k in range(n_projected):  # into one T x ... array as we go (no stack at the end)
+                if g_projected[k] is None:
+                    g_projected[k] = xp.empty((steps,) + gin[k].shape, gin[k].dtype)
+                g_projected[k][t] = gin[k]
+            per_step_in[t] = gin[n_projected:] if n_projected else gin
             for o, i in self.STATE:
-                carry[o] = gin[i]
+                carry[o] = per_step_in[t][where[i] - n_projected]
+        from_prefix = {}
+        if prefix is not None:  # the prefix's backward over all steps' rows at once
+            rows, prefix._saved = self._saved[-1]
+            g_rows = [g.reshape((-1,) + g.shape[2:]) for g in g_projected]
+            for i, g in zip(self.PREFIX_INPUTS, prefix._backward(rows, g_rows)):
+                if g is not None:
+                    from_prefix[i] = g.reshape((steps, -1) + g.shape[1:])
         result = []
-        for i in range(len(step.INPUTS)):
+        for i, (_, _, kind) in enumerate(step.INPUTS):
             if i in self._state_in:
                 result.append(carry[self._state_in[i]])
-            elif per_step_in[0][i] is None:
-                result.append(None)
-            else:
-                result.append(xp.stack([g[i] for g in per_step_in]))
+                continue
+            g = None
+            if i in where and per_step_in[0][where[i] - n_projected] is not None:
+                g = xp.stack([gin[where[i] - n_projected] for gin in per_step_in])
+            if i in from_prefix:
+                g = from_prefix[i] if g is None else g + from_prefix[i]
+            if g is None and kind == "float" and i not in where and i not in self.PREFIX_INPUTS:
+                g = xp.zeros_like(step._asarray(inputs[i]))  # the step model does not read it
+            result.append(g)
         return result[0] if len(result) == 1 else tuple(result)

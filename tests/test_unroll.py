@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graphc.compiler import Options, compile_spec
+from graphc.ir.graph import B
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = [("output1", "input2"), ("output2", "input3")]
@@ -130,3 +131,76 @@ def test_bptt_memory_grows_only_with_the_activations_bptt_needs(data):
     assert per_step > 4 * row
     print(f"BPTT activation memory: {per_step / 1024:.1f} KiB per step at B={batch}, H=64 "
           f"({per_step / row:.1f} B x H arrays); peak at T=40: {peaks[40] / 2**20:.2f} MiB")
+
+
+SHARED_INPUT = """
+x = nn.Identity()()
+h = nn.Identity()()
+gate = nn.Sigmoid()(nn.Linear(3, 3)(x))                -- state-independent: hoisted
+mixed = nn.CMulTable()({x, h})                          -- x is read per step too
+next_h = nn.Tanh()(nn.CAddTable()({nn.Linear(3, 3)(mixed), gate}))
+return nn.gModule({x, h}, {next_h, nn.Square()(next_h)})
+"""
+SPLIT_CASES = {
+    "lstm": (dict(spec="samples/lstm.lua", state=STATE), 2),
+    "shared_input": (dict(text=SHARED_INPUT, state=[("output1", "input2")]), 1),
+    "charrnn": (dict(spec="samples/charrnn.lua", entry="LSTM.lstm(7, 5, 2, 0)", shapes={"input1": (B,)},
+                     state=[(f"output{k}", f"input{k + 1}") for k in range(1, 5)]), 4),
+}
+
+
+def sequence_module(case, optimize):
+    opts, _ = SPLIT_CASES[case]
+    opts = dict(opts)
+    spec, text = opts.pop("spec", "inline.lua"), opts.pop("text", None)
+    res = compile_spec(str(ROOT / spec) if text is None else spec,
+                       Options(dtype="float64", unroll="T", optimize=optimize, **opts), text=text)
+    ns = {"SOURCE": res.source}
+    exec(compile(res.source, case, "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("case", sorted(SPLIT_CASES))
+def test_sequence_runs_the_state_independent_part_once_with_the_same_results(case):
+    """-O1 splits the step: the part that does not depend on the state (the input
+    projection) runs once over all T*B rows; results equal the plain per-step loop (-O0)."""
+    fast_ns, plain_ns = sequence_module(case, True), sequence_module(case, False)
+    assert fast_ns["Sequence"].PREFIX is not None and plain_ns["Sequence"].PREFIX is None
+    src = fast_ns["SOURCE"]
+    prefix_class = src[src.index("class _SequencePrefix"):src.index("class _SequenceRest")]
+    assert "nn.Linear" in prefix_class and "@" in prefix_class
+    fast, plain = fast_ns["Sequence"](dtype="float64", seed=3), plain_ns["Sequence"](dtype="float64", seed=3)
+    rng = np.random.default_rng(5)
+    steps, batch, n_states = 4, 3, SPLIT_CASES[case][1]
+    xs = []
+    for k, (_, shape, kind) in enumerate(fast.step.INPUTS):
+        dims = [batch if d == "B" else d for d in shape]
+        if k > 0 and k <= n_states:  # a state input: the initial state
+            xs.append(rng.standard_normal(dims))
+        elif kind == "index":
+            xs.append(rng.integers(1, 8, [steps] + dims))
+        else:
+            xs.append(rng.standard_normal([steps] + dims))
+    out_fast, out_plain = fast.forward(*xs), plain.forward(*xs)
+    out_fast, out_plain = (out_fast, out_plain) if isinstance(out_fast, tuple) else ((out_fast,), (out_plain,))
+    for a, b in zip(out_fast, out_plain):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    gys = tuple(rng.standard_normal(o.shape) for o in out_fast)
+    for _ in range(2):  # gradients accumulate over backward calls alike
+        g_fast, g_plain = fast.backward(tuple(xs), gys), plain.backward(tuple(xs), gys)
+    g_fast, g_plain = (g_fast, g_plain) if isinstance(g_fast, tuple) else ((g_fast,), (g_plain,))
+    for a, b in zip(g_fast, g_plain):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(fast.getParameters()[1], plain.getParameters()[1], rtol=1e-11, atol=1e-13)
+
+
+def test_a_step_without_a_state_independent_product_is_not_split():
+    text = """
+h = nn.Identity()()
+return nn.gModule({h}, {nn.Tanh()(nn.Linear(3, 3)(h))})
+"""
+    res = compile_spec("inline.lua", Options(unroll="T", state=[("output1", "input1")], shapes={"input1": (B, 3)}),
+                       text=text)
+    assert "PREFIX" not in res.source and "_SequencePrefix" not in res.source

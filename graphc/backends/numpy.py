@@ -241,7 +241,26 @@ class NumpyBackend:
 
     # ---- the module ------------------------------------------------------------------
 
-    def generate(self) -> str:
+    def generate(self, sequence_parts=None) -> str:
+        """The module. sequence_parts: (prefix graph, rest graph, rest inputs, prefix
+        inputs), a step split by passes/unroll.split_sequence_prefix: two more classes."""
+        g = self.g
+        parts, rest_inputs, prefix_inputs = [], None, None
+        if sequence_parts is not None:
+            prefix, rest, rest_inputs, prefix_inputs = sequence_parts
+            parts = [("_SequencePrefix", NumpyBackend(prefix).class_context(),
+                      "Sequence's first part of Model: what does not depend on the state, "
+                      "run once over all steps."),
+                     ("_SequenceRest", NumpyBackend(rest).class_context(),
+                      "Sequence's per-step part of Model, given _SequencePrefix's outputs.")]
+        m = self.class_context()
+        return self.env.get_template("numpy/module.py.j2").render(
+            version=__version__, meta=g.meta, m=m, **m, scratch_name=SCRATCH,
+            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
+            parts=parts, rest_inputs=rest_inputs, prefix_inputs=prefix_inputs)
+
+    def class_context(self) -> dict:
+        """What the template needs for one Module class of this graph."""
         g = self.g
         fwd_blocks = [(_loc_comment(node), self.forward_lines(node)) for node in g.nodes]
         # one gradient-buffer view per parameter (a shared module accumulates into it twice)
@@ -284,26 +303,27 @@ class NumpyBackend:
             bwd_lines, scratch["backward"] = plan_memory(
                 [lines for _, lines in bwd_blocks], shapes, set(input_grads))
             bwd_blocks = [(c, lines) for (c, _), lines in zip(bwd_blocks, bwd_lines)]
-        return self.env.get_template("numpy/module.py.j2").render(
-            version=__version__, meta=g.meta, g=g,
-            inputs=[(self.n(v), v) for v in g.inputs],
+        return dict(
+            g=g, inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
             params=[(self.n(p.value), p) for p in g.params],
             buffers=[(self.n(p.value), p) for p in g.buffers],
-            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs],
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
             used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
-            input_grads=input_grads, scratch=scratch, scratch_name=SCRATCH,
-            batch_size=self._batch_size_expr(),
+            input_grads=input_grads, scratch=scratch,
+            batch_size=self._batch_size_expr(g.inputs),  # the backward's from a given gradient:
+            grad_batch_size=self._batch_size_expr(g.outputs, g.grad_outputs),  # reads no input
+            backward_reads=tuple(used_in_backward(self.n(v)) for v in g.inputs),
         )
 
-    def _batch_size_expr(self) -> str:
-        """The batch size at run time: the B dim of the first input that has one."""
-        for v in self.g.inputs:
+    def _batch_size_expr(self, values, named=None) -> str:
+        """The batch size at run time: the B dim of the first of `values` that has one
+        (read from the array of the same position in `named`, if given)."""
+        for k, v in enumerate(values):
             if v.shape and B in v.shape:
-                return f"{self.n(v)}.shape[{v.shape.index(B)}]"
+                return f"{self.n((named or values)[k])}.shape[{v.shape.index(B)}]"
         return "0"
 
 
@@ -315,5 +335,5 @@ def _pystruct(s) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def generate(graph: Graph) -> str:
-    return NumpyBackend(graph).generate()
+def generate(graph: Graph, sequence_parts=None) -> str:
+    return NumpyBackend(graph).generate(sequence_parts)

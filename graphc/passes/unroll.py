@@ -10,6 +10,7 @@ is full backpropagation through time.
 from __future__ import annotations
 
 from ..errors import SpecError
+from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value
 from ..passes.shapes import node_shapes
 
@@ -87,3 +88,63 @@ def _add(u: Graph, op: str, attrs: dict, inputs: list[Value], loc, name: str) ->
     node.outputs = [Value("tmp", shape=shape, name=name, loc=loc)]
     u.nodes.append(node)
     return node.outputs[0]
+
+
+# Ops whose every output row depends only on the same row of the inputs, so that running
+# them once over all T*B rows of a sequence gives each step's values.
+_ROW_WISE = {"Linear", "LookupTable", "OneHot", "Narrow", "Select"}
+
+
+def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
+    """For `--unroll T` (the runtime Sequence): the part of the step graph that does not
+    depend on the recurrent state (e.g. the input projection i2h = Linear(x)) can run once
+    over the whole sequence, T*B rows, as one GEMM instead of T small ones.
+
+    Returns (prefix, rest, rest_inputs, prefix_inputs) or None when there is nothing worth
+    hoisting (no Linear) or a hoisted value is also a model output. prefix: the per-step inputs it reads (prefix_inputs: their step
+    input indices) -> the frontier values the rest reads; rest: the step graph with the
+    frontier values as its first inputs, then the step inputs it still reads (rest_inputs:
+    for each, ('prefix', k) or ('input', i)).
+    Both keep all parameters, in order, so they share the step Model's flat buffers."""
+    from ..ops import REGISTRY
+    state_in = {i for _, i in state}
+    per_step = {v for i, v in enumerate(g.inputs) if i not in state_in}
+    params = {p.value for p in g.params}
+    hoisted, values = [], set(per_step)
+    for node in g.nodes:
+        op = REGISTRY[node.op]
+        row_wise = node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")
+        if node.op in ("Narrow", "Select"):
+            row_wise = REGISTRY[node.op].derive(node.attrs, [node.inputs[0].shape])["axis"] > 0
+        if (row_wise and any(v in per_step or v in values - per_step for v in node.inputs)
+                and all(v in values or v in params for v in node.inputs)
+                and all(v.shape and v.shape[0] == "B" for v in node.outputs)):
+            hoisted.append(node)
+            values.update(node.outputs)
+    if not any(n.op == "Linear" for n in hoisted) or any(v in values - per_step for v in g.outputs):
+        return None
+    at = {id(n): k for k, n in enumerate(g.nodes)}
+    hoisted_at = {at[id(n)] for n in hoisted}
+    rest_reads = {v for n in g.nodes if at[id(n)] not in hoisted_at for v in n.inputs}
+    frontier = [(k, j) for k in sorted(hoisted_at) for j, v in enumerate(g.nodes[k].outputs)
+                if v in rest_reads]
+    reads = {v for k in hoisted_at for v in g.nodes[k].inputs}
+    prefix_inputs = [i for i, v in enumerate(g.inputs) if v in per_step and v in reads]
+    kept = [i for i, v in enumerate(g.inputs) if v in rest_reads or v in g.outputs]
+
+    p = copy_graph(g)  # each part gets its own Values
+    outs = [p.nodes[k].outputs[j] for k, j in frontier]
+    prefix = Graph(inputs=[p.inputs[i] for i in prefix_inputs], outputs=outs, params=p.params,
+                   buffers=p.buffers, nodes=[p.nodes[k] for k in sorted(hoisted_at)],
+                   input_struct=list(range(len(prefix_inputs))), output_struct=list(range(len(outs))),
+                   output_names=[f"{v.name}_projected" for v in outs], meta=dict(g.meta))
+    r = copy_graph(g)
+    ins = [r.nodes[k].outputs[j] for k, j in frontier]
+    for v in ins:
+        v.kind = "input"  # no longer made by a node of this graph
+    rest = Graph(inputs=ins + [r.inputs[i] for i in kept], outputs=r.outputs, params=r.params,
+                 buffers=r.buffers, nodes=[n for k, n in enumerate(r.nodes) if k not in hoisted_at],
+                 input_struct=list(range(len(ins) + len(kept))), output_struct=r.output_struct,
+                 output_names=r.output_names, meta=dict(g.meta))
+    sources = [("prefix", k) for k in range(len(ins))] + [("input", i) for i in kept]
+    return prefix, rest, sources, prefix_inputs

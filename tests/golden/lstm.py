@@ -37,12 +37,6 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1, 2)
 OUTPUT_STRUCTURE = (0, 1)
-# Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
-# reused as soon as their last reader is done; allocated once per batch size and dtype.
-SCRATCH = {
-    'forward': (('B', 8), ('B', 8), ('B', 8), ('B', 2), ('B', 2)),
-    'backward': (('B', 2), ('B', 2), ('B', 2), ('B', 2), ('B', 2), ('B', 6), ('B', 6), ('B', 8), (8, 2), (8, 3)),
-}
 
 
 class Model(Module):
@@ -56,15 +50,14 @@ class Model(Module):
 
     def _forward(self, input1, input2, input3):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
-        _scratch = self._scratch_arrays(SCRATCH, 'forward', input1.shape[0])
         # lstm.lua:17:7  nn.Linear [i2h]
-        i2h = np.matmul(input1, w_i2h_weight.T, out=_scratch[0])
+        i2h = input1 @ w_i2h_weight.T
         i2h += w_i2h_bias
         # lstm.lua:18:7  nn.Linear [h2h]
-        h2h = np.matmul(input3, w_h2h_weight.T, out=_scratch[1])
+        h2h = input3 @ w_h2h_weight.T
         h2h += w_h2h_bias
         # lstm.lua:19:18  nn.CAddTable [preactivations]
-        preactivations = np.add(i2h, h2h, out=_scratch[2])
+        preactivations = i2h + h2h
         # lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
         pre_sigmoid_chunk = preactivations[:, 0:6]
         # lstm.lua:23:13  nn.Sigmoid [all_gates]
@@ -83,9 +76,9 @@ class Model(Module):
         # lstm.lua:31:12  nn.Narrow [out_gate]
         out_gate = all_gates[:, 4:6]
         # lstm.lua:34:12  nn.CMulTable [c_forget]
-        c_forget = np.multiply(forget_gate, input2, out=_scratch[3])
+        c_forget = forget_gate * input2
         # lstm.lua:36:11  nn.CMulTable [c_input]
-        c_input = np.multiply(in_gate, in_transform, out=_scratch[4])
+        c_input = in_gate * in_transform
         # lstm.lua:38:10  nn.CAddTable [next_c]
         output1 = c_forget + c_input
         # lstm.lua:40:15  nn.Tanh [c_transform]
@@ -98,7 +91,6 @@ class Model(Module):
     def _backward(self, inputs, grad_outputs):
         input1, input2, input3, = inputs
         grad_output1, grad_output2, = grad_outputs
-        _scratch = self._scratch_arrays(SCRATCH, 'backward', input1.shape[0])
         all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform, = self._saved
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
@@ -106,47 +98,45 @@ class Model(Module):
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
-        grad_out_gate = np.multiply(grad_output2, c_transform, out=_scratch[0])
-        grad_c_transform = np.multiply(grad_output2, out_gate, out=_scratch[1])
+        grad_out_gate = grad_output2 * c_transform
+        grad_c_transform = grad_output2 * out_gate
         # lstm.lua:40:15  nn.Tanh [c_transform] (backward)
-        grad_output1_2 = np.multiply(c_transform, c_transform, out=_scratch[2])
+        grad_output1_2 = c_transform * c_transform
         np.subtract(1, grad_output1_2, out=grad_output1_2)
         grad_output1_2 *= grad_c_transform
         # gradient sum
-        grad_output1_3 = np.add(grad_output1, grad_output1_2, out=_scratch[1])
+        grad_output1_3 = grad_output1 + grad_output1_2
         # lstm.lua:38:10  nn.CAddTable [next_c] (backward)
         grad_c_forget = grad_output1_3
         grad_c_input = grad_output1_3
         # lstm.lua:36:11  nn.CMulTable [c_input] (backward)
-        grad_in_gate = np.multiply(grad_c_input, in_transform, out=_scratch[2])
-        grad_in_transform = np.multiply(grad_c_input, in_gate, out=_scratch[3])
+        grad_in_gate = grad_c_input * in_transform
+        grad_in_transform = grad_c_input * in_gate
         # lstm.lua:34:12  nn.CMulTable [c_forget] (backward)
-        grad_forget_gate = np.multiply(grad_c_forget, input2, out=_scratch[4])
+        grad_forget_gate = grad_c_forget * input2
         grad_input2 = grad_c_forget * forget_gate
         # lstm.lua:27:16  nn.Tanh [in_transform] (backward)
-        grad_in_chunk = np.multiply(in_transform, in_transform, out=_scratch[1])
+        grad_in_chunk = in_transform * in_transform
         np.subtract(1, grad_in_chunk, out=grad_in_chunk)
         grad_in_chunk *= grad_in_transform
         # gradients of slices, joined
-        grad_all_gates = np.concatenate([grad_in_gate, grad_forget_gate, grad_out_gate], 1, out=_scratch[5])
+        grad_all_gates = np.concatenate([grad_in_gate, grad_forget_gate, grad_out_gate], 1)
         # lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
-        grad_pre_sigmoid_chunk = np.subtract(1, all_gates, out=_scratch[6])
+        grad_pre_sigmoid_chunk = 1 - all_gates
         grad_pre_sigmoid_chunk *= all_gates
         grad_pre_sigmoid_chunk *= grad_all_gates
         # gradients of slices, joined
-        grad_preactivations = np.concatenate([grad_pre_sigmoid_chunk, grad_in_chunk], 1, out=_scratch[7])
+        grad_preactivations = np.concatenate([grad_pre_sigmoid_chunk, grad_in_chunk], 1)
         # lstm.lua:19:18  nn.CAddTable [preactivations] (backward)
         grad_i2h = grad_preactivations
         grad_h2h = grad_preactivations
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = grad_h2h @ w_h2h_weight
-        np.matmul(grad_h2h.T, input3, out=_scratch[8])
-        g_h2h_weight += _scratch[8]
+        g_h2h_weight += grad_h2h.T @ input3
         g_h2h_bias += grad_h2h.sum(0)
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        np.matmul(grad_i2h.T, input1, out=_scratch[9])
-        g_i2h_weight += _scratch[9]
+        g_i2h_weight += grad_i2h.T @ input1
         g_i2h_bias += grad_i2h.sum(0)
         return (grad_input1, grad_input2, grad_input3,)
 

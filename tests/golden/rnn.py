@@ -35,12 +35,6 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1)
 OUTPUT_STRUCTURE = (0,)
-# Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
-# reused as soon as their last reader is done; allocated once per batch size and dtype.
-SCRATCH = {
-    'forward': (('B', 2), ('B', 2), ('B', 2)),
-    'backward': (('B', 2), (2, 2), (2, 3)),
-}
 
 
 class Model(Module):
@@ -54,15 +48,14 @@ class Model(Module):
 
     def _forward(self, input1, input2):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
-        _scratch = self._scratch_arrays(SCRATCH, 'forward', input1.shape[0])
         # rnn.lua:15:7  nn.Linear [i2h]
-        i2h = np.matmul(input1, w_i2h_weight.T, out=_scratch[0])
+        i2h = input1 @ w_i2h_weight.T
         i2h += w_i2h_bias
         # rnn.lua:16:7  nn.Linear [h2h]
-        h2h = np.matmul(input2, w_h2h_weight.T, out=_scratch[1])
+        h2h = input2 @ w_h2h_weight.T
         h2h += w_h2h_bias
         # rnn.lua:17:20  nn.CAddTable
-        caddtable1 = np.add(i2h, h2h, out=_scratch[2])
+        caddtable1 = i2h + h2h
         # rnn.lua:17:10  nn.Tanh [next_h]
         output1 = np.tanh(caddtable1)
         self._saved = (output1,)
@@ -71,7 +64,6 @@ class Model(Module):
     def _backward(self, inputs, grad_outputs):
         input1, input2, = inputs
         grad_output1, = grad_outputs
-        _scratch = self._scratch_arrays(SCRATCH, 'backward', input1.shape[0])
         output1, = self._saved
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
@@ -79,7 +71,7 @@ class Model(Module):
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
         # rnn.lua:17:10  nn.Tanh [next_h] (backward)
-        grad_caddtable1 = np.multiply(output1, output1, out=_scratch[0])
+        grad_caddtable1 = output1 * output1
         np.subtract(1, grad_caddtable1, out=grad_caddtable1)
         grad_caddtable1 *= grad_output1
         # rnn.lua:17:20  nn.CAddTable (backward)
@@ -87,13 +79,11 @@ class Model(Module):
         grad_h2h = grad_caddtable1
         # rnn.lua:16:7  nn.Linear [h2h] (backward)
         grad_input2 = grad_h2h @ w_h2h_weight
-        np.matmul(grad_h2h.T, input2, out=_scratch[1])
-        g_h2h_weight += _scratch[1]
+        g_h2h_weight += grad_h2h.T @ input2
         g_h2h_bias += grad_h2h.sum(0)
         # rnn.lua:15:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        np.matmul(grad_i2h.T, input1, out=_scratch[2])
-        g_i2h_weight += _scratch[2]
+        g_i2h_weight += grad_i2h.T @ input1
         g_i2h_bias += grad_i2h.sum(0)
         return (grad_input1, grad_input2,)
 
