@@ -55,8 +55,17 @@ def test_unknown_shapes_rebinding_and_small_arrays_are_left_alone():
 
 def test_gradient_accumulation_multiplies_into_scratch():
     lines, slots = plan(["g += x.T @ y"])
-    assert lines == ["np.matmul(x.T, y, out=_scratch[0])", "g += _scratch[0]"]
+    assert lines == ["rt.matmul_into(x.T, y, _scratch[0])", "g += _scratch[0]"]
     assert slots == [(300, 300)]
+
+
+def test_matmul_into_multiplies_a_product_over_one_row(rng):
+    from graphc_runtime import kernels as rt
+    for rows in (1, 3):
+        a, b = rng.standard_normal((rows, 5)), rng.standard_normal((rows, 4))
+        out = np.empty((5, 4))
+        assert rt.matmul_into(a.T, b, out) is out
+        np.testing.assert_allclose(out, a.T @ b, rtol=1e-14)
 
 
 def test_outputs_and_gradients_survive_later_calls(rng):

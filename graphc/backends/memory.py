@@ -7,7 +7,8 @@ others (`y = x[:, 0:3]`, `g = gy`, whatever a template or runtime kernel returns
 - A statement `t = <expr>` whose expr makes a new array by one numpy call that takes `out=`
   (a ufunc, `+ - * / @`, np.concatenate), over operands whose shapes are known, with a
   result shape equal to t's, is a candidate: it becomes `t = np.add(a, b, out=_scratch[k])`.
-  `G += A @ B` (a gradient accumulation) gets its product into a scratch array too.
+  `G += A @ B` (a gradient accumulation) gets its product into a scratch array too, through
+  rt.matmul_into (a broadcast multiply when the product is over one row: batch size 1).
 - Every other binding `y = <expr>` may alias anything its expr reads, so those names stay
   alive as long as y does (transitively). Names that leave the function (the forward's
   saved activations and outputs, the backward's returned gradients) and everything they may
@@ -96,7 +97,8 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
                 target, call, shape = accumulate
                 k = _take(slots, free, shape)
                 free.append(k)  # only this statement uses it
-                out_blocks[b] += [f"{call[:-1]}, out={SCRATCH}[{k}])", f"{target} += {SCRATCH}[{k}]"]
+                out_blocks[b] += [f"rt.matmul_into({call[len('np.matmul('):-1]}, {SCRATCH}[{k}])",
+                                  f"{target} += {SCRATCH}[{k}]"]
             else:
                 out_blocks[b] += src
         else:
