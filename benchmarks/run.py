@@ -92,8 +92,9 @@ def load_module(source: str, name: str, transform=None, extra_globals=None) -> d
 
 
 # ---------------------------------------------------------------------------------------
-# GEMM recording: rewrite `a @ b` (and np.dot / np.matmul) in the generated code and in
-# graphc_runtime.kernels into calls that record operand shapes, strides and dtypes.
+# GEMM recording: rewrite `a @ b` (and np.dot / np.matmul, with or without out=) in the
+# generated code and in graphc_runtime.kernels (rt.matmul_into, the convolutions) into
+# calls that record operand shapes, strides and dtypes.
 
 class _MatmulToCall(ast.NodeTransformer):
     def visit_BinOp(self, node):
@@ -108,7 +109,8 @@ class _MatmulToCall(ast.NodeTransformer):
         self.generic_visit(node)
         f = node.func
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "np":
-            if f.attr in ("dot", "matmul") and len(node.args) == 2 and not node.keywords:
+            if (f.attr in ("dot", "matmul") and len(node.args) == 2
+                    and all(k.arg == "out" for k in node.keywords)):  # the memory plan's out=
                 node.func = ast.Name("_bench_gemm_", ast.Load())
             elif f.attr in _UNCOUNTED:
                 # np.einsum(...) -> _bench_other_("einsum", np.einsum)(...): noted if called
@@ -134,9 +136,9 @@ class GemmRecorder:
         self.uncounted.add(name)
         return fn
 
-    def __call__(self, a, b):
+    def __call__(self, a, b, out=None):
         a, b = np.asarray(a), np.asarray(b)
-        out = a @ b
+        out = np.matmul(a, b, out=out)
         if self.active:
             self.calls.append((_layout(a), _layout(b)))
         return out
