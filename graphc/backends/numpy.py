@@ -9,6 +9,7 @@ import builtins
 import functools
 import hashlib
 import keyword
+import math
 import re
 import types
 from pathlib import Path
@@ -133,6 +134,8 @@ class NumpyBackend:
         ctx = {
             "a": node.attrs, "in_shapes": in_shapes, "out_shape": node.outputs[0].shape,
             "rank": len(in_shapes[0]) if in_shapes else 0,
+            # elements of the output per batch row (B counted as 1): size-dependent choices
+            "elements": math.prod(1 if d == B else d for d in node.outputs[0].shape or ()),
             "y": self.n(node.outputs[0]),
             "ys": [self.n(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
             "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in

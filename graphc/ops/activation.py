@@ -29,11 +29,14 @@ defop(
 
 defop(
     name="Sigmoid", signature="", shape=_same, elementwise=True,
-    # 1 / (1 + exp(-x)) in place in one new array: a third faster than 0.5(1 + tanh(x/2))
-    # (numpy's float32 exp is twice as fast as its tanh); exp(-x) = inf below about -88
-    # (float32) gives exactly 0, so that overflow is not worth a warning.
-    forward=("with np.errstate(over='ignore'):\n    {{y}} = np.negative({{x}})\n"
-             "    np.exp({{y}}, out={{y}})\n{{y}} += 1\nnp.reciprocal({{y}}, out={{y}})"),
+    # In place in one new array. 1 / (1 + exp(-x)) is a third faster than 0.5(1 + tanh(x/2))
+    # on large arrays (numpy's float32 exp is twice as fast as its tanh; exp(-x) = inf
+    # below about -88 gives exactly 0, so that overflow warning is silenced), but np.errstate
+    # costs more than it saves on small ones (the tutorial's cell ran 7% slower).
+    forward=("{% if elements < 256 %}{{y}} = np.multiply({{x}}, 0.5)\nnp.tanh({{y}}, out={{y}})\n"
+             "{{y}} += 1\n{{y}} *= 0.5{% else %}with np.errstate(over='ignore'):\n"
+             "    {{y}} = np.negative({{x}})\n    np.exp({{y}}, out={{y}})\n{{y}} += 1\n"
+             "np.reciprocal({{y}}, out={{y}}){% endif %}"),
     backward_stmt="{{g.x}} = 1 - {{y}}\n{{g.x}} *= {{y}}\n{{g.x}} *= {{gy}}",
     doc="Elementwise logistic sigmoid.",
     cuda=CudaRule("pointwise", forward="g_sigmoid({{x}})", backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}),

@@ -4,7 +4,8 @@ templates (jinja2 snippets rendered by backends/numpy.py).
 
 Template context: the data input slots by name (`x`, or `xs` for table ops), parameter
 names (`weight`, `bias`), `y` (the output; `ys` for several), `gy` (its gradient),
-`a` (attrs), `in_shapes`, `out_shape`, `rank` (of the first input) and, in backward,
+`a` (attrs), `in_shapes`, `out_shape`, `rank` (of the first input), `elements` (of the
+output per batch row, for choices that depend on size) and, in backward,
 `g` (slot -> target variable name, or None when that gradient is not needed).
 """
 from __future__ import annotations

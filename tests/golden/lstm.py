@@ -61,11 +61,10 @@ class Model(Module):
         # lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
         pre_sigmoid_chunk = preactivations[:, 0:6]
         # lstm.lua:23:13  nn.Sigmoid [all_gates]
-        with np.errstate(over='ignore'):
-            all_gates = np.negative(pre_sigmoid_chunk)
-            np.exp(all_gates, out=all_gates)
+        all_gates = np.multiply(pre_sigmoid_chunk, 0.5)
+        np.tanh(all_gates, out=all_gates)
         all_gates += 1
-        np.reciprocal(all_gates, out=all_gates)
+        all_gates *= 0.5
         # lstm.lua:26:12  nn.Narrow [in_chunk]
         in_chunk = preactivations[:, 6:8]
         # lstm.lua:27:16  nn.Tanh [in_transform]
