@@ -187,17 +187,20 @@ def test_dtypes(dtype, tmp_path, rng):
     assert g.dtype == np.dtype(dtype) and m.getParameters()[1].dtype == np.dtype(dtype)
 
 
+@pytest.mark.parametrize("width", [5, 300])  # the 0.5(1 + tanh(x/2)) and 1/(1 + exp(-x)) forms
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_sigmoid_saturates_without_warnings(dtype):
-    """Sigmoid is 1 / (1 + exp(-x)): exp overflows to inf far below 0, which must give
-    exactly 0 (and its gradient 0) with no RuntimeWarning."""
+def test_sigmoid_saturates_without_warnings(dtype, width):
+    """Far below 0, exp(-x) overflows to inf, which must give exactly 0 (and its gradient 0)
+    with no RuntimeWarning."""
     import warnings
-    mod = build("return nn.Sigmoid()", shapes={"input1": (B, 5)}, dtype=dtype)
+    mod = build("return nn.Sigmoid()", shapes={"input1": (B, width)}, dtype=dtype)
     m = mod.Model(dtype=dtype)
-    x = np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], dtype)
+    x = np.linspace(-30, 30, width).astype(dtype)[None]
+    x[0, :5] = [-1e4, -100.0, 0.0, 100.0, 1e4]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y = m.forward(x)
         g = m.backward(x, np.ones_like(y))
-    np.testing.assert_allclose(y, torch.sigmoid(torch.tensor(x)).numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(y, torch.sigmoid(torch.tensor(x)).numpy(), rtol=1e-6, atol=1e-30)
     assert y[0, 0] == 0 and y[0, 2] == 0.5 and y[0, 4] == 1 and g[0, 0] == 0 and g[0, 4] == 0
+    assert ("errstate" in mod.RESULT.source) == (width >= 256)
