@@ -345,6 +345,8 @@ class CudaModule(Module):
     inputs and outputs are the backend's arrays (CuPy's). Initial weights are drawn on the
     host exactly as the numpy target draws them, so both targets start from the same model."""
 
+    _FAST = False  # numpy arguments must become device arrays: the general path
+
     CUDA_SOURCE = ""
     KERNELS: tuple = ()
 

@@ -112,6 +112,12 @@ class Module:
     def forward(self, *inputs):
         """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style); a table input
         is a list. Returns one array (or list, for a table output) or a tuple of them."""
+        fast = self._fast_specs()
+        if fast is not None and self._plain(inputs, fast[0]) is not None:
+            self._last = (inputs, inputs, False)
+            outs = self._forward(*inputs)
+            self.output = outs[0] if len(outs) == 1 else outs
+            return self.output
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
         self._last = (inputs, arrays, squeeze)  # backward with these same objects skips checks
         self.output = self._user_outputs(self._forward(*arrays), squeeze)
@@ -128,6 +134,13 @@ class Module:
         last = getattr(self, "_last", None)
         if last is not None and len(last[0]) == len(args) and all(a is b for a, b in zip(last[0], args)):
             arrays, squeeze = last[1], last[2]
+            fast = self._fast_specs()
+            if fast is not None and not squeeze and arrays:
+                grads = _as_tuple(grad_outputs, len(fast[1]))
+                if self._plain(grads, fast[1], arrays[0].shape[0]) is not None:
+                    gin = self._backward(arrays, grads)
+                    self.gradInput = gin[0] if len(gin) == 1 else gin
+                    return self.gradInput
         else:
             arrays, squeeze = self._check_inputs(self._flatten_args(args))
         gin = self._backward(arrays, self._check_grads(grad_outputs, arrays, squeeze))
@@ -176,6 +189,40 @@ class Module:
             cls._flat_io_cache = tuple(all(isinstance(i, int) for i in s)
                                        for s in (cls._in_struct(cls), cls._out_struct(cls)))
         return cls._flat_io_cache
+
+    # The common case, checked in a few comparisons: every argument a numpy array, batch
+    # first, of the expected shape and dtype (no tables, no unbatched call). Anything else
+    # takes the general path, which converts, checks and words the errors.
+    _FAST = True  # CudaModule: False (it converts numpy arguments to device arrays)
+
+    @classmethod
+    def _fast_specs(cls):
+        """([(tail shape, kind)] per input, [(tail shape, 'float')] per output) when the fast
+        path applies to this class, else None."""
+        if "_fast_cache" not in cls.__dict__:
+            ins, outs = cls._specs()
+            ok = cls._FAST and all(cls._flat_io()) and all(sp[2] and sp[4] is not None for sp in ins + outs)
+            cls._fast_cache = ([(sp[4], sp[3]) for sp in ins], [(sp[4], sp[3]) for sp in outs]) if ok else None
+        return cls._fast_cache
+
+    def _plain(self, arrays, specs, batch=None):
+        """The batch size if `arrays` are plain numpy arrays matching `specs` (all of them
+        batched, with one batch size, `batch` if given), else None."""
+        if len(arrays) != len(specs):
+            return None
+        for x, (tail, kind) in zip(arrays, specs):
+            if type(x) is not np.ndarray:
+                return None
+            shape = x.shape
+            if not shape or shape[1:] != tail or (batch is not None and shape[0] != batch):
+                return None
+            batch = shape[0]
+            if kind == "float":
+                if x.dtype != self.dtype:
+                    return None
+            elif x.dtype.kind not in "iu":
+                return None
+        return batch
 
     @classmethod
     def _specs(cls):
