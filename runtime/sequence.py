@@ -43,6 +43,7 @@ class Sequence:
         self._state_in = {i: o for o, i in self.STATE}
         self._state_out = {o: i for o, i in self.STATE}
         self._saved = None
+        self._prefix_saved = None
         self.output = None
         self._parts = None
 
@@ -109,15 +110,16 @@ class Sequence:
         if squeeze:
             raise ValueError("sequence inputs need their batch dimension")
         per_step, saved = [], []
-        prefix = self._split_parts(step)
-        if prefix is None:
+        parts = self._split_parts(step)
+        self._prefix_saved = None
+        if parts is None:
             sources, run = [("input", i) for i in range(n_in)], step
         else:
-            prefix, run = prefix
+            prefix, run = parts
             sources = self.REST_INPUTS
             rows = [arrays[i].reshape((-1,) + arrays[i].shape[2:]) for i in self.PREFIX_INPUTS]
             projected = [p.reshape((steps, -1) + p.shape[1:]) for p in prefix._forward(*rows)]
-            prefix_saved = (rows, prefix._saved)
+            self._prefix_saved = (rows, prefix._saved)
         for t in range(steps):
             xs = [projected[k][t] if kind == "prefix" else state[k] if k in state else arrays[k][t]
                   for kind, k in sources]
@@ -129,8 +131,6 @@ class Sequence:
             per_step.append(outs)
             for o, i in self.STATE:
                 state[i] = outs[o]
-        if prefix is not None:
-            saved.append(prefix_saved)
         self._saved = saved
         result = tuple(per_step[-1][o] if o in self._state_out else xp.stack([p[o] for p in per_step])
                        for o in range(len(step.OUTPUTS)))
@@ -150,7 +150,7 @@ class Sequence:
         grads = [step._asarray(g) for g in grads]
         xp = _array_module(step)
         parts = self._split_parts(step)
-        saved = self._saved[:-1] if parts is not None else self._saved
+        saved = self._saved
         prefix, run = parts if parts is not None else (None, step)
         sources = self.REST_INPUTS if parts is not None else [("input", i) for i in range(len(step.INPUTS))]
         where = {k: j for j, (kind, k) in enumerate(sources) if kind == "input"}
@@ -173,7 +173,7 @@ class Sequence:
                 carry[o] = per_step_in[t][where[i] - n_projected]
         from_prefix = {}
         if prefix is not None:  # the prefix's backward over all steps' rows at once
-            rows, prefix._saved = self._saved[-1]
+            rows, prefix._saved = self._prefix_saved
             g_rows = [g.reshape((-1,) + g.shape[2:]) for g in g_projected]
             for i, g in zip(self.PREFIX_INPUTS, prefix._backward(rows, g_rows)):
                 if g is not None:

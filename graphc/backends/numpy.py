@@ -297,15 +297,14 @@ class NumpyBackend:
         if g.meta.get("optimize", True):
             shapes = {name: v.shape for v, name in self.n.names.items()
                       if v.dtype == "float" and v.shape is not None}
-            shapes.update((name, g.params[i].value.shape) for name, i in
-                          ((grad_view[i], i) for i in grad_view))
-            outputs = {self.n(v) for v in g.outputs}
-            fwd_lines, scratch["forward"] = plan_memory(
-                [lines for _, lines in fwd_blocks], shapes, set(saved) | outputs)
-            fwd_blocks = [(c, lines) for (c, _), lines in zip(fwd_blocks, fwd_lines)]
-            bwd_lines, scratch["backward"] = plan_memory(
-                [lines for _, lines in bwd_blocks], shapes, set(input_grads))
-            bwd_blocks = [(c, lines) for (c, _), lines in zip(bwd_blocks, bwd_lines)]
+            shapes.update((grad_view[i], g.params[i].value.shape) for i in grad_view)
+            leaving = {"forward": set(saved) | {self.n(v) for v in g.outputs},
+                       "backward": set(input_grads)}
+            planned = {}
+            for part, blocks in (("forward", fwd_blocks), ("backward", bwd_blocks)):
+                lines, scratch[part] = plan_memory([b for _, b in blocks], shapes, leaving[part])
+                planned[part] = [(comment, b) for (comment, _), b in zip(blocks, lines)]
+            fwd_blocks, bwd_blocks = planned["forward"], planned["backward"]
         return dict(
             g=g, inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
@@ -316,8 +315,9 @@ class NumpyBackend:
             used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
             input_grads=input_grads, scratch=scratch,
-            batch_size=self._batch_size_expr(g.inputs),  # the backward's from a given gradient:
-            grad_batch_size=self._batch_size_expr(g.outputs, g.grad_outputs),  # reads no input
+            batch_size=self._batch_size_expr(g.inputs),
+            # the backward's comes from a given gradient: it need not keep an unread input
+            grad_batch_size=self._batch_size_expr(g.outputs, g.grad_outputs),
             backward_reads=tuple(used_in_backward(self.n(v)) for v in g.inputs),
         )
 
