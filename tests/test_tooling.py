@@ -104,6 +104,23 @@ def test_load_caches_and_recompiles_when_a_required_file_changes(tmp_path):
     assert any(p.stat().st_mtime_ns != t for p, t in mtimes.items())
 
 
+def test_load_keys_on_every_option_and_on_the_compiler(tmp_path, monkeypatch):
+    """Options that change the generated code (e.g. --unroll, -O0) get their own cache
+    entries, and so does a changed graphc (its own files' fingerprint)."""
+    import graphc
+    from graphc import cache
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    plain = graphc.load(LSTM)
+    seq = graphc.load(LSTM, unroll="T", state=[("output1", "input2"), ("output2", "input3")])
+    unoptimized = graphc.load(LSTM, optimize=False)
+    assert not hasattr(plain, "Sequence") and hasattr(seq, "Sequence")
+    assert len({id(plain), id(seq), id(unoptimized)}) == 3
+    assert graphc.load(LSTM) is plain
+    monkeypatch.setattr(cache, "compiler_fingerprint", lambda: "another graphc")
+    assert graphc.load(LSTM) is not plain
+    assert len(list((tmp_path / "cache").glob("*.py"))) == 4
+
+
 def test_load_is_safe_under_concurrent_processes(tmp_path):
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
     code = ("import graphc, numpy as np\n"
