@@ -84,8 +84,8 @@ class Module:
 
     def _scratch_arrays(self, plan: dict, part: str, batch: int) -> list:
         """The generated memory plan's scratch arrays for one call of `part` ('forward' or
-        'backward') at this batch size, made on first use and kept for later calls (the
-        newest 8 batch sizes). They never leave the call."""
+        'backward') at this batch size, made on first use and kept for later calls (up to 16
+        (part, batch size) entries; the first made goes first). They never leave the call."""
         key = (part, batch)
         arrays = self._scratch.get(key)
         if arrays is None:

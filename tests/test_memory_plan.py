@@ -89,3 +89,50 @@ def test_outputs_and_gradients_survive_later_calls(rng):
         np.testing.assert_array_equal(kept, now)
     assert sorted(m._scratch) == [("backward", 5), ("backward", 7), ("forward", 5), ("forward", 7)]
     assert m.clone_shared()._scratch == {}
+
+
+def _both(spec, shapes, rng, *xs_kinds):
+    """Forward and backward of `spec` with and without the plan (-O1 vs -O0), float64."""
+    results = []
+    for optimize in (True, False):
+        res = compile_spec("inline.lua", Options(dtype="float64", optimize=optimize, shapes=shapes), text=spec)
+        ns = {}
+        exec(compile(res.source, "inline", "exec"), ns)
+        m = ns["Model"](dtype="float64", seed=1)
+        xs = [np.random.default_rng(3).standard_normal(s) if k == "float" else
+              np.random.default_rng(3).integers(1, 11, s) for s, k in xs_kinds]
+        out = m.forward(*xs)
+        outs = out if isinstance(out, tuple) else (out,)
+        grads = m.backward(tuple(xs), tuple(np.ones_like(o) for o in outs))
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        results.append(([o.copy() for o in outs], [g for g in grads if g is not None],
+                        m.getParameters()[1].copy(), res.source))
+    return results
+
+
+def test_a_loss_output_without_the_batch_dim_takes_the_batch_size_from_an_input(rng):
+    """No output has B (a criterion's loss): the backward's scratch arrays are sized from
+    an input (they were sized 0 and the backward failed)."""
+    from graphc.ir.graph import B
+    spec = """
+x = nn.Identity()()
+t = nn.Identity()()
+h = nn.ReLU()(nn.Linear(20, 300)(x))
+m = nn.gModule({x, t}, {nn.CrossEntropyCriterion()({nn.Linear(300, 10)(h), t})})
+"""
+    (fast, plain) = _both(spec, {"input1": (B, 20), "input2": (B,)}, rng, ((7, 20), "float"), ((7,), "index"))
+    assert "_scratch_arrays(SCRATCH, 'backward', input1.shape[0])" in fast[3]
+    for a, b in zip(fast[0] + fast[1] + [fast[2]], plain[0] + plain[1] + [plain[2]]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_a_spec_value_named_like_the_plan_constant_is_mangled(rng):
+    from graphc.ir.graph import B
+    spec = """
+x = nn.Identity()()
+SCRATCH = nn.Tanh()(nn.Linear(300, 300)(x))
+m = nn.gModule({x}, {nn.Square()(SCRATCH)})
+"""
+    (fast, plain) = _both(spec, {"input1": (B, 300)}, rng, ((2, 300), "float"))
+    assert "v_SCRATCH" in fast[3]
+    np.testing.assert_allclose(fast[2], plain[2], rtol=1e-12, atol=1e-14)

@@ -22,7 +22,8 @@ from ..ops import REGISTRY
 from .memory import SCRATCH, plan_memory
 from .templates import bytecode_cache, environment
 
-_RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module"} | set(dir(builtins))
+# names the generated methods read (SCRATCH: the memory plan's module constant)
+_RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module", "SCRATCH"} | set(dir(builtins))
 
 
 def mangle(name: str) -> str:
@@ -315,18 +316,20 @@ class NumpyBackend:
             used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
             input_grads=input_grads, scratch=scratch,
-            batch_size=self._batch_size_expr(g.inputs),
-            # the backward's comes from a given gradient: it need not keep an unread input
-            grad_batch_size=self._batch_size_expr(g.outputs, g.grad_outputs),
+            batch_size=self._batch_size_expr(list(zip(g.inputs, g.inputs))),
+            # the backward's comes from a given gradient if an output has B (so that it
+            # need not keep an input it does not read), else from an input (a loss)
+            grad_batch_size=self._batch_size_expr(list(zip(g.outputs, g.grad_outputs))
+                                                  + list(zip(g.inputs, g.inputs))),
             backward_reads=tuple(used_in_backward(self.n(v)) for v in g.inputs),
         )
 
-    def _batch_size_expr(self, values, named=None) -> str:
-        """The batch size at run time: the B dim of the first of `values` that has one
-        (read from the array of the same position in `named`, if given)."""
-        for k, v in enumerate(values):
+    def _batch_size_expr(self, candidates) -> str:
+        """The batch size at run time: from the first (value, array holding it or its
+        gradient) whose value has the B dim; "0" when none has (nothing has B then)."""
+        for v, array in candidates:
             if v.shape and B in v.shape:
-                return f"{self.n((named or values)[k])}.shape[{v.shape.index(B)}]"
+                return f"{self.n(array)}.shape[{v.shape.index(B)}]"
         return "0"
 
 
