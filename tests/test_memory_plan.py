@@ -3,6 +3,7 @@ scratch arrays, which arrays are reused, and that nothing a caller keeps is ever
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from graphc.backends.memory import plan_memory
 from graphc.compiler import Options, compile_spec
@@ -136,3 +137,17 @@ m = nn.gModule({x}, {nn.Square()(SCRATCH)})
     (fast, plain) = _both(spec, {"input1": (B, 300)}, rng, ((2, 300), "float"))
     assert "v_SCRATCH" in fast[3]
     np.testing.assert_allclose(fast[2], plain[2], rtol=1e-12, atol=1e-14)
+
+
+OP_TESTS = [(mod, case) for mod in ("test_ops", "test_ops_more")
+            for case in sorted(__import__(mod).CASES)]
+
+
+@pytest.mark.parametrize("module, case", OP_TESTS, ids=[f"{m}-{c}" for m, c in OP_TESTS])
+def test_every_op_against_torch_with_scratch_for_every_array(module, case, tmp_path, rng, monkeypatch):
+    """The op tests' cases are small, so the plan would leave them to numpy: with the size
+    threshold at 1, every candidate array goes to scratch, and each op's forward, input and
+    parameter gradients (and their accumulation) still match PyTorch."""
+    from graphc.backends import memory
+    monkeypatch.setattr(memory, "MIN_ELEMENTS", 1)
+    __import__(module).test_forward_backward_vs_torch(case, tmp_path, rng)
