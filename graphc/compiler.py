@@ -154,6 +154,10 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
         pairs = parse_state_pairs(graph, opts.state)
         if opts.unroll == "T":
             graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
+            for _, i in pairs:  # Sequence carries BPTT's gradient through each state input
+                if graph.inputs[i].name in opts.no_grad:
+                    raise SpecError(f"--no-grad {graph.inputs[i].name}: a state input's gradient "
+                                    "carries backpropagation to the previous step (--unroll T)")
             if opts.optimize and opts.target == "numpy" and opts.emit == "py":
                 sequence_parts = split_sequence_prefix(graph, pairs)
         else:

@@ -119,6 +119,7 @@ class Sequence:
             sources = self.REST_INPUTS
             rows = [arrays[i].reshape((-1,) + arrays[i].shape[2:]) for i in self.PREFIX_INPUTS]
             projected = [p.reshape((steps, -1) + p.shape[1:]) for p in prefix._forward(*rows)]
+            self._projected_shapes = [p.shape for p in projected]
             self._prefix_saved = (rows, prefix._saved)
         for t in range(steps):
             xs = [projected[k][t] if kind == "prefix" else state[k] if k in state else arrays[k][t]
@@ -166,8 +167,9 @@ class Sequence:
             gin = run._backward(xs, gys)
             for k in range(n_projected):  # into one T x ... array as we go (no stack at the end)
                 if g_projected[k] is None:
-                    g_projected[k] = xp.empty((steps,) + gin[k].shape, gin[k].dtype)
-                g_projected[k][t] = gin[k]
+                    g_projected[k] = xp.zeros(self._projected_shapes[k], step.dtype)
+                if gin[k] is not None:
+                    g_projected[k][t] = gin[k]
             per_step_in[t] = gin[n_projected:] if n_projected else gin
             for o, i in self.STATE:
                 carry[o] = per_step_in[t][where[i] - n_projected]

@@ -141,11 +141,41 @@ mixed = nn.CMulTable()({x, h})                          -- x is read per step to
 next_h = nn.Tanh()(nn.CAddTable()({nn.Linear(3, 3)(mixed), gate}))
 return nn.gModule({x, h}, {next_h, nn.Square()(next_h)})
 """
+INDEX_TARGET = """
+x = nn.Identity()()
+idx = nn.Identity()()
+h = nn.Identity()()
+target = nn.Select(2, 1)(idx)                           -- an index value: stays per step
+nh = nn.Tanh()(nn.CAddTable()({nn.Linear(3, 4)(x), nn.Linear(4, 4)(h)}))
+return nn.gModule({x, idx, h}, {nh, nn.ClassNLLCriterion()({nn.LogSoftMax()(nh), target})})
+"""
+LOSS_STATE = """
+x = nn.Identity()()
+t = nn.Identity()()
+acc = nn.Identity()()
+p = nn.Linear(300, 300)(x)
+loss = nn.MSECriterion()({nn.Tanh()(nn.MulConstant(2)(nn.SoftMax()(p))), t})
+return nn.gModule({x, t, acc}, {nn.CAddTable()({acc, nn.View(1)(loss)}), loss})
+"""
+NAMED_LIKE_INPUT = """
+x = nn.Identity()():annotate{name='x'}
+h = nn.Identity()():annotate{name='h'}
+a = nn.Linear(3, 3)(x):annotate{name='x'}               -- the projection is named x too
+return nn.gModule({x, h}, {nn.Tanh()(nn.CAddTable()({a, nn.Linear(3, 3)(h)}))})
+"""
+# case: (options, index inputs' classes)
 SPLIT_CASES = {
-    "lstm": (dict(spec="samples/lstm.lua", state=STATE), 2),
-    "shared_input": (dict(text=SHARED_INPUT, state=[("output1", "input2")]), 1),
+    "lstm": (dict(spec="samples/lstm.lua", state=STATE), 0),
+    "shared_input": (dict(text=SHARED_INPUT, state=[("output1", "input2")]), 0),
     "charrnn": (dict(spec="samples/charrnn.lua", entry="LSTM.lstm(7, 5, 2, 0)", shapes={"input1": (B,)},
-                     state=[(f"output{k}", f"input{k + 1}") for k in range(1, 5)]), 4),
+                     state=[(f"output{k}", f"input{k + 1}") for k in range(1, 5)]), 7),
+    # found by review: an index value read per step, a model whose outputs lack B (its
+    # backward's batch size comes from an input), a projection named like a --no-grad input
+    "index_target": (dict(text=INDEX_TARGET, state=[("output1", "input3")], shapes={"input2": (B, 2)}), 4),
+    "loss_state": (dict(text=LOSS_STATE, state=[("output1", "input3")],
+                        shapes={"input1": (B, 300), "input2": (B, 300), "input3": (1,)}), 0),
+    "named_like_input": (dict(text=NAMED_LIKE_INPUT, state=[("output1", "h")], shapes={"x": (B, 3)},
+                              no_grad=["x"]), 0),
 }
 
 
@@ -171,14 +201,15 @@ def test_sequence_runs_the_state_independent_part_once_with_the_same_results(cas
     assert "nn.Linear" in prefix_class and "@" in prefix_class
     fast, plain = fast_ns["Sequence"](dtype="float64", seed=3), plain_ns["Sequence"](dtype="float64", seed=3)
     rng = np.random.default_rng(5)
-    steps, batch, n_states = 4, 3, SPLIT_CASES[case][1]
+    steps, batch, classes = 4, 3, SPLIT_CASES[case][1]
+    state_inputs = {i for _, i in fast.STATE}
     xs = []
     for k, (_, shape, kind) in enumerate(fast.step.INPUTS):
         dims = [batch if d == "B" else d for d in shape]
-        if k > 0 and k <= n_states:  # a state input: the initial state
+        if k in state_inputs:  # the initial state
             xs.append(rng.standard_normal(dims))
         elif kind == "index":
-            xs.append(rng.integers(1, 8, [steps] + dims))
+            xs.append(rng.integers(1, classes + 1, [steps] + dims))
         else:
             xs.append(rng.standard_normal([steps] + dims))
     out_fast, out_plain = fast.forward(*xs), plain.forward(*xs)
@@ -194,6 +225,12 @@ def test_sequence_runs_the_state_independent_part_once_with_the_same_results(cas
         if a is not None:
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(fast.getParameters()[1], plain.getParameters()[1], rtol=1e-11, atol=1e-13)
+
+
+def test_no_grad_on_a_state_input_of_a_sequence_is_refused():
+    from graphc.errors import SpecError
+    with pytest.raises(SpecError, match="--no-grad input3: a state input's gradient carries"):
+        compile_spec(str(ROOT / "samples" / "lstm.lua"), Options(unroll="T", state=STATE, no_grad=["input3"]))
 
 
 def test_a_step_without_a_state_independent_product_is_not_split():

@@ -283,7 +283,7 @@ class NumpyBackend:
         bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
 
         def used_in_backward(name):
-            return re.search(rf"\b{re.escape(name)}\b", bwd_text) is not None
+            return _reads(bwd_text, name)
         # what the forward keeps for the backward: the node outputs the backward reads
         saved = [self.n(v) for node in g.nodes for v in node.outputs if used_in_backward(self.n(v))]
         input_grads = []
@@ -306,6 +306,9 @@ class NumpyBackend:
                 lines, scratch[part] = plan_memory([b for _, b in blocks], shapes, leaving[part])
                 planned[part] = [(comment, b) for (comment, _), b in zip(blocks, lines)]
             fwd_blocks, bwd_blocks = planned["forward"], planned["backward"]
+        grad_batch = self._batch_size_expr(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
+        # all that _backward reads: its lines, the returned gradients, the scratch batch size
+        read_text = "\n".join([bwd_text, *input_grads, grad_batch if scratch["backward"] else ""])
         return dict(
             g=g, inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
@@ -319,9 +322,8 @@ class NumpyBackend:
             batch_size=self._batch_size_expr(list(zip(g.inputs, g.inputs))),
             # the backward's comes from a given gradient if an output has B (so that it
             # need not keep an input it does not read), else from an input (a loss)
-            grad_batch_size=self._batch_size_expr(list(zip(g.outputs, g.grad_outputs))
-                                                  + list(zip(g.inputs, g.inputs))),
-            backward_reads=tuple(used_in_backward(self.n(v)) for v in g.inputs),
+            grad_batch_size=grad_batch,
+            backward_reads=tuple(_reads(read_text, self.n(v)) for v in g.inputs),
         )
 
     def _batch_size_expr(self, candidates) -> str:
@@ -331,6 +333,10 @@ class NumpyBackend:
             if v.shape and B in v.shape:
                 return f"{self.n(array)}.shape[{v.shape.index(B)}]"
         return "0"
+
+
+def _reads(text: str, name: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", text) is not None
 
 
 def _pystruct(s) -> str:

@@ -113,7 +113,9 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     hoisted, values = [], set(per_step)
     for node in g.nodes:
         op = REGISTRY[node.op]
-        row_wise = node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")
+        # float results only: an index value crossing to the rest would get no gradient
+        row_wise = (node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")) \
+            and all(v.dtype == "float" for v in node.outputs)
         if node.op in ("Narrow", "Select"):
             row_wise = REGISTRY[node.op].derive(node.attrs, [node.inputs[0].shape])["axis"] > 0
         if (row_wise and any(v in per_step or v in values - per_step for v in node.inputs)
@@ -140,8 +142,14 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
                    output_names=[f"{v.name}_projected" for v in outs], meta=dict(g.meta))
     r = copy_graph(g)
     ins = [r.nodes[k].outputs[j] for k, j in frontier]
+    taken = {v.name for v in g.inputs}
     for v in ins:
         v.kind = "input"  # no longer made by a node of this graph
+        # a name no step input has: --no-grad names the step's inputs, never these
+        v.name = f"{v.name}_projected"
+        while v.name in taken:
+            v.name += "_"
+        taken.add(v.name)
     rest = Graph(inputs=ins + [r.inputs[i] for i in kept], outputs=r.outputs, params=r.params,
                  buffers=r.buffers, nodes=[n for k, n in enumerate(r.nodes) if k not in hoisted_at],
                  input_struct=list(range(len(ins) + len(kept))), output_struct=r.output_struct,
