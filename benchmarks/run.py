@@ -470,7 +470,8 @@ class LSTMCell(Workload):
 
 class LSTMUnrolled(LSTMCell):
     """The 128 cell unrolled T steps with full BPTT, compiled by graphc with `--unroll T`
-    (one straight-line Model over the T steps; c and h feed the next step). `--entry` adds
+    for this fixed T (one straight-line Model over the steps; c and h feed the next step;
+    not the `--unroll T` Sequence of any length). `--entry` adds
     next_h as a third, per-step output of samples/lstm.lua, so that every h_t takes an output
     gradient (c_T and h_T get zero gradients as state outputs)."""
 

@@ -43,7 +43,7 @@ class Module:
         self.gradInput = None
         self._saved = None
         self._rng = np.random.default_rng(seed)  # dropout masks
-        self._scratch = {}  # (plan, batch size) -> scratch arrays (generated SCRATCH)
+        self._scratch = {}  # (part, batch size) -> the memory plan's scratch arrays
         self.reset(seed)
 
     # ---- parameters ----------------------------------------------------------------

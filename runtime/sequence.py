@@ -154,11 +154,12 @@ class Sequence:
         saved = self._saved
         prefix, run = parts if parts is not None else (None, step)
         sources = self.REST_INPUTS if parts is not None else [("input", i) for i in range(len(step.INPUTS))]
-        where = {k: j for j, (kind, k) in enumerate(sources) if kind == "input"}
+        n_projected = len(prefix.OUTPUTS) if prefix is not None else 0
+        # step input -> its place in a per-step gradient (after those of PREFIX's outputs)
+        where = {k: j - n_projected for j, (kind, k) in enumerate(sources) if kind == "input"}
         steps = len(saved)
         carry = {o: grads[o] for o in self._state_out}  # gradient reaching each state output
         per_step_in = [None] * steps
-        n_projected = len(prefix.OUTPUTS) if prefix is not None else 0
         g_projected = [None] * n_projected  # REST's first inputs are PREFIX's outputs
         for t in reversed(range(steps)):
             xs, run._saved = saved[t]
@@ -170,9 +171,9 @@ class Sequence:
                     g_projected[k] = xp.zeros(self._projected_shapes[k], step.dtype)
                 if gin[k] is not None:
                     g_projected[k][t] = gin[k]
-            per_step_in[t] = gin[n_projected:] if n_projected else gin
+            per_step_in[t] = gin[n_projected:]
             for o, i in self.STATE:
-                carry[o] = per_step_in[t][where[i] - n_projected]
+                carry[o] = per_step_in[t][where[i]]
         from_prefix = {}
         if prefix is not None:  # the prefix's backward over all steps' rows at once
             rows, prefix._saved = self._prefix_saved
@@ -186,8 +187,8 @@ class Sequence:
                 result.append(carry[self._state_in[i]])
                 continue
             g = None
-            if i in where and per_step_in[0][where[i] - n_projected] is not None:
-                g = xp.stack([gin[where[i] - n_projected] for gin in per_step_in])
+            if i in where and per_step_in[0][where[i]] is not None:
+                g = xp.stack([gin[where[i]] for gin in per_step_in])
             if i in from_prefix:
                 g = from_prefix[i] if g is None else g + from_prefix[i]
             if g is None and kind == "float" and i not in where and i not in self.PREFIX_INPUTS:

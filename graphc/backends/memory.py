@@ -26,6 +26,7 @@ Scratch shapes may hold the batch symbol; the runtime allocates them once per ba
 from __future__ import annotations
 
 import ast
+import math
 
 from ..ir.graph import B
 
@@ -60,11 +61,10 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
     bases: dict[str, set] = {}
     made: dict[int, tuple] = {}
     for i, (_, s, _) in enumerate(stmts):
-        form = _fresh_form(s, shapes)
-        if form is not None and bound[form[0]] == 1 and form[0] not in leaving:
-            made[i] = form
-            continue
-        if _makes_new_array(s, shapes):
+        assigned = _assigned_call(s, shapes)
+        if assigned is not None:  # a new array: its name aliases none of the operands
+            if _fits_scratch(assigned, shapes) and assigned[0] not in leaving:
+                made[i] = assigned
             continue
         reads = _loads(s)
         for name in _stores(s):
@@ -136,23 +136,19 @@ def _loads(s) -> set:
     return names
 
 
-def _fresh_form(s, shapes):
-    """(target, `np.f(args)` text, shape) for `t = <one numpy call that takes out=>`."""
+def _assigned_call(s, shapes):
+    """(target, `np.f(args)` text, shape) for `t = <one numpy call or operator>` (t then
+    aliases none of the operands), else None."""
     if not (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)):
         return None
-    target = s.targets[0].id
-    if target not in shapes or _elements(shapes[target]) < MIN_ELEMENTS:
-        return None
     made = _call_form(s.value, shapes)
-    if made is None or made[1] != shapes[target]:
-        return None
-    return target, made[0], made[1]
+    return None if made is None else (s.targets[0].id, made[0], made[1])
 
 
-def _makes_new_array(s, shapes) -> bool:
-    """`t = <one numpy call or operator>`: t aliases none of the operands."""
-    return (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
-            and _call_form(s.value, shapes) is not None)
+def _fits_scratch(assigned, shapes) -> bool:
+    """The result has its name's known shape, big enough to be worth scratch memory."""
+    target, _, shape = assigned
+    return shapes.get(target) == shape and elements_per_row(shape) >= MIN_ELEMENTS
 
 
 def _accumulate_form(s, shapes):
@@ -162,16 +158,14 @@ def _accumulate_form(s, shapes):
         return None
     made = _call_form(s.value, shapes)
     if (made is None or not made[0].startswith("np.matmul(") or made[1] != shapes[s.target.id]
-            or _elements(made[1]) < MIN_ELEMENTS):
+            or elements_per_row(made[1]) < MIN_ELEMENTS):
         return None
     return s.target.id, made[0], made[1]
 
 
-def _elements(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= 1 if d == B else d
-    return n
+def elements_per_row(shape) -> int:
+    """Elements of an array of this shape per batch row (the batch dim B counted as 1)."""
+    return math.prod(1 if d == B else d for d in shape)
 
 
 def _call_form(e, shapes):

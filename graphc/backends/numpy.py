@@ -9,7 +9,6 @@ import builtins
 import functools
 import hashlib
 import keyword
-import math
 import re
 import types
 from pathlib import Path
@@ -19,7 +18,7 @@ import jinja2
 from .. import __version__
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
-from .memory import SCRATCH, plan_memory
+from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
 
 # names the generated methods read (SCRATCH: the memory plan's module constant)
@@ -136,7 +135,7 @@ class NumpyBackend:
             "a": node.attrs, "in_shapes": in_shapes, "out_shape": node.outputs[0].shape,
             "rank": len(in_shapes[0]) if in_shapes else 0,
             # elements of the output per batch row (B counted as 1): size-dependent choices
-            "elements": math.prod(1 if d == B else d for d in node.outputs[0].shape or ()),
+            "elements": elements_per_row(node.outputs[0].shape or ()),
             "y": self.n(node.outputs[0]),
             "ys": [self.n(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
             "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in

@@ -100,12 +100,13 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     depend on the recurrent state (e.g. the input projection i2h = Linear(x)) can run once
     over the whole sequence, T*B rows, as one GEMM instead of T small ones.
 
-    Returns (prefix, rest, rest_inputs, prefix_inputs) or None when there is nothing worth
-    hoisting (no Linear) or a hoisted value is also a model output. prefix: the per-step inputs it reads (prefix_inputs: their step
-    input indices) -> the frontier values the rest reads; rest: the step graph with the
-    frontier values as its first inputs, then the step inputs it still reads (rest_inputs:
-    for each, ('prefix', k) or ('input', i)).
-    Both keep all parameters, in order, so they share the step Model's flat buffers."""
+    Returns (prefix, rest, rest_inputs, prefix_inputs), or None when there is nothing worth
+    hoisting (no Linear) or a hoisted value is also a model output.
+    prefix: the per-step inputs it reads (prefix_inputs: their step input indices) -> the
+    frontier values the rest reads. rest: the step graph with the frontier values as its
+    first inputs, then the step inputs it still reads (rest_inputs: for each, ('prefix', k)
+    or ('input', i)). Both keep all parameters, in order, so they share the step Model's
+    flat buffers."""
     from ..ops import REGISTRY
     state_in = {i for _, i in state}
     per_step = {v for i, v in enumerate(g.inputs) if i not in state_in}
@@ -113,12 +114,12 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     hoisted, values = [], set(per_step)
     for node in g.nodes:
         op = REGISTRY[node.op]
-        # float results only: an index value crossing to the rest would get no gradient
-        row_wise = (node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")) \
-            and all(v.dtype == "float" for v in node.outputs)
-        if node.op in ("Narrow", "Select"):
+        row_wise = node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")
+        if node.op in ("Narrow", "Select"):  # a slice of rows would mix them
             row_wise = REGISTRY[node.op].derive(node.attrs, [node.inputs[0].shape])["axis"] > 0
-        if (row_wise and any(v in per_step or v in values - per_step for v in node.inputs)
+        # float results only: an index value crossing to the rest would get no gradient
+        if (row_wise and all(v.dtype == "float" for v in node.outputs)
+                and any(v in values for v in node.inputs)
                 and all(v in values or v in params for v in node.inputs)
                 and all(v.shape and v.shape[0] == "B" for v in node.outputs)):
             hoisted.append(node)
