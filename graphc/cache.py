@@ -2,9 +2,11 @@
 cache keyed by graphc's version and code, all the options, the spec and every file it
 requires.
 
-Safe under concurrent processes: every file is written to a temp name and renamed into
-place, the module before its dependency record, so a reader that finds the record also
-finds the complete module; racing writers write identical bytes.
+Safe under concurrent processes and threads: every file is written to a unique temporary
+name and renamed into place, the module before its record; racing writers write identical
+bytes. The record names the key and the module's hash, and a module is used only when its
+bytes match (a truncated or swapped file is recompiled). A cache directory that cannot be
+made or written is no error: the model is compiled without it, with one warning.
 """
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -61,12 +67,20 @@ def compiler_fingerprint() -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # a unique temporary name per writer (threads of one process too), renamed into place
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _fresh(record: Path) -> bool:
@@ -77,24 +91,80 @@ def _fresh(record: Path) -> bool:
         return False
 
 
+def _verified_source(module_file: Path, record: Path, key: str) -> str | None:
+    """The cached module's text if the entry is whole and is this key's: the record names
+    the key and the module's hash, the module's bytes have that hash (a truncated or swapped
+    file does not), and every required file still has the content it was compiled from.
+    None otherwise (the caller recompiles)."""
+    try:
+        info = json.loads(record.read_text())
+        data = module_file.read_bytes()
+        if info.get("key") != key or info.get("module") != _sha(data):
+            return None
+        if not _fresh(record):
+            return None
+        return data.decode("utf-8")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+_warned_dirs: set[str] = set()
+_import_lock = threading.Lock()
+
+
+def _warn_unusable(d: Path, err: OSError) -> None:
+    """Warn once per directory and process: the cache only saves time, so going without
+    it is not an error."""
+    if str(d) not in _warned_dirs:
+        _warned_dirs.add(str(d))
+        warnings.warn(f"graphc: cannot use the cache directory {d} ({err.strerror or err}); "
+                      "compiling without the cache (set GRAPHC_CACHE_DIR to a writable "
+                      "directory to keep compiled models)", RuntimeWarning, stacklevel=3)
+
+
+def _cached_source(path: Path, opts: Options) -> tuple[str, Path]:
+    """(the generated module for `path` and `opts`, its file in the cache): from the cache
+    when a verified entry is there, else compiled (and stored, when the cache directory is
+    usable)."""
+    key = _key(path, opts)
+    d = cache_dir()
+    module_file, record = d / f"{path.stem}_{key}.py", d / f"{path.stem}_{key}.json"
+    source = _verified_source(module_file, record, key) if record.is_file() else None
+    if source is not None:
+        return source, module_file
+    res = compile_spec(str(path), opts)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        data = res.source.encode("utf-8")
+        _atomic_write(module_file, data)
+        files = [[str(Path(f).resolve()), _sha(Path(f).read_bytes())] for f in res.files]
+        _atomic_write(record, json.dumps({"key": key, "module": _sha(data), "files": files,
+                                          "version": __version__}).encode())
+    except OSError as e:
+        _warn_unusable(d, e)
+    return res.source, module_file
+
+
+def _import_source(stem: str, source: str, origin: Path):
+    """Import generated `source` as a module named by its own hash: the same code (the same
+    spec, required files and options) gives the same module object within a process, and
+    changed code (a required file edited) a new one."""
+    name = f"graphc_cached_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}_{_sha(source.encode())[:32]}"
+    with _import_lock:  # threads asking for the same model get the one module
+        mod = sys.modules.get(name)
+        if mod is not None:
+            return mod
+        mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+        mod.__file__ = str(origin)
+        # the verified text itself, not a re-read of the file (which may have changed since)
+        exec(compile(source, str(origin), "exec"), mod.__dict__)
+        sys.modules[name] = mod
+        return mod
+
+
 def load(path, **options):
     """Compile `path` (or reuse the cached result) and return the imported module."""
     path = Path(path)
     opts = Options(**options)
-    key = _key(path, opts)
-    d = cache_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    module_file, record = d / f"{path.stem}_{key}.py", d / f"{path.stem}_{key}.json"
-    if not (record.is_file() and module_file.is_file() and _fresh(record)):
-        res = compile_spec(str(path), opts)
-        _atomic_write(module_file, res.source.encode())
-        files = [[str(Path(f).resolve()), _sha(Path(f).read_bytes())] for f in res.files]
-        _atomic_write(record, json.dumps({"files": files, "version": __version__}).encode())
-    name = f"graphc_cached_{path.stem}_{key}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, module_file)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sys.modules[name] = mod
-    return mod
+    source, module_file = _cached_source(path, opts)
+    return _import_source(path.stem, source, module_file)

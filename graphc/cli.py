@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .compiler import Options, compile_spec, parse_define, parse_shape
-from .errors import SpecError
+from .errors import OptionError, SpecError
 
 EPILOG_COMPILE = """examples:
   graphc compile samples/lstm.lua -o lstm.py
@@ -36,6 +36,28 @@ EPILOG_GRAPH = """examples:
 
 class UsageError(Exception):
     pass
+
+
+class OutputError(OSError):
+    """An output file that cannot be written (exit 1): the user's I/O problem, not a bug
+    in graphc. The message says which file and why."""
+
+
+def _why_unwritable(path) -> str | None:
+    """Why `path` cannot be an output file, when that is plain before writing anything."""
+    p = Path(path)
+    if p.is_dir():
+        return "it is a directory"
+    parent = p.parent
+    if not parent.exists():
+        return f"the directory {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None
+
+
+def _output_error(path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {_why_unwritable(path) or e.strerror or e}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,7 +191,17 @@ def _mode_for(p: Path) -> int:
 
 
 def _write_bytes_if_changed(path: str, data: bytes) -> bool:
-    p = Path(path)
+    try:
+        return _replace_if_changed(Path(path), data)
+    except OutputError:
+        raise
+    except OSError as e:
+        raise _output_error(path, e) from None
+
+
+def _replace_if_changed(p: Path, data: bytes) -> bool:
+    if p.is_dir():
+        raise OutputError(f"cannot write {p}: it is a directory")
     if p.exists() and not p.is_file():  # /dev/null, a FIFO, /dev/stdout: write, never replace
         with open(p, "wb") as f:
             f.write(data)
@@ -286,6 +318,10 @@ def main(argv=None) -> int:
             raise UsageError(f"no such file: {args.spec}")
         if args.command == "check" and args.batch < 1:
             raise UsageError("--batch must be at least 1")
+        for flag, out in (("-o", getattr(args, "output", None)), ("--depfile", getattr(args, "depfile", None))):
+            why = out and _why_unwritable(out)
+            if why:  # before compiling: say it at once
+                raise OutputError(f"cannot write {out} ({flag}): {why}")
         res = compile_spec(args.spec, opts)
         sources = res.sources
         if args.command == "check":
@@ -304,9 +340,12 @@ def main(argv=None) -> int:
                 raise UsageError("--depfile needs -o OUT (the make target)")
             sys.stdout.write(res.source)
         return 0
-    except UsageError as e:
-        print(f"graphc: error: {e}", file=sys.stderr)
+    except (UsageError, OptionError) as e:
+        print(f"graphc: error: {e.message if isinstance(e, OptionError) else e}", file=sys.stderr)
         return 2
+    except OutputError as e:
+        print(f"graphc: error: {e}", file=sys.stderr)
+        return 1
     except SpecError as e:
         srcs = dict(sources)
         if not srcs:

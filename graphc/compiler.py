@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Loc, SpecError
+from .errors import Loc, OptionError, SpecError, did_you_mean
 from .frontend.evaluate import Interpreter, LuaTable
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
@@ -156,7 +156,7 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
             graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
             for _, i in pairs:  # Sequence carries BPTT's gradient through each state input
                 if graph.inputs[i].name in opts.no_grad:
-                    raise SpecError(f"--no-grad {graph.inputs[i].name}: a state input's gradient "
+                    raise OptionError(f"--no-grad {graph.inputs[i].name}: a state input's gradient "
                                     "carries backpropagation to the previous step (--unroll T)")
             if opts.optimize and opts.target == "numpy" and opts.emit == "py":
                 sequence_parts = split_sequence_prefix(graph, pairs)
@@ -165,11 +165,12 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
             if opts.optimize and opts.target == "numpy":
                 graph = validate(hoist_sequence_projections(graph))
     elif opts.state:
-        raise SpecError("--state needs --unroll")
+        raise OptionError("--state needs --unroll")
     names = [v.name for v in graph.inputs]
     for name in opts.no_grad:
         if name not in names:
-            raise SpecError(f"--no-grad {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
+            raise OptionError(f"--no-grad {name}: the model has no input '{name}' (inputs: "
+                              f"{', '.join(names)})" + did_you_mean(name, names))
     graph = validate(autodiff(graph, tuple(opts.no_grad)))
     if opts.optimize and opts.target == "numpy":  # the CUDA backend fuses these itself
         graph = validate(merge_slice_grads(graph))
@@ -224,7 +225,9 @@ def _meta(path, spec_text, opts, graph):
     comma_i = "," if len(graph.inputs) == 1 else ""
     comma_o = "," if len(graph.outputs) == 1 else ""
     from .backends.numpy import safe_comment, safe_doc
+    from .ir.stats import activation_elements
     return {
+        "activation_elements": activation_elements(graph),
         "sequence_state": graph.meta.get("sequence_state"), "optimize": opts.optimize,
         "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,

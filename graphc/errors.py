@@ -33,6 +33,12 @@ class SpecError(Exception):
         return self.format()
 
 
+class OptionError(SpecError):
+    """An option that does not fit the spec (-D of a name it never assigns, --shape,
+    --state or --no-grad naming no input or output): the command line's mistake, a usage
+    error (exit code 2), not the spec's."""
+
+
 def _located(loc: Loc | None, kind: str, message: str, sources) -> str:
     if loc is None:
         return f"graphc: {kind}: {message}"

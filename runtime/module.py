@@ -12,6 +12,22 @@ import os
 import numpy as np
 
 _FLOATS = ("float32", "float64")
+DEFAULT_MAX_BYTES = 16 * 2**30  # graphc's compile-time limit has the same default and variable
+
+
+def max_bytes() -> int:
+    """GRAPHC_MAX_BYTES (default 16 GiB): the most memory one forward's values may take."""
+    try:
+        return int(os.environ.get("GRAPHC_MAX_BYTES", DEFAULT_MAX_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
+def _size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.4g} {unit}"
+        n /= 1024
 
 
 class Module:
@@ -22,6 +38,7 @@ class Module:
     INPUT_STRUCTURE: tuple | None = None  # None: one argument per input
     OUTPUT_STRUCTURE: tuple | None = None
     DEFAULT_DTYPE = "float32"
+    ACTIVATION_ELEMENTS = (0, 0)  # (per sample, fixed) elements of one forward's values
 
     def __init__(self, dtype: str | None = None, seed: int | None = 0):
         dtype = dtype or self.DEFAULT_DTYPE
@@ -113,17 +130,44 @@ class Module:
         """forward(x) or forward(x1, x2, ...) (or a list of them, Torch style); a table input
         is a list. Returns one array (or list, for a table output) or a tuple of them."""
         fast = self._fast_specs()
-        if fast is not None and self._plain(inputs, fast[0]) is not None:
+        batch = self._plain(inputs, fast[0]) if fast is not None else None
+        if batch is not None:
+            if batch > self._batch_cap():
+                self.check_activation_size(batch)
             self._last = (inputs, inputs, False)
             outs = self._forward(*inputs)
             self.output = outs[0] if len(outs) == 1 else outs
             return self.output
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
+        batch = next((x.shape[0] for x, (_, s, _) in zip(arrays, self.INPUTS) if _is_batched(s)), 1)
+        self.check_activation_size(batch)
         self._last = (inputs, arrays, squeeze)  # backward with these same objects skips checks
         self.output = self._user_outputs(self._forward(*arrays), squeeze)
         return self.output
 
     __call__ = forward
+
+    def _batch_cap(self) -> float:
+        """The largest batch whose forward stays within GRAPHC_MAX_BYTES (read on the first
+        forward), so the common path checks one comparison."""
+        cap = self.__dict__.get("_cap")
+        if cap is None or cap[0] != self.dtype:
+            per, fixed = self.ACTIVATION_ELEMENTS
+            room = max_bytes() // self.dtype.itemsize - fixed
+            cap = self._cap = (self.dtype, room // per if per else (math.inf if room >= 0 else -1))
+        return cap[1]
+
+    def check_activation_size(self, batch: int, steps: int = 1) -> None:
+        """ValueError, before anything is allocated, when `steps` forwards at `batch` would
+        hold more than GRAPHC_MAX_BYTES of values (counting every value a node makes)."""
+        per, fixed = self.ACTIVATION_ELEMENTS
+        need = steps * (batch * per + fixed) * self.dtype.itemsize
+        limit = max_bytes()
+        if need > limit:
+            at = f"batch size {batch}" + (f" and {steps} steps" if steps > 1 else "")
+            raise ValueError(f"forward at {at} would need {_size_text(need)} for its values "
+                             f"({need} bytes of {self.dtype}); the limit is {_size_text(limit)} "
+                             "(set GRAPHC_MAX_BYTES to change it)")
 
     def backward(self, inputs, grad_outputs):
         """Gradients w.r.t. the inputs (None for integer inputs); accumulates parameter
@@ -274,12 +318,15 @@ class Module:
         ndim, fixed, is_batched, kind, tail = spec
         shape = x.shape
         if tail is not None:  # the common case: B first (or no B): one tuple comparison
-            bad = (shape[1:] if is_batched else shape) != tail
+            # (a 0-d array has no B: its shape[1:] would match a batched index input's ())
+            bad = (shape[1:] if is_batched else shape) != tail or (is_batched and not shape)
         else:
             bad = x.ndim != ndim or any(shape[a] != d for a, d in fixed)
         if bad:
             what, want = describe()
-            raise ValueError(f"{what}: expected shape {want}, got {'x'.join(map(str, shape)) or 'scalar'}")
+            got = "None" if x.dtype.kind == "O" and x.ndim == 0 and x.item() is None else (
+                'x'.join(map(str, shape)) or 'scalar')
+            raise ValueError(f"{what}: expected shape {want}, got {got}")
         if is_batched:
             if batch is not None and shape[0] != batch:
                 raise ValueError(f"{describe()[0]}: batch size {shape[0]} differs from the other "

@@ -109,6 +109,8 @@ class Sequence:
         _, squeeze = step._check_inputs(first)
         if squeeze:
             raise ValueError("sequence inputs need their batch dimension")
+        batch = next((x.shape[0] for x, (_, sh, _) in zip(first, step.INPUTS) if sh and sh[0] == "B"), 1)
+        step.check_activation_size(batch, steps)  # every step's values are kept for backward
         per_step, saved = [], []
         parts = self._split_parts(step)
         self._prefix_saved = None
@@ -135,8 +137,33 @@ class Sequence:
         self._saved = saved
         result = tuple(per_step[-1][o] if o in self._state_out else xp.stack([p[o] for p in per_step])
                        for o in range(len(step.OUTPUTS)))
+        self._output_shapes = [r.shape for r in result]  # what backward's gradients must match
         self.output = result[0] if len(result) == 1 else result
         return self.output
+
+    def _check_grads(self, grads):
+        """Each output gradient as an array shaped exactly like the output forward() gave
+        (T x B x ... per step, B x ... for a final state) in the model's dtype: anything else
+        (no T, a B of 1 or a scalar that numpy would broadcast, integers) raises ValueError
+        naming the output."""
+        step = self.step
+        checked = []
+        for o, (g, want) in enumerate(zip(grads, self._output_shapes)):
+            name = step.OUTPUTS[o][0]
+            if g is None:
+                raise ValueError(f"gradient of output '{name}': expected an array of shape "
+                                 f"{'x'.join(map(str, want))}, got None")
+            g = step._asarray(g)
+            if tuple(g.shape) != tuple(want):
+                what = "per-step (T x B x ...)" if o not in self._state_out else "final-state"
+                raise ValueError(f"gradient of output '{name}' ({what}): expected shape "
+                                 f"{'x'.join(map(str, want))} (like forward's output), got "
+                                 f"{'x'.join(map(str, g.shape)) or 'scalar'}")
+            if g.dtype != step.dtype:
+                raise ValueError(f"gradient of output '{name}': expected dtype {step.dtype}, "
+                                 f"got {g.dtype}")
+            checked.append(g)
+        return checked
 
     def backward(self, inputs, grad_outputs):
         """grad_outputs: T x ... for per-step outputs, the final state's gradient for state
@@ -148,7 +175,7 @@ class Sequence:
         grads = grad_outputs if isinstance(grad_outputs, (list, tuple)) else (grad_outputs,)
         if len(grads) != len(step.OUTPUTS):
             raise ValueError(f"expected {len(step.OUTPUTS)} output gradients, got {len(grads)}")
-        grads = [step._asarray(g) for g in grads]
+        grads = self._check_grads(grads)
         xp = _array_module(step)
         parts = self._split_parts(step)
         saved = self._saved

@@ -27,7 +27,9 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
                      f"shape=ellipse, style=filled, fillcolor=lightblue];")
         producer[v] = f"in{i}"
     stats = {s.node: s for s in node_stats(g)}
-    params = {p.value for p in g.params}
+    # parameters and buffers (BatchNormalization's running statistics) are no boxes: a
+    # node's count says how many it has
+    consts = {p.value for p in g.params + g.buffers}
     for k, n in enumerate(g.nodes):
         nid = f"n{k}"
         label = f"nn.{n.op}" + (f"\n{n.name}" if n.name else "")
@@ -44,9 +46,8 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
         for v in n.outputs:
             producer[v] = nid
         for v in n.inputs:
-            if v in params:
-                continue
-            lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}];")
+            if v not in consts:
+                lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}];")
     for i, v in enumerate(g.outputs):
         label = f"output {g.output_names[i] if i < len(g.output_names) else v.name}\n{shape_str(v.shape)}"
         lines.append(f"  out{i} [label={_q(label)}, "
@@ -67,7 +68,9 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
             for v in n.outputs:
                 producer[v] = nid
             for v in n.inputs:
-                lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}, color=firebrick];")
+                if v not in consts:
+                    lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}, "
+                                 "color=firebrick];")
         for i, v in enumerate(g.input_grads):
             if v is not None:
                 label = f"grad of {g.inputs[i].name}"

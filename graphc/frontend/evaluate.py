@@ -12,7 +12,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import Loc, SpecError, did_you_mean
+from ..errors import Loc, OptionError, SpecError, did_you_mean
 from . import ast as A
 from .nn import ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module, unknown_module
 from .parse import parse
@@ -284,7 +284,7 @@ class Interpreter:
         for name in self.defines:
             if name not in assigned:
                 hint = did_you_mean(name, assigned)
-                raise SpecError(f"-D {name}=...: {self.path} never assigns '{name}' at top level, "
+                raise OptionError(f"-D {name}=...: {self.path} never assigns '{name}' at top level, "
                                 f"so there is nothing to override{hint}; -D only replaces a top-"
                                 f"level assignment such as `{name} = 2` or `local {name} = 2`")
 

@@ -6,7 +6,7 @@ A "struct" is what flows along an nngraph edge: a Value, or a list of structs (a
 """
 from __future__ import annotations
 
-from ..errors import Loc, SpecError, did_you_mean
+from ..errors import Loc, OptionError, SpecError, did_you_mean
 from ..ir.graph import Graph, Node, Param, Value, shape_str
 from ..ops import REGISTRY
 from ..passes.shapes import hint, node_shapes
@@ -26,6 +26,8 @@ class Lowerer:
         self.graph = Graph()
         self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
+        self.taken: set[str] = set()  # the labels given so far
+        self.next_suffix: dict[str, int] = {}  # name -> the first k worth trying for name_k
         self.kind_count: dict[str, int] = {}
 
     # ---- top level ---------------------------------------------------------------
@@ -40,7 +42,7 @@ class Lowerer:
         if unknown:
             name = sorted(unknown)[0]
             listed = ", ".join(n for n, _ in names)
-            raise SpecError(f"--shape {name}: the model has no input named '{name}' (its inputs: "
+            raise OptionError(f"--shape {name}: the model has no input named '{name}' (its inputs: "
                             f"{listed})" + did_you_mean(name, [n for n, _ in names]))
         structs = [self.input_struct(name, self.shapes.get(name), loc) for name, loc in names]
         g.input_struct = [_positions(s, g.inputs) for s in structs]
@@ -81,10 +83,16 @@ class Lowerer:
             if not name:
                 k = self.kind_count[mod.kind] = self.kind_count.get(mod.kind, 0) + 1
                 name = f"{mod.kind.lower()}{k}"
-            label, k = name, 1
-            while label in self.labels.values():
-                k += 1
+            label = name
+            if label in self.taken:
+                # taken labels only grow, so name_2 .. name_{k-1} stay taken: start at k
+                # (a chain of 20,000 'h's stays linear)
+                k = self.next_suffix.get(name, 2)
+                while f"{name}_{k}" in self.taken:
+                    k += 1
+                self.next_suffix[name] = k + 1
                 label = f"{name}_{k}"
+            self.taken.add(label)
             self.labels[mod.serial] = label
         return self.labels[mod.serial]
 

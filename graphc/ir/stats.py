@@ -43,6 +43,25 @@ def node_stats(g: Graph, batch: int = 1, itemsize: int = 4) -> list[NodeStats]:
     return rows
 
 
+def activation_elements(g: Graph) -> tuple[int, int]:
+    """(elements per sample, elements independent of the batch) of every forward value a
+    node makes (views excluded): what one forward() may hold at once at most. The generated
+    Model refuses a batch for which this exceeds GRAPHC_MAX_BYTES before it allocates."""
+    per_sample = fixed = 0
+    for n in g.nodes:
+        if REGISTRY[n.op].view:
+            continue
+        for v in n.outputs:
+            if v.shape is None:
+                continue
+            count = math.prod(d for d in v.shape if d != B)
+            if B in v.shape:
+                per_sample += count
+            else:
+                fixed += count
+    return per_sample, fixed
+
+
 def peak_activation_bytes(g: Graph, batch: int = 1, itemsize: int = 4) -> int:
     """Bytes of forward values alive when backward starts: every node output that the
     backward reads is kept (a graph-wide upper bound of what the generated code holds)."""

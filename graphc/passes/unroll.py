@@ -9,7 +9,7 @@ is full backpropagation through time.
 """
 from __future__ import annotations
 
-from ..errors import SpecError
+from ..errors import OptionError, SpecError, did_you_mean
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value
 from ..passes.shapes import node_shapes
@@ -22,11 +22,11 @@ def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int,
     result = []
     for out, inp in pairs:
         if out not in outs:
-            raise SpecError(f"--state {out}={inp}: the model has no output '{out}' (outputs: "
-                            f"{', '.join(outs)})")
+            raise OptionError(f"--state {out}={inp}: the model has no output '{out}' (outputs: "
+                              f"{', '.join(outs)})" + did_you_mean(out, outs))
         if inp not in ins:
-            raise SpecError(f"--state {out}={inp}: the model has no input '{inp}' (inputs: "
-                            f"{', '.join(ins)})")
+            raise OptionError(f"--state {out}={inp}: the model has no input '{inp}' (inputs: "
+                              f"{', '.join(ins)})" + did_you_mean(inp, ins))
         o, i = outs.index(out), ins.index(inp)
         if g.outputs[o].shape != g.inputs[i].shape:
             raise SpecError(f"--state {out}={inp}: shapes differ ({g.outputs[o].shape} vs "
