@@ -39,12 +39,18 @@ class Namer:
     def __init__(self):
         self.names: dict[Value, str] = {}
         self.taken: set[str] = set()
+        self.next_suffix: dict[str, int] = {}  # base -> the first k worth trying for base_k
 
     def fresh(self, hint: str) -> str:
         base = mangle(hint)
-        name, k = base, 1
-        while name in self.taken:
-            k += 1
+        name = base
+        if name in self.taken:
+            # names taken only grow, so base_2 .. base_{k-1} stay taken: start at k
+            # (20,000 values all called 'h' stay linear)
+            k = self.next_suffix.get(base, 2)
+            while f"{base}_{k}" in self.taken:
+                k += 1
+            self.next_suffix[base] = k + 1
             name = f"{base}_{k}"
         self.taken.add(name)
         return name

@@ -79,7 +79,7 @@ def hoist_sequence_projections(graph: Graph) -> Graph:
             continue
         key = (id(sel.inputs[0]),) + tuple(id(v) for v in n.inputs[1:])
         groups.setdefault(key, []).append((sel, n))
-    hoisted = []
+    hoisted, removed = [], set()
     for pairs in groups.values():
         seq = pairs[0][0].inputs[0]
         steps = {sel.attrs["index"] for sel, _ in pairs}
@@ -93,6 +93,6 @@ def hoist_sequence_projections(graph: Graph) -> Graph:
                             first.name, first.module, dict(first.annotations)))
         for sel, lin in pairs:  # each step now slices the projection (a view)
             lin.op, lin.attrs, lin.inputs = "Select", {"dimension": 1, "index": sel.attrs["index"]}, [proj]
-            g.nodes.remove(sel)
-    g.nodes = hoisted + g.nodes
+            removed.add(id(sel))
+    g.nodes = hoisted + [n for n in g.nodes if id(n) not in removed]  # (one pass: linear)
     return g

@@ -37,7 +37,21 @@ def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int,
     return result
 
 
+def check_unroll_size(g: Graph, steps: int, state: list[tuple[int, int]]) -> None:
+    """Refuse, before building anything, an unrolled graph over the node limit (the one a
+    spec's evaluation has): `--unroll 99999999999` is an error at once, not a MemoryError."""
+    from ..frontend.evaluate import MAX_OBJECTS
+    per_step = len(g.nodes) + len(g.inputs) - len(state)  # + a slice of each per-step input
+    if steps * per_step > MAX_OBJECTS:
+        loc = g.nodes[0].loc if g.nodes else (g.inputs[0].loc if g.inputs else None)
+        raise SpecError(f"--unroll {steps}: {steps:,} steps x {per_step} nodes per step would make "
+                        f"{steps * per_step:,} graph nodes, over the limit of {MAX_OBJECTS:,}; "
+                        f"unroll at most {max(1, MAX_OBJECTS // max(1, per_step)):,} steps, or use "
+                        "--unroll T (a loop over steps at run time, any length)", loc)
+
+
 def unroll(g: Graph, steps: int, state: list[tuple[int, int]]) -> Graph:
+    check_unroll_size(g, steps, state)
     state_in = {i: o for o, i in state}
     state_out = {o: i for o, i in state}
     u = Graph(params=g.params, buffers=g.buffers, meta=dict(g.meta))
