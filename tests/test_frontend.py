@@ -1094,7 +1094,7 @@ def test_cli_define_and_entry(tmp_path, capsys):
     spec2.write_text(linear_of("rnn_size", "rnn_size = 2"))
     assert cli.main(["check", str(spec2), "-D", "rnn_size=6"]) == 0
     assert "outputs: output1: Bx6" in capsys.readouterr().out
-    assert cli.main(["check", str(spec2), "-D", "nosuch=6"]) == 1
+    assert cli.main(["check", str(spec2), "-D", "nosuch=6"]) == 2  # an option mistake: a usage error
     assert "-D nosuch=...: " in capsys.readouterr().err
     assert cli.main(["check", str(spec2), "-D", "1bad=6"]) == 2
     assert "bad -D name '1bad'" in capsys.readouterr().err

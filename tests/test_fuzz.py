@@ -11,12 +11,18 @@
    falsifying Case: save that text as the next NNN.lua); a frontend finding has a
    `-- graphc-fuzz-frontend: ...` header (see test_fuzz_regression).
 3. Mutation fuzzing of the frontend: every sample spec with random token deletions,
-   insertions, swaps and odd numbers (seeded, a fixed case list) must compile or raise a
-   located SpecError within 5 s; 20 cases also go through the CLI. Plus every registered
-   module's constructor with odd arguments.
+   insertions, duplications, swaps and extreme numbers (seeded, a fixed case list) must
+   compile or raise a located SpecError within 5 s; 20 cases also go through the CLI. Plus
+   every registered module's constructor with odd arguments.
+4. Mutation fuzzing of every target and emit kind: mutated sample and corpus specs (each
+   header command's options) through `graphc compile` with --target numpy (--emit py, ir,
+   dot) and --target cuda (--emit py, cu) and `graphc graph --backward`, each outcome
+   classified as exit 0, located error, usage error, internal error or timeout; an internal
+   error, a timeout or an unlocated spec error fails the test.
 
-GRAPHC_FUZZ_EXAMPLES=N runs N differential examples with a random seed (default: a fixed,
-derandomized set small enough for CI); GRAPHC_FUZZ_MUTATIONS=N sets the mutations per file,
+GRAPHC_FUZZ_EXAMPLES=N runs N differential examples and N all-targets mutation cases with a
+random seed (printed, to replay: GRAPHC_FUZZ_SEED) (default: fixed, derandomized sets small
+enough for CI); GRAPHC_FUZZ_MUTATIONS=N sets the mutations per file of part 3,
 GRAPHC_FUZZ_ARG_TRIALS=N the argument sets per module.
 """
 from __future__ import annotations
@@ -1130,21 +1136,30 @@ def lua_tokens(text):
     return [m.group(0) for m in _TOKEN.finditer(text)]
 
 
-def mutate(text, rng: random.Random):
+MUTATIONS = ["delete", "insert", "insert", "swap", "number", "duplicate"]
+# part 4 wants mutants that get past the parser to the backends: mostly numbers
+DEEP_MUTATIONS = ["number", "number", "number", "duplicate", "delete", "swap", "insert"]
+
+
+def mutate(text, rng: random.Random, ops=MUTATIONS, count=(1, 3)):
     """1-3 token-level mutations: delete a token, insert one (from the file, or a Lua
-    keyword / punctuation), or swap two (adjacent, or anywhere)."""
+    keyword / punctuation), duplicate a run of tokens, swap two (adjacent, or anywhere), or
+    replace a number with an extreme one."""
     toks = lua_tokens(text)
     assert "".join(toks) == text
     pool = [t for t in toks if not t.isspace()]
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(*count)):
         solid = [i for i, t in enumerate(toks) if not t.isspace()]
         numbers = [i for i in solid if re.match(r"\.?\d", toks[i])]
-        op = rng.choice(["delete", "insert", "insert", "swap", "number"])
+        op = rng.choice(ops)
         i = rng.choice(solid)
         if op == "number" and numbers:  # a number in range for the parser, odd for a module
             toks[rng.choice(numbers)] = rng.choice(ODD_NUMBERS)
         elif op == "delete":
             del toks[i]
+        elif op == "duplicate":  # a run of 1-8 tokens twice (a call, a statement, a line)
+            run = toks[i:i + rng.randint(1, 8)]
+            toks[i:i] = run
         elif op == "insert":
             new = rng.choice([rng.choice(pool), rng.choice(LUA_WORDS), rng.choice(LUA_PUNCT)])
             toks[i:i] = [new, " "] if rng.random() < 0.5 else [new]
@@ -1358,3 +1373,110 @@ def test_module_arguments_fuzz():
     print(f"\nmodule argument fuzz: {len(cases)} cases, {len(failures)} bad, "
           f"{time.perf_counter() - start:.1f}s")
     assert not failures, "\n".join(sorted(set(failures)))
+
+
+# =====================================================================================
+# Part 4: mutated specs through every target and emit kind
+# =====================================================================================
+
+TARGET_RUNS = [("compile", "numpy", "py"), ("compile", "numpy", "ir"), ("compile", "numpy", "dot"),
+               ("compile", "cuda", "py"), ("compile", "cuda", "cu"), ("graph", None, None)]
+RUN_LIMIT = 20.0  # seconds for one run: a compile of these small specs takes well under 1 s
+
+
+def header_command_args(path: Path) -> list[list[str]]:
+    """Each `graphc compile` command of the spec's header (continuation lines joined, -o
+    dropped, a "(fails ...)" note cut off); [[]] for a spec without one."""
+    joined = re.sub(r"\\\n--\s*", " ", path.read_text())
+    commands = []
+    for m in re.finditer(r"^--\s+graphc compile \S+(.*)$", joined, re.M):
+        args, kept = iter(shlex.split(m.group(1).split("(fails")[0])), []
+        for a in args:
+            if a in ("-o", "--output"):
+                next(args)
+            else:
+                kept.append(a)
+        commands.append(kept)
+    return commands or [[]]
+
+
+def all_target_cases(n=None, seed=None):
+    """(spec, header args, mutation seed): three derandomized mutations of each spec file
+    (cycling through its header commands), or `n` drawn at random with `seed`."""
+    if n is None:
+        return [(path, header_command_args(path)[k % len(header_command_args(path))], f"{path.name}:all:{k}")
+                for path in SPEC_FILES for k in range(3)]
+    rng = random.Random(seed)
+    cases = []
+    for k in range(n):
+        path = rng.choice(SPEC_FILES)
+        cases.append((path, rng.choice(header_command_args(path)), f"{seed}:{k}"))
+    return cases
+
+
+def classify(code: int, err: str, timed_out: bool) -> str:
+    if timed_out:
+        return "timeout"
+    if "internal error" in err or "Traceback" in err:
+        return "internal error"
+    if code == 0:
+        return "exit 0"
+    if code == 2:
+        return "usage error"
+    if code == 1 and re.match(r"\S+:\d+:\d+: error: ", err):
+        return "located error"
+    return f"unlocated error (exit {code})"
+
+
+def run_cli_limited(argv, limit=RUN_LIMIT):
+    """graphc's main() in this process with `argv`, under a SIGALRM watch: (exit code,
+    stderr, timed out)."""
+    import contextlib
+    import io
+    from graphc.cli import main
+    err, out = io.StringIO(), io.StringIO()
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit, 0.25)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(argv)
+        return code, err.getvalue(), False
+    except CompileTimeout:
+        return -1, err.getvalue(), True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_mutated_specs_through_every_target_and_emit_kind(tmp_path):
+    """Every outcome is exit 0, a located error or a usage error: never an internal error
+    or a timeout (GRAPHC_FUZZ_EXAMPLES=N: N random cases instead of the fixed set)."""
+    n = os.environ.get("GRAPHC_FUZZ_EXAMPLES")
+    seed = os.environ.get("GRAPHC_FUZZ_SEED") or (str(random.randrange(10**9)) if n else None)
+    cases = all_target_cases(int(n) if n else None, seed)
+    counts, failures = {}, []
+    start = time.perf_counter()
+    for k, (path, args, mseed) in enumerate(cases):
+        d = tmp_path / f"case{k}"
+        d.mkdir()
+        for sib in path.parent.glob("*.lua"):  # required files resolve next to the spec
+            (d / sib.name).write_text(sib.read_text())
+        text = mutate(path.read_text(), random.Random(mseed), DEEP_MUTATIONS, (1, 2))
+        spec = d / path.name
+        spec.write_text(text)
+        for command, target, emit in TARGET_RUNS:
+            if command == "graph":
+                argv = ["graph", str(spec), *args, "-o", str(d / "g.dot"), "--backward"]
+            else:
+                argv = ["compile", str(spec), *args, "--target", target, "--emit", emit,
+                        "-o", str(d / f"out.{target}.{emit}")]
+            code, err, timed_out = run_cli_limited(argv)
+            kind = classify(code, err, timed_out)
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind not in ("exit 0", "located error", "usage error"):
+                failures.append(f"{path.relative_to(ROOT)} mutation {mseed!r}, graphc "
+                                f"{shlex.join(argv[:1] + [path.name] + argv[2:])}: {kind}\n{err[-1500:]}")
+    took = time.perf_counter() - start
+    print(f"\nall-targets mutation fuzz{f' (seed {seed})' if seed else ''}: {len(cases)} specs x "
+          f"{len(TARGET_RUNS)} runs in {took:.1f}s: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    assert not failures, "\n\n".join(failures[:20])
