@@ -6,13 +6,14 @@ compile_spec, numpy target, the generated Python module) of
   200 and 1000 (straight-line backpropagation through time).
 
 Each row is the wall time of one compile in a fresh interpreter (a subprocess, so that no
-row warms the next), median of --repeat runs. The node count is the IR's forward nodes after
+row warms the next), median of --repeat runs: with --emit ir (the front end and every pass)
+and for the generated module (--emit py). The node count is the IR's forward nodes after
 all passes. Compile time should grow about linearly with the nodes: the last column, the
 time per 1,000 nodes, should stay roughly flat down the table.
 
-    python benchmarks/compile_time.py              # every row (a few minutes)
+    python benchmarks/compile_time.py              # every row
     python benchmarks/compile_time.py --quick      # the smaller rows only
-    python benchmarks/compile_time.py --only tanh20000 --repeat 3
+    python benchmarks/compile_time.py --only tanh20000 --repeat 3 --ir-only
 """
 from __future__ import annotations
 
@@ -47,11 +48,15 @@ QUICK = ("tanh1000", "tanh5000", "lstm2x50", "lstm2x200")
 CHILD = r"""
 import json, sys, time
 from graphc.compiler import Options, compile_spec
-kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kind, n, path, emit = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5]
+warm = (Options(defines={"N": 2}, shapes={"input1": ("B", 16)}) if kind == "chain" else
+        Options(entry="LSTM.lstm(3, 4, 1, 0)"))
+compile_spec(path, warm)  # the parser and templates, loaded once per process
 if kind == "chain":
-    opts = Options(defines={"N": n}, shapes={"input1": ("B", 16)})
+    opts = Options(defines={"N": n}, shapes={"input1": ("B", 16)}, emit=emit)
 else:
-    opts = Options(entry="LSTM.lstm(65, 128, 2, 0)", unroll=n, state=json.loads(sys.argv[4]))
+    opts = Options(entry="LSTM.lstm(65, 128, 2, 0)", unroll=n, state=json.loads(sys.argv[4]),
+                   emit=emit)
 t0 = time.perf_counter()
 res = compile_spec(path, opts)
 took = time.perf_counter() - t0
@@ -60,11 +65,15 @@ print(json.dumps({"seconds": took, "nodes": len(res.graph.nodes),
 """
 
 
-def run_row(key: str, chain_file: Path) -> dict:
+def run_row(key: str, chain_file: Path, emit: str, timeout: float) -> dict | None:
+    """One compile's result, or None when it ran past `timeout` seconds."""
     kind, n = ROWS[key]
     path = chain_file if kind == "chain" else LSTM
-    args = [sys.executable, "-c", CHILD, kind, str(n), str(path), json.dumps(LSTM_STATE)]
-    p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    args = [sys.executable, "-c", CHILD, kind, str(n), str(path), json.dumps(LSTM_STATE), emit]
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
     if p.returncode != 0:
         raise SystemExit(f"{key}: the compile failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -75,20 +84,32 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="only " + ", ".join(QUICK))
     ap.add_argument("--only", action="append", choices=sorted(ROWS), help="one row (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median is shown")
+    ap.add_argument("--ir-only", action="store_true", help="time --emit ir only")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds one compile may take "
+                    "(default 900); a row over it shows '>' and the limit")
     a = ap.parse_args(argv)
     keys = a.only or (list(QUICK) if a.quick else list(ROWS))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
         chain_file = Path(tmp) / "tanh_chain.lua"
         chain_file.write_text(CHAIN)
-        print(f"{'row':<12} {'fwd nodes':>9} {'bwd nodes':>9} {'source chars':>12} "
-              f"{'compile s':>9} {'s / 1k nodes':>12}")
+        print(f"{'row':<12} {'fwd nodes':>9} {'bwd nodes':>9} {'ir s':>8} {'module s':>9} "
+              f"{'module chars':>12} {'s / 1k nodes':>12}", flush=True)
         for key in keys:
-            runs = [run_row(key, chain_file) for _ in range(max(1, a.repeat))]
-            sec = statistics.median(r["seconds"] for r in runs)
-            r = runs[0]
-            print(f"{key:<12} {r['nodes']:>9} {r['grad_nodes']:>9} {r['chars']:>12} "
-                  f"{sec:>9.2f} {1000 * sec / max(1, r['nodes']):>12.3f}", flush=True)
+            cells = {}
+            for emit in ("ir",) if a.ir_only else ("ir", "py"):
+                runs = [run_row(key, chain_file, emit, a.timeout) for _ in range(max(1, a.repeat))]
+                if any(r is None for r in runs):
+                    cells[emit] = None
+                else:
+                    cells[emit] = dict(runs[0], seconds=statistics.median(r["seconds"] for r in runs))
+            first = cells["ir"] or cells.get("py") or {"nodes": 0, "grad_nodes": 0}
+            show = lambda c: f"{c['seconds']:.2f}" if c else f">{a.timeout:.0f}"  # noqa: E731
+            py = cells.get("py")
+            per_k = (py or cells["ir"] or {}).get("seconds")
+            print(f"{key:<12} {first['nodes']:>9} {first['grad_nodes']:>9} {show(cells['ir']):>8} "
+                  f"{show(py) if 'py' in cells else '-':>9} {py['chars'] if py else '-':>12} "
+                  f"{1000 * per_k / max(1, first['nodes']) if per_k else float('nan'):>12.3f}", flush=True)
     return 0
 
 
