@@ -47,6 +47,9 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     DEFAULT_DTYPE = 'float32'
+    # forward values (elements per sample, elements independent of B): checked against
+    # GRAPHC_MAX_BYTES before a forward allocates anything
+    ACTIVATION_ELEMENTS = (42, 0)
 
     def _forward(self, input1, input2, input3):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
