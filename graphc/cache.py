@@ -122,8 +122,8 @@ def _warn_unusable(d: Path, err: OSError) -> None:
                       "directory to keep compiled models)", RuntimeWarning, stacklevel=3)
 
 
-def _cached_source(path: Path, opts: Options) -> tuple[str, Path]:
-    """(the generated module for `path` and `opts`, its file in the cache): from the cache
+def _cached_source(path: Path, opts: Options) -> tuple[str, str, Path]:
+    """(the generated module for `path` and `opts`, its key, its file in the cache): from the cache
     when a verified entry is there, else compiled (and stored, when the cache directory is
     usable)."""
     key = _key(path, opts)
@@ -131,7 +131,7 @@ def _cached_source(path: Path, opts: Options) -> tuple[str, Path]:
     module_file, record = d / f"{path.stem}_{key}.py", d / f"{path.stem}_{key}.json"
     source = _verified_source(module_file, record, key) if record.is_file() else None
     if source is not None:
-        return source, module_file
+        return source, key, module_file
     res = compile_spec(str(path), opts)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -142,14 +142,14 @@ def _cached_source(path: Path, opts: Options) -> tuple[str, Path]:
                                           "version": __version__}).encode())
     except OSError as e:
         _warn_unusable(d, e)
-    return res.source, module_file
+    return res.source, key, module_file
 
 
-def _import_source(stem: str, source: str, origin: Path):
-    """Import generated `source` as a module named by its own hash: the same code (the same
-    spec, required files and options) gives the same module object within a process, and
-    changed code (a required file edited) a new one."""
-    name = f"graphc_cached_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}_{_sha(source.encode())[:32]}"
+def _import_source(stem: str, key: str, source: str, origin: Path):
+    """Import generated `source` as a module named by the key and the code's own hash: the
+    same spec, options and required files give the same module object within a process,
+    and changed code (a required file edited since) a new one."""
+    name = f"graphc_cached_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}_{key}_{_sha(source.encode())[:16]}"
     with _import_lock:  # threads asking for the same model get the one module
         mod = sys.modules.get(name)
         if mod is not None:
@@ -166,5 +166,5 @@ def load(path, **options):
     """Compile `path` (or reuse the cached result) and return the imported module."""
     path = Path(path)
     opts = Options(**options)
-    source, module_file = _cached_source(path, opts)
-    return _import_source(path.stem, source, module_file)
+    source, key, module_file = _cached_source(path, opts)
+    return _import_source(path.stem, key, source, module_file)

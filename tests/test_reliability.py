@@ -288,10 +288,10 @@ def test_truncated_cache_entry_is_recompiled(tmp_path, monkeypatch):
 def _fresh_import(real):
     """_import_source without reusing a module this process already imported, so that the
     test sees what a new process would load."""
-    def imp(stem, source, origin):
+    def imp(stem, key, source, origin):
         for name in [n for n in sys.modules if n.startswith("graphc_cached_")]:
             del sys.modules[name]
-        return real(stem, source, origin)
+        return real(stem, key, source, origin)
     return imp
 
 
