@@ -16,7 +16,8 @@
    every registered module's constructor with odd arguments.
 4. Mutation fuzzing of every target and emit kind: mutated sample and corpus specs (each
    header command's options) through `graphc compile` with --target numpy (--emit py, ir,
-   dot) and --target cuda (--emit py, cu) and `graphc graph --backward`, each outcome
+   dot) and --target cuda (--emit py, cu) and `graphc graph --backward` (a third of the
+   cases with an extreme --unroll count), each outcome
    classified as exit 0, located error, usage error, internal error or timeout; an internal
    error, a timeout or an unlocated spec error fails the test.
 
@@ -1400,17 +1401,33 @@ def header_command_args(path: Path) -> list[list[str]]:
     return commands or [[]]
 
 
+# extreme --unroll counts (with a state pair that fits a recurrent sample or is refused):
+# a huge count must be refused at once, not grow memory until MemoryError
+ODD_UNROLLS = ["1", "2", "T", "0", "-1", "99999999999999999"]
+
+
+def _unroll_args(k: int) -> list[str]:
+    return ["--unroll", ODD_UNROLLS[k % len(ODD_UNROLLS)], "--state", "output1=input2"]
+
+
 def all_target_cases(n=None, seed=None):
-    """(spec, header args, mutation seed): three derandomized mutations of each spec file
-    (cycling through its header commands), or `n` drawn at random with `seed`."""
+    """(spec, args, mutation seed): three derandomized mutations of each spec file (cycling
+    through its header commands; the third with an extreme --unroll), or `n` drawn at
+    random with `seed` (a third of them with an extreme --unroll)."""
     if n is None:
-        return [(path, header_command_args(path)[k % len(header_command_args(path))], f"{path.name}:all:{k}")
-                for path in SPEC_FILES for k in range(3)]
+        cases = []
+        for i, path in enumerate(SPEC_FILES):
+            commands = header_command_args(path)
+            for k in range(3):
+                args = commands[k % len(commands)] + (_unroll_args(i) if k == 2 else [])
+                cases.append((path, args, f"{path.name}:all:{k}"))
+        return cases
     rng = random.Random(seed)
     cases = []
     for k in range(n):
         path = rng.choice(SPEC_FILES)
-        cases.append((path, rng.choice(header_command_args(path)), f"{seed}:{k}"))
+        extra = _unroll_args(rng.randrange(len(ODD_UNROLLS))) if rng.random() < 1 / 3 else []
+        cases.append((path, rng.choice(header_command_args(path)) + extra, f"{seed}:{k}"))
     return cases
 
 
