@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Loc, OptionError, SpecError, did_you_mean
+from .errors import Loc, OptionError, SpecError, collect_warnings, did_you_mean
 from .frontend.evaluate import Interpreter, LuaTable
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
@@ -43,6 +43,7 @@ class Result:
     source: str  # the generated text (per options.emit)
     files: list  # the spec and every file it required
     sources: dict  # file -> text, for error rendering
+    warnings: list = field(default_factory=list)  # errors.GraphcWarning, each issued too
 
 
 def parse_shape(text: str):
@@ -140,7 +141,10 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compile_spec(path, opts or Options(), text)
+        with collect_warnings() as found:  # issued (Python's warnings) when the compile ends
+            res = _compile_spec(path, opts or Options(), text)
+        res.warnings = list(found)
+        return res
     finally:
         if enabled:
             gc.enable()
