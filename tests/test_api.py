@@ -241,3 +241,23 @@ def test_import_graphc_and_compile_from_a_fresh_process(tmp_path):
             "print(type(m).__name__)" % LENET)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "Model", r.stderr
+
+
+def test_torchs_batch_size_guess_at_a_view_is_kept_with_a_located_warning(capsys):
+    """The tutorial's LeNet at --shape input1=1x32x32: View(400) on 16x10x10 makes a batch of
+    4, as Torch did; graphc says so at the View, and how to state the batch with B."""
+    spec = str(ROOT / "samples" / "lenet_tutorial.lua")
+    assert cli.main(["compile", spec, "--shape", "input1=1x32x32", "--emit", "ir"]) == 0
+    out, err = capsys.readouterr()
+    forward = out.split("\nbackward")[0].splitlines()
+    assert forward[-1].startswith("  return %") and ": 4x10 = LogSoftMax" in forward[-2]
+    first = err.splitlines()[0]
+    assert first.startswith("samples/lenet_tutorial.lua:") or "lenet_tutorial.lua:" in first
+    assert ": warning: nn.View: Torch's batch-size guess: the input 16x10x10 has 1600 elements " \
+           "and the view holds 400, so the first dimension becomes a batch of 4 (output 4x400)" in first
+    assert "--shape input1=Bx1x32x32" in first
+    with pytest.warns(graphc.errors.GraphcWarning, match="batch of 4"):
+        graphc.compile_file(spec, shapes={"input1": "1x32x32"})
+    # with B, no guess and no warning: the located error of a per-sample mismatch instead
+    assert cli.main(["check", spec, "--shape", "input1=Bx1x32x32"]) == 1
+    assert "warning" not in capsys.readouterr().err
