@@ -18,6 +18,21 @@ _count = itertools.count()
 # machine that has one; the normal suite does not collect it.
 collect_ignore = [] if os.environ.get("GRAPHC_GPU_TESTS") else ["gpu"]
 
+# ---- the quick loop: pytest -m "not slow" ---------------------------------------------------
+# Whole files that compile C++/CUDA (host emulation, nvcc), run training scripts or make,
+# build a wheel, fuzz, or repeat the op cases under another setting: each takes from ten
+# seconds to minutes. The README's test command runs them all.
+SLOW_FILES = {"test_fuzz.py", "test_train_samples.py", "test_makefile.py", "test_packaging.py",
+              "test_memory_plan.py", "test_kernels_speed.py", "test_samples.py", "test_corpus.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name in SLOW_FILES or name.startswith("test_cuda"):
+            item.add_marker(pytest.mark.slow)
+
+
 # ---- tests never write into the source tree: everything goes under tmp_path ---------------
 # Python's and pytest's own caches and the editable install's metadata are not the tests'.
 _NOT_OURS = ("__pycache__", ".pytest_cache", ".git", ".hypothesis")
