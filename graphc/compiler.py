@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import Loc, OptionError, SpecError, collect_warnings, did_you_mean
-from .frontend.evaluate import Interpreter, LuaTable
+from .frontend.lua import LuaTable
+from .frontend.nngraph import Interpreter
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
@@ -121,7 +122,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
         vals = interp.eval_entry(opts.entry)
         v = vals[0] if vals else None
         if not isinstance(v, ModuleObj):
-            from .frontend.evaluate import describe
+            from .frontend.lua import describe
             raise SpecError(f"--entry {opts.entry!r} gave a {describe(v)}, not a module",
                             Loc("<entry>", 1, 1))
         return v
