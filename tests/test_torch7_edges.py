@@ -81,6 +81,7 @@ def test_maxpool_ceil_window_past_the_input_is_minus_inf_and_passes_no_gradient(
     np.testing.assert_allclose(gx, central_differences(loss, x), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow  # a g++ build of the CUDA target's kernels
 def test_maxpool_ceil_cuda_matches_numpy(host):
     body = ", ".join(f"{c}(x{k})" for k, (c, _, _) in enumerate(POOL))
     spec = ("local " + ", ".join(f"x{k}" for k in range(len(POOL))) + " = "
