@@ -416,10 +416,11 @@ class CudaBackend:
         raise AssertionError(kind)
 
     def epilogue(self, sc, n: Node, idx: Index) -> str:
-        """Linear: GEMM + bias. SpatialConvolution: the NHWC GEMM result read as NCHW, + bias."""
+        """The output of an epilogue op (CudaRule.epilogue): 'bias': GEMM + bias; 'nhwc': the
+        NHWC GEMM result read as NCHW, + bias."""
         gemm = self.plan.gemm[n]
-        has_bias = len(n.inputs) == 3
-        if REGISTRY[n.op].cuda.kernel == "linear":
+        bias = fuse.bias_input(n)
+        if REGISTRY[n.op].cuda.epilogue == "bias":
             parts = [self.value(sc, gemm, idx.as_shape(gemm.shape))]
             channel = idx.dim(len(idx.shape) - 1)
         else:
@@ -428,8 +429,7 @@ class CudaBackend:
             channel = dims[c]
             nhwc = dims[:c] + dims[c + 1:] + [channel]
             parts = [self.value(sc, gemm, Index(sc, gemm.shape, dims=nhwc))]
-        if has_bias:
-            bias = n.inputs[2]
+        if bias is not None:
             parts.append(self.value(sc, bias, Index(sc, bias.shape, dims=[channel])))
         return " + ".join(parts)
 
@@ -604,196 +604,50 @@ class CudaBackend:
             return f"{src}[{':, ' * d['axis']}{d['start']}:{d['stop']}]"
         return f"{src}[{':, ' * d['axis']}{d['index']}]"
 
-    # ---- kernel ops: forward ---------------------------------------------------------------
+    # ---- kernel ops: the op's emit hooks (CudaRule.emit_forward/emit_backward), or the
+    # 'blas' and 'elem' rules below ---------------------------------------------------------
 
     def op_forward(self, node: Node) -> list[str]:
-        kind = REGISTRY[node.op].cuda.kernel
-        return getattr(self, f"fwd_{kind}")(node)
-
-    def fwd_linear(self, node: Node) -> list[str]:
-        x, w = node.inputs[0], node.inputs[1]
-        out = self.plan.gemm.get(node, node.outputs[0])
-        return [f"{self.n(out)} = rt.matmul({self.n(x)}, {self.n(w)}.T)"]
-
-    def image(self, shape):
-        """(N as C and as Python, C, H, W) of a CHW or NCHW shape."""
-        if len(shape) == 4:
-            return ("B", "B") if shape[0] == B else (shape[0], str(shape[0])), shape[1], shape[2], shape[3]
-        return (1, "1"), shape[0], shape[1], shape[2]
-
-    def fwd_conv2d(self, node: Node) -> list[str]:
-        a = node.attrs
-        x, w = node.inputs[0], node.inputs[1]
-        y, cols = node.outputs[0], node.outputs[1]
-        (N, pyN), C, H, W = self.image(x.shape)
-        _, nOut, oH, oW = self.image(y.shape)
-        K = C * a["kH"] * a["kW"]
-        kb = KernelBuilder()
-        name = self.kernel_name("conv2d")
-        loader_src, load = self.loader(kb, x, "conv2d_x")
-        kb.array(self.n(cols), write=True, cname="o_cols")
-        # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
-        rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
-        n_cols = kb.count_expr(rows_shape)
-        src = self.env.get_template("cuda/conv2d.cu.j2").render(
-            loader=loader_src, comment=f"{node.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK,
-            name=name, fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
-            oH=oH, oW=oW, K=K, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_im2col", src.strip("\n")))
-        gemm = self.plan.gemm[node]
-        return [
-            f"{self.n(cols)} = rt.empty(({pyN} * {oH * oW}, {K}), dt)",
-            f"self._launch({name + '_im2col'!r}, {self.pynumel(rows_shape)}, {', '.join(kb.py_args())})",
-            f"{self.n(gemm)} = rt.matmul({self.n(cols)}, {self.n(w)}.reshape({nOut}, {K}).T)"
-            f".reshape({pyshape(gemm.shape)})",
-        ]
-
-    def fwd_maxpool2d(self, node: Node) -> list[str]:
-        a = node.attrs
-        x = node.inputs[0]
-        y, argmax = node.outputs
-        _, C, H, W = self.image(x.shape)
-        _, _, oH, oW = self.image(y.shape)
-        kb = KernelBuilder()
-        name = self.kernel_name("maxpool2d")
-        loader_src, load = self.loader(kb, x, "maxpool2d_x")
-        kb.array(self.n(y), write=True, cname="o_y")
-        kb.array(self.n(argmax), "int", write=True, cname="o_argmax")
-        n_out = kb.count_expr(y.shape)
-        src = self.env.get_template("cuda/maxpool2d.cu.j2").render(
-            loader=loader_src, comment=f"{node.op} {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-            fwd_params=kb.declarations(), n_out=n_out, x=load, H=H, W=W, oH=oH,
-            oW=oW, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
-        shape = self.pyshape(y.shape)
-        return [f"{self.n(y)} = rt.empty({shape}, dt)",
-                f"{self.n(argmax)} = rt.empty({shape}, 'int32')",
-                f"self._launch({name + '_fwd'!r}, {self.pynumel(y.shape)}, {', '.join(kb.py_args())})"]
-
-    def softmax_geometry(self, node: Node, shape):
-        op = REGISTRY[node.op]
-        axis = op.derive(node.attrs, [shape])["axis"]
-        inner = 1
-        for dim in shape[axis + 1:]:
-            inner *= dim
-        rows = tuple(shape[:axis]) + ((inner,) if inner > 1 else ())
-        return axis, shape[axis], inner, rows
-
-    def fwd_softmax(self, node: Node) -> list[str]:
-        x, y = node.inputs[0], node.outputs[0]
-        _, C, inner, rows = self.softmax_geometry(node, x.shape)
-        kb = KernelBuilder()
-        kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
-        name = self.kernel_name(node.op)
-        loader_src, load = self.loader(kb, x, f"{node.op.lower()}_x")
-        kb.array(self.n(y), write=True, cname="o_y")
-        n_rows = kb.count_expr(rows) if rows else "1"
-        src = self.env.get_template("cuda/softmax.cu.j2").render(
-            loader=loader_src, comment=node.op, block=BLOCK, name=name, fwd_params=kb.declarations(),
-            rows=n_rows, x=load, C=C, inner=inner, log=node.op == "LogSoftMax",
-            row_stride=imul(str(C), inner) if C == B else C * inner)
-        self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
-        return [f"{self.n(y)} = rt.empty({self.pyshape(y.shape)}, dt)",
-                f"self._launch({name + '_fwd'!r}, {self.pynumel(rows) if rows else '1'}, "
-                f"{', '.join(kb.py_args())})"]
-
-    # ---- kernel ops: backward --------------------------------------------------------------
+        rule = REGISTRY[node.op].cuda
+        if rule.emit_forward is not None:
+            return rule.emit_forward(self, node)
+        return {"blas": self.fwd_blas, "elem": self.fwd_elem}[rule.kernel](node)
 
     def op_backward(self, gnode: Node) -> list[str]:
         fwd = gnode.attrs["fwd"]
-        kind = REGISTRY[fwd.op].cuda.kernel
+        rule = REGISTRY[fwd.op].cuda
         slots = [k for k, need in enumerate(gnode.attrs["needs"]) if need]
         targets = dict(zip(slots, gnode.outputs))
-        return getattr(self, f"bwd_{kind}")(gnode, fwd, targets)
+        if rule.emit_backward is not None:
+            return rule.emit_backward(self, gnode, fwd, targets)
+        return {"blas": self.bwd_blas, "elem": self.bwd_elem}[rule.kernel](gnode, fwd, targets)
 
-    def bwd_linear(self, gnode, fwd, targets) -> list[str]:
-        x, w = fwd.inputs[0], fwd.inputs[1]
-        gy = self.n(gnode.inputs[0])
-        rank1 = len(x.shape) == 1
-        gy2 = f"{gy}.reshape(1, -1)" if rank1 else gy
-        x2 = f"{self.n(x)}.reshape(1, -1)" if rank1 else self.n(x)
-        lines = []
-        if 0 in targets:
-            lines.append(f"{self.n(targets[0])} = rt.matmul({gy}, {self.n(w)})")
-        if 1 in targets:
-            lines.append(f"rt.addmm({self.param_grad[targets[1]]}, {gy2}.T, {x2})")
-        if 2 in targets:
-            lines.append(f"rt.add_colsum({self.param_grad[targets[2]]}, {gy2})")
-        return lines
+    # ---- the emit context an op's hooks see (`cx`) -------------------------------------------
 
-    def bwd_conv2d(self, gnode, fwd, targets) -> list[str]:
-        a = fwd.attrs
-        x, w = fwd.inputs[0], fwd.inputs[1]
-        y, cols = fwd.outputs[0], fwd.outputs[1]
-        (_, pyN), C, H, W = self.image(x.shape)
-        _, nOut, oH, oW = self.image(y.shape)
-        K = C * a["kH"] * a["kW"]
-        rows = f"{self.rows[gnode.inputs[0]]}.reshape(-1, {nOut})"
-        lines = []
-        if 1 in targets:
-            lines.append(f"rt.addmm({self.param_grad[targets[1]]}.reshape({nOut}, {K}), {rows}.T, "
-                         f"{self.n(cols)})")
-        if 2 in targets:
-            lines.append(f"rt.add_colsum({self.param_grad[targets[2]]}, {rows})")
-        if 0 in targets:
-            gx = self.n(targets[0])
-            gcols = self.n.fresh(gx + "_cols")
-            kb = KernelBuilder()
-            name = self.kernel_name("conv2d")
-            kb.array(gcols, cname="i_gcols")
-            kb.array(gx, write=True, cname="o_gx")
-            n_in = kb.count_expr(x.shape)
-            src = self.env.get_template("cuda/conv2d_bwd.cu.j2").render(
-                comment=f"{fwd.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-                bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
-                oH=oH, oW=oW, K=K, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-            self.kernels.append(Kernel(name + "_col2im", src.strip("\n")))
-            lines += [f"{gcols} = rt.matmul({rows}, {self.n(w)}.reshape({nOut}, {K}))",
-                      f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                      f"self._launch({name + '_col2im'!r}, {self.pynumel(x.shape)}, {', '.join(kb.py_args())})"]
-        return lines
+    def kernel_builder(self) -> KernelBuilder:
+        """A new kernel's parameters: .array(pyname, ctype, write, cname), .count_expr(shape),
+        .declarations(), .uses_B."""
+        return KernelBuilder()
 
-    def bwd_maxpool2d(self, gnode, fwd, targets) -> list[str]:
-        a = fwd.attrs
-        x = fwd.inputs[0]
-        y, argmax = fwd.outputs
-        _, C, H, W = self.image(x.shape)
-        _, _, oH, oW = self.image(y.shape)
-        gx = self.n(targets[0])
-        kb = KernelBuilder()
-        name = self.kernel_name("maxpool2d")
-        loader_src, load = self.loader(kb, gnode.inputs[0], "maxpool2d_gy")
-        kb.array(self.n(argmax), "int", cname="i_argmax")
-        kb.array(gx, write=True, cname="o_gx")
-        n_in = kb.count_expr(x.shape)
-        src = self.env.get_template("cuda/maxpool2d_bwd.cu.j2").render(
-            loader=loader_src, comment=f"{fwd.op} {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-            bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
-            oW=oW, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
-        return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                f"self._launch({name + '_bwd'!r}, {self.pynumel(x.shape)}, {', '.join(kb.py_args())})"]
+    def render(self, template: str, **ctx) -> str:
+        """An op's CUDA source template (jinja text), with `block` (threads per block)."""
+        return string_template(template).render(block=BLOCK, **ctx)
 
-    def bwd_softmax(self, gnode, fwd, targets) -> list[str]:
-        x, y = fwd.inputs[0], fwd.outputs[0]
-        _, C, inner, rows = self.softmax_geometry(fwd, x.shape)
-        gx = self.n(targets[0])
-        kb = KernelBuilder()
-        kb.uses_B = C == B
-        name = self.kernel_name(fwd.op)
-        loader_src, load = self.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
-        kb.array(self.n(y), cname="i_y")
-        kb.array(gx, write=True, cname="o_gx")
-        n_rows = kb.count_expr(rows) if rows else "1"
-        src = self.env.get_template("cuda/softmax_bwd.cu.j2").render(
-            loader=loader_src, comment=fwd.op, block=BLOCK, name=name, bwd_params=kb.declarations(),
-            rows=n_rows, gy=load, C=C, inner=inner,
-            row_stride=imul(str(C), inner) if C == B else C * inner,
-            log=fwd.op == "LogSoftMax")
-        self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
-        return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                f"self._launch({name + '_bwd'!r}, {self.pynumel(rows) if rows else '1'}, "
-                f"{', '.join(kb.py_args())})"]
+    def add_kernel(self, name: str, source: str):
+        """Put a rendered kernel (its __global__ function is `name`) into the .cu module."""
+        self.kernels.append(Kernel(name, source.strip("\n")))
+
+    def gemm(self, node: Node):
+        """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
+        return self.plan.gemm.get(node)
+
+    def grad_buffer(self, v: Value) -> str:
+        """The python name of the gradient buffer view that parameter gradient `v` adds to."""
+        return self.param_grad[v]
+
+    def rows_of(self, v: Value) -> str:
+        """The python name of `v` stored as NHWC rows (a 'rows' grad_reads)."""
+        return self.rows[v]
 
     # ---- 'blas' kernel ops: matrix products as cuBLAS calls (Python lines, the op's rule) ------
 
