@@ -60,7 +60,7 @@ def test_elementwise_cuda_ops_are_row_wise():
 # x through the fused prologue (`cx.loader`), and its gradient 2 gy by a second kernel.
 _TWICE = (
     "{{ loader }}\n"
-    "// {{ comment }}\n"
+    "// {{ comment|ccomment }}\n"
     "extern \"C\" __global__ void __launch_bounds__({{ block }}) {{ name }}({{ params|join(', ') }}) {\n"
     "  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n"
     "  if (i >= {{ n }}) return;\n"

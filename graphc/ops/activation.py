@@ -42,7 +42,7 @@ def _row_stride(C, inner):
 
 _SOFTMAX_FWD = (
     '{{ loader }}\n'
-    "// {{ comment }}: forward, one thread per row of {{ C }} ({{ 'log(' if log }}exp(x - max) / sum{{ ')' if log }}, stable)\n"
+    "// {{ comment|ccomment }}: forward, one thread per row of {{ C }} ({{ 'log(' if log }}exp(x - max) / sum{{ ')' if log }}, stable)\n"
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
     '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
     '  if (r >= {{ rows }}) return;\n'
@@ -61,7 +61,7 @@ _SOFTMAX_FWD = (
     '}\n')
 _SOFTMAX_BWD = (
     '{{ loader }}\n'
-    '// {{ comment }}: backward, one thread per row of {{ C }}\n'
+    '// {{ comment|ccomment }}: backward, one thread per row of {{ C }}\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
     '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
     '  if (r >= {{ rows }}) return;\n'
@@ -92,7 +92,7 @@ def _softmax_cuda_forward(cx, node):
     loader_src, load = cx.loader(kb, x, f"{node.op.lower()}_x")
     kb.array(cx.n(y), write=True, cname="o_y")
     n_rows = kb.count_expr(rows) if rows else "1"
-    src = cx.render(_SOFTMAX_FWD, loader=loader_src, comment=node.op, name=name,
+    src = cx.render(_SOFTMAX_FWD, loader=loader_src, comment=cx.describe(node), name=name,
                     fwd_params=kb.declarations(), rows=n_rows, x=load, C=C, inner=inner,
                     log=node.op == "LogSoftMax", row_stride=_row_stride(C, inner))
     cx.add_kernel(name + "_fwd", src)
@@ -111,7 +111,7 @@ def _softmax_cuda_backward(cx, gnode, fwd, targets):
     kb.array(cx.n(y), cname="i_y")
     kb.array(gx, write=True, cname="o_gx")
     n_rows = kb.count_expr(rows) if rows else "1"
-    src = cx.render(_SOFTMAX_BWD, loader=loader_src, comment=fwd.op, name=name,
+    src = cx.render(_SOFTMAX_BWD, loader=loader_src, comment=cx.describe(gnode), name=name,
                     bwd_params=kb.declarations(), rows=n_rows, gy=load, C=C, inner=inner,
                     row_stride=_row_stride(C, inner), log=fwd.op == "LogSoftMax")
     cx.add_kernel(name + "_bwd", src)

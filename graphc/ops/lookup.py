@@ -40,7 +40,7 @@ defop(
     input_hint=lambda a, slot, shapes: ("B",),
     # indices are checked at run time (rt.check_indices) so a bad one names the module
     forward="{{y}} = {{weight}}[rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})') - 1]",
-    backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, {{a.nIndex}}, {{a.paddingValue}})"},
+    backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, n={{a.nIndex}}, padding_value={{a.paddingValue}})"},
     doc="Row `i` of weight (nIndex x nOutput) for each index i in 1..nIndex; weight ~ N(0, 1). "
         "Input N or BxN integer indices; rows equal to paddingValue get no gradient.",
     torch_diff="maxNorm is not supported.",

@@ -71,7 +71,7 @@ def _window(a):
 
 _CONV_IM2COL = (
     '{{ loader }}\n'
-    '// {{ comment }}: im2col, one thread per element of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
+    '// {{ comment|ccomment }}: im2col, one thread per element of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
     '// row (n, oh, ow), column (c, kh, kw)); the GEMM with the weight is cuBLAS\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_im2col({{ fwd_params|join(\', \') }}) {\n'
     '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
@@ -85,7 +85,7 @@ _CONV_IM2COL = (
     '  o_cols[i] = v;\n'
     '}\n')
 _CONV_COL2IM = (
-    '// {{ comment }}: col2im, one thread per input element, summing the columns that read it\n'
+    '// {{ comment|ccomment }}: col2im, one thread per input element, summing the columns that read it\n'
     '// (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_col2im({{ bwd_params|join(\', \') }}) {\n'
     '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
@@ -122,7 +122,7 @@ def _conv_cuda_forward(cx, node):
     # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
     rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
     n_cols = kb.count_expr(rows_shape)
-    src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{node.op} {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
+    src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{cx.describe(node)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
                     fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
                     oH=oH, oW=oW, K=K, **_window(a))
     cx.add_kernel(name + "_im2col", src)
@@ -159,7 +159,7 @@ def _conv_cuda_backward(cx, gnode, fwd, targets):
         kb.array(gcols, cname="i_gcols")
         kb.array(gx, write=True, cname="o_gx")
         n_in = kb.count_expr(x.shape)
-        src = cx.render(_CONV_COL2IM, comment=f"{fwd.op} {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
+        src = cx.render(_CONV_COL2IM, comment=f"{cx.describe(gnode)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
                         bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
                         oH=oH, oW=oW, K=K, **_window(a))
         cx.add_kernel(name + "_col2im", src)
@@ -171,7 +171,7 @@ def _conv_cuda_backward(cx, gnode, fwd, targets):
 
 _MAXPOOL_FWD = (
     '{{ loader }}\n'
-    '// {{ comment }}: forward, one thread per output; argmax = h * W + w of the winner in its\n'
+    '// {{ comment|ccomment }}: forward, one thread per output; argmax = h * W + w of the winner in its\n'
     '// plane (padding never wins; ties go to the first maximum in row-major window order)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
     '  const int o = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
@@ -198,7 +198,7 @@ _MAXPOOL_FWD = (
     '}\n')
 _MAXPOOL_BWD = (
     '{{ loader }}\n'
-    '// {{ comment }}: backward, one thread per input element, summing the gradients of the\n'
+    '// {{ comment|ccomment }}: backward, one thread per input element, summing the gradients of the\n'
     '// windows it won (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
     '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
@@ -232,7 +232,7 @@ def _pool_cuda_forward(cx, node):
     kb.array(cx.n(y), write=True, cname="o_y")
     kb.array(cx.n(argmax), "int", write=True, cname="o_argmax")
     n_out = kb.count_expr(y.shape)
-    src = cx.render(_MAXPOOL_FWD, loader=loader_src, comment=f"{node.op} {a['kH']}x{a['kW']}", name=name,
+    src = cx.render(_MAXPOOL_FWD, loader=loader_src, comment=f"{cx.describe(node)}: {a['kH']}x{a['kW']}", name=name,
                     fwd_params=kb.declarations(), n_out=n_out, x=load, H=H, W=W, oH=oH,
                     oW=oW, **_window(a))
     cx.add_kernel(name + "_fwd", src)
@@ -255,7 +255,7 @@ def _pool_cuda_backward(cx, gnode, fwd, targets):
     kb.array(cx.n(argmax), "int", cname="i_argmax")
     kb.array(gx, write=True, cname="o_gx")
     n_in = kb.count_expr(x.shape)
-    src = cx.render(_MAXPOOL_BWD, loader=loader_src, comment=f"{fwd.op} {a['kH']}x{a['kW']}", name=name,
+    src = cx.render(_MAXPOOL_BWD, loader=loader_src, comment=f"{cx.describe(gnode)}: {a['kH']}x{a['kW']}", name=name,
                     bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
                     oW=oW, **_window(a))
     cx.add_kernel(name + "_bwd", src)
@@ -264,7 +264,7 @@ def _pool_cuda_backward(cx, gnode, fwd, targets):
 
 
 _conv_stdv = uniform(lambda a: 1 / math.sqrt(a["kW"] * a["kH"] * a["nInputPlane"]))
-_HW = "{{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}"
+_HW = "dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}"
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one
 _3D = "{% if rank == 3 %}[0]{% endif %}"
 
@@ -322,14 +322,14 @@ def _set_ceil(value):
     return method
 
 
-_POOL = "{{a.kH}}, {{a.kW}}, {{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}"
+_POOL = "kH={{a.kH}}, kW={{a.kW}}, dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}"
 defop(
     name="SpatialMaxPooling", signature="kW:int, kH:int, dW:int=nil, dH:int=nil, padW:int=0, padH:int=0",
     check=_pool_check, shape=_pool_shape, aux=("argmax",),
     flops=lambda a, ins, out: math.prod(out) * a["kH"] * a["kW"],
     methods={"ceil": _set_ceil(True), "floor": _set_ceil(False)},
     forward=("{{y}}, {{aux.argmax}} = rt.maxpool2d_forward({{x}}" + _4D + ", " + _POOL +
-             ", {{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
+             ", ceil_mode={{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{x}}" + _4D +
                    ".shape, " + _POOL + ")" + _3D},
     doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "

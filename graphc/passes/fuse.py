@@ -323,6 +323,11 @@ def plan(graph: Graph) -> Plan:
 
 def describe(p: Plan) -> str:
     """A readable summary of the plan (tests, --emit cu comments)."""
+    return "\n".join(describe_lines(p))
+
+
+def describe_lines(p: Plan) -> list[str]:
+    """describe()'s lines (a value's name may itself hold a newline: escape each line)."""
     lines = []
     for which in ("forward", "backward"):
         lines.append(f"{which}:")
@@ -334,7 +339,7 @@ def describe(p: Plan) -> str:
                 what = ", ".join(f"{d.value.name}" + ("" if d.layout == "plain" else f" ({d.layout})")
                                  for d in s.demands)
                 lines.append(f"  {s.kind} {what}")
-    return "\n".join(lines)
+    return lines
 
 
-__all__ = ["B", "Demand", "Plan", "Step", "describe", "plan", "rule_of"]
+__all__ = ["B", "Demand", "Plan", "Step", "describe", "describe_lines", "plan", "rule_of"]
