@@ -441,7 +441,7 @@ class LuaInterpreter:
                 if isinstance(obj, LuaTable):
                     keys = [k for k in obj.d if isinstance(k, str)]
                     raise SpecError(f"attempt to call a nil value (field '{e.func.key.value}')"
-                                    + _suggest(e.func.key.value, keys), e.loc)
+                                    + did_you_mean(e.func.key.value, keys), e.loc)
             return self.call(fn, args, e.loc, self._callee_name(e.func, scope), scope)
         if t is A.MethodCall:
             obj = self.eval(e.obj, scope)
@@ -476,7 +476,7 @@ class LuaInterpreter:
             return ""
         hint = ""
         if value is None and isinstance(e, A.Name) and scope is not None and scope.find(e.name) is None:
-            hint = _suggest(e.name, self._visible_names(scope))
+            hint = did_you_mean(e.name, self._visible_names(scope))
         return f" ({name}){hint}"
 
     def eval(self, e, scope):
@@ -671,7 +671,7 @@ class LuaInterpreter:
         hint = ""
         if fn is None and name and name.startswith("global '"):
             g = name[8:-1]
-            hint = _suggest(g, self._visible_names(scope) if scope else self.globals.vars)
+            hint = did_you_mean(g, self._visible_names(scope) if scope else self.globals.vars)
         raise SpecError(f"attempt to call a {describe(fn)} value{what}{hint}", loc)
 
     def call_lua(self, fn: LuaFunction, args, loc):
@@ -723,12 +723,6 @@ class LuaInterpreter:
 def _remember_name(v, name):
     if isinstance(v, NodeObj) and v.var_name is None:
         v.var_name = name
-
-
-def _suggest(name: str, candidates) -> str:
-    """did_you_mean, trying a case-insensitive match first (Lstm -> LSTM)."""
-    same = sorted(c for c in set(candidates) if c.lower() == name.lower() and c != name)
-    return f" (did you mean '{same[0]}'?)" if same else did_you_mean(name, candidates)
 
 
 def _shift_loc(loc, file, cols):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import SpecError, did_you_mean
 from ..ops import REGISTRY
 from . import ast as A
 from . import stdlib
 from .lua import (MAX_OBJECTS, MAX_VALUES, Builtin, LimitError, LuaFunction, LuaInterpreter,
-                  LuaTable, _isnum, _suggest, describe, tostring)
+                  LuaTable, _isnum, describe, tostring)
 from .nn import ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module
 
 _NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "reset", "zeroGradParameters",
@@ -147,7 +147,7 @@ class Interpreter(LuaInterpreter):
             s = scope.find(expr.name)
             if s is None:
                 return (f": '{expr.name}' is not defined"
-                        + _suggest(expr.name, self._visible_names(scope)))
+                        + did_you_mean(expr.name, self._visible_names(scope)))
             return f": '{expr.name}' holds nil here"
         if isinstance(expr, A.Index) and isinstance(expr.key, A.String):
             return f": field '{expr.key.value}' is nil (typo or bad index?)"

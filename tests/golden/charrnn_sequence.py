@@ -49,6 +49,40 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1, 2, 3, 4)
 OUTPUT_STRUCTURE = (0, 1, 2, 3, 4)
+# What print(model) shows, one row per module: (source line, module, output shape, parameters).
+SUMMARY = (
+    ('charrnn.lua:39', 'nn.OneHot [x]', ('B', 65), 0),
+    ('charrnn.lua:47', 'nn.Linear [i2h_1]', ('B', 512), 33792),
+    ('charrnn.lua:48', 'nn.Linear [h2h_1]', ('B', 512), 66048),
+    ('charrnn.lua:49', 'nn.CAddTable [all_input_sums]', ('B', 512), 0),
+    ('charrnn.lua:51', 'nn.Reshape [reshaped]', ('B', 4, 128), 0),
+    ('charrnn.lua:52', 'nn.SplitTable', ('B', 128), 0),
+    ('charrnn.lua:54', 'nn.Sigmoid [in_gate]', ('B', 128), 0),
+    ('charrnn.lua:55', 'nn.Sigmoid [forget_gate]', ('B', 128), 0),
+    ('charrnn.lua:56', 'nn.Sigmoid [out_gate]', ('B', 128), 0),
+    ('charrnn.lua:58', 'nn.Tanh [in_transform]', ('B', 128), 0),
+    ('charrnn.lua:61', 'nn.CMulTable', ('B', 128), 0),
+    ('charrnn.lua:62', 'nn.CMulTable', ('B', 128), 0),
+    ('charrnn.lua:60', 'nn.CAddTable [next_c]', ('B', 128), 0),
+    ('charrnn.lua:65', 'nn.Tanh', ('B', 128), 0),
+    ('charrnn.lua:65', 'nn.CMulTable [next_h]', ('B', 128), 0),
+    ('charrnn.lua:47', 'nn.Linear [i2h_2]', ('B', 512), 66048),
+    ('charrnn.lua:48', 'nn.Linear [h2h_2]', ('B', 512), 66048),
+    ('charrnn.lua:49', 'nn.CAddTable [all_input_sums]', ('B', 512), 0),
+    ('charrnn.lua:51', 'nn.Reshape [reshaped]', ('B', 4, 128), 0),
+    ('charrnn.lua:52', 'nn.SplitTable', ('B', 128), 0),
+    ('charrnn.lua:54', 'nn.Sigmoid [in_gate]', ('B', 128), 0),
+    ('charrnn.lua:55', 'nn.Sigmoid [forget_gate]', ('B', 128), 0),
+    ('charrnn.lua:56', 'nn.Sigmoid [out_gate]', ('B', 128), 0),
+    ('charrnn.lua:58', 'nn.Tanh [in_transform]', ('B', 128), 0),
+    ('charrnn.lua:61', 'nn.CMulTable', ('B', 128), 0),
+    ('charrnn.lua:62', 'nn.CMulTable', ('B', 128), 0),
+    ('charrnn.lua:60', 'nn.CAddTable [next_c]', ('B', 128), 0),
+    ('charrnn.lua:65', 'nn.Tanh', ('B', 128), 0),
+    ('charrnn.lua:65', 'nn.CMulTable [next_h]', ('B', 128), 0),
+    ('charrnn.lua:74', 'nn.Linear [decoder]', ('B', 65), 8385),
+    ('charrnn.lua:75', 'nn.LogSoftMax [logsoft]', ('B', 65), 0),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -64,6 +98,7 @@ class Model(Module):
     BUFFERS = BUFFERS
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
+    SUMMARY = SUMMARY
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2, input3, input4, input5):

@@ -40,6 +40,22 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0,)
 OUTPUT_STRUCTURE = (0,)
+# What print(model) shows, one row per module: (source line, module, output shape, parameters).
+SUMMARY = (
+    ('lenet.lua:7', 'nn.SpatialConvolution', ('B', 6, 28, 28), 156),
+    ('lenet.lua:8', 'nn.ReLU', ('B', 6, 28, 28), 0),
+    ('lenet.lua:9', 'nn.SpatialMaxPooling', ('B', 6, 14, 14), 0),
+    ('lenet.lua:10', 'nn.SpatialConvolution', ('B', 16, 10, 10), 2416),
+    ('lenet.lua:11', 'nn.ReLU', ('B', 16, 10, 10), 0),
+    ('lenet.lua:12', 'nn.SpatialMaxPooling', ('B', 16, 5, 5), 0),
+    ('lenet.lua:13', 'nn.View', ('B', 400), 0),
+    ('lenet.lua:14', 'nn.Linear', ('B', 120), 48120),
+    ('lenet.lua:15', 'nn.ReLU', ('B', 120), 0),
+    ('lenet.lua:16', 'nn.Linear', ('B', 84), 10164),
+    ('lenet.lua:17', 'nn.ReLU', ('B', 84), 0),
+    ('lenet.lua:18', 'nn.Linear', ('B', 10), 850),
+    ('lenet.lua:19', 'nn.LogSoftMax', ('B', 10), 0),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -55,6 +71,7 @@ class Model(Module):
     BUFFERS = BUFFERS
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
+    SUMMARY = SUMMARY
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1):
