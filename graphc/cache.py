@@ -23,7 +23,9 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .api import _options_doc, make_options
 from .compiler import Options, compile_spec
+from .errors import OptionError
 
 
 def cache_dir() -> Path:
@@ -163,8 +165,21 @@ def _import_source(stem: str, key: str, source: str, origin: Path):
 
 
 def load(path, **options):
-    """Compile `path` (or reuse the cached result) and return the imported module."""
+    """Compile the spec at `path`, or reuse the module cached on disk for the same spec,
+    required files, options and graphc, and return the imported module: `mod.Model(...)`.
+    The cache is GRAPHC_CACHE_DIR (default ~/.cache/graphc).
+
+    Options (keywords; the same values as the CLI's flags, which are named in brackets):
+{options}
+
+    Errors are those of graphc.compile_file.
+    """
     path = Path(path)
-    opts = Options(**options)
+    opts = make_options("graphc.load()", **options)
+    if opts.emit != "py":
+        raise OptionError(f"graphc.load imports the Python module: emit must be 'py', not {opts.emit!r}")
     source, key, module_file = _cached_source(path, opts)
     return _import_source(path.stem, key, source, module_file)
+
+
+load.__doc__ = load.__doc__.format(options=_options_doc())

@@ -11,36 +11,34 @@ from __future__ import annotations
 
 from ..errors import OptionError, SpecError, did_you_mean
 from ..ir.copy import copy_graph
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, shape_str
 from ..passes.shapes import node_shapes
 
 
 def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
-    """--state OUT=IN names -> (output index, input index)."""
-    outs = list(g.output_names)
-    ins = [v.name for v in g.inputs]
+    """--state OUT=IN names (own names or Lua variable names) -> (output index, input index)."""
     result = []
     for out, inp in pairs:
-        if out not in outs:
-            raise OptionError(f"--state {out}={inp}: the model has no output '{out}' (outputs: "
-                              f"{', '.join(outs)})" + did_you_mean(out, outs))
-        if inp not in ins:
-            raise OptionError(f"--state {out}={inp}: the model has no input '{inp}' (inputs: "
-                              f"{', '.join(ins)})" + did_you_mean(inp, ins))
-        o, i = outs.index(out), ins.index(inp)
+        o, i = g.find_output(out), g.find_input(inp)
+        for index, name, is_out in ((o, out, True), (i, inp, False)):
+            if index is None:
+                listed, known = g.io_names(is_out)
+                what = "output" if is_out else "input"
+                raise OptionError(f"--state {out}={inp}: the model has no {what} '{name}' "
+                                  f"({what}s: {listed})" + did_you_mean(name, known))
         if g.outputs[o].shape != g.inputs[i].shape:
-            raise SpecError(f"--state {out}={inp}: shapes differ ({g.outputs[o].shape} vs "
-                            f"{g.inputs[i].shape})")
+            raise OptionError(f"--state {out}={inp}: shapes differ ({shape_str(g.outputs[o].shape)} "
+                              f"vs {shape_str(g.inputs[i].shape)})")
         result.append((o, i))
     if len({i for _, i in result}) != len(result) or len({o for o, _ in result}) != len(result):
-        raise SpecError("--state: each input and output may be a state only once")
+        raise OptionError("--state: each input and output may be a state only once")
     return result
 
 
 def check_unroll_size(g: Graph, steps: int, state: list[tuple[int, int]]) -> None:
     """Refuse, before building anything, an unrolled graph over the node limit (the one a
     spec's evaluation has): `--unroll 99999999999` is an error at once, not a MemoryError."""
-    from ..frontend.evaluate import MAX_OBJECTS
+    from ..frontend.lua import MAX_OBJECTS
     per_step = len(g.nodes) + len(g.inputs) - len(state)  # + a slice of each per-step input
     if steps * per_step > MAX_OBJECTS:
         loc = g.nodes[0].loc if g.nodes else (g.inputs[0].loc if g.inputs else None)
@@ -104,11 +102,6 @@ def _add(u: Graph, op: str, attrs: dict, inputs: list[Value], loc, name: str) ->
     return node.outputs[0]
 
 
-# Ops whose every output row depends only on the same row of the inputs, so that running
-# them once over all T*B rows of a sequence gives each step's values.
-_ROW_WISE = {"Linear", "LookupTable", "OneHot", "Narrow", "Select"}
-
-
 def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     """For `--unroll T` (the runtime Sequence): the part of the step graph that does not
     depend on the recurrent state (e.g. the input projection i2h = Linear(x)) can run once
@@ -127,10 +120,9 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     params = {p.value for p in g.params}
     hoisted, values = [], set(per_step)
     for node in g.nodes:
-        op = REGISTRY[node.op]
-        row_wise = node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")
-        if node.op in ("Narrow", "Select"):  # a slice of rows would mix them
-            row_wise = REGISTRY[node.op].derive(node.attrs, [node.inputs[0].shape])["axis"] > 0
+        # ops whose every output row depends only on the same row of the inputs: run once
+        # over all T*B rows of a sequence, they give each step's values
+        row_wise = REGISTRY[node.op].is_row_wise(node.attrs, [v.shape for v in node.inputs])
         # float results only: an index value crossing to the rest would get no gradient
         if (row_wise and all(v.dtype == "float" for v in node.outputs)
                 and any(v in values for v in node.inputs)
