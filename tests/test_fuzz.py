@@ -1395,6 +1395,8 @@ def header_command_args(path: Path) -> list[list[str]]:
         for a in args:
             if a in ("-o", "--output"):
                 next(args)
+            elif a == "--plugin":  # a path from the repository root
+                kept += [a, str(ROOT / next(args))]
             else:
                 kept.append(a)
         commands.append(kept)
