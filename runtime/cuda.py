@@ -396,6 +396,7 @@ class CudaModule(Module):
         if unsafe:
             raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(unsafe))
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
+        self._check_activations_of(arrays)
         grads = self._check_grads(grad_outputs, arrays, squeeze)
         key = (self.train, squeeze) + tuple(x.shape for x in arrays)
         graphs = self.__dict__.setdefault("_graphs", {})

@@ -140,8 +140,7 @@ class Module:
             self.output = outs[0] if len(outs) == 1 else outs
             return self.output
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
-        batch = next((x.shape[0] for x, (_, s, _) in zip(arrays, self.INPUTS) if _is_batched(s)), 1)
-        self.check_activation_size(batch)
+        self._check_activations_of(arrays)
         self._last = (inputs, arrays, squeeze)  # backward with these same objects skips checks
         self.output = self._user_outputs(self._forward(*arrays), squeeze)
         return self.output
@@ -157,6 +156,11 @@ class Module:
             room = max_bytes() // self.dtype.itemsize - fixed
             cap = self._cap = (self.dtype, room // per if per else (math.inf if room >= 0 else -1))
         return cap[1]
+
+    def _check_activations_of(self, arrays) -> None:
+        """check_activation_size for checked input arrays (their batch size, or 1)."""
+        batch = next((x.shape[0] for x, (_, s, _) in zip(arrays, self.INPUTS) if _is_batched(s)), 1)
+        self.check_activation_size(batch)
 
     def check_activation_size(self, batch: int, steps: int = 1) -> None:
         """ValueError, before anything is allocated, when `steps` forwards at `batch` would
