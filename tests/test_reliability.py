@@ -57,6 +57,7 @@ def spec_commands():
 EMITS = [("numpy", "py"), ("numpy", "ir"), ("numpy", "dot"), ("cuda", "py"), ("cuda", "cu")]
 
 
+@pytest.mark.slow  # about 30 s: 7 runs of each of 26 spec commands
 @pytest.mark.parametrize("path,args", spec_commands())
 def test_every_spec_through_every_emit_kind_and_graph(path, args, tmp_path, capsys):
     """Item 3: every sample and corpus spec goes through every target and emit kind and
