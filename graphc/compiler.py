@@ -99,7 +99,14 @@ def parse_define(text: str):
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):
-    """Evaluate the spec and lower the chosen model to IR, with shapes."""
+    """Evaluate the spec and lower the chosen model to IR, with shapes. A `.t7` file (a
+    module saved by Torch7) is read instead of evaluated (frontend/t7import.py)."""
+    if text is None and path.endswith(".t7"):
+        from .frontend.t7import import T7Source, read_model, t7_layout
+        model, _ = read_model(path, opts.entry)
+        graph = lower(model, opts.shapes)
+        graph.meta["t7_modules"] = t7_layout(model, graph)
+        return graph, T7Source(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -110,6 +117,8 @@ def build_graph(path: str, opts: Options, text: str | None = None):
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
         graph = lower(model, opts.shapes)
+        from .frontend.t7import import t7_layout
+        graph.meta["t7_modules"] = t7_layout(model, graph)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp

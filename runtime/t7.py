@@ -489,3 +489,126 @@ def field_path(obj, path: str):
         cur = fields[key]
         done.append(part)
     return cur
+
+
+# ---- weights into a generated Model (Model.load_t7) -------------------------------------
+
+_KIND_ALIASES = {"SpatialConvolutionMM": "SpatialConvolution"}
+_CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "ParallelTable", "Concat", "gModule")
+
+
+def _kind_of(obj) -> str | None:
+    if isinstance(obj, TorchObject) and obj.typename.startswith("nn."):
+        k = obj.typename[3:]
+        return _KIND_ALIASES.get(k, k)
+    return None
+
+
+def _unwrap(obj):
+    """A criterion used as an nngraph node is saved inside nn.ModuleFromCriterion."""
+    while _kind_of(obj) == "ModuleFromCriterion" and isinstance(obj.get("criterion"), TorchObject):
+        obj = obj["criterion"]
+    return obj
+
+
+def module_tree(top) -> list:
+    """[(field path, kind, module object)] of a saved module, depth first, each module once
+    (a shared one where it first appears): the walk the generated T7_MODULES describes."""
+    out, seen = [], set()
+    stack = [(_unwrap(top), "")]
+    while stack:
+        obj, path = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        kind = _kind_of(obj)
+        out.append((path, kind, obj))
+        kids = obj.get("modules") if kind in _CONTAINERS else None
+        if isinstance(kids, Table):
+            kids = kids.array()
+            for i in range(len(kids), 0, -1):
+                stack.append((_unwrap(kids[i - 1]), f"{path}.modules.{i}" if path else f"modules.{i}"))
+    return out
+
+
+def _where(path: str, kind) -> str:
+    return f"{'the top module' if not path else path} (nn.{kind})"
+
+
+def load_into(model, path, entry: str | None = None, order: str = "structure"):
+    """Model.load_t7: copy a saved Torch7 module's weights and running state into `model`.
+
+    order='structure': the file holds the module (or, with `entry`, a table holding it at
+    that field path, e.g. 'protos.rnn'); it must have the model's module tree (kinds,
+    nesting, gModule node order) and parameter shapes; the first difference is named.
+    order='flat': the file holds one flat parameter vector, as Torch's getParameters()
+    returns it (nngraph's order: modules as the tree lists them, weight then bias, shared
+    ones once); it fills the parameters (not the running statistics).
+    Nothing changes unless all of it matches."""
+    layout = getattr(model, "T7_MODULES", None)
+    if not layout:
+        raise ValueError("this Model has no Torch7 module layout (T7_MODULES); compile it "
+                         "again with this version of graphc")
+    if order not in ("structure", "flat"):
+        raise ValueError(f"order must be 'structure' or 'flat', got {order!r}")
+    top = load(path)
+    obj = top
+    if entry:
+        try:
+            obj = field_path(top, entry)
+        except KeyError as e:
+            raise ValueError(f"{path}: entry {entry!r}: {e.args[0]}") from None
+    weights = model._weights
+    buffers = model._buffers
+    names = [n for n, _, _ in model.PARAMETERS], [n for n, _, _ in model.BUFFERS]
+    new = {}
+    if order == "flat":
+        if not isinstance(obj, np.ndarray) or obj.dtype.kind != "f":
+            raise ValueError(f"{path}: order='flat' needs a file holding one float tensor "
+                             f"(a getParameters() vector), found {_kind(obj)}")
+        flat = obj.reshape(-1)
+        params = [i for _, _, slots in layout for _, what, i in slots if what == "param"]
+        total = sum(weights[i].size for i in params)
+        if flat.size != total:
+            raise ValueError(f"{path}: the flat vector has {flat.size} numbers; this model's "
+                             f"parameters have {total}")
+        at = 0
+        for i in params:
+            new[("param", i)] = flat[at:at + weights[i].size].reshape(weights[i].shape)
+            at += weights[i].size
+    else:
+        saved = module_tree(obj)
+        for k, (mpath, kind, slots) in enumerate(layout):
+            if k >= len(saved):
+                raise ValueError(f"{path}: the file's module tree ends before "
+                                 f"{_where(mpath, kind)}: it has {len(saved)} modules, the model "
+                                 f"{len(layout)}")
+            spath, skind, sobj = saved[k]
+            if (spath, skind) != (mpath, kind):
+                raise ValueError(f"{path}: the first module that differs: the model has "
+                                 f"{_where(mpath, kind)} where the file has {_where(spath, skind)}")
+            for field, what, i in slots:
+                target = (weights if what == "param" else buffers)[i]
+                t = sobj.get(field)
+                label = f"{_where(mpath, kind)} {field} ({names[what == 'buffer'][i]})"
+                if not isinstance(t, np.ndarray) or t.dtype.kind not in "fiu":
+                    raise ValueError(f"{path}: {label}: the file has {_kind(t)}, the model wants "
+                                     f"a {'x'.join(map(str, target.shape))} tensor")
+                if t.shape != target.shape:
+                    # Torch's older convolutions keep a 2-D weight: nOut x (nIn*kH*kW)
+                    reshaped = kind == "SpatialConvolution" and t.size == target.size \
+                        and t.ndim == 2 and t.shape[0] == target.shape[0]
+                    if not reshaped:
+                        raise ValueError(f"{path}: {label} has shape "
+                                         f"{'x'.join(map(str, t.shape))} in the file, the model's "
+                                         f"is {'x'.join(map(str, target.shape))}")
+                new[(what, i)] = t.reshape(target.shape)
+        if len(saved) > len(layout):
+            spath, skind, _ = saved[len(layout)]
+            raise ValueError(f"{path}: the file has more modules than the model, from "
+                             f"{_where(spath, skind)} on")
+    for (what, i), t in new.items():
+        (weights if what == "param" else buffers)[i][...] = t
+    if order == "structure" and isinstance(obj, TorchObject) and isinstance(obj.get("train"), bool):
+        model.train = obj["train"]  # Torch's training()/evaluate() flag (Dropout, BatchNorm)
+    return model

@@ -35,6 +35,16 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1)
 OUTPUT_STRUCTURE = (0,)
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.3', 'Identity', ()),
+    ('modules.4', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'CAddTable', ()),
+    ('modules.6', 'Tanh', ()),
+)
 
 
 class Model(Module):
@@ -44,6 +54,7 @@ class Model(Module):
     BUFFERS = BUFFERS
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2):

@@ -1,0 +1,279 @@
+"""Torch7 files in: every sample and corpus spec is built in graphc, saved as a .t7 the way
+Torch would (tests/t7_models.py, with the test-only writer), compiled from the .t7 and
+loaded with Model.load_t7; forward and backward must match the model compiled from the Lua
+source (float64, 1e-12). Plus the real gModule Torch wrote, --entry, the flat order and the
+mismatch messages."""
+import re
+import shlex
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphc import t7
+from graphc.compiler import Options, compile_spec, parse_define, parse_shape
+from graphc.errors import SpecError
+from t7_models import save_like_torch, spec_model
+from t7_writer import save, tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "t7"
+
+
+def header_commands():
+    """(spec path, args) of every `graphc compile` line in the samples' and corpus specs'
+    headers (those marked as failing excluded)."""
+    out = []
+    for path in sorted((ROOT / "samples").glob("*.lua")) + sorted((ROOT / "samples" / "corpus").glob("*.lua")):
+        header = path.read_text().split("\nrequire")[0].replace("\\\n--", " ")
+        for line in header.splitlines():
+            m = re.search(r"graphc compile (\S+) (.*)", line)
+            if m and "fails" not in line:
+                out.append((m.group(1), shlex.split(m.group(2))))
+    return out
+
+
+def options(args, **kw) -> Options:
+    opts = Options(dtype="float64", **kw)
+    it = iter(args)
+    for a in it:
+        if a == "--entry":
+            opts.entry = next(it)
+        elif a == "--shape":
+            k, v = next(it).split("=", 1)
+            opts.shapes[k] = parse_shape(v)
+        elif a == "-D":
+            k, v = parse_define(next(it))
+            opts.defines[k] = v
+        elif a in ("-o", "--unroll", "--state"):  # the step module is what a .t7 holds
+            next(it)
+        else:
+            raise AssertionError(f"unexpected argument {a!r}")
+    return opts
+
+
+def load_module(source: str, name: str):
+    mod = types.ModuleType(name)
+    exec(compile(source, f"<generated {name}>", "exec"), mod.__dict__)
+    return mod
+
+
+def random_inputs(cls, rng, batch=3):
+    xs = []
+    for _, shape, kind in cls.INPUTS:
+        dims = [batch if d == "B" else d for d in shape]
+        xs.append(rng.integers(1, 3, dims) if kind == "index" else rng.standard_normal(dims))
+    return xs
+
+
+def run(model, xs, gys=None):
+    """forward and backward on flat lists; returns (outputs, input grads, param grads)."""
+    args = model._nest(list(xs), model._in_struct())
+    args = args if len(model._in_struct()) > 1 else (args,)
+    model.forward(*args)
+    outs = model._flatten_outputs()
+    if gys is None:
+        return outs
+    model.zeroGradParameters()
+    grads = model.backward(args, model._nest(list(gys), model._out_struct()))
+    grads = grads if len(model._in_struct()) > 1 else (grads,)
+    flat_g = [g for g in _leaves(grads)]
+    return outs, flat_g, model.getParameters()[1].copy()
+
+
+def _leaves(s):
+    if s is None or isinstance(s, np.ndarray):
+        return [s]
+    return [x for v in s for x in _leaves(v)]
+
+
+def close(a, b, tol=1e-12):
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+CASES = header_commands()
+
+
+@pytest.mark.parametrize("spec,args", CASES, ids=[f"{Path(s).name}:{' '.join(a)}" for s, a in CASES])
+def test_round_trip(spec, args, tmp_path):
+    opts = options(args)
+    src = load_module(compile_spec(str(ROOT / spec), opts).source, "src_model")
+    m_src = src.Model(dtype="float64", seed=3)
+    rng = np.random.default_rng(0)
+    for b in m_src._buffers:  # running statistics that are not the initial ones
+        b[...] = rng.uniform(0.5, 1.5, b.shape)
+    m_src.evaluate()  # deterministic Dropout (its p and train flag travel in the file)
+    top = spec_model(str(ROOT / spec), opts)
+    path = tmp_path / "model.t7"
+    save(path, save_like_torch(top, m_src, train=False))
+
+    t7opts = options(args)
+    t7opts.entry = None
+    res = compile_spec(str(path), t7opts)
+    m_t7 = load_module(res.source, "t7_model").Model(dtype="float64", seed=99)
+    m_t7.load_t7(path)
+    assert m_t7.train is False
+    assert sorted(m_t7.getParameters()[0]) == sorted(m_src.getParameters()[0])
+    # the model compiled from source also loads the file (matched by structure)
+    m_src2 = src.Model(dtype="float64", seed=7).load_t7(path)
+    np.testing.assert_array_equal(m_src2.getParameters()[0], m_src.getParameters()[0])
+    for b1, b2 in zip(m_src2._buffers, m_src._buffers):
+        np.testing.assert_array_equal(b1, b2)
+
+    xs = random_inputs(m_src, rng)
+    outs = run(m_src, xs)
+    gys = [rng.standard_normal(o.shape) for o in outs]
+    o1, gi1, gp1 = run(m_src, xs, gys)
+    o2, gi2, gp2 = run(m_t7, xs, gys)
+    assert len(o1) == len(o2) and len(gi1) == len(gi2)
+    for a, b in zip(o1, o2):
+        close(a, b)
+    for a, b in zip(gi1, gi2):
+        close(a, b)
+    # parameter gradients: same numbers, though the flat order may differ (Torch's order
+    # in the .t7 model, constructor order in the source model): compare per module path
+    src_by = _grads_by_path(m_src)
+    t7_by = _grads_by_path(m_t7)
+    assert src_by.keys() == t7_by.keys()
+    for k in src_by:
+        close(src_by[k], t7_by[k])
+
+
+def _grads_by_path(model):
+    out = {}
+    for path, kind, slots in model.T7_MODULES:
+        for field, what, i in slots:
+            if what == "param":
+                out[(path, field)] = model._grads[i]
+    return out
+
+
+# ---- the real gModule Torch wrote ---------------------------------------------------------
+
+
+def test_real_gmodule_compiles_with_its_weights():
+    path = DATA / "gmodule_with_linear_identity.t7"
+    res = compile_spec(str(path), Options(dtype="float64"))
+    mod = load_module(res.source, "real_g")
+    assert [n for n, _, _ in mod.INPUTS] == ["input1", "input2"]
+    m = mod.Model(dtype="float64").load_t7(path)
+    g = t7.load(path)
+    lin = g.modules[3]
+    a, b = np.random.default_rng(0).standard_normal((2, 5, 1)), None
+    a = a[0]
+    b = np.random.default_rng(1).standard_normal((5, 2))
+    # torch: mod = nn.gModule({a, b}, {nn.CAddTable(){b, nn.Linear(1,2)(a)}})
+    np.testing.assert_allclose(m.forward(a, b), b + a @ lin.weight.T + lin.bias, rtol=1e-12)
+    assert [k for _, k, _ in mod.T7_MODULES] == ["gModule", "Identity", "Identity", "Linear",
+                                                 "CAddTable"]
+
+
+def test_cli_compiles_a_t7_with_entry(tmp_path):
+    g = t7.load(DATA / "gmodule_with_linear_identity.t7")
+    ckpt = {"protos": {"rnn": g, "criterion": t7.TorchObject("nn.ClassNLLCriterion", 1,
+                                                              t7.Table(sizeAverage=True))},
+            "opt": {"rnn_size": 2, "model": "lstm"}, "vocab": {"a": 1, "b": 2}}
+    path = tmp_path / "lm_lstm_epoch30.t7"
+    save(path, ckpt)
+    out = tmp_path / "rnn.py"
+    r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(path), "--entry",
+                        "protos.rnn", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "T7_MODULES" in out.read_text()
+    r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "holds a table" in r.stderr and "--entry protos." in r.stderr
+    back = t7.load(path)
+    assert back["vocab"]["b"] == 2 and back["opt"]["model"] == "lstm"
+    m = load_module(out.read_text(), "entry_model").Model(dtype="float64")
+    m.load_t7(path, entry="protos.rnn")
+    np.testing.assert_array_equal(m._weights[0], g.modules[3].weight)
+
+
+# ---- load_t7: mismatches and the flat order -----------------------------------------------
+
+
+def _lstm():
+    opts = Options(dtype="float64")
+    src = load_module(compile_spec(str(ROOT / "samples" / "lstm.lua"), opts).source, "lstm_src")
+    return src, spec_model(str(ROOT / "samples" / "lstm.lua"), opts)
+
+
+def test_load_t7_mismatch_names_the_first_module(tmp_path):
+    src, top = _lstm()
+    m = src.Model(dtype="float64")
+    obj = save_like_torch(top, m)
+    path = tmp_path / "lstm.t7"
+    # a saved Linear of another size
+    lin = next(x for x in obj.modules.array() if x.typename == "nn.Linear")
+    lin.fields["weight"] = tensor(np.zeros((3, 3)))
+    save(path, obj)
+    before = m.getParameters()[0].copy()
+    idx = [i for i, x in enumerate(obj.modules.array(), 1) if x is lin][0]
+    with pytest.raises(ValueError, match=rf"modules\.{idx} \(nn\.Linear\) weight .* has shape 3x3 "
+                                         r"in the file"):
+        m.load_t7(path)
+    np.testing.assert_array_equal(m.getParameters()[0], before)  # nothing changed
+    # a module of another kind
+    obj = save_like_torch(top, m)
+    tanh = next(i for i, x in enumerate(obj.modules.array(), 1) if x.typename == "nn.Tanh")
+    obj.modules[tanh].typename = "nn.ReLU"
+    save(path, obj)
+    with pytest.raises(ValueError, match=rf"the model has modules\.{tanh} \(nn\.Tanh\) where the "
+                                         rf"file has modules\.{tanh} \(nn\.ReLU\)"):
+        m.load_t7(path)
+
+
+def test_load_t7_flat_getparameters_order(tmp_path):
+    src, top = _lstm()
+    m = src.Model(dtype="float64", seed=5)
+    # Torch's getParameters(): modules in the saved tree's order, weight then bias
+    flat = np.concatenate([m._weights[i].ravel() for _, _, slots in m.T7_MODULES
+                           for _, what, i in slots if what == "param"])
+    path = tmp_path / "flat.t7"
+    save(path, flat.astype(np.float32))
+    m2 = src.Model(dtype="float64", seed=6).load_t7(path, order="flat")
+    np.testing.assert_allclose(m2.getParameters()[0], m.getParameters()[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="the flat vector has 3 numbers"):
+        m2.load_t7(_saved(tmp_path, np.zeros(3)), order="flat")
+
+
+def _saved(tmp_path, obj):
+    p = tmp_path / "x.t7"
+    save(p, obj)
+    return p
+
+
+def test_compile_errors_are_located(tmp_path):
+    bad = t7.TorchObject("nn.gModule", 1, t7.Table(modules=t7.Table()))
+    with pytest.raises(SpecError, match="x.t7: the file \\(nn.gModule\\): error: nn.gModule has "
+                                        "no forwardnodes"):
+        compile_spec(str(_saved(tmp_path, bad)), Options())
+    unsupported = t7.TorchObject("nn.SpatialConvolutionLocal", 1, t7.Table())
+    with pytest.raises(SpecError, match="nn.SpatialConvolutionLocal is a Torch nn module that "
+                                        "graphc does not support"):
+        compile_spec(str(_saved(tmp_path, unsupported)), Options())
+    p = tmp_path / "trunc.t7"
+    p.write_bytes((DATA / "gmodule_with_linear_identity.t7").read_bytes()[:500])
+    with pytest.raises(SpecError, match=r"not a readable Torch7 file: .*offset \d+"):
+        compile_spec(str(p), Options())
+
+
+def test_ascii_t7_round_trip(tmp_path):
+    src, top = _lstm()
+    m = src.Model(dtype="float64", seed=4)
+    path = tmp_path / "lstm_ascii.t7"
+    save(path, save_like_torch(top, m), ascii=True)
+    assert path.read_bytes()[:1].isdigit()
+    m_t7 = load_module(compile_spec(str(path), Options(dtype="float64")).source, "ascii_m")
+    m2 = m_t7.Model(dtype="float64", seed=1).load_t7(path)
+    xs = random_inputs(m, np.random.default_rng(2))
+    for a, b in zip(run(m, xs), run(m2, xs)):
+        close(a, b)
