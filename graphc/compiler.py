@@ -35,6 +35,7 @@ class Options:
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
+    weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
 
 
 @dataclass
@@ -198,6 +199,11 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
+    elif opts.emit == "onnx":
+        from .backends.onnx import export_weights, generate as generate_onnx
+        t7 = (path, opts.entry) if path.endswith(".t7") else None
+        out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
+                            opts.dtype, Path(path).stem)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
         py, cu = generate_cuda(graph)
