@@ -493,15 +493,20 @@ def field_path(obj, path: str):
 
 # ---- weights into a generated Model (Model.load_t7) -------------------------------------
 
+# Torch class names that are another graphc kind; char-rnn's own OneHot class has no "nn."
 _KIND_ALIASES = {"SpatialConvolutionMM": "SpatialConvolution"}
+_BARE_CLASSES = {"OneHot": "OneHot"}
 _CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "ParallelTable", "Concat", "gModule")
 
 
 def _kind_of(obj) -> str | None:
-    if isinstance(obj, TorchObject) and obj.typename.startswith("nn."):
+    """The nn module kind of a saved object ('Linear'), or None if it is no module."""
+    if not isinstance(obj, TorchObject):
+        return None
+    if obj.typename.startswith("nn."):
         k = obj.typename[3:]
         return _KIND_ALIASES.get(k, k)
-    return None
+    return _BARE_CLASSES.get(obj.typename)
 
 
 def _unwrap(obj):
@@ -609,6 +614,9 @@ def load_into(model, path, entry: str | None = None, order: str = "structure"):
                              f"{_where(spath, skind)} on")
     for (what, i), t in new.items():
         (weights if what == "param" else buffers)[i][...] = t
-    if order == "structure" and isinstance(obj, TorchObject) and isinstance(obj.get("train"), bool):
-        model.train = obj["train"]  # Torch's training()/evaluate() flag (Dropout, BatchNorm)
+    if order == "structure":  # Torch's training()/evaluate() flag (Dropout, BatchNorm):
+        flags = [o.get("train") for _, _, o in saved if isinstance(o, TorchObject)
+                 and isinstance(o.get("train"), bool)]  # the top module's, else the first
+        if flags:
+            model.train = flags[0]
     return model

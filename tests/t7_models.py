@@ -76,8 +76,8 @@ class TorchSaver:
             return obj
         derived = DERIVED.get(mod.kind, {})
         for name, v in mod.attrs.items():
-            if name in derived and mod.kind != "Dropout" or v is None:
-                continue
+            if name in derived and mod.kind != "Dropout" or v is None or name == "bias":
+                continue  # (a bias is a tensor field, or nil after :noBias())
             key = RENAMED.get((mod.kind, name), name)
             if isinstance(v, tuple) and v and isinstance(v[0], tuple):  # Transpose pairs
                 v = _table(_table(p) for p in v)

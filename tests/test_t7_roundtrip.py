@@ -277,3 +277,49 @@ def test_ascii_t7_round_trip(tmp_path):
     xs = random_inputs(m, np.random.default_rng(2))
     for a, b in zip(run(m, xs), run(m2, xs)):
         close(a, b)
+
+
+# ---- constructor arguments from the fields Torch's constructors store -------------------
+
+
+def _m(typename, **fields):
+    return t7.TorchObject(typename, 1, t7.Table(fields))
+
+
+def test_arguments_from_torch_fields(tmp_path):
+    """Fields named as torch/nn's __init__ stores them (read from its source), not as
+    graphc names its arguments."""
+    from t7_writer import Storage
+    rng = np.random.default_rng(0)
+    conv_w = rng.standard_normal((4, 2 * 3 * 3))  # SpatialConvolutionMM's 2-D weight
+    seq = _m("nn.Sequential", modules=t7.Table({
+        1: _m("nn.SpatialConvolutionMM", nInputPlane=2, nOutputPlane=4, kW=3, kH=3, dW=1, dH=1,
+              padW=1, padH=1, weight=conv_w),  # bias nil: :noBias()
+        2: _m("nn.SpatialMaxPooling", kW=2, kH=2, dW=2, dH=2, padW=0, padH=0, ceil_mode=True),
+        3: _m("nn.View", size=Storage(np.array([-1], np.int64)), numElements=-1),
+        4: _m("nn.Narrow", dimension=2, index=3, length=5),
+        5: _m("nn.HardTanh", min_val=-0.5, max_val=0.5, inplace=False),
+        6: _m("nn.Dropout", p=0.25, v2=False, train=False, inplace=False,
+              stochastic_inference=False),
+        7: _m("nn.Threshold", threshold=0.1, val=-1.0, inplace=False),
+        8: _m("nn.Power", pow=2),
+        9: _m("nn.Replicate", nfeatures=3, dim=2),
+    }))
+    path = tmp_path / "seq.t7"
+    save(path, seq)
+    res = compile_spec(str(path), Options(dtype="float64", emit="ir",
+                                          shapes={"input1": parse_shape("Bx2x5x5")}))
+    attrs = {n.op: n.attrs for n in res.graph.nodes}
+    assert attrs["SpatialConvolution"]["bias"] is False
+    assert attrs["SpatialConvolution"]["padH"] == 1
+    assert attrs["SpatialMaxPooling"]["ceil_mode"] is True
+    assert attrs["Narrow"]["offset"] == 3 and attrs["Narrow"]["length"] == 5
+    assert (attrs["HardTanh"]["min_value"], attrs["HardTanh"]["max_value"]) == (-0.5, 0.5)
+    assert attrs["Dropout"]["p"] == 0.25 and attrs["Dropout"]["v1"] is True
+    assert (attrs["Threshold"]["th"], attrs["Threshold"]["v"]) == (0.1, -1.0)
+    assert attrs["Power"]["p"] == 2 and attrs["Replicate"]["nFeature"] == 3
+    mod = load_module(compile_spec(str(path), Options(dtype="float64",
+                      shapes={"input1": parse_shape("Bx2x5x5")})).source, "fields_m")
+    m = mod.Model(dtype="float64").load_t7(path)
+    assert m.train is False
+    np.testing.assert_array_equal(m._weights[0], conv_w.reshape(4, 2, 3, 3))

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import Loc, SpecError
 from ..ops import REGISTRY
 from .nn import CONTAINERS, ModuleObj, NodeObj, bind_args, check_attrs
-from graphc_runtime.t7 import T7Error, Table, TorchObject, field_path, load
+from graphc_runtime.t7 import T7Error, Table, TorchObject, _kind_of, field_path, load
 
 
 class T7Loc(Loc):
@@ -66,8 +66,6 @@ DERIVED = {
                                                                         np.ndarray) else None},
 }
 
-# Torch class names that are another graphc kind
-ALIASES = {"SpatialConvolutionMM": "SpatialConvolution"}
 
 
 def _n(t):
@@ -96,10 +94,9 @@ class Importer:
     def module(self, obj, where: str) -> ModuleObj:
         if id(obj) in self.modules:  # the same Torch module twice: shared weights
             return self.modules[id(obj)]
-        if not isinstance(obj, TorchObject) or not obj.typename.startswith("nn."):
+        kind = _kind_of(obj)
+        if kind is None:
             raise SpecError(f"expected an nn module here, found {_what(obj)}", self.loc(where))
-        kind = obj.typename[3:]
-        kind = ALIASES.get(kind, kind)
         f = obj.fields
         loc = self.loc(f"{where} ({obj.typename})")
         if kind == "ModuleFromCriterion":  # a criterion used as a graph node
@@ -116,7 +113,9 @@ class Importer:
                 raise SpecError(f"{obj.typename} lacks its {', '.join(attrs)} fields", loc)
             mod = ModuleObj(kind, attrs, loc, self.serial)
         elif kind in REGISTRY:
-            mod = ModuleObj(kind, self.arguments(kind, f, loc), loc, self.serial)
+            attrs = self.arguments(kind, f, loc)
+            self.method_state(kind, f, attrs, loc)
+            mod = ModuleObj(kind, attrs, loc, self.serial)
             check_attrs(mod, loc)
         else:
             from .nn import unknown_module
@@ -161,6 +160,19 @@ class Importer:
         except SpecError as e:
             raise SpecError(f"cannot rebuild nn.{kind} from its saved fields: {e.message}",
                             loc) from None
+
+    def method_state(self, kind: str, f: Table, attrs: dict, loc):
+        """What methods set after construction: :ceil(), :setCountExcludePad(),
+        :setNumInputDims(n), :noBias() (a nil bias)."""
+        methods = REGISTRY[kind].methods
+        for field, method in (("ceil_mode", "ceil"), ("count_include_pad", "setCountExcludePad"),
+                              ("numInputDims", "setNumInputDims")):
+            if method in methods and f.get(field) is not None:
+                attrs[field] = f[field]
+        if "noBias" in methods and not isinstance(f.get("bias"), np.ndarray):
+            methods["noBias"](attrs)
+        if f.get("divide") is False:
+            raise SpecError(f"nn.{kind} with divide = false (a sum pool) is not supported", loc)
 
     def gmodule(self, mod: ModuleObj, obj: TorchObject, where: str):
         f = obj.fields
@@ -291,7 +303,7 @@ def _module_paths(obj, prefix="", depth=0, out=None):
     out = [] if out is None else out
     if depth > 3 or len(out) > 10:
         return out
-    if isinstance(obj, TorchObject) and obj.typename.startswith("nn."):
+    if _kind_of(obj) is not None:
         out.append(prefix)
     elif isinstance(obj, Table):
         for k, v in obj.items():
@@ -314,7 +326,7 @@ def read_model(path: str, entry: str | None = None):
             obj = field_path(top, entry)
         except KeyError as e:
             raise SpecError(f"--entry {entry}: {e.args[0]}", T7Loc(path, "the file")) from None
-    if not (isinstance(obj, TorchObject) and obj.typename.startswith("nn.")):
+    if _kind_of(obj) is None:
         paths = _module_paths(obj)
         hint = (f"; choose one with --entry {(entry + '.') if entry else ''}{paths[0]}"
                 + (f" (modules at: {', '.join(paths)})" if len(paths) > 1 else "")) if paths else ""
