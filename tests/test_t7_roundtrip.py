@@ -323,3 +323,14 @@ def test_arguments_from_torch_fields(tmp_path):
     m = mod.Model(dtype="float64").load_t7(path)
     assert m.train is False
     np.testing.assert_array_equal(m._weights[0], conv_w.reshape(4, 2, 3, 3))
+
+
+def test_real_linear_reproduces_torchs_output():
+    """cpp-torch's example: an nn.Linear, an input and the output Torch computed for it."""
+    net = DATA / "cpptorch_linear_net.t7"
+    x, y = t7.load(DATA / "cpptorch_linear_x.t7"), t7.load(DATA / "cpptorch_linear_y.t7")
+    assert t7.load(net).typename == "nn.Linear" and x.dtype == np.float32
+    mod = load_module(compile_spec(str(net), Options()).source, "cpptorch_linear")
+    m = mod.Model().load_t7(net)  # float32, as Torch computed it
+    np.testing.assert_allclose(m.forward(x), y, rtol=1e-6)
+    assert y.tolist() == [12.0, 13.0]
