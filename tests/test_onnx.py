@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphc.compiler import Options, compile_spec
+from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
 from test_t7_roundtrip import CASES, load_module, options, random_inputs, run
 from t7_models import save_like_torch, spec_model
@@ -109,3 +109,38 @@ def test_cli_needs_an_output(tmp_path):
     r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(ROOT / "samples" / "rnn.lua"),
                         "--emit", "onnx"], capture_output=True, text=True)
     assert r.returncode == 2 and "-o OUT.onnx" in r.stderr
+
+
+# every rule the samples do not reach, on a small spec: (module line(s), --shape of input1)
+OP_CASES = {
+    "CSubTable": ("local y = nn.CSubTable()({x, nn.Tanh()(x)})", "Bx3"),
+    "CDivTable": ("local y = nn.CDivTable()({x, nn.AddConstant(3)(nn.Abs()(x))})", "Bx3"),
+    "unary": ("local y = nn.SoftSign()(nn.Log()(nn.Exp()(nn.Square()(nn.Contiguous()(x)))))", "Bx3"),
+    "ELU/HardTanh/Clamp": ("local y = nn.Clamp(-0.2, 0.3)(nn.HardTanh(-1, 2)(nn.ELU(0.7)(x)))", "Bx3"),
+    "AveragePooling": ("local y = nn.SpatialAveragePooling(2, 2, 2, 2)(x)", "Bx2x6x6"),
+    "AveragePooling3D": ("local y = nn.SpatialAveragePooling(3, 3, 1, 1, 1, 1)(x)", "2x5x5"),
+    "MaxPooling3D": ("local y = nn.SpatialMaxPooling(2, 2)(x)", "2x4x4"),
+    "Conv3D": ("local y = nn.SpatialConvolution(2, 3, 3, 3, 1, 1, 1)(x)", "2x5x5"),
+    "MM": ("local y = nn.MM(false, true)({x, nn.Tanh()(x)})", "Bx3x4"),
+    "LinearRank1": ("local y = nn.Linear(3, 2)(x)", "3"),
+    "BatchNorm1D": ("local y = nn.BatchNormalization(3, 1e-3, 0.1, false)(x)", "Bx3"),
+    "SpatialBatchNorm3D": ("local y = nn.SpatialBatchNormalization(2)(x)", "2x3x3"),
+    "PReLU4D": ("local y = nn.PReLU(2)(x)", "Bx2x3x3"),
+    "SoftMax4D": ("local y = nn.LogSoftMax()(nn.SoftMax()(x))", "Bx2x3x3"),
+    "DropoutV1": ("local y = nn.Dropout(0.3, true)(x)", "Bx3"),
+    "MVtrans": ("local y = nn.MV(true)({x, nn.Select(2, 1)(x)})", "Bx3x3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OP_CASES))
+def test_op_rules(name, tmp_path):
+    line, shape = OP_CASES[name]
+    p = tmp_path / "op.lua"
+    p.write_text(f"local x = nn.Identity()()\n{line}\nreturn nn.gModule({{x}}, {{y}})\n")
+    opts = Options(shapes={"input1": parse_shape(shape)})
+    model = load_module(compile_spec(str(p), opts).source, "op_ref").Model(seed=0).evaluate()
+    for b in model._buffers:  # running statistics that are not the initial ones
+        b[...] = np.random.default_rng(3).uniform(0.5, 1.5, b.shape)
+    model.save(tmp_path / "w.npz")
+    opts.weights = str(tmp_path / "w.npz")
+    compare(model, export(p, opts), np.random.default_rng(4))
