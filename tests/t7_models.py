@@ -49,9 +49,11 @@ def _empty():
 
 
 class TorchSaver:
-    def __init__(self, top, model, train=True, dtype=np.float64):
-        """`model`: a compiled Model whose weights the saved modules get."""
+    def __init__(self, top, model, train=True, dtype=np.float64, typenames=None):
+        """`model`: a compiled Model whose weights the saved modules get; `typenames`:
+        kind -> class name where it is not nn.<kind> (char-rnn's own OneHot class)."""
         self.model, self.train, self.dtype = model, train, dtype
+        self.typenames = typenames or {}
         self.paths = paths_of(top)
         self.slots = {path: slots for path, _, slots in model.T7_MODULES}
         self.done: dict[int, TorchObject] = {}
@@ -61,7 +63,7 @@ class TorchSaver:
         if mod.serial in self.done:
             return self.done[mod.serial]
         f = Table(output=_empty(), gradInput=_empty(), train=self.train)
-        obj = TorchObject("nn." + mod.kind, 1, f)
+        obj = TorchObject(self.typenames.get(mod.kind, "nn." + mod.kind), 1, f)
         self.done[mod.serial] = obj
         if mod.kind in CONTAINERS:
             if mod.kind == "Concat":
@@ -186,9 +188,9 @@ class TorchSaver:
 
 
 
-def save_like_torch(top, model, train=True, dtype=np.float64):
+def save_like_torch(top, model, train=True, dtype=np.float64, typenames=None):
     """The Torch object tree of `top` with `model`'s weights; the top module also gets a
     Lua function field (as a saved closure would be), which the reader skips."""
-    obj = TorchSaver(top, model, train, dtype).top
+    obj = TorchSaver(top, model, train, dtype, typenames).top
     obj.fields["_hook"] = LuaFunction(32, Table())
     return obj

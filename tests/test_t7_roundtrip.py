@@ -334,3 +334,57 @@ def test_real_linear_reproduces_torchs_output():
     m = mod.Model().load_t7(net)  # float32, as Torch computed it
     np.testing.assert_allclose(m.forward(x), y, rtol=1e-6)
     assert y.tolist() == [12.0, 13.0]
+
+
+# ---- the README's "Coming from Torch7" walk-through -------------------------------------
+
+
+def test_readme_char_rnn_walkthrough(tmp_path):
+    """A checkpoint shaped as char-rnn's train.lua saves it (its own OneHot class, float
+    tensors, a byte-string vocabulary entry), taken through the README's steps."""
+    text = (ROOT / "samples" / "data" / "tinyshakespeare.txt").read_text()[:3000]
+    chars = sorted(set(text))
+    vocab = {c: i for i, c in enumerate(chars, 1)}
+    vocab["\xe9".encode("latin-1")] = len(vocab) + 1  # a single byte of a UTF-8 character
+    rnn_size, layers = 16, 2
+    opts = Options(dtype="float64", entry=f"LSTM.lstm({len(vocab)}, {rnn_size}, {layers}, 0.5)")
+    spec = str(ROOT / "samples" / "charrnn.lua")
+    trained = load_module(compile_spec(spec, opts).source, "charrnn_src").Model(seed=21)
+    rnn = save_like_torch(spec_model(spec, opts), trained, train=False, dtype=np.float32,
+                          typenames={"OneHot": "OneHot"})
+    ckpt = {"protos": {"rnn": rnn, "criterion": t7.TorchObject(
+                "nn.ClassNLLCriterion", 1, t7.Table(sizeAverage=True))},
+            "opt": {"rnn_size": rnn_size, "num_layers": layers, "model": "lstm",
+                    "dropout": 0.5, "seq_length": 50},
+            "vocab": vocab, "epoch": 30.0, "i": 12000, "train_losses": {1: 4.2, 2: 3.9}}
+    path = tmp_path / "lm_lstm_epoch30.00_1.3950.t7"
+    save(path, ckpt)
+    for extra in ([], ["--emit", "onnx"]):
+        out = tmp_path / ("char_rnn.onnx" if extra else "char_rnn.py")
+        r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(path), "--entry",
+                            "protos.rnn", *extra, "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    char_rnn = load_module((tmp_path / "char_rnn.py").read_text(), "char_rnn")
+
+    ck = t7.load(path)
+    opt, vocab = ck["opt"], ck["vocab"]
+    chars = {i: c for c, i in vocab.items()}
+    assert isinstance(chars[len(vocab)], bytes)
+    m = char_rnn.Model(dtype="float32").load_t7(path, entry="protos.rnn").evaluate()
+    state = [np.zeros((1, opt["rnn_size"]), np.float32) for _ in range(2 * opt["num_layers"])]
+    rng, x, text = np.random.default_rng(0), np.array([vocab["T"]]), ["T"]
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
+    sess = ort.InferenceSession(str(tmp_path / "char_rnn.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    ref = trained.evaluate()  # the float64 model the checkpoint was made from
+    ref_state = [s.astype(np.float64) for s in state]
+    for _ in range(30):
+        ort_out = sess.run(None, dict(zip(names, [x, *state])))
+        *ref_state, ref_logp = ref.forward(x, *ref_state)
+        *state, logp = m.forward(x, *state)
+        np.testing.assert_allclose(ort_out[-1], logp, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(logp, ref_logp, rtol=1e-4, atol=1e-5)  # float32 weights
+        p = np.exp(logp[0])
+        x = np.array([rng.choice(len(p), p=p / p.sum()) + 1])
+        text.append(chars[x[0]])
+    assert len(text) == 31
