@@ -388,3 +388,14 @@ def test_readme_char_rnn_walkthrough(tmp_path):
         x = np.array([rng.choice(len(p), p=p / p.sum()) + 1])
         text.append(chars[x[0]])
     assert len(text) == 31
+
+
+def test_sequence_loads_the_step_weights(tmp_path):
+    src, top = _lstm()
+    m = src.Model(dtype="float64", seed=8)
+    path = tmp_path / "step.t7"
+    save(path, save_like_torch(top, m))
+    opts = Options(dtype="float64", unroll="T", state=[("output1", "input2"), ("output2", "input3")])
+    seq_mod = load_module(compile_spec(str(path), opts).source, "seq_t7")
+    seq = seq_mod.Sequence(dtype="float64", seed=1).load_t7(path)
+    np.testing.assert_array_equal(seq.getParameters()[0], m.getParameters()[0])
