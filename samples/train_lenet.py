@@ -27,7 +27,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the thread settings)
 
 import graphc  # noqa: E402
-from graphc.compiler import parse_shape  # noqa: E402
 from graphc_runtime import ClassNLLCriterion, optim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +85,7 @@ def main(argv=None):
     report_every = args.report_every or (5 if args.quick else 0)
 
     t0 = time.perf_counter()
-    lenet = graphc.compile_file(HERE / "lenet.lua", shapes={"input1": parse_shape("Bx1x32x32")},
+    lenet = graphc.compile_file(HERE / "lenet.lua", shapes={"input1": "Bx1x32x32"},
                                 dtype="float32")
     model = lenet.Model(dtype="float32", seed=args.seed)
     x_train, y_train, x_test, y_test = load_digits_32x32(args.seed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.compiler import Options, _choose_model
-from graphc.frontend.evaluate import Interpreter
+from graphc.frontend.nngraph import Interpreter
 from graphc.frontend.lower import _topo_order
 from graphc.frontend.nn import CONTAINERS
 from graphc.frontend.t7import import DERIVED, RENAMED, torch_modules

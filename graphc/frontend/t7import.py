@@ -147,7 +147,7 @@ class Importer:
             if v is None:
                 v = _lua_value(f.get(RENAMED.get((kind, name), name)))
             if typ == "table" and isinstance(v, tuple):
-                from .evaluate import LuaTable
+                from .lua import LuaTable
                 v = [LuaTable.of(list(p)) for p in v]
             if star:
                 args.extend(v if isinstance(v, (tuple, list)) else ([] if v is None else [v]))

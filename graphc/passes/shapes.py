@@ -8,7 +8,7 @@ from new input shapes (a pure pass).
 """
 from __future__ import annotations
 
-from ..errors import SpecError
+from ..errors import SpecError, warn
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value, shape_str
 from ..ops import REGISTRY, ShapeError
@@ -34,6 +34,10 @@ def node_shapes(node: Node) -> list[tuple] | None:
         if "(input " not in text:  # say the input shapes unless the rule already did
             text += f" (input shape{'s' if len(data) > 1 else ''}: {ins})"
         raise SpecError(text, node.loc) from None
+    if op.warn is not None:
+        text = op.warn(node.attrs, [v.shape for v in data])
+        if text:
+            warn(f"nn.{node.op}: {text}", node.loc)
     return [tuple(s) for s in out] if op.table_output else [tuple(out)]
 
 
@@ -53,7 +57,8 @@ def infer_shapes(graph: Graph, given: dict[str, tuple]) -> Graph:
 
 
 def hint(v: Value, uses, depth=0):
-    """A shape for v that its consumers would accept, or None."""
+    """(a shape for v that its consumers would accept, the consumer that asks for it), or
+    None."""
     if depth > 50:
         return None
     for node, slot in uses.get(v, []):
@@ -61,9 +66,9 @@ def hint(v: Value, uses, depth=0):
         if op.input_hint is not None:
             h = op.input_hint(node.attrs, slot, [i.shape for i in node.inputs])
             if h is not None:
-                return h
+                return h, node
         if op.elementwise:
-            h = hint(node.outputs[0], uses, depth + 1)
-            if h is not None:
-                return h
+            found = hint(node.outputs[0], uses, depth + 1)
+            if found is not None:
+                return found
     return None
