@@ -49,6 +49,7 @@ def _array_class(typename: str):
 
 
 MAX_DIMS = 64  # numpy's limit; Torch files never come close
+MAX_EXPANDED = 2 ** 28  # elements a tensor may view beyond its storage's size (stride 0)
 
 
 class T7Error(ValueError):
@@ -413,6 +414,11 @@ class _Reader:
                     raise T7Error(f"offset {at}: {typename} of size {size}, stride {stride}, "
                                   f"storage offset {offset} reaches past its storage of "
                                   f"{storage.size} elements")
+                numel = int(np.prod(size, dtype=object))
+                if numel > max(storage.size, MAX_EXPANDED):
+                    raise T7Error(f"offset {at}: {typename} of size {size} views {numel} "
+                                  f"elements over a storage of {storage.size} (an expanded view "
+                                  f"larger than {MAX_EXPANDED} elements is refused)")
                 arr = np.lib.stride_tricks.as_strided(
                     storage[offset - 1:], shape=size,
                     strides=[st * storage.itemsize for st in stride])

@@ -163,6 +163,9 @@ def _s(text):
     (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(10 ** 6), r"1000000 dimensions"),
     (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(1) + _q(2, 1, 1) + _i(4, 1),
      r"must have a float32 storage"),  # its storage is a reference to the tensor itself
+    (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(2) + _q(2 ** 40, 2 ** 40, 0, 0, 1)
+     + _i(4, 2) + _s("V 1") + _s("torch.FloatStorage") + _q(1) + b"\0" * 4,
+     r"an expanded view larger than"),  # stride 0: a view of 2**80 elements over one float
     (_i(9), r"offset 0: unknown type tag 9"),
     (_i(5, 7), r"a boolean must be 0 or 1"),
     (_i(3, 1, 1, 0, 1) + b"\0" * 8, r"a table key is nil"),

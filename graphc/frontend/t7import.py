@@ -278,13 +278,18 @@ class Importer:
 
 
 def _label(n) -> str:
+    """' (nn.Linear 'i2h_1', made at [LSTM.lua]:25)': the node's module, name and the Lua
+    line nngraph recorded for it (annotations._debugLabel)."""
     ann = n.data.get("annotations")
-    if isinstance(ann, Table):
-        name = ann.get("name")
-        if isinstance(name, str):
-            return f" ('{name}')"
+    ann = ann if isinstance(ann, Table) else Table()
     m = n.data.get("module")
-    return f" ({m.typename})" if isinstance(m, TorchObject) else ""
+    parts = [m.typename] if isinstance(m, TorchObject) else []
+    if isinstance(ann.get("name"), str):
+        parts.append(f"'{ann['name']}'")
+    label = ann.get("_debugLabel")
+    if isinstance(label, str) and not label.startswith("[[C]]"):
+        parts[-1:] = [(parts[-1] + ", " if parts else "") + f"made at {label.rstrip('_')}"]
+    return f" ({' '.join(parts)})" if parts else ""
 
 
 def _what(v) -> str:
