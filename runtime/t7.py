@@ -385,6 +385,9 @@ class _Reader:
             for k, v in zip(got[0::2], got[1::2]):
                 if k is None or (isinstance(k, float) and k != k):
                     raise T7Error(f"offset {self.s.pos}: a table key is nil or NaN")
+                if isinstance(k, np.ndarray):  # legal in Lua, but arrays are not hashable
+                    raise T7Error(f"offset {self.s.pos}: a table whose key is a tensor or "
+                                  "storage is not supported")
                 obj[k] = v
             return obj
         if isinstance(obj, TorchObject):
@@ -399,8 +402,12 @@ class _Reader:
         return obj
 
     def make_tensor(self, index, typename, dtype, size, stride, offset, at, storage):
-        if storage is None or not size:
-            arr = np.zeros(0 if not size else size, dtype.newbyteorder("="))
+        if not size:
+            arr = np.zeros(0, dtype.newbyteorder("="))
+        elif storage is None:
+            if 0 not in size:
+                raise T7Error(f"offset {at}: {typename} of size {size} has no storage")
+            arr = np.zeros(size, dtype.newbyteorder("="))
         else:
             if not isinstance(storage, np.ndarray) or storage.ndim != 1 or \
                     storage.dtype != dtype.newbyteorder("="):
@@ -419,9 +426,9 @@ class _Reader:
                     raise T7Error(f"offset {at}: {typename} of size {size} views {numel} "
                                   f"elements over a storage of {storage.size} (an expanded view "
                                   f"larger than {MAX_EXPANDED} elements is refused)")
-                arr = np.lib.stride_tricks.as_strided(
+                arr = np.lib.stride_tricks.as_strided(  # (a size-1 dim's stride is moot)
                     storage[offset - 1:], shape=size,
-                    strides=[st * storage.itemsize for st in stride])
+                    strides=[st * storage.itemsize if n > 1 else 0 for n, st in zip(size, stride)])
         self.objects[index] = arr
         return arr
 

@@ -166,6 +166,10 @@ def _s(text):
     (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(2) + _q(2 ** 40, 2 ** 40, 0, 0, 1)
      + _i(4, 2) + _s("V 1") + _s("torch.FloatStorage") + _q(1) + b"\0" * 4,
      r"an expanded view larger than"),  # stride 0: a view of 2**80 elements over one float
+    (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(1) + _q(2 ** 40, 1, 1) + _i(0),
+     r"has no storage"),  # found by the mutation test: np.zeros of the size was attempted
+    (_i(3, 1, 1) + _i(4, 2) + _s("V 1") + _s("torch.ByteStorage") + _q(1) + b"\0" + _i(0),
+     r"key is a tensor or storage"),
     (_i(9), r"offset 0: unknown type tag 9"),
     (_i(5, 7), r"a boolean must be 0 or 1"),
     (_i(3, 1, 1, 0, 1) + b"\0" * 8, r"a table key is nil"),
@@ -174,6 +178,13 @@ def _s(text):
 def test_hostile_files_are_refused(data, message):
     with pytest.raises(t7.T7Error, match=message):
         t7.loads(data, mode="binary")
+
+
+def test_size_one_dims_may_have_any_stride():
+    # found by the mutation test: a huge stride on a size-1 dim overflowed numpy's strides
+    data = (_i(4, 1) + _s("V 1") + _s("torch.FloatTensor") + _i(2) + _q(1, 3, 2 ** 62, 1, 1)
+            + _i(4, 2) + _s("V 1") + _s("torch.FloatStorage") + _q(3) + b"\0" * 12)
+    assert t7.loads(data, mode="binary").shape == (1, 3)
 
 
 def test_deep_nesting_needs_no_recursion():
@@ -190,3 +201,29 @@ def test_load_names_the_file(tmp_path):
     p.write_bytes(_i(3, 1))
     with pytest.raises(t7.T7Error, match=r"bad.t7: offset 8: a table size"):
         t7.load(p)
+
+
+@pytest.mark.parametrize("name", ["gmodule_with_linear_identity.t7", "floattensor.t7",
+                                  "function_upvals.t7", "ascii"])
+def test_mutated_files_fail_cleanly(name):
+    """Random byte changes, cuts and insertions: a value or a T7Error, nothing else, quickly."""
+    if name == "ascii":
+        data = dumps({"w": np.arange(6.0).reshape(2, 3), "s": "x", "t": {1: True}}, ascii=True)
+    else:
+        data = (DATA / name).read_bytes()
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(0, len(b)))
+            kind = rng.integers(0, 3)
+            if kind == 0:
+                b[i] = int(rng.integers(0, 256))
+            elif kind == 1:
+                del b[i:i + int(rng.integers(1, 9))]
+            else:
+                b[i:i] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
+        try:
+            t7.loads(bytes(b))
+        except t7.T7Error:
+            pass
