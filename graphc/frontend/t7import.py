@@ -9,10 +9,13 @@ its inputs in `data.mapindex` order, `nSplitOutputs`/`selectindex` for split out
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..errors import Loc, SpecError
 from ..ops import REGISTRY
+from .lua import LuaTable
 from .nn import CONTAINERS, ModuleObj, NodeObj, bind_args, check_attrs
 from graphc_runtime.t7 import T7Error, Table, TorchObject, _kind_of, field_path, load
 
@@ -86,7 +89,7 @@ class Importer:
         self.path = path
         self.serial = 0
         self.modules: dict[int, ModuleObj] = {}  # id(torch object) -> its ModuleObj
-        self.keep = []
+        self.keep = []  # the saved objects, alive while their id() keys `modules`
 
     def loc(self, where: str) -> T7Loc:
         return T7Loc(self.path, where)
@@ -137,7 +140,6 @@ class Importer:
     def arguments(self, kind: str, f: Table, loc) -> dict:
         """The constructor arguments, as bind_args gives them for a spec."""
         op = REGISTRY[kind]
-        import re
         args = []
         derived = DERIVED.get(kind, {})
         items = [s.strip() for s in op.signature.split(",") if s.strip()]
@@ -147,7 +149,6 @@ class Importer:
             if v is None:
                 v = _lua_value(f.get(RENAMED.get((kind, name), name)))
             if typ == "table" and isinstance(v, tuple):
-                from .lua import LuaTable
                 v = [LuaTable.of(list(p)) for p in v]
             if star:
                 args.extend(v if isinstance(v, (tuple, list)) else ([] if v is None else [v]))
@@ -225,7 +226,6 @@ class Importer:
                             "input nodes follow its innode", mod.loc)
         made: dict[int, NodeObj] = {}
         input_ids = {id(n) for n in firsts}
-        pending_split: dict[int, int] = {}
 
         def convert(n) -> NodeObj | None:
             """The NodeObj for t7 node n (made once; inputs first: forwardnodes are sorted)."""
@@ -274,7 +274,6 @@ class Importer:
         if n_inputs >= 1 and not outs:
             raise SpecError("nn.gModule's outnode has no inputs", mod.loc)
         mod.outputs = [convert(n) for n in outs]
-        del pending_split
 
 
 def _label(n) -> str:
