@@ -399,3 +399,25 @@ def test_sequence_loads_the_step_weights(tmp_path):
     seq_mod = load_module(compile_spec(str(path), opts).source, "seq_t7")
     seq = seq_mod.Sequence(dtype="float64", seed=1).load_t7(path)
     np.testing.assert_array_equal(seq.getParameters()[0], m.getParameters()[0])
+
+
+def test_test_saver_writes_the_graph_torch_wrote(tmp_path):
+    """The test-only saver, given the Lua that built the real gModule, lays out forwardnodes
+    (modules, split and select nodes, input order) and `modules` exactly as Torch did."""
+    spec = tmp_path / "real.lua"
+    spec.write_text("a = nn.Identity()()\nb = nn.Identity()()\nc = nn.Linear(1, 2)(a)\n"
+                    "mod = nn.gModule({a, b}, {nn.CAddTable()({b, c})})\nreturn mod\n")
+    opts = Options(dtype="float64")
+    model = load_module(compile_spec(str(spec), opts).source, "real_src").Model(dtype="float64")
+    ours = save_like_torch(spec_model(str(spec), opts), model)
+    real = t7.load(DATA / "gmodule_with_linear_identity.t7")
+
+    def layout(g):
+        nodes = g.forwardnodes.array()
+        pos = {n.data: i for i, n in enumerate(nodes)}
+        return [(n.data["module"].typename if "module" in n.data else None,
+                 n.data.get("selectindex"), n.data.get("nSplitOutputs"),
+                 [pos[d] for d in n.data["mapindex"].array()]) for n in nodes]
+    assert layout(ours) == layout(real)
+    assert [m.typename for m in ours.modules.array()] == [m.typename for m in real.modules.array()]
+    assert layout(real)[0] == (None, None, None, [])  # the innode
