@@ -28,6 +28,8 @@ OPTIONS = {
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
     "weights": "with emit='onnx': a file written by Model.save whose weights the ONNX model "
                "holds (--weights; default: a .t7's own, else the seed-0 initialisation)",
+    "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
+               "paths (see graphc.plugin)",
 }
 
 
@@ -61,6 +63,8 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         opts.weights = _str(kw["weights"], "weights")
         if opts.emit != "onnx":
             raise OptionError("--weights goes with --emit onnx")
+    plugins = kw.get("plugins")
+    opts.plugins = [str(p) for p in ([plugins] if isinstance(plugins, (str, Path)) else plugins or [])]
     return opts
 
 
