@@ -19,11 +19,13 @@ CRITERIA = {k for k in REGISTRY if k.endswith("Criterion")}
 
 
 def spec_model(path: str, opts: Options):
-    """The top ModuleObj a spec builds (as the compiler chooses it)."""
+    """The top ModuleObj a spec builds (as the compiler chooses it), its plugins loaded."""
+    from graphc.plugin import registered
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    interp = Interpreter(path, text, opts.defines)
-    return _choose_model(interp, interp.run(), opts)
+    with registered(opts.plugins):
+        interp = Interpreter(path, text, opts.defines)
+        return _choose_model(interp, interp.run(), opts)
 
 
 def paths_of(top) -> dict:

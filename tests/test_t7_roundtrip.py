@@ -48,6 +48,8 @@ def options(args, **kw) -> Options:
         elif a == "-D":
             k, v = parse_define(next(it))
             opts.defines[k] = v
+        elif a == "--plugin":
+            opts.plugins.append(str(ROOT / next(it)))
         elif a in ("-o", "--unroll", "--state"):  # the step module is what a .t7 holds
             next(it)
         else:

@@ -226,6 +226,17 @@ def _mm(e, n, xs, s, o):
     return e.op("MatMul", [a, b])
 
 
+def _softplus(e, n, xs, s, o):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (Torch's rule)."""
+    x, beta = xs[0], float(n.attrs["beta"])
+    z = e.op("Mul", [x, e.const(beta)]) if beta != 1 else x
+    soft = e.op("Softplus", [z])
+    if beta != 1:
+        soft = e.op("Div", [soft, e.const(beta)])
+    above = e.op("Greater", [z, e.const(float(n.attrs.get("threshold", 20)))])
+    return e.op("Where", [above, x, soft])
+
+
 def _clamp(e, n, xs, s, o):
     return e.op("Clip", [xs[0], e.const(n.attrs["min_value"]), e.const(n.attrs["max_value"])])
 
@@ -236,7 +247,7 @@ RULES = {
     "CSubTable": _table_op("Sub"), "CDivTable": _table_op("Div"),
     "Sigmoid": _unary("Sigmoid"), "Tanh": _unary("Tanh"), "ReLU": _unary("Relu"),
     "Exp": _unary("Exp"), "Abs": _unary("Abs"), "Log": _unary("Log"),
-    "SoftSign": _unary("Softsign"), "Contiguous": _unary("Identity"),
+    "SoftSign": _unary("Softsign"), "Contiguous": _unary("Identity"), "SoftPlus": _softplus,
     "LeakyReLU": lambda e, n, xs, s, o: e.op("LeakyRelu", xs[:1], alpha=float(n.attrs["negval"])),
     "ELU": lambda e, n, xs, s, o: e.op("Elu", xs[:1], alpha=float(n.attrs["alpha"])),
     "HardTanh": _clamp, "Clamp": _clamp,

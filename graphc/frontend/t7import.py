@@ -170,6 +170,8 @@ class Importer:
                               ("numInputDims", "setNumInputDims")):
             if method in methods and f.get(field) is not None:
                 attrs[field] = f[field]
+        if kind == "SoftPlus" and isinstance(f.get("threshold"), (int, float)):
+            attrs["threshold"] = f["threshold"]  # a field, not a constructor argument
         if "noBias" in methods and not isinstance(f.get("bias"), np.ndarray):
             methods["noBias"](attrs)
         if f.get("divide") is False:
