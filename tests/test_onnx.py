@@ -1,6 +1,7 @@
 """--emit onnx: every sample and corpus spec (their header commands) exported and run in
 onnxruntime against the numpy target in evaluate mode (float32, 1e-5 relative); weights from
 the seed, from --weights (Model.save) and from a .t7; unexportable ops are located errors."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,14 @@ OP_CASES = {
     "SoftMax4D": ("local y = nn.LogSoftMax()(nn.SoftMax()(x))", "Bx2x3x3"),
     "DropoutV1": ("local y = nn.Dropout(0.3, true)(x)", "Bx3"),
     "SoftPlus": ("local y = nn.SoftPlus(2)(nn.MulConstant(8)(x))", "Bx3"),
+    "Sum": ("local y = nn.Sum(2)(x)", "Bx3x4"),
+    "SumKeep": ("local y = nn.Sum(3, nil, false, false)(x)", "Bx3x4"),
+    "Mean": ("local y = nn.Mean(2, 2)(x)", "Bx3x4"),
+    "MaxMin": ("local y = nn.CAddTable()({nn.Max(3)(x), nn.Min(3)(x)})", "Bx3x4"),
+    "Transpose": ("local y = nn.Transpose({2, 3})(x)", "Bx3x4"),
+    "SqueezeUnsqueeze": ("local y = nn.Unsqueeze(2)(nn.Squeeze(3)(x))", "Bx3x1"),
+    "PowerSqrtThreshold": ("local y = nn.Threshold(0.5, -2)(nn.Sqrt()(nn.Power(2)(x)))", "Bx3"),
+    "Mul": ("local y = nn.Mul()(x)", "Bx3"),
     "SoftPlus1": ("local y = nn.SoftPlus()(nn.MulConstant(12)(x))", "Bx3"),
     "MVtrans": ("local y = nn.MV(true)({x, nn.Select(2, 1)(x)})", "Bx3x3"),
 }
@@ -154,3 +163,10 @@ def test_op_rules(name, tmp_path):
     model.save(tmp_path / "w.npz")
     opts.weights = str(tmp_path / "w.npz")
     compare(model, export(p, opts), np.random.default_rng(4))
+
+
+def test_readme_lists_the_exportable_modules():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    listed = text.split("the exportable ones are ", 1)[1].split(" (every sample", 1)[0]
+    names = sorted(re.split(r", | and ", listed))
+    assert names == sorted(set(RULES) | {"Identity"})

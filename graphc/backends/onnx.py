@@ -237,6 +237,33 @@ def _softplus(e, n, xs, s, o):
     return e.op("Where", [above, x, soft])
 
 
+def _reduce(kind):
+    """Sum/Mean (ReduceSum takes its axes as an input at opset 13+) and Max/Min."""
+    def rule(e, n, xs, s, o):
+        d = _derive(n, s)
+        keep = int(not d["squeeze"])
+        if kind == "Sum":
+            op = "ReduceMean" if d["mean"] else "ReduceSum"
+        else:
+            op = "Reduce" + kind
+        if op == "ReduceSum":
+            return e.op(op, [xs[0], e.ints([d["axis"]])], keepdims=keep)
+        return e.op(op, xs[:1], axes=[d["axis"]], keepdims=keep)
+    return rule
+
+
+def _to_out_shape(e, n, xs, s, o):
+    """A view whose output shape says it all (Squeeze, Unsqueeze)."""
+    if sum(d == B for d in o[0]) > 1:
+        raise _unexportable(n, "more than one batch dimension")
+    return _reshape(e, xs[0], o[0])
+
+
+def _threshold(e, n, xs, s, o):
+    a = n.attrs
+    return e.op("Where", [e.op("Greater", [xs[0], e.const(a["th"])]), xs[0], e.const(a["v"])])
+
+
 def _clamp(e, n, xs, s, o):
     return e.op("Clip", [xs[0], e.const(n.attrs["min_value"]), e.const(n.attrs["max_value"])])
 
@@ -266,6 +293,12 @@ RULES = {
     "SpatialMaxPooling": _batched_4d(_pool("MaxPool")),
     "SpatialAveragePooling": _batched_4d(_pool("AveragePool")),
     "PReLU": _prelu, "MV": _mv, "MM": _mm,
+    "Sum": _reduce("Sum"), "Mean": _reduce("Sum"), "Max": _reduce("Max"), "Min": _reduce("Min"),
+    "Transpose": lambda e, n, xs, s, o: e.op("Transpose", xs[:1], perm=list(_derive(n, s)["perm"])),
+    "Squeeze": _to_out_shape, "Unsqueeze": _to_out_shape,
+    "Power": lambda e, n, xs, s, o: e.op("Pow", [xs[0], e.const(n.attrs["p"])]),
+    "Sqrt": _unary("Sqrt"), "Threshold": _threshold,
+    "Mul": lambda e, n, xs, s, o: e.op("Mul", xs[:2]),
 }
 
 
