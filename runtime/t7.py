@@ -16,6 +16,11 @@ What a file becomes in Python:
 The reader is iterative (no recursion, so deep graphs cannot exhaust Python's stack) and
 checks every count it reads against the bytes left in the file before allocating anything,
 so a truncated, damaged or hostile file fails with T7Error naming the byte offset.
+
+(Why not the `torchfile` package: its last release is from 2017; it reads binary files
+only, recurses per nesting level, trusts sizes and strides from the file (a short read
+passes silently and a bad stride views memory outside the storage), and would be a
+dependency of every generated model.)
 """
 from __future__ import annotations
 
