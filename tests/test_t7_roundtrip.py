@@ -3,6 +3,7 @@ Torch would (tests/t7_models.py, with the test-only writer), compiled from the .
 loaded with Model.load_t7; forward and backward must match the model compiled from the Lua
 source (float64, 1e-12). Plus the real gModule Torch wrote, --entry, the flat order and the
 mismatch messages."""
+import os
 import re
 import shlex
 import subprocess
@@ -359,37 +360,48 @@ def test_readme_char_rnn_walkthrough(tmp_path):
             "opt": {"rnn_size": rnn_size, "num_layers": layers, "model": "lstm",
                     "dropout": 0.5, "seq_length": 50},
             "vocab": vocab, "epoch": 30.0, "i": 12000, "train_losses": {1: 4.2, 2: 3.9}}
-    path = tmp_path / "lm_lstm_epoch30.00_1.3950.t7"
+    (tmp_path / "cv").mkdir()
+    path = tmp_path / "cv" / "lm_lstm_epoch30.00_1.3950.t7"
     save(path, ckpt)
-    for extra in ([], ["--emit", "onnx"]):
-        out = tmp_path / ("char_rnn.onnx" if extra else "char_rnn.py")
-        r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(path), "--entry",
-                            "protos.rnn", *extra, "-o", str(out)], capture_output=True, text=True)
+    # the README's commands and code, run as written (with this checkpoint's location)
+    section = (ROOT / "README.md").read_text().split("## Coming from Torch7", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```console\n(.*?)```", section, re.S)[0]
+    for line in commands.strip().splitlines():
+        args = shlex.split(line.lstrip("$ "))
+        assert args[:2] == ["graphc", "compile"]
+        r = subprocess.run([sys.executable, "-m", "graphc", *args[1:]], capture_output=True,
+                           text=True, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-    char_rnn = load_module((tmp_path / "char_rnn.py").read_text(), "char_rnn")
-
-    ck = t7.load(path)
-    opt, vocab = ck["opt"], ck["vocab"]
-    chars = {i: c for c, i in vocab.items()}
-    assert isinstance(chars[len(vocab)], bytes)
-    m = char_rnn.Model(dtype="float32").load_t7(path, entry="protos.rnn").evaluate()
-    state = [np.zeros((1, opt["rnn_size"]), np.float32) for _ in range(2 * opt["num_layers"])]
-    rng, x, text = np.random.default_rng(0), np.array([vocab["T"]]), ["T"]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    sys.modules["char_rnn"] = load_module((tmp_path / "char_rnn.py").read_text(), "char_rnn")
+    ns = {"print": lambda *a: None}
+    cwd = Path.cwd()
+    try:
+        os.chdir(tmp_path)  # the README's relative paths
+        exec(compile(blocks[0], "<README sampling>", "exec"), ns)
+        exec(compile(blocks[1], "<README onnxruntime>", "exec"), ns)
+    finally:
+        os.chdir(cwd)
+        del sys.modules["char_rnn"]
+    assert len(ns["text"]) == 201 and all(isinstance(c, (str, bytes)) for c in ns["text"])
+    assert ns["logp"].shape == (1, len(vocab))
+    # one step of the numpy model, onnxruntime and the float64 model it was saved from
     ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
     sess = ort.InferenceSession(str(tmp_path / "char_rnn.onnx"), providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    ref = trained.evaluate()  # the float64 model the checkpoint was made from
+    m = ns["m"]
+    state = [np.zeros((1, rnn_size), np.float32) for _ in range(2 * layers)]
     ref_state = [s.astype(np.float64) for s in state]
+    rng, x = np.random.default_rng(0), np.array([vocab["T"]])
+    trained.evaluate()
     for _ in range(30):
-        ort_out = sess.run(None, dict(zip(names, [x, *state])))
-        *ref_state, ref_logp = ref.forward(x, *ref_state)
+        ort_out = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], [x, *state])))
+        *ref_state, ref_logp = trained.forward(x, *ref_state)
         *state, logp = m.forward(x, *state)
         np.testing.assert_allclose(ort_out[-1], logp, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(logp, ref_logp, rtol=1e-4, atol=1e-5)  # float32 weights
         p = np.exp(logp[0])
         x = np.array([rng.choice(len(p), p=p / p.sum()) + 1])
-        text.append(chars[x[0]])
-    assert len(text) == 31
 
 
 def test_sequence_loads_the_step_weights(tmp_path):
