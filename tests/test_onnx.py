@@ -38,6 +38,7 @@ def compare(model, data, rng, batch=3):
     assert [o.name for o in sess.get_outputs()] == [n for n, _ in model.OUTPUTS]
     assert len(got) == len(want)
     for a, b in zip(got, want):
+        assert np.isfinite(b).all()  # NaN == NaN would compare as equal
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
