@@ -171,3 +171,12 @@ def test_readme_lists_the_exportable_modules():
     listed = text.split("the exportable ones are ", 1)[1].split(" (every sample", 1)[0]
     names = sorted(re.split(r", | and ", listed))
     assert names == sorted(set(RULES) | {"Identity"})
+
+
+def test_unrolled_sequence_exports():
+    opts = Options(unroll=3, state=[("output1", "input2"), ("output2", "input3")])
+    spec = ROOT / "samples" / "lstm.lua"
+    model = load_module(compile_spec(str(spec), opts).source, "unrolled").Model(seed=0)
+    compare(model, export(spec, opts), np.random.default_rng(5))
+    with pytest.raises(SpecError, match="exports one step"):
+        export(spec, Options(unroll="T", state=opts.state))
