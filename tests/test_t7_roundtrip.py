@@ -125,6 +125,8 @@ def test_round_trip(spec, args, tmp_path):
     m_t7 = load_module(res.source, "t7_model").Model(dtype="float64", seed=99)
     m_t7.load_t7(path)
     assert m_t7.train is False
+    # annotate names (inputs, outputs) and shapes travel in the file's nngraph annotations
+    assert m_t7.INPUTS == m_src.INPUTS and m_t7.OUTPUTS == m_src.OUTPUTS
     assert sorted(m_t7.getParameters()[0]) == sorted(m_src.getParameters()[0])
     # the model compiled from source also loads the file (matched by structure)
     m_src2 = src.Model(dtype="float64", seed=7).load_t7(path)
