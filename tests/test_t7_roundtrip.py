@@ -125,6 +125,9 @@ def test_round_trip(spec, args, tmp_path):
     m_t7 = load_module(res.source, "t7_model").Model(dtype="float64", seed=99)
     m_t7.load_t7(path)
     assert m_t7.train is False
+    # a model compiled from a .t7 lays its flat parameters out as Torch's getParameters()
+    order = [i for _, _, slots in m_t7.T7_MODULES for _, what, i in slots if what == "param"]
+    assert order == list(range(len(m_t7.PARAMETERS)))
     # annotate names (inputs, outputs) and shapes travel in the file's nngraph annotations
     assert m_t7.INPUTS == m_src.INPUTS and m_t7.OUTPUTS == m_src.OUTPUTS
     assert sorted(m_t7.getParameters()[0]) == sorted(m_src.getParameters()[0])
