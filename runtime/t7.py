@@ -534,16 +534,34 @@ def _unwrap(obj):
     return obj
 
 
+def shared_key(obj):
+    """What makes two saved leaf modules one module: the same kind and settings (scalar
+    fields) and weight and bias viewing the same memory, as Torch's clone('weight', 'bias')
+    leaves the steps of an unrolled RNN. None for a module without parameters."""
+    arrays = [obj.get(f) for f in ("weight", "bias")]
+    arrays = [a for a in arrays if isinstance(a, np.ndarray) and a.size]
+    if not arrays or _kind_of(obj) in _CONTAINERS:
+        return None
+    settings = tuple(sorted((k, v) for k, v in obj.fields.items() if isinstance(k, str)
+                            and k != "train" and isinstance(v, (bool, int, float, str))))
+    return (_kind_of(obj), settings) + tuple(
+        (a.__array_interface__["data"][0], a.shape, a.strides) for a in arrays)
+
+
 def module_tree(top) -> list:
     """[(field path, kind, module object)] of a saved module, depth first, each module once
-    (a shared one where it first appears): the walk the generated T7_MODULES describes."""
+    (a shared one where it first appears, and modules that share their weights, per
+    shared_key, as one): the walk the generated T7_MODULES describes."""
     out, seen = [], set()
     stack = [(_unwrap(top), "")]
     while stack:
         obj, path = stack.pop()
-        if id(obj) in seen:
+        key = shared_key(obj) if isinstance(obj, TorchObject) else None
+        if id(obj) in seen or (key is not None and key in seen):
             continue
         seen.add(id(obj))
+        if key is not None:
+            seen.add(key)
         kind = _kind_of(obj)
         out.append((path, kind, obj))
         kids = obj.get("modules") if kind in _CONTAINERS else None

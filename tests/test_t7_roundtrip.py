@@ -448,3 +448,36 @@ def test_test_saver_writes_the_graph_torch_wrote(tmp_path):
     assert layout(ours) == layout(real)
     assert [m.typename for m in ours.modules.array()] == [m.typename for m in real.modules.array()]
     assert layout(real)[0] == (None, None, None, [])  # the innode
+
+
+def test_clones_sharing_weights_are_one_module(tmp_path):
+    """Torch's clone('weight', 'bias') (an unrolled RNN's steps): distinct module objects
+    whose parameters view the same storages compile to one module, as graphc shares a module
+    used twice; a spec that uses one module twice loads the file."""
+    from t7_writer import Storage, Tensor
+    rng = np.random.default_rng(0)
+    w, b = Storage(rng.standard_normal(6)), Storage(rng.standard_normal(2))
+
+    def linear():
+        return _m("nn.Linear", weight=Tensor(w, (2, 3)), bias=Tensor(b, (2,)),
+                  gradWeight=tensor(np.zeros((2, 3))), gradBias=tensor(np.zeros(2)))
+    other = _m("nn.Linear", weight=tensor(rng.standard_normal((2, 3))), bias=tensor(np.zeros(2)))
+    ct = _m("nn.ConcatTable", modules=t7.Table({1: linear(), 2: linear(), 3: other}))
+    path = tmp_path / "clones.t7"
+    save(path, ct)
+    mod = load_module(compile_spec(str(path), Options(dtype="float64")).source, "clones")
+    assert [s for _, s, _ in mod.PARAMETERS] == [(2, 3), (2,), (2, 3), (2,)]
+    m = mod.Model(dtype="float64").load_t7(path)
+    x = rng.standard_normal((4, 3))
+    y1, y2, y3 = m.forward(x)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(y1, x @ w.array.reshape(2, 3).T + b.array, rtol=1e-12)
+    m.zeroGradParameters()
+    m.backward(x, [np.ones((4, 2))] * 3)
+    np.testing.assert_allclose(m._grads[1], 2 * 4 * np.ones(2))  # both uses add up
+    spec = tmp_path / "shared.lua"
+    spec.write_text("local l = nn.Linear(3, 2)\nlocal c = nn.ConcatTable()\nc:add(l)\nc:add(l)\n"
+                    "c:add(nn.Linear(3, 2))\nreturn c\n")
+    src = load_module(compile_spec(str(spec), Options(dtype="float64")).source, "shared_src")
+    s = src.Model(dtype="float64").load_t7(path)
+    np.testing.assert_array_equal(s.getParameters()[0], m.getParameters()[0])

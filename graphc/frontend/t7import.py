@@ -17,7 +17,8 @@ from ..errors import Loc, SpecError
 from ..ops import REGISTRY
 from .lua import LuaTable
 from .nn import CONTAINERS, ModuleObj, NodeObj, bind_args, check_attrs
-from graphc_runtime.t7 import T7Error, Table, TorchObject, _kind_of, field_path, load
+from graphc_runtime.t7 import (T7Error, Table, TorchObject, _kind_of, field_path, load,
+                                shared_key)
 
 
 class T7Loc(Loc):
@@ -90,6 +91,7 @@ class Importer:
         self.serial = 0
         self.modules: dict[int, ModuleObj] = {}  # id(torch object) -> its ModuleObj
         self.keep = []  # the saved objects, alive while their id() keys `modules`
+        self.shared: dict = {}  # shared_key -> ModuleObj: clones that share their weights
 
     def loc(self, where: str) -> T7Loc:
         return T7Loc(self.path, where)
@@ -97,6 +99,11 @@ class Importer:
     def module(self, obj, where: str) -> ModuleObj:
         if id(obj) in self.modules:  # the same Torch module twice: shared weights
             return self.modules[id(obj)]
+        key = shared_key(obj) if isinstance(obj, TorchObject) else None
+        if key is not None and key in self.shared:  # a clone sharing weight and bias
+            self.modules[id(obj)] = self.shared[key]
+            self.keep.append(obj)
+            return self.shared[key]
         kind = _kind_of(obj)
         if kind is None:
             raise SpecError(f"expected an nn module here, found {_what(obj)}", self.loc(where))
@@ -125,6 +132,8 @@ class Importer:
             raise unknown_module(kind, loc)
         mod.t7 = obj  # the saved module: its weights and running state (Model.load_t7)
         self.modules[id(obj)] = mod
+        if shared_key(obj) is not None:
+            self.shared[shared_key(obj)] = mod
         self.keep.append(obj)
         if kind == "gModule":
             self.gmodule(mod, obj, where)
@@ -343,8 +352,13 @@ def read_model(path: str, entry: str | None = None):
     # parameters in Torch's flat order: modules as the saved tree lists them
     from graphc_runtime.t7 import module_tree
     order = {id(o): k for k, (_, _, o) in enumerate(module_tree(obj))}
+    mods = {id(m): m for m in imp.modules.values()}  # clones sharing weights are one module
     for tid, mod in imp.modules.items():
-        mod.serial = order.get(tid, len(order) + mod.serial)
+        if tid in order:
+            mod.serial = order[tid]
+            mods.pop(id(mod), None)
+    for k, mod in enumerate(mods.values()):  # (none in practice: every module is in the tree)
+        mod.serial = len(order) + k
     return model, obj
 
 
