@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .api import _options_doc, make_options
 from .compiler import Options, compile_spec
+from .errors import OptionError
 
 
 def cache_dir() -> Path:
@@ -78,9 +80,19 @@ def _fresh(record: Path) -> bool:
 
 
 def load(path, **options):
-    """Compile `path` (or reuse the cached result) and return the imported module."""
+    """Compile the spec at `path`, or reuse the module cached on disk for the same spec,
+    required files, options and graphc, and return the imported module: `mod.Model(...)`.
+    The cache is GRAPHC_CACHE_DIR (default ~/.cache/graphc).
+
+    Options (keywords; the same values as the CLI's flags, which are named in brackets):
+{options}
+
+    Errors are those of graphc.compile_file.
+    """
     path = Path(path)
-    opts = Options(**options)
+    opts = make_options("graphc.load()", **options)
+    if opts.emit != "py":
+        raise OptionError(f"graphc.load imports the Python module: emit must be 'py', not {opts.emit!r}")
     key = _key(path, opts)
     d = cache_dir()
     d.mkdir(parents=True, exist_ok=True)
@@ -98,3 +110,6 @@ def load(path, **options):
     spec.loader.exec_module(mod)
     sys.modules[name] = mod
     return mod
+
+
+load.__doc__ = load.__doc__.format(options=_options_doc())

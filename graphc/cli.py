@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .compiler import Options, compile_spec, parse_define, parse_shape
-from .errors import SpecError
+from .compiler import Options, compile_spec
+from .api import make_options
+from .errors import OptionError, SpecError
 
 EPILOG_COMPILE = """examples:
   graphc compile samples/lstm.lua -o lstm.py
@@ -123,34 +124,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(args) -> Options:
-    try:
-        defines = dict(parse_define(d) for d in args.defines)
-        shapes = {}
-        for s in args.shapes:
-            if "=" not in s:
-                raise ValueError(f"bad --shape {s!r}: use NAME=SHAPE, e.g. input1=Bx3")
-            name, shape = s.split("=", 1)
-            shapes[name.strip()] = parse_shape(shape)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    unroll = getattr(args, "unroll", None)
-    if unroll is not None and unroll != "T" and not (unroll.isdigit() and int(unroll) >= 1):
-        raise UsageError(f"bad --unroll {unroll!r}: give a number of steps >= 1, or T for any length")
-    state = []
-    for pair in getattr(args, "state", []):
-        if "=" not in pair:
-            raise UsageError(f"bad --state {pair!r}: use OUT=IN, e.g. --state output1=input2")
-        out, inp = pair.split("=", 1)
-        state.append((out.strip(), inp.strip()))
-    if unroll is not None and not state:
-        raise UsageError("--unroll needs at least one --state OUT=IN")
-    target = getattr(args, "target", "numpy")
-    if getattr(args, "emit", "py") == "cu" and target != "cuda":
-        raise UsageError("--emit cu writes the CUDA kernels: it needs --target cuda")
-    return Options(entry=args.entry, defines=defines, shapes=shapes, dtype=args.dtype,
-                   emit=getattr(args, "emit", "py"), target=target,
-                   unroll=None if unroll is None else (unroll if unroll == "T" else int(unroll)),
-                   state=state, optimize=bool(args.opt), no_grad=list(args.no_grad))
+    """The flags as graphc.load's keywords: one reading of every option (user_options)."""
+    return make_options(
+        "graphc", entry=args.entry, defines=args.defines, shapes=args.shapes, dtype=args.dtype,
+        emit=getattr(args, "emit", "py"), target=getattr(args, "target", "numpy"),
+        unroll=getattr(args, "unroll", None), state=getattr(args, "state", []),
+        optimize=bool(args.opt), no_grad=list(args.no_grad))
 
 
 def write_if_changed(path: str, text: str) -> bool:
@@ -202,8 +181,10 @@ def _check_report(graph, batch: int) -> dict:
     rows = node_stats(graph, batch)
     return {
         "batch": batch,
-        "inputs": [{"name": v.name, "shape": shape_str(v.shape)} for v in graph.inputs],
-        "outputs": [{"name": n, "shape": shape_str(v.shape)} for n, v in zip(graph.output_names, graph.outputs)],
+        "inputs": [{"name": v.name, "aliases": _aliases_of(graph.input_aliases, v.name),
+                    "shape": shape_str(v.shape)} for v in graph.inputs],
+        "outputs": [{"name": n, "aliases": _aliases_of(graph.output_aliases, n),
+                     "shape": shape_str(v.shape)} for n, v in zip(graph.output_names, graph.outputs)],
         "nodes": [{"location": f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
                    "module": f"nn.{r.node.op}", "name": r.node.name,
                    "output_shape": shape_str(r.node.outputs[0].shape), "params": r.params,
@@ -230,14 +211,21 @@ def _check_table(rep: dict) -> str:
     lines = [fmt(r) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
-    ins = ", ".join(f"{v['name']}: {v['shape']}" for v in rep["inputs"])
-    outs = ", ".join(f"{v['name']}: {v['shape']}" for v in rep["outputs"])
+    def io(v):
+        return v["name"] + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "") + f": {v['shape']}"
+    ins = ", ".join(map(io, rep["inputs"]))
+    outs = ", ".join(map(io, rep["outputs"]))
     mem = rep["peak_activation_bytes_float32"]
     lines += ["", f"inputs:  {ins}", f"outputs: {outs}",
               f"parameters: {rep['total_params']} in {rep['parameter_arrays']} arrays",
               f"peak activation memory at batch {rep['batch']}: {mem} bytes (float32; "
               f"{mem * 2} in float64)"]
     return "\n".join(lines) + "\n"
+
+
+def _aliases_of(aliases: dict, name: str) -> list:
+    """The Lua variable names that --state/--no-grad also accept for input/output `name`."""
+    return sorted(a for a, target in aliases.items() if target == name)
 
 
 def _num(n: int) -> str:
@@ -306,6 +294,9 @@ def main(argv=None) -> int:
         return 0
     except UsageError as e:
         print(f"graphc: error: {e}", file=sys.stderr)
+        return 2
+    except OptionError as e:  # an option that does not fit the model: a usage error
+        print(e.format(), file=sys.stderr)
         return 2
     except SpecError as e:
         srcs = dict(sources)

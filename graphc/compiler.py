@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Loc, SpecError
+from .errors import Loc, OptionError, SpecError, did_you_mean
 from .frontend.evaluate import Interpreter, LuaTable
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
@@ -150,14 +150,15 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     graph, interp = build_graph(path, opts, text)
     graph = check_sizes(validate(graph))
     sequence_parts = None
+    no_grad = _no_grad_inputs(graph, opts.no_grad)
     if opts.unroll is not None:
         pairs = parse_state_pairs(graph, opts.state)
         if opts.unroll == "T":
             graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
             for _, i in pairs:  # Sequence carries BPTT's gradient through each state input
-                if graph.inputs[i].name in opts.no_grad:
-                    raise SpecError(f"--no-grad {graph.inputs[i].name}: a state input's gradient "
-                                    "carries backpropagation to the previous step (--unroll T)")
+                if i in no_grad:
+                    raise OptionError(f"--no-grad {no_grad[i]}: a state input's gradient "
+                                      "carries backpropagation to the previous step (--unroll T)")
             if opts.optimize and opts.target == "numpy" and opts.emit == "py":
                 sequence_parts = split_sequence_prefix(graph, pairs)
         else:
@@ -165,12 +166,10 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
             if opts.optimize and opts.target == "numpy":
                 graph = validate(hoist_sequence_projections(graph))
     elif opts.state:
-        raise SpecError("--state needs --unroll")
-    names = [v.name for v in graph.inputs]
-    for name in opts.no_grad:
-        if name not in names:
-            raise SpecError(f"--no-grad {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
-    graph = validate(autodiff(graph, tuple(opts.no_grad)))
+        raise OptionError("--state needs --unroll")
+    # inputs keep their order through unrolling (x becomes x_seq): name them by position
+    no_grad_names = tuple(graph.inputs[i].name for i in no_grad)
+    graph = validate(autodiff(graph, no_grad_names))
     if opts.optimize and opts.target == "numpy":  # the CUDA backend fuses these itself
         graph = validate(merge_slice_grads(graph))
     spec_text = interp.sources[path]
@@ -180,7 +179,7 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
         prefix, rest, rest_inputs, prefix_inputs = sequence_parts
         parts = []
         for part in (prefix, rest):
-            part = merge_slice_grads(validate(autodiff(validate(part), tuple(opts.no_grad))))
+            part = merge_slice_grads(validate(autodiff(validate(part), no_grad_names)))
             part.meta = graph.meta
             parts.append(validate(part))
         sequence_parts = (parts[0], parts[1], tuple(rest_inputs), tuple(prefix_inputs))
@@ -199,6 +198,19 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
         from .backends.numpy import generate
         out = generate(graph, sequence_parts)
     return Result(graph, out, interp.files, interp.sources)
+
+
+def _no_grad_inputs(graph: Graph, names) -> dict:
+    """--no-grad names (own names or Lua variable names) -> {input index: name given}."""
+    found = {}
+    for name in names:
+        i = graph.find_input(name)
+        if i is None:
+            listed, known = graph.io_names()
+            raise OptionError(f"--no-grad {name}: the model has no input '{name}' (inputs: "
+                              f"{listed})" + did_you_mean(name, known))
+        found[i] = name
+    return found
 
 
 def _meta(path, spec_text, opts, graph):
@@ -224,7 +236,12 @@ def _meta(path, spec_text, opts, graph):
     comma_i = "," if len(graph.inputs) == 1 else ""
     comma_o = "," if len(graph.outputs) == 1 else ""
     from .backends.numpy import safe_comment, safe_doc
+    from .ir.stats import node_stats
+    summary = tuple((f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
+                     f"nn.{r.node.op}" + (f" [{r.node.name}]" if r.node.name else ""),
+                     tuple(r.node.outputs[0].shape), r.params) for r in node_stats(graph))
     return {
+        "summary": summary,
         "sequence_state": graph.meta.get("sequence_state"), "optimize": opts.optimize,
         "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
@@ -247,16 +264,3 @@ def _shell_quote(s: str) -> str:
     if "'" in s and not re.search(r'["$`\\!]', s):
         return f'"{s}"'  # Lua strings in an --entry: "f(1, 'mv')" reads better than '\''
     return "'" + s.replace("'", "'\\''") + "'"
-
-
-def compile_file(path: str, module_name: str | None = None, **options):
-    """Compile a spec and import the generated module (kept in memory, not written)."""
-    opts = Options(**options)
-    res = compile_spec(str(path), opts)
-    name = module_name or ("graphc_" + re.sub(r"\W", "_", Path(path).stem))
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__file__ = f"<graphc:{Path(path).name}>"
-    code = compile(res.source, mod.__file__, "exec")
-    exec(code, mod.__dict__)  # generated code, not spec text: names are mangled, strings repr'd
-    return mod

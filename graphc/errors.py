@@ -33,6 +33,19 @@ class SpecError(Exception):
         return self.format()
 
 
+class OptionError(SpecError, ValueError):
+    """A compiler option that does not fit the model or is malformed (--shape, --state,
+    --no-grad, -D, ...): the CLI's usage error (exit 2); from Python a ValueError."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class OptionTypeError(TypeError):
+    """A keyword of graphc.load/compile_file that does not exist, or a value of the wrong
+    type."""
+
+
 def _located(loc: Loc | None, kind: str, message: str, sources) -> str:
     if loc is None:
         return f"graphc: {kind}: {message}"
@@ -49,8 +62,16 @@ def _located(loc: Loc | None, kind: str, message: str, sources) -> str:
 
 
 def did_you_mean(name: str, candidates) -> str:
-    """' (did you mean X?)' for the closest candidate, or ''."""
+    """' (did you mean X?)' for the closest candidate (a case-insensitive match first:
+    nn.linear -> Linear), or ''."""
     import difflib
 
-    best = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    names = sorted(set(candidates))
+    same = [c for c in names if c.lower() == name.lower() and c != name]
+    if same:
+        return f" (did you mean '{same[0]}'?)"
+    best = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not best:  # the case-blind spelling: 'lstm' is as close to 'LSTM' as it gets
+        lowered = {c.lower(): c for c in names}
+        best = [lowered[b] for b in difflib.get_close_matches(name.lower(), sorted(lowered), n=1, cutoff=0.6)]
     return f" (did you mean '{best[0]}'?)" if best else ""

@@ -12,9 +12,13 @@ and calling a criterion runs ``forward``.  Criteria that Torch gives a
 Criteria are stateless: ``backward(input, target)`` recomputes what it needs and
 does not have to follow a ``forward`` on the same arguments.
 
-Difference from Torch7: class targets (``ClassNLLCriterion``,
-``CrossEntropyCriterion``, ``MultiMarginCriterion``) are **0-based** integers
-(Torch uses 1-based indices), and must have an integer dtype.
+Class targets (``ClassNLLCriterion``, ``CrossEntropyCriterion``,
+``MultiMarginCriterion``) are **0-based** integers by default, as numpy
+indexing is; Torch7 used 1-based ones. Code ported from Torch passes
+``one_based=True`` and keeps its labels. Either way a label out of range is a
+``ValueError`` that states the rule in force. Inside a spec (an
+``nn.ClassNLLCriterion`` node of a compiled graph) labels stay 1-based, as in
+Torch.
 """
 
 import copy
@@ -73,9 +77,10 @@ def _norm(x, size_average):
     return 1.0 / x.size if (size_average and x.size) else 1.0
 
 
-def _class_targets(target, batch, n_classes, input_shape, ignore_index=None):
-    """Validate 0-based class targets; return them as a flat int64 array of
-    ``batch`` entries (``ignore_index`` entries are allowed out of range)."""
+def _class_targets(target, batch, n_classes, input_shape, ignore_index=None, one_based=False):
+    """Validate class targets (0-based, or 1-based with ``one_based``); return them
+    as a flat 0-based int64 array of ``batch`` entries (``ignore_index`` entries are
+    allowed out of range)."""
     if isinstance(target, (bool, np.bool_)):
         raise TypeError("target must be an integer class index, got bool")
     if isinstance(target, (int, np.integer)):
@@ -84,20 +89,27 @@ def _class_targets(target, batch, n_classes, input_shape, ignore_index=None):
         t = np.asarray(target)
         if not np.issubdtype(t.dtype, np.integer):
             raise TypeError(
-                f"target must have an integer dtype (0-based class indices), got {t.dtype}")
+                f"target must have an integer dtype ({_rule(one_based)} class indices), got {t.dtype}")
         t = t.reshape(-1).astype(np.int64)
     if t.size != batch:
         raise ValueError(
             f"target has {t.size} element(s) but input has batch size {batch} "
             f"(input shape {input_shape})")
     keep = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
-    bad = keep & ((t < 0) | (t >= n_classes))
+    low = 1 if one_based else 0
+    bad = keep & ((t < low) | (t >= n_classes + low))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        switch = ("one_based=False for 0-based labels" if one_based
+                  else "one_based=True for Torch's 1-based labels")
         raise ValueError(
             f"target {int(t[i])} (at index {i}) is out of range: valid class "
-            f"indices are 0..{n_classes - 1} (0-based)")
-    return t, keep
+            f"indices are {low}..{n_classes - 1 + low} ({_rule(one_based)}; pass {switch})")
+    return (t - keep * low if one_based else t), keep
+
+
+def _rule(one_based):
+    return "1-based" if one_based else "0-based"
 
 
 def _weights_vector(weights, name="weights"):
@@ -158,7 +170,7 @@ class ClassNLLCriterion(Criterion):
     """Negative log-likelihood of 0-based class targets given log-probabilities.
 
     ``input`` is ``(C,)`` or ``(B, C)``; ``target`` an int or an integer array of
-    ``B`` class indices (**0-based**, unlike Torch's 1-based ones).
+    ``B`` class indices: **0-based**, or Torch's 1-based ones with ``one_based=True``.
     ``loss = -sum_i w[t_i] * input[i, t_i]``, divided by ``sum_i w[t_i]`` (the
     *total weight*, ``B`` without ``weights``) when ``size_average``.  Samples
     whose target equals ``ignore_index`` are skipped.  As in Torch7, if the
@@ -167,10 +179,11 @@ class ClassNLLCriterion(Criterion):
     """
 
     def __init__(self, weights=None, size_average=True, ignore_index=-100, *,
-                 sizeAverage=None, ignoreIndex=None):
+                 sizeAverage=None, ignoreIndex=None, one_based=False):
         super().__init__(size_average, sizeAverage=sizeAverage)
         self.ignore_index = int(_pick(ignore_index, ignoreIndex))
         self.weights = None if weights is None else np.asarray(weights).reshape(-1)
+        self.one_based = bool(one_based)
 
     @property
     def ignoreIndex(self):
@@ -186,7 +199,8 @@ class ClassNLLCriterion(Criterion):
             raise ValueError(f"input tensor should be 1D or 2D, got shape {x.shape}")
         n_classes = x.shape[-1]
         batch = 1 if x.ndim == 1 else x.shape[0]
-        t, keep = _class_targets(target, batch, n_classes, x.shape, self.ignore_index)
+        t, keep = _class_targets(target, batch, n_classes, x.shape, self.ignore_index,
+                                 self.one_based)
         if self.weights is not None and self.weights.size != n_classes:
             raise ValueError(
                 f"weights has {self.weights.size} element(s) but input has "
@@ -231,16 +245,20 @@ class CrossEntropyCriterion(Criterion):
     with a one-element target is a single sample), the log-softmax runs over
     the last dimension of the squeezed ``(C,)`` or ``(B, C)`` input, and the
     gradient is returned in the original input shape.  Targets are 0-based
-    integer class indices (Torch: 1-based).  ``ignore_index`` is passed to the
+    integer class indices (Torch's 1-based ones with ``one_based=True``).  ``ignore_index`` is passed to the
     inner ``ClassNLLCriterion`` (Torch's CrossEntropyCriterion has none, so the
     default -100 only matters for targets equal to -100).
     """
 
     def __init__(self, weights=None, size_average=True, ignore_index=-100, *,
-                 sizeAverage=None, ignoreIndex=None):
+                 sizeAverage=None, ignoreIndex=None, one_based=False):
         super().__init__(size_average, sizeAverage=sizeAverage)
         self.nll = ClassNLLCriterion(weights, self.size_average,
-                                     _pick(ignore_index, ignoreIndex))
+                                     _pick(ignore_index, ignoreIndex), one_based=one_based)
+
+    @property
+    def one_based(self):
+        return self.nll.one_based
 
     @property
     def weights(self):
@@ -281,7 +299,7 @@ class MultiMarginCriterion(Criterion):
     margin)``).
 
     ``input`` is ``(C,)`` or ``(B, C)``, ``target`` a 0-based integer class
-    index per sample (Torch: 1-based).  For each sample with target ``y``::
+    index per sample (Torch's 1-based ones with ``one_based=True``).  For each sample with target ``y``::
 
         loss = sum_{d != y} w[y] * max(0, margin - x[y] + x[d])**p / C
 
@@ -290,8 +308,9 @@ class MultiMarginCriterion(Criterion):
     """
 
     def __init__(self, p=1, weights=None, margin=1.0, size_average=True, *,
-                 sizeAverage=None):
+                 sizeAverage=None, one_based=False):
         super().__init__(size_average, sizeAverage=sizeAverage)
+        self.one_based = bool(one_based)
         if p not in (1, 2):
             raise ValueError(f"only p=1 and p=2 supported, got p={p!r}")
         self.p = int(p)
@@ -304,7 +323,7 @@ class MultiMarginCriterion(Criterion):
             raise ValueError(f"vector or matrix expected, got input shape {x.shape}")
         dim = x.shape[-1]
         nframe = 1 if x.ndim == 1 else x.shape[0]
-        t, _ = _class_targets(target, nframe, dim, x.shape)
+        t, _ = _class_targets(target, nframe, dim, x.shape, one_based=self.one_based)
         if self.weights is not None and self.weights.size != dim:
             raise ValueError(
                 f"weights has {self.weights.size} element(s) but input has {dim} classes")

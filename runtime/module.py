@@ -22,6 +22,7 @@ class Module:
     INPUT_STRUCTURE: tuple | None = None  # None: one argument per input
     OUTPUT_STRUCTURE: tuple | None = None
     DEFAULT_DTYPE = "float32"
+    SUMMARY: tuple = ()  # (source line, module, output shape, parameter count) per module
 
     def __init__(self, dtype: str | None = None, seed: int | None = 0):
         dtype = dtype or self.DEFAULT_DTYPE
@@ -287,7 +288,11 @@ class Module:
             batch = shape[0]
         if kind == "float":
             if x.dtype != self.dtype:
-                raise ValueError(f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype}")
+                raise ValueError(f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype} "
+                                 f"(convert it with .astype(np.{self.dtype}), or make the model "
+                                 f"with {type(self).__name__}(dtype=\"{x.dtype}\"))"
+                                 if x.dtype.kind == "f" else
+                                 f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype}")
         elif kind == "index" and x.dtype.kind not in "iu":
             raise ValueError(f"{describe()[0]}: expected an integer array, got {x.dtype}")
         return batch
@@ -296,6 +301,28 @@ class Module:
         name, shape = (self.OUTPUTS[k][0], self.OUTPUTS[k][1]) if output else self.INPUTS[k][:2]
         what = f"gradient of output '{name}'" if output else f"input '{name}'"
         return what, "x".join(str(d) for d in shape)
+
+    def __repr__(self):
+        """A Torch-style summary (print(net) in Torch): the modules in order, with their
+        output shapes and parameter counts, then the totals."""
+        def shape(s):
+            return "x".join(map(str, s)) or "scalar"
+        rows = [(where, module, shape(out), f"{count:,}" if count else "")
+                for where, module, out, count in self.SUMMARY]
+        width = [max([len(r[k]) for r in rows] + [0]) for k in range(4)]
+        ins = ", ".join(f"{n}: {shape(s)}" for n, s, _ in self.INPUTS)
+        outs = ", ".join(f"{n}: {shape(s)}" for n, s in self.OUTPUTS)
+        lines = [f"{type(self).__module__}.{type(self).__name__} ({self.dtype}, "
+                 f"{'training' if self.train else 'evaluate'} mode) {{",
+                 f"  inputs:  {ins}"]
+        index = len(f"({len(rows)})")
+        lines += [f"  {f'({i})'.ljust(index)} {w.ljust(width[0])}  {m.ljust(width[1])}  -> {o.ljust(width[2])}  "
+                  f"{c.rjust(width[3])}".rstrip() for i, (w, m, o, c) in enumerate(rows, 1)]
+        lines += [f"  outputs: {outs}",
+                  f"  parameters: {self._flat_w.size:,} in {len(self.PARAMETERS)} arrays"
+                  + (f"; buffers: {sum(b.size for b in self._buffers):,}" if self._buffers else ""),
+                  "}"]
+        return "\n".join(lines)
 
     # ---- persistence ------------------------------------------------------------------
 

@@ -307,7 +307,7 @@ def test_cli_target_cuda_and_emit_cu(tmp_path):
 def test_numpy_target_and_runtime_import_never_import_cupy(tmp_path):
     code = ("import sys, numpy as np\n"
             "import graphc_runtime, graphc_runtime.cuda\n"
-            "from graphc.compiler import compile_file\n"
+            "from graphc import compile_file\n"
             f"m = compile_file({str(ROOT / 'samples' / 'rnn.lua')!r}).Model()\n"
             "m.forward(np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32))\n"
             "assert 'cupy' not in sys.modules, 'cupy imported'\n")

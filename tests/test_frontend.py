@@ -1030,7 +1030,7 @@ def test_cli_check_and_emit_ir(tmp_path, capsys, monkeypatch):
     Path("good.lua").write_text(GOOD)
     assert cli.main(["check", "good.lua"]) == 0
     stdout = capsys.readouterr().out
-    assert "nn.Linear" in stdout and "inputs:  input1: Bx3" in stdout
+    assert "nn.Linear" in stdout and "inputs:  input1 (x): Bx3" in stdout  # its Lua variable too
     assert cli.main(["compile", "good.lua", "--emit", "ir"]) == 0
     stdout = capsys.readouterr().out
     assert stdout.startswith("graph good.lua\n")
@@ -1093,7 +1093,7 @@ def test_cli_define_and_entry(tmp_path, capsys):
     spec2 = tmp_path / "d.lua"
     spec2.write_text(linear_of("rnn_size", "rnn_size = 2"))
     assert cli.main(["check", str(spec2), "-D", "rnn_size=6"]) == 0
-    assert "outputs: output1: Bx6" in capsys.readouterr().out
+    assert "outputs: output1 (y): Bx6" in capsys.readouterr().out
     assert cli.main(["check", str(spec2), "-D", "nosuch=6"]) == 1
     assert "-D nosuch=...: " in capsys.readouterr().err
     assert cli.main(["check", str(spec2), "-D", "1bad=6"]) == 2

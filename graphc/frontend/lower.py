@@ -6,7 +6,7 @@ A "struct" is what flows along an nngraph edge: a Value, or a list of structs (a
 """
 from __future__ import annotations
 
-from ..errors import Loc, SpecError, did_you_mean
+from ..errors import Loc, OptionError, SpecError, did_you_mean
 from ..ir.graph import Graph, Node, Param, Value, shape_str
 from ..ops import REGISTRY
 from ..passes.shapes import hint, node_shapes
@@ -21,8 +21,9 @@ class NeedShape(Exception):
 
 
 class Lowerer:
-    def __init__(self, shapes: dict | None = None):
+    def __init__(self, shapes: dict | None = None, inferred: dict | None = None):
         self.shapes = dict(shapes or {})  # input name -> shape tuple, or a list (a table input)
+        self.inferred = inferred or {}  # input name -> the node its shape was inferred from
         self.graph = Graph()
         self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
@@ -40,7 +41,7 @@ class Lowerer:
         if unknown:
             name = sorted(unknown)[0]
             listed = ", ".join(n for n, _ in names)
-            raise SpecError(f"--shape {name}: the model has no input named '{name}' (its inputs: "
+            raise OptionError(f"--shape {name}: the model has no input named '{name}' (its inputs: "
                             f"{listed})" + did_you_mean(name, [n for n, _ in names]))
         structs = [self.input_struct(name, self.shapes.get(name), loc) for name, loc in names]
         g.input_struct = [_positions(s, g.inputs) for s in structs]
@@ -51,6 +52,10 @@ class Lowerer:
         else:
             outs = [self.lower_module(top, structs[0], top.loc, None)]
             out_names = [None]
+        if top.kind == "gModule":
+            _aliases(g.input_aliases, [n.var_name for n in top.inputs], [n for n, _ in names])
+            _aliases(g.output_aliases, [n.var_name for n in top.outputs],
+                     [n.name or f"output{i}" for i, n in enumerate(top.outputs, 1)])
         for i, (o, name) in enumerate(zip(outs, out_names), 1):
             base = name or f"output{i}"  # outputs are named by annotation or position
             for k, v in enumerate(_flatten(o), 1):
@@ -149,7 +154,10 @@ class Lowerer:
         params = self.params_of(mod, op, label, loc)
         node = Node(op.name, dict(mod.attrs), data + params, [], loc, name, label,
                     {k: v for k, v in (ann or {}).items() if k != "name"})
-        shapes = node_shapes(node)
+        try:
+            shapes = node_shapes(node)
+        except SpecError as e:
+            raise self.inferred_input_error(node, e) from None
         if op.table_output and shapes is None:
             raise NeedShape(loc)
         base = name or label
@@ -209,6 +217,26 @@ class Lowerer:
             raise SpecError("nn.Parallel has no modules", loc)
         return self.internal_op("JoinTable", {"dimension": mod.attrs["outputDimension"],
                                               "nInputDims": None}, outs, loc)
+
+    def inferred_input_error(self, node: Node, err: SpecError) -> SpecError:
+        """A shape error at a node that reads a graph input whose shape nobody gave: the shape
+        was taken from another module reading it (a Linear's input size, say), and when this
+        node wants another shape, that module is as likely wrong: say so at both."""
+        op = REGISTRY[node.op]
+        for slot, v in enumerate(node.inputs):
+            source = self.inferred.get(v.name) if v.kind == "input" else None
+            if source is None or op.input_hint is None:
+                continue
+            shapes = [i.shape for i in node.inputs]
+            want = op.input_hint(node.attrs, slot, shapes[:slot] + [None] + shapes[slot + 1:])
+            if want is not None and tuple(want) != tuple(v.shape):
+                return SpecError(
+                    f"input '{v.name}' has no --shape, and the modules reading it disagree: "
+                    f"nn.{source.op} here reads it as {shape_str(v.shape)}, but nn.{node.op} "
+                    f"needs {shape_str(want)}; fix the module's size, or give --shape "
+                    f"{v.name}=...", source.loc,
+                    [(node.loc, f"nn.{node.op} reads '{v.name}' here: {err.message}")])
+        return err
 
     def internal_op(self, kind, attrs, inputs, loc):
         node = Node(kind, attrs, list(inputs), [], loc, None, kind.lower())
@@ -349,8 +377,9 @@ def lower(top: ModuleObj, shapes: dict | None = None) -> Graph:
     require (found by lowering once, then again with the hints)."""
     shapes = dict(shapes or {})
     hints: dict = {}
+    sources: dict = {}  # input name -> the node its hinted shape came from
     while True:
-        lw = Lowerer({**hints, **shapes})
+        lw = Lowerer({**hints, **shapes}, sources)
         pending = None
         try:
             g = lw.lower_top(top)
@@ -369,4 +398,15 @@ def lower(top: ModuleObj, shapes: dict | None = None) -> Graph:
                                 "give the graph inputs' shapes with --shape NAME=Bx...", pending.loc)
             raise SpecError(f"cannot infer the shape of input '{v.name}'; give it with "
                             f"--shape {v.name}=Bx... (B is the free batch dimension)", v.loc)
-        hints.update(new)
+        hints.update((name, h) for name, (h, _) in new.items())
+        sources.update((name, node) for name, (_, node) in new.items())
+
+
+def _aliases(table: dict, var_names, names) -> None:
+    """Lua variable names of a gModule's inputs or outputs, as other names for them (a name
+    that is some input's or output's own name, or two variables' name, is left out)."""
+    seen = {}
+    for k, v in enumerate(var_names):
+        if v and v not in names:
+            seen.setdefault(v, []).append(k)
+    table.update({v: names[ks[0]] for v, ks in seen.items() if len(ks) == 1})

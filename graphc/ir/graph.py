@@ -63,6 +63,10 @@ class Graph:
     input_struct: list = field(default_factory=list)
     output_struct: list = field(default_factory=list)
     output_names: list = field(default_factory=list)  # one per output, unique (OUTPUTS)
+    # other names a user may give an input or output by (options such as --state and
+    # --no-grad): the Lua variable its node was first assigned to -> its own name
+    input_aliases: dict = field(default_factory=dict)
+    output_aliases: dict = field(default_factory=dict)
     # filled by autodiff: grad_outputs[i] is the gradient given for outputs[i];
     # input_grads[i] the gradient returned for inputs[i] (None: no gradient);
     # param_grads: (param index, Value) pairs accumulated into the gradient buffer.
@@ -71,6 +75,26 @@ class Graph:
     input_grads: list[Optional[Value]] = field(default_factory=list)
     param_grads: list[tuple[int, Value]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)  # source file, hash, options
+
+    def find_input(self, name: str) -> int | None:
+        """The index of the input called `name` (its own name or a Lua variable alias)."""
+        names = [v.name for v in self.inputs]
+        name = self.input_aliases.get(name, name)
+        return names.index(name) if name in names else None
+
+    def find_output(self, name: str) -> int | None:
+        name = self.output_aliases.get(name, name)
+        return self.output_names.index(name) if name in self.output_names else None
+
+    def io_names(self, outputs: bool = False) -> tuple[str, list]:
+        """('input1 (x), input2', every name a user may use) for messages."""
+        own = list(self.output_names) if outputs else [v.name for v in self.inputs]
+        aliases = self.output_aliases if outputs else self.input_aliases
+        by_name = {}
+        for alias, target in sorted(aliases.items()):
+            by_name.setdefault(target, []).append(alias)
+        text = ", ".join(n + (f" ({', '.join(by_name[n])})" if n in by_name else "") for n in own)
+        return text, own + sorted(aliases)
 
     def producers(self) -> dict[Value, Node]:
         return {v: n for n in self.nodes + self.grad_nodes for v in n.outputs}

@@ -53,7 +53,8 @@ def infer_shapes(graph: Graph, given: dict[str, tuple]) -> Graph:
 
 
 def hint(v: Value, uses, depth=0):
-    """A shape for v that its consumers would accept, or None."""
+    """(a shape for v that its consumers would accept, the consumer that asks for it), or
+    None."""
     if depth > 50:
         return None
     for node, slot in uses.get(v, []):
@@ -61,9 +62,9 @@ def hint(v: Value, uses, depth=0):
         if op.input_hint is not None:
             h = op.input_hint(node.attrs, slot, [i.shape for i in node.inputs])
             if h is not None:
-                return h
+                return h, node
         if op.elementwise:
-            h = hint(node.outputs[0], uses, depth + 1)
-            if h is not None:
-                return h
+            found = hint(node.outputs[0], uses, depth + 1)
+            if found is not None:
+                return found
     return None

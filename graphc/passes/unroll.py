@@ -9,31 +9,29 @@ is full backpropagation through time.
 """
 from __future__ import annotations
 
-from ..errors import SpecError
+from ..errors import OptionError, SpecError, did_you_mean
 from ..ir.copy import copy_graph
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, shape_str
 from ..passes.shapes import node_shapes
 
 
 def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
-    """--state OUT=IN names -> (output index, input index)."""
-    outs = list(g.output_names)
-    ins = [v.name for v in g.inputs]
+    """--state OUT=IN names (own names or Lua variable names) -> (output index, input index)."""
     result = []
     for out, inp in pairs:
-        if out not in outs:
-            raise SpecError(f"--state {out}={inp}: the model has no output '{out}' (outputs: "
-                            f"{', '.join(outs)})")
-        if inp not in ins:
-            raise SpecError(f"--state {out}={inp}: the model has no input '{inp}' (inputs: "
-                            f"{', '.join(ins)})")
-        o, i = outs.index(out), ins.index(inp)
+        o, i = g.find_output(out), g.find_input(inp)
+        for index, name, is_out in ((o, out, True), (i, inp, False)):
+            if index is None:
+                listed, known = g.io_names(is_out)
+                what = "output" if is_out else "input"
+                raise OptionError(f"--state {out}={inp}: the model has no {what} '{name}' "
+                                  f"({what}s: {listed})" + did_you_mean(name, known))
         if g.outputs[o].shape != g.inputs[i].shape:
-            raise SpecError(f"--state {out}={inp}: shapes differ ({g.outputs[o].shape} vs "
-                            f"{g.inputs[i].shape})")
+            raise OptionError(f"--state {out}={inp}: shapes differ ({shape_str(g.outputs[o].shape)} "
+                              f"vs {shape_str(g.inputs[i].shape)})")
         result.append((o, i))
     if len({i for _, i in result}) != len(result) or len({o for o, _ in result}) != len(result):
-        raise SpecError("--state: each input and output may be a state only once")
+        raise OptionError("--state: each input and output may be a state only once")
     return result
 
 

@@ -37,6 +37,24 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1, 2)
 OUTPUT_STRUCTURE = (0, 1)
+# What print(model) shows, one row per module: (source line, module, output shape, parameters).
+SUMMARY = (
+    ('lstm.lua:17', 'nn.Linear [i2h]', ('B', 8), 32),
+    ('lstm.lua:18', 'nn.Linear [h2h]', ('B', 8), 24),
+    ('lstm.lua:19', 'nn.CAddTable [preactivations]', ('B', 8), 0),
+    ('lstm.lua:22', 'nn.Narrow [pre_sigmoid_chunk]', ('B', 6), 0),
+    ('lstm.lua:23', 'nn.Sigmoid [all_gates]', ('B', 6), 0),
+    ('lstm.lua:26', 'nn.Narrow [in_chunk]', ('B', 2), 0),
+    ('lstm.lua:27', 'nn.Tanh [in_transform]', ('B', 2), 0),
+    ('lstm.lua:29', 'nn.Narrow [in_gate]', ('B', 2), 0),
+    ('lstm.lua:30', 'nn.Narrow [forget_gate]', ('B', 2), 0),
+    ('lstm.lua:31', 'nn.Narrow [out_gate]', ('B', 2), 0),
+    ('lstm.lua:34', 'nn.CMulTable [c_forget]', ('B', 2), 0),
+    ('lstm.lua:36', 'nn.CMulTable [c_input]', ('B', 2), 0),
+    ('lstm.lua:38', 'nn.CAddTable [next_c]', ('B', 2), 0),
+    ('lstm.lua:40', 'nn.Tanh [c_transform]', ('B', 2), 0),
+    ('lstm.lua:41', 'nn.CMulTable [next_h]', ('B', 2), 0),
+)
 
 
 class Model(Module):
@@ -46,6 +64,7 @@ class Model(Module):
     BUFFERS = BUFFERS
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
+    SUMMARY = SUMMARY
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2, input3):

@@ -35,6 +35,13 @@ BUFFERS = (
 # How forward's arguments and results nest: an index into INPUTS/OUTPUTS, or a table of them.
 INPUT_STRUCTURE = (0, 1)
 OUTPUT_STRUCTURE = (0,)
+# What print(model) shows, one row per module: (source line, module, output shape, parameters).
+SUMMARY = (
+    ('rnn.lua:15', 'nn.Linear [i2h]', ('B', 2), 8),
+    ('rnn.lua:16', 'nn.Linear [h2h]', ('B', 2), 6),
+    ('rnn.lua:17', 'nn.CAddTable', ('B', 2), 0),
+    ('rnn.lua:17', 'nn.Tanh [next_h]', ('B', 2), 0),
+)
 
 
 class Model(Module):
@@ -44,6 +51,7 @@ class Model(Module):
     BUFFERS = BUFFERS
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
+    SUMMARY = SUMMARY
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2):
