@@ -42,7 +42,8 @@ _state = None  # the _World after init()
 
 
 class _World:
-    def __init__(self, comm, transport, bucket_bytes):
+    def __init__(self, comm, transport, bucket_bytes, backend):
+        self.backend = backend
         self.comm = comm  # mpi4py communicator: launch, ranks, small host values
         self.transport = transport  # buffer collectives: _MpiTransport or _NcclTransport
         self.rank = comm.Get_rank()
@@ -108,28 +109,29 @@ class _NcclTransport:
 # ---- setup -------------------------------------------------------------------------------------
 
 def init(backend: str = "mpi", *, abort_on_error: bool = True,
-         bucket_bytes: int = DEFAULT_BUCKET_BYTES, comm=None, nccl=None, cupy=None):
+         bucket_bytes: int = DEFAULT_BUCKET_BYTES, comm=None, mpi=None, nccl=None, cupy=None):
     """Join the job started by mpiexec (a plain `python` run is a job of one rank).
 
     backend: "mpi" (numpy buffers) or "nccl" (the CUDA target's CuPy buffers; each rank uses
     GPU `local rank % GPUs on its node`). abort_on_error: an uncaught exception on one rank
     aborts all (only when there are several). bucket_bytes: the most bytes one all-reduce call
-    moves. comm / nccl / cupy: stand-ins for MPI.COMM_WORLD, cupy.cuda.nccl and cupy (tests).
+    moves. comm / mpi / nccl / cupy: stand-ins for MPI.COMM_WORLD, mpi4py.MPI, cupy.cuda.nccl
+    and cupy (tests).
     Calling init() again returns at once."""
     global _state
     if _state is not None:
+        if _state.backend != backend:
+            raise ValueError(f"backend: init() already ran with {_state.backend!r}, got {backend!r}")
         return
     if backend not in ("mpi", "nccl"):
         raise ValueError(f"backend must be 'mpi' or 'nccl', got {backend!r}")
     if not isinstance(bucket_bytes, int) or bucket_bytes < 8:
         raise ValueError(f"bucket_bytes must be an integer >= 8, got {bucket_bytes!r}")
-    mpi = None
     if comm is None:
-        mpi = _import_mpi()
+        mpi = mpi or _import_mpi()
         comm = mpi.COMM_WORLD
     if backend == "mpi":
-        if mpi is None:
-            mpi = _import_mpi()
+        mpi = mpi or _import_mpi()
         transport = _MpiTransport(comm, mpi)
     else:
         if cupy is None:
@@ -146,7 +148,7 @@ def init(backend: str = "mpi", *, abort_on_error: bool = True,
                                   "(cupy.cuda.nccl); install NCCL for it or use backend='mpi'") from e
         _use_local_gpu(comm, cupy, mpi)
         transport = _NcclTransport(comm, nccl, cupy)
-    _state = _World(comm, transport, bucket_bytes)
+    _state = _World(comm, transport, bucket_bytes, backend)
     if abort_on_error and _state.size > 1:
         _install_abort_hook()
 
@@ -162,7 +164,7 @@ def _import_mpi():
 
 def _use_local_gpu(comm, cupy, mpi):
     """One GPU per rank: the rank's index among the ranks on its node, modulo the GPU count."""
-    if mpi is not None and hasattr(comm, "Split_type"):
+    if mpi is not None and hasattr(mpi, "COMM_TYPE_SHARED"):
         local = comm.Split_type(mpi.COMM_TYPE_SHARED).Get_rank()
     else:
         local = comm.Get_rank()
