@@ -343,6 +343,11 @@ def allgather(array: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.concatenate(parts, axis=axis)
 
 
+def allgather_object(value) -> list:
+    """Every rank's (picklable) value, in rank order, over MPI."""
+    return _world().comm.allgather(value)
+
+
 # ---- parameters ---------------------------------------------------------------------------------
 
 def _parts(model):

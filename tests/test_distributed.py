@@ -7,11 +7,7 @@ batch (1e-10); the ranks must end bit-identical. They need mpi4py and an MPI lib
 `test` extra installs mpi4py and the mpich wheel); where MPI cannot start, they skip and say
 why.
 """
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,72 +18,17 @@ DIST = ROOT / "tests" / "distributed"
 sys.path.insert(0, str(DIST))
 
 from graphc_runtime import distributed as dist  # noqa: E402
-
-TIMEOUT = 180  # seconds for one mpiexec job; a hang fails the test instead of blocking CI
+from launch import TIMEOUT, mpiexec, run_job  # noqa: E402
 
 
 # ---- running mpiexec -----------------------------------------------------------------------------
 
-def _mpiexec_path():
-    bin_dir = str(Path(sys.executable).parent)  # the venv's mpiexec (mpich wheel) comes first
-    from shutil import which
-    return which("mpiexec", path=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
-
-
-_probe = {}
-
-
-def mpiexec():
-    """The mpiexec command, after checking once that it starts 2 ranks of mpi4py; otherwise
-    the test skips, naming what is missing and how to get it."""
-    if "result" not in _probe:
-        _probe["result"] = _check_mpi()
-    ok, what = _probe["result"]
-    if not ok:
-        print(f"skipping: {what}")
-        pytest.skip(what)
-    return what
-
-
-def _check_mpi():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False, "mpi4py is not installed (pip install -e '.[test]' or '.[mpi]')"
-    exe = _mpiexec_path()
-    if exe is None:
-        return False, "no mpiexec on PATH (pip install mpich, part of the mpi/test extras)"
-    code = "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_size() == 2"
-    try:
-        r = run_job([exe, "-n", "2", sys.executable, "-c", code], timeout=120)
-    except subprocess.TimeoutExpired:
-        return False, f"{exe} -n 2 did not finish in 120 s"
-    if r.returncode != 0:
-        return False, f"{exe} -n 2 cannot start 2 mpi4py ranks: {r.stdout[-500:]}"
-    return True, exe
-
-
-def run_job(cmd, timeout=TIMEOUT, cwd=ROOT):
-    """Run a command (mpiexec and its ranks) in its own process group; on timeout the whole
-    group is killed and TimeoutExpired raised. stdout and stderr together in .stdout."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, None)
-
-
 def worker(scenario, tmp_path, n=2, timeout=TIMEOUT):
+    """Run tests/distributed/worker.py on n ranks: (the finished job, its output file)."""
     out = tmp_path / f"{scenario}.npz"
-    t0 = time.perf_counter()
     r = run_job([mpiexec(), "-n", str(n), sys.executable, str(DIST / "worker.py"), scenario,
                  str(out)], timeout=timeout)
-    return r, out, time.perf_counter() - t0
+    return r, out
 
 
 # ---- 2 processes: the same parameters as one process on the whole batch --------------------------
@@ -96,7 +37,7 @@ def worker(scenario, tmp_path, n=2, timeout=TIMEOUT):
 def test_two_ranks_match_one_process_on_the_whole_batch(case, tmp_path):
     import cases
 
-    r, out, _ = worker(case, tmp_path)
+    r, out = worker(case, tmp_path)
     assert r.returncode == 0, r.stdout
     with np.load(out) as f:
         weights, size = f["weights"], int(f["size"])
@@ -115,7 +56,7 @@ def test_batchnorm_statistics_are_per_rank(tmp_path):
     whole batch; average_buffers leaves every rank the mean of the running statistics."""
     import cases
 
-    r, out, _ = worker("lenet_bn", tmp_path)
+    r, out = worker("lenet_bn", tmp_path)
     assert r.returncode == 0, r.stdout
     with np.load(out) as f:
         weights = f["weights"]
@@ -137,7 +78,7 @@ def test_batchnorm_statistics_are_per_rank(tmp_path):
     ("exit", "error: rank 1 stopped on purpose in step 2"),
 ])
 def test_a_failing_rank_aborts_all(scenario, message, tmp_path):
-    r, _, seconds = worker(scenario, tmp_path, timeout=120)  # a hang raises TimeoutExpired
+    r, _ = worker(scenario, tmp_path, timeout=120)  # a hang raises TimeoutExpired
     assert r.returncode != 0
     assert message in r.stdout
     assert "[rank 1 of 2]" in r.stdout and "aborting all 2 ranks" in r.stdout
@@ -146,7 +87,7 @@ def test_a_failing_rank_aborts_all(scenario, message, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["mismatch", "count"])
 def test_different_models_fail_at_broadcast(scenario, tmp_path):
-    r, _, _ = worker(scenario, tmp_path, timeout=120)
+    r, _ = worker(scenario, tmp_path, timeout=120)
     assert r.returncode != 0
     assert "broadcast_parameters: the ranks built different models" in r.stdout
     assert "rank 0: 12 parameters" in r.stdout
