@@ -44,6 +44,7 @@ _state = None  # the _World after init()
 class _World:
     def __init__(self, comm, transport, bucket_bytes, backend):
         self.backend = backend
+        self.previous_hook = None  # sys.excepthook before init() replaced it
         self.comm = comm  # mpi4py communicator: launch, ranks, small host values
         self.transport = transport  # buffer collectives: _MpiTransport or _NcclTransport
         self.rank = comm.Get_rank()
@@ -175,6 +176,7 @@ def _use_local_gpu(comm, cupy, mpi):
 def _install_abort_hook():
     def abort_all(kind, value, tb):
         _fail("".join(traceback.format_exception(kind, value, tb)), 1)
+    _state.previous_hook = sys.excepthook
     sys.excepthook = abort_all
 
 
@@ -244,8 +246,9 @@ def abort(message: str, code: int = 1):
 def _shutdown_for_tests():
     """Forget init() (and restore sys.excepthook): lets one process test several setups."""
     global _state
+    if _state is not None and _state.previous_hook is not None:
+        sys.excepthook = _state.previous_hook
     _state = None
-    sys.excepthook = sys.__excepthook__
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -424,7 +427,9 @@ def check_identical(buf, what: str = "parameters", step: int | None = None):
 
 
 def stats() -> dict:
-    """Time and traffic of this rank's all-reduces so far (for benchmarks)."""
+    """Time and traffic of this rank's allreduce / allreduce_gradients calls so far (for
+    benchmarks): seconds inside them (waiting for slower ranks included; on the NCCL backend
+    only the time to enqueue the work on the stream), calls and bytes."""
     w = _world()
     return {"allreduce_s": w.allreduce_s, "allreduce_calls": w.allreduce_calls,
             "allreduce_bytes": w.allreduce_bytes}

@@ -558,6 +558,12 @@ def train(args, dist):
                           xlabel="step", ylabel="loss (nats per character)"))
     if steps_done:
         print(f"steps/s: {steps_done / train_s:.2f} ({steps_done} steps in {train_s:.1f} s)")
+    if steps_done and ranks > 1:
+        # rank 0's time inside the gradient all-reduces, waiting for slower ranks included
+        st = dist.stats()
+        print(f"allreduce: {1e3 * st['allreduce_s'] / steps_done:.2f} ms per step "
+              f"({100 * st['allreduce_s'] / train_s:.1f}% of the training time), "
+              f"{st['allreduce_bytes'] / max(st['allreduce_calls'], 1) / 1e6:.3f} MB per step")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     if val_loss is not None:
         print(f"validation loss: {val_loss:.4f}")
