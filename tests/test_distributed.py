@@ -7,6 +7,7 @@ batch (1e-10); the ranks must end bit-identical. They need mpi4py and an MPI lib
 `test` extra installs mpi4py and the mpich wheel); where MPI cannot start, they skip and say
 why.
 """
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def test_batchnorm_statistics_are_per_rank(tmp_path):
 
 @pytest.mark.parametrize("scenario, message", [
     ("raise", "RuntimeError: rank 1 failed on purpose in step 2"),
+    ("uncaught", "RuntimeError: rank 1 failed on purpose in step 2"),
     ("exit", "error: rank 1 stopped on purpose in step 2"),
 ])
 def test_a_failing_rank_aborts_all(scenario, message, tmp_path):
@@ -93,6 +95,16 @@ def test_different_models_fail_at_broadcast(scenario, tmp_path):
     assert "rank 0: 12 parameters" in r.stdout
     assert ("rank 1: 12 parameters" if scenario == "mismatch" else "rank 1: 61706 parameters") in r.stdout
     assert "broadcast_parameters returned" not in r.stdout
+
+
+def test_generated_modules_never_import_it():
+    code = ("import sys, graphc\n"
+            "m = graphc.compile_file('samples/lenet.lua', shapes={'input1': 'Bx1x32x32'})\n"
+            "m.Model().forward(__import__('numpy').zeros((1, 1, 32, 32), 'float32'))\n"
+            "bad = [k for k in sys.modules if 'distributed' in k or k.startswith('mpi4py')]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 # ---- in one process, against stand-ins -----------------------------------------------------------

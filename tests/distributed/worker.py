@@ -4,6 +4,7 @@ SCENARIO OUT.npz`. Rank 0 writes every rank's final parameters and buffers to OU
 Scenarios: a training case of cases.py (lstm, lenet, lenet_uneven, lenet_bn); or a fault:
   raise       rank 1 raises in its second step while rank 0 waits in the all-reduce
   exit        the same with SystemExit("error: ...") (which sys.excepthook never sees)
+  uncaught    like raise, outside fail_together(): init()'s sys.excepthook aborts
   mismatch    rank 1 built a different model with as many parameters (hash mismatch)
   count       rank 1 built a model with another parameter count
 """
@@ -41,6 +42,8 @@ def fault(name):
 
 def main(scenario, out):
     dist.init()
+    if scenario == "uncaught":
+        return fault("raise")
     with dist.fail_together():
         if scenario not in cases.CASES:
             return fault(scenario)
