@@ -143,7 +143,7 @@ def _shape_tuple(key, shape):
 def _choice(value, name, choices):
     text = str(value) if not isinstance(value, str) else value  # np.dtype('float64') is fine
     if text not in choices:
-        raise OptionError(f"bad --{name} {value!r}: choose from {', '.join(choices)}")
+        raise OptionError(f"bad --{name} '{value}': choose from {', '.join(choices)}")
     return text
 
 
@@ -154,7 +154,7 @@ def _unroll(value):
         return value
     if isinstance(value, str) and (value == "T" or (value.isdigit() and int(value) >= 1)):
         return value if value == "T" else int(value)
-    raise OptionError(f"bad --unroll {value!r}: give a number of steps >= 1, or T for any length")
+    raise OptionError(f"bad --unroll '{value}': give a number of steps >= 1, or T for any length")
 
 
 def _state(value) -> list:

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __version__
 from .compiler import Options, compile_spec
 from .api import make_options
-from .errors import OptionError, SpecError
+from .errors import OptionError, SpecError, collect_warnings
 
 EPILOG_COMPILE = """examples:
   graphc compile samples/lstm.lua -o lstm.py
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    sources = {}
+    sources, found = {}, []
     try:
         opts = _options(args)
         if args.command in ("check", "graph"):
@@ -274,8 +274,10 @@ def main(argv=None) -> int:
             raise UsageError(f"no such file: {args.spec}")
         if args.command == "check" and args.batch < 1:
             raise UsageError("--batch must be at least 1")
-        res = compile_spec(args.spec, opts)
+        with collect_warnings(issue=False) as found:
+            res = compile_spec(args.spec, opts)
         sources = res.sources
+        _print_warnings(found, sources)
         if args.command == "check":
             rep = _check_report(res.graph, args.batch)
             sys.stdout.write(json.dumps(rep, indent=1) + "\n" if args.json else _check_table(rep))
@@ -302,9 +304,10 @@ def main(argv=None) -> int:
         srcs = dict(sources)
         if not srcs:
             try:
-                srcs = _read_sources(e, args)
+                srcs = _read_sources(e, args, found)
             except Exception:
                 srcs = {}
+        _print_warnings(found, srcs)
         print(e.format(srcs), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -319,8 +322,14 @@ def main(argv=None) -> int:
         return 1
 
 
-def _read_sources(err: SpecError, args) -> dict:
-    files = {loc.file for loc in [err.loc] + [l for l, _ in err.notes] if loc is not None}
+def _print_warnings(found, sources) -> None:
+    for w in found:
+        print(w.format(sources), file=sys.stderr)
+
+
+def _read_sources(err: SpecError, args, found=()) -> dict:
+    locs = [err.loc] + [l for l, _ in err.notes] + [w.loc for w in found]
+    files = {loc.file for loc in locs if loc is not None}
     out = {}
     for f in files:
         if f == "<entry>":

@@ -10,8 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Loc, OptionError, SpecError, did_you_mean
-from .frontend.evaluate import Interpreter, LuaTable
+from .errors import Loc, OptionError, SpecError, collect_warnings, did_you_mean
+from .frontend.lua import LuaTable
+from .frontend.nngraph import Interpreter
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
@@ -43,6 +44,7 @@ class Result:
     source: str  # the generated text (per options.emit)
     files: list  # the spec and every file it required
     sources: dict  # file -> text, for error rendering
+    warnings: list = field(default_factory=list)  # errors.GraphcWarning, each issued too
 
 
 def parse_shape(text: str):
@@ -120,7 +122,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
         vals = interp.eval_entry(opts.entry)
         v = vals[0] if vals else None
         if not isinstance(v, ModuleObj):
-            from .frontend.evaluate import describe
+            from .frontend.lua import describe
             raise SpecError(f"--entry {opts.entry!r} gave a {describe(v)}, not a module",
                             Loc("<entry>", 1, 1))
         return v
@@ -140,7 +142,10 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compile_spec(path, opts or Options(), text)
+        with collect_warnings() as found:  # issued (Python's warnings) when the compile ends
+            res = _compile_spec(path, opts or Options(), text)
+        res.warnings = list(found)
+        return res
     finally:
         if enabled:
             gc.enable()

@@ -476,7 +476,7 @@ def batchnorm_backward(gy, xhat, state, weight, axes, bshape):
 
 
 # ==== average pooling, full (transposed) convolution, temporal convolution ==================
-# (graphc/ops/spatial2.py).  Loops run over kernel offsets only, never over batch or pixels.
+# (graphc/ops/avgpool_fullconv_temporal.py).  Loops run over kernel offsets only, never over batch or pixels.
 
 def _avg_divisors(size, out, k, d, pad, count_include_pad):
     """Per output position along one axis: the cells Torch7 divides the window sum by.

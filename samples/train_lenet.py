@@ -6,16 +6,16 @@ and standardized; training is minibatch SGD with momentum through Torch's closur
 
     python samples/train_lenet.py              # a few epochs, prints the test accuracy
     python samples/train_lenet.py --quick      # 1 epoch on a subset (used by the tests)
-    python samples/train_lenet.py --epochs 12 --resume   # continue the last run to epoch 12
+    python samples/train_lenet.py --checkpoint build/lenet.npz --epochs 12 --resume
     mpiexec -n 2 python samples/train_lenet.py --distributed   # data parallel over 2 processes
 
 About 20 s on one core. A progress bar goes to stderr (samples/progress.py); at the end the
 minibatch losses are drawn to a PNG when matplotlib is installed (--plot, default
 samples/build/lenet_loss.png; the script says where it wrote it, or that it skipped it).
 
-A checkpoint (weights, plus a .train.npz sidecar with the epoch, the optimizer state and the
-shuffling RNG) is written after every epoch (--checkpoint, default samples/build/lenet.npz);
---resume continues with the next epoch. --distributed (under mpiexec; `pip install
+With --checkpoint PATH, the weights (plus a PATH-stem.train.npz sidecar with the epoch, the
+optimizer state and the shuffling RNG) are written after every epoch; --resume continues
+from there with the next epoch. --distributed (under mpiexec; `pip install
 "graphc[mpi]"`): each rank trains on its part of every minibatch and the gradients are
 averaged (graphc_runtime.distributed), so the steps are those of one process; rank 0 alone
 prints and writes the checkpoint, and the test accuracy is counted by all ranks on their
@@ -38,7 +38,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the thread settings)
 
 import graphc  # noqa: E402
-from graphc.compiler import parse_shape  # noqa: E402
 from graphc_runtime import ClassNLLCriterion, optim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -153,13 +152,15 @@ def main(argv=None):
                    help="loss-curve PNG, written when matplotlib is installed "
                         "(default samples/build/lenet_loss.png; 'none' to skip)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--checkpoint", default=str(HERE / "build" / "lenet.npz"),
-                   help="weights written after each epoch, with a NAME.train.npz sidecar "
-                        "(default samples/build/lenet.npz)")
+    p.add_argument("--checkpoint", default=None,
+                   help="write the weights here after each epoch, with a NAME.train.npz "
+                        "sidecar (default: none)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over the ranks of mpiexec (see above)")
     args = p.parse_args(argv)
+    if args.resume and args.checkpoint is None:
+        p.error("--resume needs --checkpoint PATH (the file to continue from)")
     if not args.distributed:
         return train(args, OneProcess())
     from graphc_runtime import distributed as dist
@@ -176,7 +177,7 @@ def train(args, dist):
     report_every = args.report_every or (5 if args.quick else 0)
 
     t0 = time.perf_counter()
-    lenet = graphc.compile_file(HERE / "lenet.lua", shapes={"input1": parse_shape("Bx1x32x32")},
+    lenet = graphc.compile_file(HERE / "lenet.lua", shapes={"input1": "Bx1x32x32"},
                                 dtype="float32")
     model = lenet.Model(dtype="float32", seed=args.seed)
     x_train, y_train, x_test, y_test = load_digits_32x32(args.seed)
@@ -192,7 +193,7 @@ def train(args, dist):
     rng = np.random.default_rng(args.seed)
 
     step, first_epoch, losses, acc = 0, 1, [], None
-    ckpt = Path(args.checkpoint)
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
     settings = {"seed": args.seed, "batch_size": args.batch_size, "quick": args.quick,
                 "lr": args.lr, "lr_decay": args.lr_decay, "momentum": args.momentum}
     if args.resume:
@@ -238,6 +239,7 @@ def train(args, dist):
         acc = accuracy(model, x_test, y_test, dist)
         if root:
             bar.write(f"epoch {epoch}  loss {epoch_loss / n_batches:.4f}  test accuracy {acc:.4f}")
+        if root and ckpt is not None:
             save_checkpoint(ckpt, model, epoch=epoch, step=step, settings=settings,
                             sgd_config=sgd_config, rng=rng, losses=losses)
     bar.close()
@@ -249,7 +251,8 @@ def train(args, dist):
     if args.plot.lower() != "none":
         print(plot_losses(args.plot, {"minibatch loss": losses}, title="LeNet on 8x8 digits (graphc)",
                           xlabel="step", ylabel="ClassNLL loss", smooth=10))
-    print(f"checkpoint: {ckpt}")
+    if ckpt is not None:
+        print(f"checkpoint: {ckpt}")
     print(f"test accuracy: {acc:.4f}")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     return 0

@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
 from graphc.passes import fuse
 
-from cuda_host import SIGNATURE, HostBackend, check_nvcc_log, nvcc_report
+from cuda_host import SIGNATURE, HostBackend, check_nvcc_log, nvcc_report, require_tool
 
 import graphc_runtime.cuda as rt
 
@@ -134,7 +135,7 @@ def load_module(name, target, dtype="float64", **opts):
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++ (Debian: apt-get install g++)"
+    require_tool("g++")
     b = HostBackend(tmp_path_factory.mktemp("cuda_host"))
     old = rt.use_backend(b)
     yield b
@@ -409,9 +410,14 @@ def nvcc_results(tmp_path_factory):
 @pytest.mark.parametrize("real", ["float", "double"])
 @pytest.mark.parametrize("name", SAMPLES)
 def test_nvcc_compiles_every_kernel_without_spills(name, real, nvcc_results):
-    assert nvcc_results is not None, "nvcc is not installed (the CUDA toolkit is part of CI's image)"
+    if nvcc_results is None:
+        require_tool("nvcc")
     src, job = nvcc_results[name, real]
     check_nvcc_log(src, *job.result())
+
+
+# where pyproject's test extra installs the nvidia-cuda-nvrtc wheel (see its marker)
+NVRTC_WHEEL = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 
 
 def _nvrtc():
@@ -454,7 +460,11 @@ def nvrtc_compile(lib, source, options):
 @pytest.mark.parametrize("name", list(SAMPLES) + list(EXTRA))
 def test_nvrtc_compiles_the_source_as_is(name):
     lib = _nvrtc()
-    assert lib is not None, "libnvrtc not found: pip install -e '.[test]' installs nvidia-cuda-nvrtc"
+    if lib is None and not NVRTC_WHEEL:
+        pytest.skip(f"libnvrtc is not installed, and no nvidia-cuda-nvrtc wheel exists for "
+                    f"{sys.platform}/{platform.machine()}: install the CUDA toolkit for NVRTC")
+    assert lib is not None, ("libnvrtc not found, though the test extra installs it here: "
+                             "pip install -e '.[test]' (the nvidia-cuda-nvrtc wheel)")
     src = compile_model(name, "cuda", emit="cu").source
     for extra in ([], ["-DGRAPHC_REAL=double"]):
         rc, log = nvrtc_compile(lib, src, extra + ["-arch=sm_90", "--ptxas-options=-v"])

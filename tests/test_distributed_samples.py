@@ -54,7 +54,7 @@ def test_charrnn_two_ranks_and_resume_match_one_process(tmp_path):
 
 def test_lenet_two_ranks_and_resume_match_one_process(tmp_path):
     mpiexec()
-    common = [LENET, "--plot", "none", "--no-progress"]
+    common = [LENET, "--plot", "none", "--no-progress"]  # checkpoints under tmp_path
     one = run([*common, "--epochs", "2", "--checkpoint", tmp_path / "one.npz"])
     first = run([*common, "--epochs", "1", "--checkpoint", tmp_path / "two.npz"], ranks=2)
     then = run([*common, "--epochs", "2", "--resume", "--checkpoint", tmp_path / "two.npz"], ranks=2)

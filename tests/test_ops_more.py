@@ -1,4 +1,4 @@
-"""Pooling/convolution variants, distances and criteria as graph nodes (ops/spatial2.py,
+"""Pooling/convolution variants, distances and criteria as graph nodes (ops/avgpool_fullconv_temporal.py,
 distance.py, criterion.py): forward vs PyTorch, backward vs PyTorch autograd and vs central
 finite differences (float64), batch and non-batch input, float32 kept float32; then Torch's
 rules that random inputs do not reach, init and errors."""

@@ -97,7 +97,7 @@ def bind_args(kind: str, signature: str, args: list, loc: Loc) -> dict:
                 vals.append(_coerce(args[i], typ, kind, name, loc))
                 i += 1
             if typ == "table" and i < len(args) and args[i] is not None:
-                from .evaluate import lua_type
+                from .lua import lua_type
                 raise SpecError(f"nn.{kind}: argument {i + 1} must be a table such as {{1, 2}}, "
                                 f"got {lua_type(args[i])}; usage: {usage}", loc)
             out[name] = tuple(vals)
@@ -131,13 +131,13 @@ def _is(v, typ):
     if typ == "str":
         return isinstance(v, str)
     if typ == "table":
-        from .evaluate import LuaTable
+        from .lua import LuaTable
         return isinstance(v, LuaTable)
     return True
 
 
 def _coerce(v, typ, kind, name, loc):
-    from .evaluate import lua_type  # local import: evaluate imports this module
+    from .lua import lua_type  # local import: lua imports this module
 
     if not _is(v, typ):
         want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string",
@@ -169,6 +169,19 @@ def check_attrs(mod: ModuleObj, loc: Loc):
         err = op.check(mod.attrs)
         if err:
             raise SpecError(f"nn.{mod.kind}: {err}", loc)
+
+
+def set_module_field(mod: ModuleObj, key: str, v, loc):
+    """A spec assigning a constructor argument after construction (`crit.sizeAverage = false`)."""
+    op = REGISTRY.get(mod.kind)
+    if op is None:
+        return
+    for item in op.signature.split(","):
+        m = _SIG.fullmatch(item.strip())
+        if m and m.group(1) == key:
+            mod.attrs[key] = v if v is None else _coerce(v, m.group(2), mod.kind, key, loc)
+            check_attrs(mod, loc)
+            return
 
 
 def unknown_module(kind: str, loc: Loc) -> SpecError:

@@ -1,5 +1,6 @@
 """Elementwise activations and the softmax family."""
-from .registry import CudaRule, ShapeError, defop
+from ..ir.graph import shape_str as _s
+from .registry import CudaRule, ShapeError, batched, defop
 
 
 def _same(a, shapes):
@@ -17,6 +18,33 @@ def _softmax_axis(a, shapes):
 def _softmax_shape(a, shapes):
     _softmax_axis(a, shapes)
     return shapes[0]
+
+
+_OVER_B = ("Torch7's rank rule is kept for the compiled shape: a batched 3-D input (Bx...x...) "
+           "is reduced over dim 1, the batch dimension B, with a compile-time warning; a model "
+           "called without B (a batch of one) keeps that rule.")
+
+
+def softmax_over_batch(constant):
+    """The `warn` rule of SoftMax, LogSoftMax and SoftMin: Torch's rank rule reduces a 3-D
+    (or 1-D) input over dim 1, which is B for a batched input: each result then mixes the
+    samples of a batch, and a batch of one gives `constant`. Legal Torch, but almost always a
+    porting bug (a model meant for 2-D rows met a 3-D batch)."""
+    def rule(a, shapes):
+        x = shapes[0]
+        if _softmax_axis(a, shapes)["axis"] != 0 or not batched(x):
+            return None
+        text = (f"reduces over dimension 1 of its {_s(x)} input, the batch dimension B (Torch7 "
+                f"reduces a {len(x)}-D input over dim 1): it mixes the samples of a batch, and "
+                f"called without B (a batch of one) it gives all {constant}. Usually a porting bug")
+        if len(x) == 1:
+            return text + "; give each sample the values to normalize (a BxN input)"
+        h, w = x[1:]
+        return (text + f"; to normalize within each sample, View to 2-D first: nn.View({h * w}) "
+                f"(over all {h * w} values), or to 4-D: nn.View({h}, {w}, 1) (over the {h} of "
+                f"each column), nn.Transpose({{2, 3}}) then nn.View({w}, {h}, 1) (over the {w} "
+                f"of each row)")
+    return rule
 
 
 defop(
@@ -54,6 +82,7 @@ defop(
 
 defop(
     name="SoftMax", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    warn=softmax_over_batch("ones"), torch_diff=_OVER_B,
     forward=("{{y}} = np.exp({{x}} - {{x}}.max({{d.axis}}, keepdims=True))\n"
              "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
     backward={"x": "{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
@@ -63,6 +92,7 @@ defop(
 
 defop(
     name="LogSoftMax", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    warn=softmax_over_batch("zeros"), torch_diff=_OVER_B,
     forward=("{{y}} = {{x}} - {{x}}.max({{d.axis}}, keepdims=True)\n"
              "{{y}} -= np.log(np.exp({{y}}).sum({{d.axis}}, keepdims=True))"),
     backward={"x": "{{gy}} - np.exp({{y}}) * {{gy}}.sum({{d.axis}}, keepdims=True)"},

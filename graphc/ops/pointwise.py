@@ -6,7 +6,7 @@ Numeric arguments reach the templates through `d` as Python literals (`_consts`)
 math.huge becomes np.inf and negative numbers are parenthesised."""
 import math
 
-from .activation import _softmax_axis, _softmax_shape
+from .activation import _OVER_B, _softmax_axis, _softmax_shape, softmax_over_batch
 from .registry import CudaRule, ParamSpec, ShapeError, B, batched, defop, numel, uniform
 from .table import _same_numel, _sibling_hint
 
@@ -170,6 +170,7 @@ _SOFTMIN_CUDA = CudaRule(
 
 defop(
     name="SoftMin", signature="", shape=_softmax_shape, derive=_softmax_axis,
+    warn=softmax_over_batch("ones"), torch_diff=_OVER_B,
     forward=("{{y}} = np.exp({{x}}.min({{d.axis}}, keepdims=True) - {{x}})\n"
              "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
     backward={"x": "-{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},

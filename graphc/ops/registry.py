@@ -91,6 +91,9 @@ class OpDef:
     params: tuple[ParamSpec, ...] = ()
     methods: dict[str, Callable] = field(default_factory=dict)  # Lua methods: (attrs, *args)
     check: Optional[Callable[[dict], Optional[str]]] = None  # attrs -> error text
+    # (attrs, in_shapes) -> the text of a compile-time warning about this use (legal, but
+    # probably not what was meant), or None; given at the node's location (errors.warn)
+    warn: Optional[Callable] = None
     input_hint: Optional[Callable] = None  # (attrs, slot, in_shapes) -> shape or None
     elementwise: bool = False  # output shape == input shape; hints pass through
     table_output: bool = False  # `shape` returns a list of shapes: the output is a table
