@@ -58,7 +58,8 @@ def number(pattern: str, text: str) -> float:
 def train(args, tmp: Path, ranks: int, batch: int) -> dict:
     cmd = [sys.executable, str(SAMPLE), "--steps", str(args.steps), "--batch-size", str(batch),
            "--rnn-size", str(args.rnn_size), "--sample-chars", "0", "--plot", "none",
-           "--no-progress", "--checkpoint-every", "0", "--checkpoint", str(tmp / f"c{ranks}_{batch}.npz")]
+           "--no-progress", "--checkpoint-every", "0",
+           "--checkpoint", str(tmp / f"c{ranks}_{batch}.npz")]
     if ranks > 1:
         cmd = [mpiexec(), "-n", str(ranks), *cmd, "--distributed"]
     out = run(cmd)
@@ -96,7 +97,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
     p.add_argument("--rnn-size", type=int, default=128, help="LSTM units per layer (default 128)")
-    p.add_argument("--batch-size", type=int, default=50, help="streams of the 1-process run (default 50)")
+    p.add_argument("--batch-size", type=int, default=50,
+                   help="streams of the 1-process run (default 50)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each setting; the median is kept")
     args = p.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
@@ -117,10 +119,11 @@ def main(argv=None):
     print(f"char-rnn: 2 layers of {args.rnn_size}, {n:,} parameters = {4 * n / 1e6:.2f} MB of "
           f"float32 gradients per step; {args.steps} steps per run, median of {args.repeat}")
     print(f"{'run':34s} {'steps/s':>8s} {'efficiency':>10s} {'allreduce ms/step':>18s}")
-    print(f"{'1 process, batch %d' % args.batch_size:34s} {one['steps/s']:8.2f} {'':>10s} {'':>18s}")
-    for label, r, eff in (
-            (f"2 ranks, batch {args.batch_size} (strong)", strong, strong["steps/s"] / (2 * one["steps/s"])),
-            (f"2 ranks, batch {2 * args.batch_size} (weak)", weak, weak["steps/s"] / one["steps/s"])):
+    print(f"{'1 process, batch %d' % args.batch_size:34s} {one['steps/s']:8.2f}")
+    strong_eff = strong["steps/s"] / (2 * one["steps/s"])  # speedup / 2
+    weak_eff = weak["steps/s"] / one["steps/s"]  # each step does twice the work
+    for label, r, eff in ((f"2 ranks, batch {args.batch_size} (strong)", strong, strong_eff),
+                          (f"2 ranks, batch {2 * args.batch_size} (weak)", weak, weak_eff)):
         print(f"{label:34s} {r['steps/s']:8.2f} {eff:10.0%} "
               f"{r['allreduce ms']:9.2f} ({r['allreduce %']:.0f}%)")
     print(f"MPI_Allreduce alone of {n:,} float32 (2 ranks, median of 200): {alone:.3f} ms "

@@ -83,7 +83,8 @@ class _NcclTransport:
         uid = nccl.get_unique_id() if comm.Get_rank() == 0 else None
         uid = comm.bcast(uid, root=0)
         self.comm = nccl.NcclCommunicator(comm.Get_size(), uid, comm.Get_rank())
-        self.types = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}
+        self.types = {np.dtype("float32"): nccl.NCCL_FLOAT32,
+                      np.dtype("float64"): nccl.NCCL_FLOAT64}
 
     def is_buffer(self, x):
         return isinstance(x, self.cupy.ndarray)
@@ -122,7 +123,8 @@ def init(backend: str = "mpi", *, abort_on_error: bool = True,
     global _state
     if _state is not None:
         if _state.backend != backend:
-            raise ValueError(f"backend: init() already ran with {_state.backend!r}, got {backend!r}")
+            raise ValueError(f"backend: init() already ran with {_state.backend!r}, "
+                             f"got {backend!r}")
         return
     if backend not in ("mpi", "nccl"):
         raise ValueError(f"backend must be 'mpi' or 'nccl', got {backend!r}")
@@ -139,14 +141,14 @@ def init(backend: str = "mpi", *, abort_on_error: bool = True,
             try:
                 import cupy
             except ImportError as e:
-                raise ImportError("backend='nccl' needs CuPy built with NCCL: "
-                                  "pip install 'graphc[cuda]' (cupy) on a machine with a GPU") from e
+                raise ImportError("backend='nccl' needs CuPy built with NCCL: pip install "
+                                  "'graphc[cuda]' (cupy) on a machine with a GPU") from e
         if nccl is None:
             try:
                 from cupy.cuda import nccl
             except ImportError as e:
-                raise ImportError("backend='nccl': this CuPy has no NCCL support "
-                                  "(cupy.cuda.nccl); install NCCL for it or use backend='mpi'") from e
+                raise ImportError("backend='nccl': this CuPy has no NCCL support (cupy.cuda."
+                                  "nccl); install NCCL for it or use backend='mpi'") from e
         _use_local_gpu(comm, cupy, mpi)
         transport = _NcclTransport(comm, nccl, cupy)
     _state = _World(comm, transport, bucket_bytes, backend)
@@ -381,7 +383,8 @@ def broadcast_parameters(model_or_flat_w, root: int = 0):
     digest = hashlib.sha256(signature.encode()).hexdigest()[:16]
     seen = w.comm.allgather((int(flat_w.size), digest))
     if len(set(seen)) > 1:
-        rows = "; ".join(f"rank {r}: {n} parameters, model hash {h}" for r, (n, h) in enumerate(seen))
+        rows = "; ".join(f"rank {r}: {n} parameters, model hash {h}"
+                         for r, (n, h) in enumerate(seen))
         raise ValueError("broadcast_parameters: the ranks built different models "
                          f"(same spec, options and sizes on every rank?): {rows}")
     if w.size > 1:
@@ -396,7 +399,7 @@ def average_buffers(model):
     place. In training each rank's BatchNorm normalizes with its own shard's statistics and
     updates its own running averages; call this before evaluating or saving so every rank
     holds the same running statistics."""
-    w = _world()
+    _world()
     _, buffers, _ = _parts(model)
     for b in buffers:
         allreduce(b.reshape(-1), "mean", what="buffer")

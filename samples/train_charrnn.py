@@ -233,7 +233,8 @@ def seed_dropout_per_rank(seq, seed: int, dist, meta):
         rng.bit_generator.state = saved[dist.rank()]
     else:
         step = int(meta["step"]) if meta else 0
-        rng.bit_generator.state = np.random.default_rng([seed, dist.rank(), step]).bit_generator.state
+        fresh = np.random.default_rng([seed, dist.rank(), step])
+        rng.bit_generator.state = fresh.bit_generator.state
 
 
 def gather_dropout_rngs(seq, dist):

@@ -93,7 +93,8 @@ def test_different_models_fail_at_broadcast(scenario, tmp_path):
     assert r.returncode != 0
     assert "broadcast_parameters: the ranks built different models" in r.stdout
     assert "rank 0: 12 parameters" in r.stdout
-    assert ("rank 1: 12 parameters" if scenario == "mismatch" else "rank 1: 61706 parameters") in r.stdout
+    other = "rank 1: 12 parameters" if scenario == "mismatch" else "rank 1: 61706 parameters"
+    assert other in r.stdout
     assert "broadcast_parameters returned" not in r.stdout
 
 
@@ -132,7 +133,8 @@ class MirrorComm:
         pass
 
     def allgather(self, value):
-        return [value] + (list(self.others) if self.others is not None else [value] * (self.size - 1))
+        others = self.others if self.others is not None else [value] * (self.size - 1)
+        return [value, *others]
 
     def bcast(self, value, root):
         return value if root == self.rank else self.root_object
@@ -227,8 +229,9 @@ def test_broadcast_refuses_different_models(world):
     assert dist.broadcast_parameters(model) is model
     dist._shutdown_for_tests()
     world(MirrorComm(others=[(61706, "0123456789abcdef")]))
-    with pytest.raises(ValueError, match=r"different models .*rank 0: 61706 parameters, model hash "
-                                         r"[0-9a-f]{16}; rank 1: 61706 parameters, model hash 0123456789abcdef"):
+    with pytest.raises(ValueError, match=r"different models .*rank 0: 61706 parameters, model "
+                                         r"hash [0-9a-f]{16}; rank 1: 61706 parameters, model "
+                                         r"hash 0123456789abcdef"):
         dist.broadcast_parameters(model)
 
 
@@ -287,7 +290,8 @@ class FakeNccl:
             offset, rest = divmod(ptr - arr.ctypes.data, arr.itemsize)
             if rest == 0 and 0 <= offset and offset + count <= arr.size:
                 assert datatype == {4: self.NCCL_FLOAT32, 8: self.NCCL_FLOAT64}[arr.itemsize]
-                return np.ndarray.view(arr, np.ndarray)[offset:offset + count], peer[offset:offset + count]
+                mine = np.ndarray.view(arr, np.ndarray)
+                return mine[offset:offset + count], peer[offset:offset + count]
         raise AssertionError(f"pointer {ptr:#x} is not inside a registered device buffer")
 
     def allReduce(self, send, recv, count, datatype, op, stream):
@@ -309,7 +313,8 @@ def fake_cupy():
     cuda = type("cuda", (), {
         "get_current_stream": staticmethod(lambda: stream),
         "runtime": type("runtime", (), {"getDeviceCount": staticmethod(lambda: 4)}),
-        "Device": staticmethod(lambda i: type("Device", (), {"use": lambda self: used.append(i)})()),
+        "Device": staticmethod(
+            lambda i: type("Device", (), {"use": lambda self: used.append(i)})()),
     })
     return type("cupy", (), {"ndarray": DeviceArray, "cuda": cuda, "used": used,
                              "asnumpy": staticmethod(lambda a: DeviceArray.get(a))})
@@ -346,7 +351,8 @@ def test_nccl_path_all_reduces_device_buffers_in_place(world):
     assert nccl.calls == [("allReduce", 1000), ("allReduce", 1000), ("allReduce", 300)]
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-6)
 
-    with pytest.raises(ValueError, match="flat_g: expected a CuPy array for this backend, got ndarray"):
+    with pytest.raises(ValueError, match="flat_g: expected a CuPy array for this backend, "
+                                         "got ndarray"):
         dist.allreduce_gradients(np.zeros(3, np.float32))
     assert dist.checksum(g) == dist.checksum(np.array(g))  # computed where the buffer is
 

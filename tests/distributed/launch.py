@@ -1,5 +1,6 @@
 """Starting MPI jobs from the tests: the installed mpiexec (the mpich wheel's, in the venv's
 bin folder, comes first), checked once; where MPI cannot start, the test skips and prints why."""
+import importlib.util
 import os
 import signal
 import subprocess
@@ -32,9 +33,7 @@ def mpiexec():
 
 
 def _check_mpi():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("mpi4py") is None:
         return False, "mpi4py is not installed (pip install -e '.[test]' or '.[mpi]')"
     exe = _mpiexec_path()
     if exe is None:
