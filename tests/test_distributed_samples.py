@@ -6,14 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "distributed"))
 
 from launch import mpiexec, run_job  # noqa: E402
-
-pytestmark = pytest.mark.slow
 
 CHARRNN = ROOT / "samples" / "train_charrnn.py"
 LENET = ROOT / "samples" / "train_lenet.py"
