@@ -42,7 +42,8 @@ def mpiexec() -> str:
 
 def run(cmd) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise SystemExit(f"error: {' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
     return r.stdout
