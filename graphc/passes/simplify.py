@@ -26,24 +26,13 @@ def _slice_of(node: Node):
 
 
 def merge_slice_grads(graph: Graph) -> Graph:
+    merges = _slice_merges(graph)
+    if not merges:  # nothing to join: the input graph as it is (no pass mutates its input)
+        return graph
     g = copy_graph(graph)
-    producer = {v: n for n in g.grad_nodes for v in n.outputs}
-    uses = {}
-    for n in g.grad_nodes:
-        for v in n.inputs:
-            uses[v] = uses.get(v, 0) + 1
     dropped = set()
-    for add in g.grad_nodes:
-        if add.op != "add":
-            continue
-        parts = [producer.get(v) for v in add.inputs]
-        slices = [_slice_of(p) if p is not None else None for p in parts]
-        if any(s is None for s in slices) or len({(s[0], s[3]) for s in slices}) != 1:
-            continue
-        if any(uses.get(v, 0) != 1 for v in add.inputs):
-            continue
-        if len({id(p.attrs["fwd"].inputs[0]) for p in parts}) != 1:
-            continue
+    for k, parts, slices in merges:
+        add, parts = g.grad_nodes[k], [g.grad_nodes[i] for i in parts]
         order = sorted(range(len(parts)), key=lambda i: slices[i][1])
         ranges = [(slices[i][1], slices[i][2]) for i in order]
         size = add.outputs[0].shape[slices[0][0]]
@@ -57,6 +46,32 @@ def merge_slice_grads(graph: Graph) -> Graph:
         dropped.update(id(parts[i]) for i in order)
     g.grad_nodes = [n for n in g.grad_nodes if id(n) not in dropped]
     return g
+
+
+def _slice_merges(g: Graph) -> list:
+    """(index of an `add` grad node, indices of the slice-gradient nodes it sums, their
+    slices) for each sum of gradients of slices of one value, each used only there. Read
+    only: found before copying, so a graph with none is not copied at all."""
+    at = {id(n): k for k, n in enumerate(g.grad_nodes)}
+    producer = {v: n for n in g.grad_nodes for v in n.outputs}
+    uses = {}
+    for n in g.grad_nodes:
+        for v in n.inputs:
+            uses[v] = uses.get(v, 0) + 1
+    merges = []
+    for k, add in enumerate(g.grad_nodes):
+        if add.op != "add":
+            continue
+        parts = [producer.get(v) for v in add.inputs]
+        slices = [_slice_of(p) if p is not None else None for p in parts]
+        if any(s is None for s in slices) or len({(s[0], s[3]) for s in slices}) != 1:
+            continue
+        if any(uses.get(v, 0) != 1 for v in add.inputs):
+            continue
+        if len({id(p.attrs["fwd"].inputs[0]) for p in parts}) != 1:
+            continue
+        merges.append((k, [at[id(p)] for p in parts], slices))
+    return merges
 
 
 def hoist_sequence_projections(graph: Graph) -> Graph:
