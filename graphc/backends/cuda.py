@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import SpecError
-from ..ir.graph import B, Graph, Node, Value
+from ..ir.graph import B, Graph, Node, Value, is_symbolic, per_batch
+from ..ops.registry import c_dim
 from ..ops import REGISTRY
 from ..passes import fuse
 from .numpy import Namer, _loc_comment, _pystruct, pyshape
@@ -87,10 +88,8 @@ def strides(shape) -> list:
     out, static, dynamic = [], 1, False
     for d in reversed(shape):
         out.append(static if not dynamic else ("B" if static == 1 else f"B * {static}"))
-        if d == B:
-            dynamic = True
-        else:
-            static *= d
+        dynamic = dynamic or is_symbolic(d)
+        static *= per_batch(d)  # B*k: k here, B in `dynamic`
     return out[::-1]
 
 
@@ -120,8 +119,8 @@ class KernelBuilder:
         """Elements of `shape`, as C (B is a kernel parameter)."""
         static = 1
         for d in shape:
-            static *= 1 if d == B else d
-        if B in shape:
+            static *= per_batch(d)
+        if any(is_symbolic(d) for d in shape):
             self.uses_B = True
             return "B" if static == 1 else f"B * {static}"
         return str(static)
@@ -236,7 +235,7 @@ class Index:
                     out.append(0)
                     continue
                 e = idiv(self._flat, s)
-                out.append(self.sc.int(e if leading else imod(e, "B" if n == B else n)))
+                out.append(self.sc.int(e if leading else imod(e, c_dim(n) if is_symbolic(n) else n)))
                 leading = False
             self._dims = out
             self.sc.memo[("flat", self.shape, tuple(map(str, out)))] = self._flat
@@ -319,14 +318,15 @@ class CudaBackend:
         return f"{self.prefix}_k{len(self.kernels)}_{what}"
 
     def pyshape(self, shape) -> str:
-        dims = ["B" if d == B else str(d) for d in shape]
+        dims = [c_dim(d) for d in shape]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def pynumel(self, shape) -> str:
         static = 1
         for d in shape:
-            static *= 1 if d == B else d
-        return ("B" if static == 1 else f"B * {static}") if B in shape else str(static)
+            static *= per_batch(d)
+        symbolic = any(is_symbolic(d) for d in shape)
+        return ("B" if static == 1 else f"B * {static}") if symbolic else str(static)
 
     # ---- element expressions ---------------------------------------------------------------
 
@@ -618,7 +618,8 @@ class CudaBackend:
     def image(self, shape):
         """(N as C and as Python, C, H, W) of a CHW or NCHW shape."""
         if len(shape) == 4:
-            return ("B", "B") if shape[0] == B else (shape[0], str(shape[0])), shape[1], shape[2], shape[3]
+            n = c_dim(shape[0])
+            return (n, n) if is_symbolic(shape[0]) else (shape[0], n), shape[1], shape[2], shape[3]
         return (1, "1"), shape[0], shape[1], shape[2]
 
     def fwd_conv2d(self, node: Node) -> list[str]:
@@ -633,7 +634,8 @@ class CudaBackend:
         loader_src, load = self.loader(kb, x, "conv2d_x")
         kb.array(self.n(cols), write=True, cname="o_cols")
         # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
-        rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
+        rows_shape = (x.shape[0], oH * oW * K) if is_symbolic(x.shape[0]) and len(x.shape) == 4 \
+            else (N * oH * oW * K,)
         n_cols = kb.count_expr(rows_shape)
         src = self.env.get_template("cuda/conv2d.cu.j2").render(
             loader=loader_src, comment=f"{node.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK,
@@ -683,7 +685,7 @@ class CudaBackend:
         x, y = node.inputs[0], node.outputs[0]
         _, C, inner, rows = self.softmax_geometry(node, x.shape)
         kb = KernelBuilder()
-        kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
+        kb.uses_B = is_symbolic(C)  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
         name = self.kernel_name(node.op)
         loader_src, load = self.loader(kb, x, f"{node.op.lower()}_x")
         kb.array(self.n(y), write=True, cname="o_y")
@@ -691,7 +693,7 @@ class CudaBackend:
         src = self.env.get_template("cuda/softmax.cu.j2").render(
             loader=loader_src, comment=node.op, block=BLOCK, name=name, fwd_params=kb.declarations(),
             rows=n_rows, x=load, C=C, inner=inner, log=node.op == "LogSoftMax",
-            row_stride=imul(str(C), inner) if C == B else C * inner)
+            row_stride=imul(c_dim(C), inner) if is_symbolic(C) else C * inner)
         self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
         return [f"{self.n(y)} = rt.empty({self.pyshape(y.shape)}, dt)",
                 f"self._launch({name + '_fwd'!r}, {self.pynumel(rows) if rows else '1'}, "
@@ -779,7 +781,7 @@ class CudaBackend:
         _, C, inner, rows = self.softmax_geometry(fwd, x.shape)
         gx = self.n(targets[0])
         kb = KernelBuilder()
-        kb.uses_B = C == B
+        kb.uses_B = is_symbolic(C)
         name = self.kernel_name(fwd.op)
         loader_src, load = self.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
         kb.array(self.n(y), cname="i_y")
@@ -788,7 +790,7 @@ class CudaBackend:
         src = self.env.get_template("cuda/softmax_bwd.cu.j2").render(
             loader=loader_src, comment=fwd.op, block=BLOCK, name=name, bwd_params=kb.declarations(),
             rows=n_rows, gy=load, C=C, inner=inner,
-            row_stride=imul(str(C), inner) if C == B else C * inner,
+            row_stride=imul(c_dim(C), inner) if is_symbolic(C) else C * inner,
             log=fwd.op == "LogSoftMax")
         self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
         return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
@@ -1098,7 +1100,8 @@ def _arrays_in(ctx: dict) -> list:
 
 def _shapes(ctx: dict) -> dict:
     """Template `shp`: name -> shape, with the batch dim as the C name B."""
-    return {k: tuple("B" if d == B else d for d in a.shape) for k, a in _named_arrays(ctx).items()}
+    return {k: tuple(c_dim(d) if is_symbolic(d) else d for d in a.shape)
+            for k, a in _named_arrays(ctx).items()}
 
 
 def _training_only(n: Node) -> bool:
