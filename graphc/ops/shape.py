@@ -57,8 +57,7 @@ def _view_shape(a, shapes):
                              f"the batch goes with a -1 size")
         if numel(x[1:]) != numel(sizes):
             raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
-                             f"sample, but the view holds {numel(sizes)} (Torch would guess a "
-                             f"batch size from the element counts; use -1 to fold the batch)")
+                             f"sample, but the view holds {numel(sizes)}")
         return (x[0],) + sizes
     n = numel(x)
     if -1 in sizes:
@@ -152,7 +151,7 @@ defop(
         "true keeps it, false never, nil when the input holds more than the sizes or its "
         "first dim is 1). A batched input (B or B*k first) keeps its batch.",
     cuda=CudaRule("index", index="view"),
-    torch_diff="With a free batch dim B the sizes apply per sample.",
+    torch_diff="",
 )
 
 
