@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from ..ir.graph import B, Graph, Node, Value, batch_factor, is_symbolic, shape_str
+from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic, shape_str
 from ..ops import REGISTRY
 from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment

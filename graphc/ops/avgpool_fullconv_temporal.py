@@ -2,7 +2,7 @@
 order: kW before kH). The numpy kernels are in graphc_runtime.kernels."""
 import math
 
-from .registry import is_symbolic, CudaRule, ParamSpec, ShapeError, B, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, defop, is_symbolic, uniform
 from .spatial import _image, pool_out
 
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one

@@ -4,7 +4,7 @@ is the criterion's gradient times gradOutput[1], and the target gets a zero grad
 
 Class targets (ClassNLLCriterion, CrossEntropyCriterion) are 1-based integer indices, as in
 Torch, so they must come from a graph input (int_inputs)."""
-from .registry import is_symbolic, CudaRule, ShapeError, B, batched, defop, numel, rows_of_input
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, numel, rows_of_input
 
 CRITERIA: set[str] = set()  # the ops that are criteria (what nn.ModuleFromCriterion accepts)
 

@@ -3,7 +3,7 @@ indexing/padding modules Index and Padding. The kernels are in graphc_runtime.ke
 import math
 
 from .pointwise import _lit
-from .registry import is_symbolic, CudaRule, ParamSpec, ShapeError, B, defop, uniform, rows_of_input
+from .registry import B, CudaRule, ParamSpec, ShapeError, defop, is_symbolic, rows_of_input, uniform
 
 
 def _s(shape):

@@ -7,7 +7,7 @@ math.huge becomes np.inf and negative numbers are parenthesised."""
 import math
 
 from .activation import _OVER_B, _softmax_axis, _softmax_shape, softmax_over_batch
-from .registry import is_symbolic, CudaRule, ParamSpec, ShapeError, B, batched, defop, numel, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, batched, defop, is_symbolic, numel, uniform
 from .table import _same_numel, _sibling_hint
 
 

@@ -3,7 +3,7 @@ Unsqueeze. Dims are Torch's: 1-based over the full shape (B included), negative 
 end; an `nInputDims` / `numInputDims` argument shifts them by one for batch input."""
 import math
 
-from .registry import is_symbolic, CudaRule, ShapeError, B, batched, defop, torch_dim
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, torch_dim
 
 
 def _s(shape):

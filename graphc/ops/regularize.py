@@ -1,6 +1,6 @@
 """Modules whose behaviour depends on training/evaluate: Dropout, BatchNormalization and
 SpatialBatchNormalization (running statistics kept as buffers)."""
-from .registry import c_count, c_dim, is_symbolic, B, CudaRule, ParamSpec, ShapeError, defop
+from .registry import CudaRule, ParamSpec, ShapeError, c_count, c_dim, defop, is_symbolic
 
 
 def _dropout_check(a):

@@ -1,5 +1,5 @@
 """Ops over a table of tensors: CAddTable, CMulTable, JoinTable."""
-from .registry import c_count, is_symbolic, CudaRule, ShapeError, batched, defop, numel, torch_dim, B
+from .registry import CudaRule, ShapeError, batched, c_count, defop, is_symbolic, numel, torch_dim
 
 
 def _same_numel(a, shapes):
