@@ -212,6 +212,38 @@ def test_memory_plan_scratch_arrays_of_product_shape(tmp_path, rng):
         np.testing.assert_allclose(a.getParameters()[1], b.getParameters()[1], rtol=1e-13)
 
 
+SEQUENCE_LOSS = """
+local x = nn.Identity()()
+local target = nn.Identity()()
+local scores = nn.LogSoftMax()(nn.Linear(4, 6)(nn.View(-1, 4)(x)))
+local loss = nn.ClassNLLCriterion()({scores, nn.View(-1)(target)})
+return nn.gModule({x, target}, {loss})
+"""
+
+
+def test_sequence_loss_over_folded_rows(tmp_path, rng):
+    """A loss over every time step: scores and targets folded to (B*5) rows."""
+    mod = build(SEQUENCE_LOSS, tmp_path, shapes={"input1": parse_shape("Bx5x4"),
+                                                 "input2": parse_shape("Bx5")})
+    assert mod.INPUTS[1] == ("input2", ("B", 5), "index")
+    m = mod.Model(dtype="float64", seed=0)
+    x, t = rng.standard_normal((3, 5, 4)), rng.integers(1, 7, (3, 5))
+    loss = m.forward(x, t)
+    gx, gt = m.backward((x, t), np.ones(1))
+    assert gt is None
+    tx = torch.tensor(x, requires_grad=True)
+    w, b = (torch.tensor(a, requires_grad=True) for _, a in m.parameters())
+    want = F.nll_loss(F.log_softmax(F.linear(tx.reshape(-1, 4), w, b), 1),
+                      torch.tensor(t).reshape(-1) - 1)
+    want.backward()
+    np.testing.assert_allclose(loss, [want.item()], rtol=1e-12)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m.getParameters()[1], np.concatenate([w.grad.numpy().ravel(),
+                                                                     b.grad.numpy()]), rtol=1e-10)
+    np.testing.assert_allclose(gx, central_differences(lambda: float(m.forward(x, t)[0]), x),
+                               rtol=1e-5, atol=1e-8)
+
+
 # ---- errors: where Torch only guessed ----------------------------------------------------------
 
 @pytest.mark.parametrize("body,shape,message", [
