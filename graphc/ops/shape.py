@@ -151,7 +151,9 @@ defop(
         "true keeps it, false never, nil when the input holds more than the sizes or its "
         "first dim is 1). A batched input (B or B*k first) keeps its batch.",
     cuda=CudaRule("index", index="view"),
-    torch_diff="",
+    torch_diff="A batched input keeps its first dim as the batch and sizes that do not match a "
+               "sample are an error; Torch drops the batch when the whole input happens to "
+               "hold the sizes' elements.",
 )
 
 
@@ -160,7 +162,7 @@ def _narrow_derive(a, shapes):
     axis = torch_dim(a["dimension"], len(x))
     size = x[axis]
     if is_symbolic(size):
-        raise ShapeError("cannot narrow the batch dimension B")
+        raise ShapeError(f"cannot narrow the batch dimension {size}")
     offset, length = a["offset"], a["length"]
     if offset < 1:
         raise ShapeError(f"offset {offset} must be at least 1 (Torch offsets are 1-based)")
@@ -195,7 +197,7 @@ def _select_derive(a, shapes):
     axis = torch_dim(a["dimension"], len(x))
     size = x[axis]
     if is_symbolic(size):
-        raise ShapeError("cannot select along the batch dimension B")
+        raise ShapeError(f"cannot select along the batch dimension {size}")
     i = a["index"]
     i = i - 1 if i > 0 else size + i
     if not 0 <= i < size:
