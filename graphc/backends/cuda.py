@@ -590,7 +590,7 @@ class CudaBackend:
             src = self.view_expr(n.inputs[0], arrays)
             rule = REGISTRY[fwd.op].cuda
             if rule.index == "view":
-                return f"{src}.reshape({pyshape(v.shape)})"
+                return f"{src}.reshape({self.pyshape(v.shape)})"
             data = self.data_inputs(fwd)
             d = REGISTRY[fwd.op].derive(fwd.attrs, [x.shape for x in data])
             k = [i for i, need in enumerate(n.attrs["needs"]) if need][n.outputs.index(v)]
@@ -599,7 +599,7 @@ class CudaBackend:
         op = REGISTRY[n.op]
         d = op.derive(n.attrs, [n.inputs[0].shape]) if op.derive else {}
         if op.cuda.index == "view":
-            return f"{src}.reshape({pyshape(v.shape)})"
+            return f"{src}.reshape({self.pyshape(v.shape)})"
         if op.cuda.index == "narrow":
             return f"{src}[{':, ' * d['axis']}{d['start']}:{d['stop']}]"
         return f"{src}[{':, ' * d['axis']}{d['index']}]"

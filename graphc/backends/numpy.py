@@ -94,6 +94,26 @@ def pyshape_of(like: str, shape) -> str:
                            for k, d in enumerate(shape)) + ",)"
 
 
+def pyshape_from(shape, like: str, like_shape) -> str:
+    """Python for `shape` as a reshape target of the array named `like` (of shape
+    `like_shape`): a symbolic dim B*k is k times the batch size that `like` holds (its own
+    symbolic dim j is kj * B), computed at run time: View(-1, 4) of a Bx5x4 `x` is
+    x.reshape((x.shape[0] * 5, 4)), and back x.reshape((x.shape[0] // 5, 5, 4))."""
+    j = next((j for j, d in enumerate(like_shape) if is_symbolic(d)), None)
+    dims = []
+    for d in shape:
+        k = batch_factor(d)
+        if k is None:
+            dims.append(str(d))
+            continue
+        if j is None:
+            raise ValueError(f"shape {shape_str(shape)} has a batch dim, {shape_str(like_shape)} none")
+        kj, size = batch_factor(like_shape[j]), f"{like}.shape[{j}]"
+        dims.append(size if k == kj else f"{size} * {k // kj}" if k % kj == 0 else
+                    f"{size} // {kj // k}" if kj % k == 0 else f"{size} // {kj} * {k}")
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 def pyshape(shape) -> str:
     """Python for `shape` as a reshape target: its one symbolic dim (B, B*k) is -1, which
     numpy sizes at run time from the batch the array holds (B*k rows for B*k)."""
@@ -163,6 +183,7 @@ class NumpyBackend:
                 return expr
             return f"({expr}).reshape({pyshape(in_shapes[i])})"
         ctx["as1"], ctx["like"] = as1, like
+        ctx["sized"] = pyshape_from
         return ctx
 
     def render(self, template: str, ctx: dict) -> list[str]:

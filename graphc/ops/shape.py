@@ -98,8 +98,9 @@ def _view_check(a):
         return "View sizes must be positive (or a single -1)"
 
 
-_RESHAPE_FWD = "{{y}} = {{x}}.reshape({{ out_shape|pyshape }})"
-_RESHAPE_BWD = {"x": "{{gy}}.reshape({{ in_shapes[0]|pyshape }})"}
+# the batch dim's size from the array reshaped: x.reshape((x.shape[0] * 5, 4)) for (B*5)x4
+_RESHAPE_FWD = "{{y}} = {{x}}.reshape({{ sized(out_shape, x, in_shapes[0]) }})"
+_RESHAPE_BWD = {"x": "{{gy}}.reshape({{ sized(in_shapes[0], gy, out_shape) }})"}
 
 defop(
     name="View", signature="sizes:int*", shape=_view_shape, check=_view_check,
