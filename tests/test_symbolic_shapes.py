@@ -134,6 +134,22 @@ def test_backward_vs_finite_differences(case, tmp_path, rng):
         np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unbatched_call_is_a_batch_of_one(case, tmp_path, rng):
+    """Inputs without B: a batch of one; outputs that start with B lose it, a B*k dim is k."""
+    mod = compiled(case, tmp_path)
+    m = mod.Model(dtype="float64")
+    xs = random_inputs(case, 1, rng)
+    batched = m.forward(*xs)
+    single = m.forward(*[x[0] for x in xs])
+    lead = mod.OUTPUTS[0][1][0] == "B"
+    np.testing.assert_allclose(single, batched[0] if lead else batched, rtol=1e-12)
+    gy = rng.standard_normal(single.shape)
+    g1 = m.backward(tuple(x[0] for x in xs), (gy,))
+    gb = m.backward(tuple(xs), (gy[None] if lead else gy,))
+    np.testing.assert_allclose(g1, gb[0], rtol=1e-12)
+
+
 # ---- the shape texts -------------------------------------------------------------------------
 
 FOLD = """
