@@ -20,7 +20,11 @@ def resource_dir(name: str) -> Path:
 
 
 def _pytuple(shape) -> str:
-    items = [repr(d) for d in shape]
+    """A shape (or a tuple of them, or any tuple) as Python source; symbolic dims as 'B'
+    and 'B*5'."""
+    from ..ir.graph import dim_text, is_symbolic
+    items = [_pytuple(d) if isinstance(d, (tuple, list)) else repr(dim_text(d)) if is_symbolic(d)
+             else repr(d) for d in shape]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 

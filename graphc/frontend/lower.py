@@ -6,8 +6,10 @@ A "struct" is what flows along an nngraph edge: a Value, or a list of structs (a
 """
 from __future__ import annotations
 
+import math
+
 from ..errors import Loc, OptionError, SpecError, did_you_mean
-from ..ir.graph import Graph, Node, Param, Value, shape_str
+from ..ir.graph import Graph, Node, Param, Value, batch_factor, batch_times, is_symbolic, shape_str
 from ..ops import REGISTRY
 from ..passes.shapes import hint, node_shapes
 from .nn import ModuleObj, NodeObj
@@ -121,6 +123,8 @@ class Lowerer:
                                                   "nInputDims": None}, outs, loc)
         if kind == "Parallel":
             return self.lower_parallel(mod, x, loc)
+        if kind == "Bottle":
+            return self.lower_bottle(mod, x, loc)
         if kind == "gModule":
             return self.lower_gmodule(mod, x, loc)
         return self.lower_op(mod, x, loc, name, ann)
@@ -220,6 +224,42 @@ class Lowerer:
             raise SpecError("nn.Parallel has no modules", loc)
         return self.internal_op("JoinTable", {"dimension": mod.attrs["outputDimension"],
                                               "nInputDims": None}, outs, loc)
+
+    def lower_bottle(self, mod: ModuleObj, x, loc: Loc):
+        """Torch's Bottle: an input of more than nInputDim dims has its leading dims folded
+        into one (the batch of the inner module), the module runs, and the output's first
+        dim is unfolded again. Both folds are Views (no copies)."""
+        if not isinstance(x, Value):
+            raise SpecError(f"nn.Bottle expects one tensor as input, got {_describe(x)}", loc)
+        if x.shape is None:
+            raise NeedShape(loc)
+        (inner,) = mod.children
+        n_in = mod.attrs["nInputDim"]
+        n_out = mod.attrs["nOutputDim"] or n_in
+        folds = len(x.shape) - n_in + 1  # the leading dims that become one
+        if folds <= 1:
+            return self.lower_module(inner, x, inner.loc, None)
+        lead, rest = x.shape[:folds], x.shape[folds:]
+        # View(sizes of the rest):setNumInputDims(n_in - 1): the leading dims are the batch
+        flat = self.internal_op("View", {"sizes": tuple(rest), "numInputDims": n_in - 1}, [x], loc)
+        y = self.lower_module(inner, flat, inner.loc, None)
+        if not isinstance(y, Value) or len(y.shape or ()) != n_out:
+            got = f"{len(y.shape)}-D ({shape_str(y.shape)})" if isinstance(y, Value) else _describe(y)
+            raise SpecError(f"nn.Bottle: its module gives a {got} output for the folded input "
+                            f"{shape_str(flat.shape)}; expected {n_out}-D (nOutputDim)", loc,
+                            _made_here(mod, loc))
+        first = _unfold(lead, y.shape[0])
+        if first is None:
+            raise SpecError(f"nn.Bottle: its module's output {shape_str(y.shape)} does not keep "
+                            f"the {shape_str(flat.shape[:1])} rows of its folded input "
+                            f"{shape_str(flat.shape)}, so it cannot be unfolded to "
+                            f"{shape_str(lead)}", loc, _made_here(mod, loc))
+        target = tuple(lead[:-1]) + (first,) + tuple(y.shape[1:])
+        # the one symbolic dim (if any) becomes View's -1, which absorbs the batch again
+        sizes = tuple(-1 if is_symbolic(d) else d for d in target)
+        out = self.internal_op("View", {"sizes": sizes, "numInputDims": None}, [y], loc)
+        assert out.shape == target, (out.shape, target)
+        return out
 
     def inferred_input_error(self, node: Node, err: SpecError) -> SpecError:
         """A shape error at a node that reads a graph input whose shape nobody gave: the shape
@@ -413,3 +453,16 @@ def _aliases(table: dict, var_names, names) -> None:
         if v and v not in names:
             seen.setdefault(v, []).append(k)
     table.update({v: names[ks[0]] for v, ks in seen.items() if len(ks) == 1})
+
+
+def _unfold(lead, rows):
+    """The last of `lead`'s dims once `rows` (the module's output rows for prod(lead)
+    input rows) is split back into lead[:-1] x that; None when it does not divide."""
+    outer = lead[:-1]
+    k_outer = math.prod(batch_factor(d) or d for d in outer)
+    symbolic_outer = any(is_symbolic(d) for d in outer)
+    k_rows = batch_factor(rows) or rows
+    if k_rows % k_outer or (symbolic_outer and not is_symbolic(rows)):
+        return None
+    k = k_rows // k_outer
+    return batch_times(k) if is_symbolic(rows) and not symbolic_outer else k

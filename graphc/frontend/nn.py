@@ -13,9 +13,10 @@ from ..ops import REGISTRY
 CONTAINER_SIGNATURES = {
     "Sequential": "", "Parallel": "inputDimension:int, outputDimension:int", "ConcatTable": "",
     "ParallelTable": "", "Concat": "dimension:int", "gModule": "",
+    "Bottle": "nInputDim:int=2, nOutputDim:int=nil",  # after its module: nn.Bottle(m, 2)
 }
 CONTAINERS = tuple(CONTAINER_SIGNATURES)
-ADDABLE = tuple(c for c in CONTAINERS if c != "gModule")
+ADDABLE = tuple(c for c in CONTAINERS if c not in ("gModule", "Bottle"))
 
 # Torch7 nn module names graphc does not support (yet): a located "not supported" error,
 # distinct from a misspelling.
@@ -153,6 +154,18 @@ def _coerce(v, typ, kind, name, loc):
 
 
 def make_module(kind: str, args: list, loc: Loc, serial: int) -> ModuleObj:
+    if kind == "Bottle":  # nn.Bottle(module, nInputDim=2, nOutputDim=nInputDim)
+        inner = args[0] if args else None
+        if not isinstance(inner, ModuleObj):
+            raise SpecError("nn.Bottle expects a module first: nn.Bottle(module, nInputDim=2, "
+                            "nOutputDim=nInputDim)", loc)
+        attrs = bind_args(kind, CONTAINER_SIGNATURES[kind], list(args[1:]), loc)
+        if attrs["nInputDim"] < 1 or (attrs["nOutputDim"] is not None and attrs["nOutputDim"] < 1):
+            raise SpecError("nn.Bottle: nInputDim and nOutputDim must be at least 1", loc)
+        mod = ModuleObj(kind, attrs, loc, serial)
+        inner.contained = True
+        mod.children.append(inner)
+        return mod
     if kind in CONTAINERS:
         attrs = bind_args(kind, CONTAINER_SIGNATURES[kind], args, loc) if kind != "gModule" else {}
         return ModuleObj(kind, attrs, loc, serial)
