@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import ModuleObj, NodeObj, set_module_field, unknown_module
+from .nn import ModuleObj, NodeObj, ParamRef, unknown_module
 from .parse import parse
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
@@ -83,6 +83,30 @@ class Builtin:
         self.name, self.fn = name, fn
 
 
+class ClassObj(Builtin):
+    """A Torch class: one made by torch.class('pkg.Name', 'pkg.Parent'), or an nn module class
+    such as nn.Linear or nn.Module. Calling it makes an instance; `members` are the methods
+    and fields a spec sets on it (`function nn.Module:reuseMem() ... end`), which its
+    instances and subclasses see. `kind`: the nn module kind of a built-in class."""
+
+    def __init__(self, typename, fn, parent=None, kind=None):
+        super().__init__(typename, fn)
+        self.typename, self.parent, self.kind = typename, parent, kind
+        self.members: dict = {}
+
+    def lookup(self, key):
+        """(found, value) of a member here or in a parent class."""
+        c = self
+        while c is not None:
+            if key in c.members:
+                return True, c.members[key]
+            c = c.parent
+        return False, None
+
+    def __repr__(self):
+        return self.typename
+
+
 class _Break(Exception):
     def __init__(self, loc=None):
         super().__init__("break")
@@ -120,7 +144,7 @@ def lua_type(v) -> str:
         return "number"
     if isinstance(v, str):
         return "string"
-    if isinstance(v, LuaTable):
+    if isinstance(v, (LuaTable, ClassObj)):
         return "table"
     if isinstance(v, (LuaFunction, Builtin)):
         return "function"
@@ -132,15 +156,21 @@ def lua_type(v) -> str:
 def torch_type(v) -> str:
     """torch.type(): the class name for modules and nodes, else type()."""
     if isinstance(v, ModuleObj):
-        return f"nn.{v.kind}"
+        return v.typename
     if isinstance(v, NodeObj):
         return "nngraph.Node"
+    if isinstance(v, ParamRef):
+        return "torch.DoubleTensor"
     return lua_type(v)
 
 
 def describe(v) -> str:
     if isinstance(v, (ModuleObj, NodeObj)):
         return repr(v)
+    if isinstance(v, ParamRef):
+        return f"tensor ({v!r})"
+    if isinstance(v, ClassObj):
+        return f"class {v.typename}"
     return lua_type(v)
 
 
@@ -297,7 +327,7 @@ class LuaInterpreter:
                     _remember_name(v, tg.name)
                     self.set_name(tg.name, v, scope)
                 else:
-                    if not isinstance(obj, (LuaTable, ModuleObj, NodeObj)):
+                    if not isinstance(obj, _INDEXABLE):
                         raise SpecError(f"attempt to index a {describe(obj)} value"
                                         + self._named(tg.obj, scope, obj), tg.loc)
                     self.set_index(obj, key, v, tg.loc)
@@ -404,9 +434,14 @@ class LuaInterpreter:
                 raise SpecError("table index is NaN", loc)
             obj[key] = v
         elif isinstance(obj, ModuleObj):
-            obj.fields[key] = v  # e.g. `conv.name = 'c1'`
-            if isinstance(key, str) and key in obj.attrs:  # `crit.sizeAverage = false` sets it
-                set_module_field(obj, key, v, loc)
+            self.set_module_index(obj, key, v, loc)  # `conv.name = 'c1'`, `m.bias = nil`
+        elif isinstance(obj, ClassObj):  # `function nn.Module:reuseMem() ... end`
+            if v is None:
+                obj.members.pop(key, None)
+            else:
+                obj.members[key] = v
+        elif isinstance(obj, ParamRef):
+            raise SpecError(f"cannot set fields on a tensor ({obj!r})", loc)
         elif isinstance(obj, NodeObj):
             raise SpecError("cannot set fields on a graph node; use node:annotate{...}", loc)
         else:
@@ -445,7 +480,7 @@ class LuaInterpreter:
             return self.call(fn, args, e.loc, self._callee_name(e.func, scope), scope)
         if t is A.MethodCall:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to call method '{e.method}' on a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             fn = self.index(obj, e.method, e.loc, method=True)
@@ -490,7 +525,7 @@ class LuaInterpreter:
             return None
         if t is A.Index:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to index a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             return self.index(obj, self.eval(e.key, scope), e.loc)
@@ -547,9 +582,14 @@ class LuaInterpreter:
             return v
         if isinstance(obj, str):
             return self.string_lib[key]
+        if isinstance(obj, ClassObj):
+            return self.class_index(obj, key, loc)
+        if isinstance(obj, ParamRef):
+            return self.tensor_index(obj, key, loc, method)
         if isinstance(obj, ModuleObj):
-            if key in obj.fields:
-                return obj.fields[key]
+            found, v = self.module_field(obj, key)
+            if found:
+                return v
             m = self.module_method(obj, key)
             if m is None and method:
                 run = key in ("forward", "backward", "updateOutput", "updateGradInput",
@@ -563,8 +603,7 @@ class LuaInterpreter:
             m = self.node_methods.get(key)
             if m is None:
                 if key == "data":
-                    raise SpecError("node.data is not available in graphc; use annotate{name=...} "
-                                    "and the generated module's PARAMETERS", loc)
+                    return self.node_data(obj)
                 raise SpecError(f"graph nodes have no field '{key}'"
                                 + did_you_mean(str(key), self.node_methods), loc)
             return m
@@ -718,6 +757,9 @@ class LuaInterpreter:
             names.update(k for k in s.vars if k != "...")
             s = s.parent
         return names
+
+
+_INDEXABLE = (LuaTable, ModuleObj, NodeObj, ClassObj, ParamRef)
 
 
 def _remember_name(v, name):

@@ -164,22 +164,7 @@ def install(interp):
             return LuaTable.of([value] * int(args[0]))
         return make
 
-    classes: dict = {}
-
-    def torch_class(args, loc):
-        """torch.class('nn.X', 'nn.Parent'): plain tables for the class and its parent, so
-        files that define builders as class methods (rnn's FastLSTM) load and their
-        methods can be called with --entry; nothing is instantiated."""
-        name = args[0] if args else None
-        if not isinstance(name, str):
-            raise SpecError("torch.class expects a class name string", loc)
-        parent = args[1] if len(args) > 1 else None
-        cls = classes.setdefault(name, LuaTable({"__typename": name}))
-        base = classes.setdefault(parent, LuaTable({"__typename": parent})) if isinstance(parent, str) else None
-        return [cls, base]
-
     g["torch"] = LuaTable({"manualSeed": Builtin("manualSeed", lambda a, l: []),
-                           "class": Builtin("class", torch_class),
                            "Tensor": Builtin("Tensor", tensor_of),
                            "ones": Builtin("ones", filled(1)), "zeros": Builtin("zeros", filled(0)),
                            "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
