@@ -1,0 +1,157 @@
+"""The corpus specs that use Torch's module objects at spec time (samples/corpus/msr_init.lua,
+dcgan_init.lua, tied_memory.lua, class_cell.lua) against hand-written PyTorch twins, with the
+helpers and tolerances of test_corpus.py: forward outputs, input gradients and the flat
+parameter gradient must agree for random weights; and the initialisation each spec records
+after construction must be what the generated Model draws."""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from test_corpus import compare, compiled, lin, linear
+
+# ---- msr_init.lua: findModules, Torch's fields, normal/zero/fill, bias = nil, get(i) ---------
+
+
+def _bn_eval(x, p, name, eps):
+    c = x.shape[1]
+    return F.batch_norm(x, torch.zeros(c, dtype=x.dtype), torch.ones(c, dtype=x.dtype),
+                        p[name + ".weight"], p[name + ".bias"], training=False, eps=eps)
+
+
+def conv_layout(name, out, inp, bias=True):
+    return [(name + ".weight", (out, inp, 3, 3))] + ([(name + ".bias", (out,))] if bias else [])
+
+
+def bn_layout(name, n):
+    return [(name + ".weight", (n,)), (name + ".bias", (n,))]
+
+
+MSR_LAYOUT = (conv_layout("c1", 4, 3, bias=False) + bn_layout("b1", 4) + conv_layout("c2", 4, 4)
+              + bn_layout("b2", 4) + conv_layout("c3", 6, 4) + bn_layout("b3", 6)
+              + lin("l1", 10, 24) + bn_layout("b4", 10) + lin("l2", 5, 10))
+
+
+def msr_twin(xs, p):
+    (x,) = xs
+
+    def block(x, conv, bn, bias=True):
+        x = F.conv2d(x, p[conv + ".weight"], p[conv + ".bias"] if bias else None, padding=1)
+        return torch.relu(_bn_eval(x, p, bn, 1e-3))
+    x = block(x, "c1", "b1", bias=False)  # Dropout: the identity in evaluate mode
+    x = F.max_pool2d(block(x, "c2", "b2"), 2)
+    x = F.max_pool2d(block(x, "c3", "b3"), 2)
+    x = x.reshape(x.shape[0], 24)
+    x = torch.relu(_bn_eval(linear(x, p, "l1"), p, "b4", 1e-5))
+    return [linear(x, p, "l2")]
+
+
+def test_msr_init(rng):
+    mod = compiled("msr_init.lua", shapes=("input1=Bx3x8x8",))
+    compare(mod, msr_twin, MSR_LAYOUT, rng, train=False)
+
+
+def test_msr_init_records_the_initialisation():
+    mod = compiled("msr_init.lua", shapes=("input1=Bx3x8x8",))
+    inits = {name: init for name, _, init in mod.PARAMETERS}
+    he = lambda n_out: ("normal", math.sqrt(2 / (3 * 3 * n_out)))  # noqa: E731
+    assert inits["spatialconvolution1.weight"] == he(4)
+    assert "spatialconvolution1.bias" not in inits  # v.bias = nil
+    assert inits["spatialconvolution3.weight"] == he(6)
+    for name in ("spatialconvolution2.bias", "spatialconvolution3.bias",
+                 "spatialbatchnormalization3.bias", "linear2.bias"):
+        assert inits[name] == ("const", 0.0), name
+    assert inits["spatialbatchnormalization1.weight"] == ("const", 1.0)
+    # untouched modules keep Torch's defaults
+    assert inits["linear1.weight"] == ("uniform", 1 / math.sqrt(24))
+    assert inits["batchnormalization1.weight"] == ("uniform01", 1.0)
+    m = mod.Model("float64", seed=7)
+    w = dict(m.parameters())
+    # the first parameter is the first draw from the seeded generator
+    want = np.random.default_rng(7).normal(0.0, he(4)[1], (4, 3, 3, 3))
+    np.testing.assert_array_equal(w["spatialconvolution1.weight"], want)
+    np.testing.assert_array_equal(w["spatialbatchnormalization2.weight"], np.ones(4))
+    np.testing.assert_array_equal(w["linear2.bias"], np.zeros(5))
+
+
+# ---- dcgan_init.lua: net:apply(weights_init), torch.type + string find, normal(mean, std) ----
+
+DCGAN_LAYOUT = [("f1.weight", (5, 8, 4, 4)), ("f1.bias", (8,))] + bn_layout("bn", 8) + \
+    [("f2.weight", (8, 3, 4, 4)), ("f2.bias", (3,))]
+
+
+def dcgan_twin(xs, p):
+    (z,) = xs
+    x = z.reshape(z.shape[0], 5, 1, 1)
+    x = F.conv_transpose2d(x, p["f1.weight"], p["f1.bias"])
+    x = torch.relu(F.batch_norm(x, None, None, p["bn.weight"], p["bn.bias"], training=True,
+                                eps=1e-5))
+    x = F.conv_transpose2d(x, p["f2.weight"], p["f2.bias"], stride=2, padding=1)
+    return [torch.tanh(x)]
+
+
+def test_dcgan_init(rng):
+    mod = compiled("dcgan_init.lua", shapes=("input1=Bx5",))
+    compare(mod, dcgan_twin, DCGAN_LAYOUT, rng)
+
+
+def test_dcgan_init_records_the_initialisation():
+    mod = compiled("dcgan_init.lua", shapes=("input1=Bx5",))
+    assert [init for _, _, init in mod.PARAMETERS] == [
+        ("normal", 0.02), ("const", 0.0), ("normal_mean", 1.0, 0.02), ("const", 0.0),
+        ("normal", 0.02), ("const", 0.0)]
+    m = mod.Model("float64", seed=3)
+    r = np.random.default_rng(3)  # draws in flat order; constants draw nothing
+    w = [v for _, v in m.parameters()]
+    np.testing.assert_array_equal(w[0], r.normal(0.0, 0.02, (5, 8, 4, 4)))
+    np.testing.assert_array_equal(w[2], r.normal(1.0, 0.02, (8,)))
+    np.testing.assert_array_equal(w[4], r.normal(0.0, 0.02, (8, 3, 4, 4)))
+    assert not w[1].any() and not w[5].any()
+
+
+# ---- tied_memory.lua: a torch.class LinearNB, node.data.module:share after build -------------
+
+MEM_ENTRY = "build_model({nwords = 7, edim = 4, memsize = 3, nhop = 3})"
+MEM_LAYOUT = [("A.weight", (7, 4)), ("B.weight", (7, 4)), ("C.weight", (4, 4)), ("z.weight", (7, 4))]
+
+
+def memory_twin(xs, p):
+    q, target, context = xs
+    A = F.embedding(context - 1, p["A.weight"])  # B x M x d
+    Bm = F.embedding(context - 1, p["B.weight"])
+    h = q
+    for _ in range(3):  # every hop uses the one shared C
+        P = torch.softmax(torch.bmm(h[:, None, :], A.transpose(1, 2))[:, 0, :], dim=1)
+        h = F.linear(h, p["C.weight"]) + torch.bmm(P[:, None, :], Bm)[:, 0, :]
+    pred = F.log_softmax(F.linear(h, p["z.weight"]), dim=1)
+    return [F.nll_loss(pred, target - 1, reduction="sum").reshape(1)]
+
+
+def test_tied_memory(rng):
+    mod = compiled("tied_memory.lua", MEM_ENTRY, ("input1=Bx4", "input3=Bx3"))
+    compare(mod, memory_twin, MEM_LAYOUT, rng, index_high=3)
+    assert [n for n, _, _ in mod.PARAMETERS] == ["Ain.weight", "Bin.weight", "C.weight", "z.weight"]
+
+
+# ---- class_cell.lua: nn.Module methods, a gModule class, a subclass, clone('weight', 'bias') --
+
+CELL_LAYOUT = (lin("z_i2h", 4, 3) + lin("z_h2h", 4, 4, bias=False) + lin("c_i2h", 4, 3)
+               + lin("c_h2h", 4, 4, bias=False) + lin("scores", 2, 4))
+
+
+def cell_twin(xs, p):
+    x1, x2, h0 = xs
+
+    def cell(x, h):
+        z = torch.sigmoid(linear(x, p, "z_i2h") + linear(h, p, "z_h2h", bias=False))
+        c = F.softsign(linear(x, p, "c_i2h") + linear(h, p, "c_h2h", bias=False))
+        return (1 - z) * h + z * c
+    h2 = cell(x2, cell(x1, h0))
+    return [linear(h2, p, "scores"), h2]
+
+
+def test_class_cell(rng):
+    mod = compiled("class_cell.lua")
+    compare(mod, cell_twin, CELL_LAYOUT, rng)
+    assert len(mod.PARAMETERS) == 8  # the clone's step adds no parameters
