@@ -88,9 +88,10 @@ class Lowerer:
         """The module's name in PARAMETERS: its node's annotate name or Lua variable,
         else kind + count (linear1, linear2, ...); unique."""
         if mod.serial not in self.labels:
-            if not name:
-                k = self.kind_count[mod.kind] = self.kind_count.get(mod.kind, 0) + 1
-                name = f"{mod.kind.lower()}{k}"
+            if not name:  # by class: linear1, or proj1 for an instance of a torch.class nn.Proj
+                kind = mod.typename.rsplit(".", 1)[-1]
+                k = self.kind_count[kind] = self.kind_count.get(kind, 0) + 1
+                name = f"{kind.lower()}{k}"
             label, k = name, 1
             while label in self.labels.values():
                 k += 1

@@ -799,6 +799,8 @@ def _isnum(v):
 def _eq(a, b):
     if _isnum(a) and _isnum(b):
         return a == b
+    if isinstance(a, ParamRef):  # m.weight == m.weight: the same parameter (after ties too)
+        return a == b
     if type(a) is not type(b):
         return False
     if isinstance(a, (str, bool)) or a is None:

@@ -154,11 +154,15 @@ def install(interp):
     interp.string_lib = _string_lib()
     g["string"] = interp.string_lib
     g["table"]["unpack"] = g["unpack"]
-    def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: a table of numbers is all a spec needs
+    def numbers(t):  # a table of numbers, or of such tables (the rows of a matrix)
+        return isinstance(t, LuaTable) and t.length() > 0 and all(
+            _isnum(v) or numbers(v) for v in t.array())
+
+    def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: tables of numbers are all a spec needs
         t = args[0] if args else None
-        if not isinstance(t, LuaTable) or not all(_isnum(v) for v in t.array()):
-            raise SpecError("graphc supports torch.Tensor{...} with a table of numbers only "
-                            "(specs build models, not data)", loc)
+        if not numbers(t):
+            raise SpecError("graphc supports torch.Tensor{...} with a table of numbers (or of "
+                            "rows of numbers) only (specs build models, not data)", loc)
         return LuaTable.of(t.array())
 
     def filled(value):
