@@ -26,6 +26,8 @@ OPTIONS = {
              "pairs or a dict {out: in}; names as `graphc check` shows them",
     "optimize": "False for -O0, the plain code (default True)",
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
+    "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
+               "paths (see graphc.plugin)",
 }
 
 
@@ -55,6 +57,8 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         raise OptionTypeError(f"optimize must be True or False, not {optimize!r}")
     opts.optimize = optimize
     opts.no_grad = _names(kw.get("no_grad"), "no_grad")
+    plugins = kw.get("plugins")
+    opts.plugins = [str(p) for p in ([plugins] if isinstance(plugins, (str, Path)) else plugins or [])]
     return opts
 
 

@@ -809,3 +809,27 @@ def bce_check(x):
         raise ValueError(f"BCECriterion: input value should be between 0~1, but got "
                          f"{float(x[~ok].flat[0])}")
     return x
+
+
+# ---- plugin modules (graphc compile --plugin FILE.py) ---------------------------------------
+
+_PLUGINS: dict = {}
+
+
+def plugin(name: str, sha256_prefix: str):
+    """The plugin module `name` that generated code calls (imported once), checked against
+    the source the model was compiled with: a changed plugin means other math."""
+    mod = _PLUGINS.get(name)
+    if mod is None:
+        import hashlib
+        import importlib
+        mod = importlib.import_module(name)
+        digest = getattr(mod, "__graphc_plugin_sha256__", None)
+        if digest is None:
+            with open(mod.__file__, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        if not digest.startswith(sha256_prefix):
+            raise ImportError(f"plugin {name} ({mod.__file__}) is not the file this model was "
+                              f"compiled with (sha256 {sha256_prefix}...): recompile the model")
+        _PLUGINS[name] = mod
+    return mod
