@@ -69,8 +69,8 @@ return nn.Sequential():add(a):add(b):add(c)
     np.testing.assert_array_equal(w["linear1.weight"], [[1, 2], [3, 4], [5, 6]])
     np.testing.assert_array_equal(w["linear3.weight"], w["linear2.weight"])
     assert not np.shares_memory(w["linear3.weight"], w["linear2.weight"])
-    # readable in the generated text: the values eight to a line inside PARAMETERS
-    assert "('values', (\n        1.0, 2.0, 3.0, 4.0, 5.0, 6.0,\n    ))" in mod.RESULT.source
+    # readable in the generated text: the values four to a line inside PARAMETERS
+    assert "('values', (\n        1.0, 2.0, 3.0, 4.0,\n        5.0, 6.0,\n    ))" in mod.RESULT.source
 
 
 def test_reset_restores_torch_defaults_or_scales_them(tmp_path):

@@ -26,11 +26,11 @@ def _pytuple(shape) -> str:
 
 def _pyinit(init) -> str:
     """A parameter's init as Python: a ('values', ...) init (the spec's :copy) is written
-    eight numbers to a line, inside its PARAMETERS entry."""
+    four numbers to a line, inside its PARAMETERS entry."""
     if init[0] != "values":
         return repr(init)
     vals = [repr(float(v)) for v in init[1]]
-    rows = [", ".join(vals[i:i + 8]) + "," for i in range(0, len(vals), 8)]
+    rows = [", ".join(vals[i:i + 4]) + "," for i in range(0, len(vals), 4)]
     return "('values', (\n" + "".join(f"        {r}\n" for r in rows) + "    ))"
 
 

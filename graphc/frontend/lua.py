@@ -17,6 +17,8 @@ from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
 from .nn import ModuleObj, NodeObj, ParamRef, unknown_module
 from .parse import parse
+from . import tensor as T
+from .tensor import TensorObj
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
@@ -150,7 +152,7 @@ def lua_type(v) -> str:
         return "function"
     if isinstance(v, (ModuleObj, NodeObj)):
         return "table"
-    return "userdata"
+    return "userdata"  # tensors
 
 
 def torch_type(v) -> str:
@@ -161,6 +163,8 @@ def torch_type(v) -> str:
         return "nngraph.Node"
     if isinstance(v, ParamRef):
         return "torch.DoubleTensor"
+    if isinstance(v, TensorObj):
+        return v.typename
     return lua_type(v)
 
 
@@ -168,6 +172,8 @@ def describe(v) -> str:
     if isinstance(v, (ModuleObj, NodeObj)):
         return repr(v)
     if isinstance(v, ParamRef):
+        return f"tensor ({v!r})"
+    if isinstance(v, TensorObj):
         return f"tensor ({v!r})"
     if isinstance(v, ClassObj):
         return f"class {v.typename}"
@@ -189,6 +195,8 @@ def tostring(v) -> str:
         return "%.14g" % v
     if isinstance(v, str):
         return v
+    if isinstance(v, TensorObj):
+        return v.text()
     return f"{describe(v)}: 0x{id(v) & 0xffffff:06x}"
 
 
@@ -442,6 +450,8 @@ class LuaInterpreter:
                 obj.members[key] = v
         elif isinstance(obj, ParamRef):
             raise SpecError(f"cannot set fields on a tensor ({obj!r})", loc)
+        elif isinstance(obj, TensorObj):
+            T.set_index(obj, key, v, loc)
         elif isinstance(obj, NodeObj):
             raise SpecError("cannot set fields on a graph node; use node:annotate{...}", loc)
         else:
@@ -586,6 +596,10 @@ class LuaInterpreter:
             return self.class_index(obj, key, loc)
         if isinstance(obj, ParamRef):
             return self.tensor_index(obj, key, loc, method)
+        if isinstance(obj, TensorObj):
+            if isinstance(key, str):
+                return Builtin(key, self.tensors.method(obj, key, loc))
+            return T.index(obj, key, loc)
         if isinstance(obj, ModuleObj):
             found, v = self.module_field(obj, key)
             if found:
@@ -641,6 +655,8 @@ class LuaInterpreter:
             if not ((_isnum(a) and _isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise SpecError(f"attempt to compare {describe(a)} with {describe(b)}", e.loc)
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        if isinstance(a, TensorObj) or isinstance(b, TensorObj):
+            return T.arith(op, a, b, e.loc)
         x = self.tonumber_arith(a, e.loc, e.left, scope)
         y = self.tonumber_arith(b, e.loc, e.right, scope)
         try:
@@ -685,9 +701,13 @@ class LuaInterpreter:
                 return len(v.encode("utf-8"))
             if isinstance(v, LuaTable):
                 return v.length()
+            if isinstance(v, TensorObj):  # Torch: #t is the size
+                return LuaTable.of(list(v.a.shape))
             raise SpecError(f"attempt to get length of a {describe(v)} value", e.loc)
         if isinstance(v, ModuleObj):  # nngraph: -m is m()
             return self.call_module(v, [], e.loc)
+        if isinstance(v, TensorObj):
+            return TensorObj(-v.a)
         return _norm(-self.tonumber_arith(v, e.loc, e.operand, scope))
 
     # ---- calls -----------------------------------------------------------------
@@ -759,7 +779,7 @@ class LuaInterpreter:
         return names
 
 
-_INDEXABLE = (LuaTable, ModuleObj, NodeObj, ClassObj, ParamRef)
+_INDEXABLE = (LuaTable, ModuleObj, NodeObj, ClassObj, ParamRef, TensorObj)
 
 
 def _remember_name(v, name):

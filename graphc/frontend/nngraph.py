@@ -14,6 +14,7 @@ from .lua import (MAX_OBJECTS, MAX_VALUES, Builtin, LimitError, LuaFunction, Lua
                   LuaTable, _isnum, describe, tostring)
 from .nn import ADDABLE, ModuleObj, NodeObj, check_attrs, make_module
 from .objects import ObjectsMixin
+from .tensor import Tensors
 
 _NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "zeroGradParameters",
                  "inplace")
@@ -35,6 +36,9 @@ class Interpreter(ObjectsMixin, LuaInterpreter):
         g["nn"], g["nngraph"] = self.nn, self.nngraph
         g["OneHot"] = self.nn["OneHot"]  # char-rnn's util/OneHot.lua defines this global
         torch = g["torch"]
+        self.tensors = Tensors()  # torch.Tensor, rand, ...: spec-time tensors (tensor.py)
+        for name, fn in self.tensors.functions().items():
+            torch[name] = Builtin(name, fn)
         torch["class"] = Builtin("class", self.torch_class)
         torch["isTypeOf"] = Builtin("isTypeOf", self.is_type_of)
         torch["getmetatable"] = Builtin("getmetatable", lambda a, l: self.classes.get(a[0] if a else None))

@@ -23,6 +23,7 @@ from ..errors import SpecError
 from ..ops import REGISTRY
 from ..ops.criterion import CRITERIA
 from .lua import Builtin, ClassObj, LuaFunction, LuaTable, _isnum, describe, tostring
+from .tensor import TensorObj
 from .nn import (ADDABLE, CONTAINER_SIGNATURES, CONTAINERS, ModuleObj, NodeObj, ParamRef,
                  check_attrs, make_module, resolve, set_module_field)
 
@@ -69,6 +70,8 @@ def _flat_numbers(v, loc) -> list:
     """The numbers of a (nested) table, row-major: `torch.Tensor{{1, 2}, {3, 4}}`."""
     if _isnum(v):
         return [float(v)]
+    if isinstance(v, TensorObj):
+        return [float(x) for x in v.a.ravel()]
     if isinstance(v, LuaTable):
         return [x for e in v.array() for x in _flat_numbers(e, loc)]
     raise SpecError(f"copy: expected a tensor or a table of numbers, got {describe(v)}", loc)

@@ -154,27 +154,7 @@ def install(interp):
     interp.string_lib = _string_lib()
     g["string"] = interp.string_lib
     g["table"]["unpack"] = g["unpack"]
-    def numbers(t):  # a table of numbers, or of such tables (the rows of a matrix)
-        return isinstance(t, LuaTable) and t.length() > 0 and all(
-            _isnum(v) or numbers(v) for v in t.array())
-
-    def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: tables of numbers are all a spec needs
-        t = args[0] if args else None
-        if not numbers(t):
-            raise SpecError("graphc supports torch.Tensor{...} with a table of numbers (or of "
-                            "rows of numbers) only (specs build models, not data)", loc)
-        return LuaTable.of(t.array())
-
-    def filled(value):
-        def make(args, loc):
-            if len(args) != 1 or not _isnum(args[0]) or args[0] != int(args[0]) or args[0] < 0:
-                raise SpecError("torch.ones/zeros take one size here: torch.ones(n)", loc)
-            return LuaTable.of([value] * int(args[0]))
-        return make
-
     g["torch"] = LuaTable({"manualSeed": Builtin("manualSeed", lambda a, l: []),
-                           "Tensor": Builtin("Tensor", tensor_of),
-                           "ones": Builtin("ones", filled(1)), "zeros": Builtin("zeros", filled(0)),
                            "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
                            "typename": Builtin("typename", lambda a, l: torch_type(a[0] if a else None)),
                            "setdefaulttensortype": Builtin("setdefaulttensortype", lambda a, l: [])})
