@@ -155,3 +155,36 @@ def test_class_cell(rng):
     mod = compiled("class_cell.lua")
     compare(mod, cell_twin, CELL_LAYOUT, rng)
     assert len(mod.PARAMETERS) == 8  # the clone's step adds no parameters
+
+
+# ---- char_cnn_sizes.lua: torch.Tensor(t):sum() for a size, torch.randn values copied in ------
+
+CNN_ENTRY = "CharCNN.model(6, 3, {2, 3}, {4, 5}, 7, 5)"
+CNN_LAYOUT = [("emb.weight", (6, 3)), ("c1.weight", (2, 12)), ("c1.bias", (2,)),
+              ("c2.weight", (3, 15)), ("c2.bias", (3,)), ("out.weight", (5, 5)), ("out.bias", (5,))]
+
+
+def cnn_twin(xs, p):
+    (chars,) = xs
+    x = F.embedding(chars - 1, p["emb.weight"]).transpose(1, 2)  # B x 3 x 7
+
+    def conv(name, maps, width):  # Torch's TemporalConvolution weight: out x (kW * in)
+        w = p[name + ".weight"].reshape(maps, width, 3).permute(0, 2, 1)
+        return torch.tanh(F.conv1d(x, w, p[name + ".bias"])).amax(dim=2)
+    h = torch.cat([conv("c1", 2, 4), conv("c2", 3, 5)], dim=1)
+    return [linear(h, p, "out")]
+
+
+def test_char_cnn_sizes(rng):
+    mod = compiled("char_cnn_sizes.lua", CNN_ENTRY, ("input1=Bx7",))
+    compare(mod, cnn_twin, CNN_LAYOUT, rng, index_high=6)
+
+
+def test_char_cnn_sizes_embeddings_are_the_specs_values():
+    mod = compiled("char_cnn_sizes.lua", CNN_ENTRY, ("input1=Bx7",))
+    kind, values = mod.PARAMETERS[0][2]
+    assert kind == "values" and len(values) == 18
+    # torch.manualSeed(123) then torch.randn(6, 3) * 0.1: numpy's generator seeded with 123
+    want = np.random.default_rng(123).standard_normal((6, 3)) * 0.1
+    np.testing.assert_array_equal(np.array(values).reshape(6, 3), want)
+    np.testing.assert_array_equal(dict(mod.Model("float64").parameters())["lookuptable1.weight"], want)
