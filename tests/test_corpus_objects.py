@@ -4,6 +4,7 @@ helpers and tolerances of test_corpus.py: forward outputs, input gradients and t
 parameter gradient must agree for random weights; and the initialisation each spec records
 after construction must be what the generated Model draws."""
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -188,3 +189,37 @@ def test_char_cnn_sizes_embeddings_are_the_specs_values():
     want = np.random.default_rng(123).standard_normal((6, 3)) * 0.1
     np.testing.assert_array_equal(np.array(values).reshape(6, 3), want)
     np.testing.assert_array_equal(dict(mod.Model("float64").parameters())["lookuptable1.weight"], want)
+
+
+# ---- nngraph_run.lua: the nngraph README's build-then-run blocks ------------------------------
+
+RUN_LAYOUT = lin("h1", 5, 6) + lin("h2", 3, 4) + lin("hh1", 1, 5) + lin("hh2", 1, 3)
+
+
+def run_twin(xs, p):
+    x1, x2 = xs
+    madd = (linear(torch.tanh(linear(x1, p, "h1")), p, "hh1")
+            + linear(torch.tanh(linear(x2, p, "h2")), p, "hh2"))
+    return [torch.sigmoid(madd), torch.tanh(madd)]
+
+
+def test_nngraph_run(rng):
+    compare(compiled("nngraph_run.lua"), run_twin, RUN_LAYOUT, rng)
+
+
+def test_nngraph_run_at_spec_time_runs_the_generated_model(tmp_path, capsys):
+    """The spec's gmod:updateOutput / updateGradInput ran the module as compiled (float64,
+    seed 0) on torch.rand's data (the generator seeded with 0): the same numbers here."""
+    from conftest import build
+    text = (Path(__file__).resolve().parent.parent / "samples" / "corpus" / "nngraph_run.lua").read_text()
+    capsys.readouterr()
+    mod = build(text, tmp_path, shapes={"input1": (6,), "input2": (4,)})
+    err = capsys.readouterr().err
+    assert "graph.dot skipped (a spec never writes files)" in err
+    m = mod.Model("float64", seed=0)
+    g = np.random.default_rng(0)
+    x1, x2 = g.uniform(0, 1, 6), g.uniform(0, 1, 4)
+    oa, ob = m.forward(x1, x2)
+    printed = [float(s.strip("[]")) for s in err.split() if s.startswith("[") and s.endswith("]")
+               and s.strip("[]").replace(".", "").replace("-", "").isdigit()]
+    np.testing.assert_allclose(printed, [oa[0], ob[0]], rtol=1e-7)

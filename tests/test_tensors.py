@@ -109,3 +109,21 @@ def test_tensor_errors_are_located(body, where, text):
     err, msg = compile_error(body + "\nreturn nn.Identity()")
     assert msg.startswith(f"spec.lua:{where}: error: "), msg
     assert text in msg, msg
+
+
+def test_running_a_module_at_spec_time(tmp_path, capsys):
+    out = run("""
+local m = nn.Linear(3, 2)
+m.weight:copy(torch.Tensor{{1, 0, 2}, {0, 1, -1}})
+m.bias:fill(0.5)
+local y = m:forward(torch.Tensor{1, 2, 3})
+local gx = m:backward(torch.Tensor{1, 2, 3}, torch.Tensor{1, 10})
+print(y[1], y[2], gx[1], gx[2], gx[3])
+local yb = m:updateOutput(torch.ones(4, 3))
+print(yb:size(1), yb:size(2), yb[4][1])
+local ok, err = pcall(function() return m:forward(torch.ones(5)) end)
+print(ok, err:find('Linear') ~= nil)
+local s = nn.Sequential():add(nn.SplitTable(1)):add(nn.CAddTable())
+print(s:forward(torch.Tensor{{1, 2}, {3, 4}})[2])
+""", tmp_path, capsys)
+    assert out == ["7.5\t-0.5\t1\t10\t-8", "4\t2\t3.5", "false\ttrue", "6"]

@@ -42,6 +42,8 @@ class Interpreter(ObjectsMixin, LuaInterpreter):
         torch["class"] = Builtin("class", self.torch_class)
         torch["isTypeOf"] = Builtin("isTypeOf", self.is_type_of)
         torch["getmetatable"] = Builtin("getmetatable", lambda a, l: self.classes.get(a[0] if a else None))
+        # torch/graph's graph.dot(g.fg, title [, file]): a spec never writes files
+        g["graph"] = LuaTable({"dot": Builtin("graph.dot", _graph_dot)})
         self.node_methods = {"split": Builtin("split", self.split),
                              "annotate": Builtin("annotate", self.annotate)}
 
@@ -290,3 +292,10 @@ def module_from_criterion(args, loc):
         raise SpecError(f"nn.ModuleFromCriterion expects a criterion such as nn.ClassNLLCriterion(), "
                         f"got {describe(crit)}", loc)
     return crit
+
+
+def _graph_dot(args, loc):
+    import sys
+    print(f"{loc.file}:{loc.line}: note: graph.dot skipped (a spec never writes files); draw the "
+          "model with `graphc graph FILE.lua`", file=sys.stderr)
+    return []

@@ -31,7 +31,8 @@ from .nn import (ADDABLE, CONTAINER_SIGNATURES, CONTAINERS, ModuleObj, NodeObj, 
 GRAD_SLOTS = {"gradWeight": "weight", "gradBias": "bias"}
 # The abstract base classes: their Lua-added methods come after graphc's own module methods
 BASE_CLASSES = ("nn.Module", "nn.Container", "nn.Criterion")
-API_METHODS = ("apply", "findModules", "listModules", "get", "size", "share", "clone", "reset")
+API_METHODS = ("apply", "findModules", "listModules", "get", "size", "share", "clone", "reset",
+               "forward", "updateOutput", "backward", "updateGradInput", "accGradParameters")
 TENSOR_METHODS = ("size", "nElement", "numel", "dim", "nDimension", "normal", "uniform", "fill",
                   "zero", "copy", "set", "type", "cuda", "float", "double")
 
@@ -94,6 +95,8 @@ class ObjectsMixin:
                 return True, None  # a dropped bias; gradients are the generated module's
             if key == "modules" and (mod.kind in CONTAINERS or mod.cls is not None):
                 return True, LuaTable.of(self.children_of(mod))
+            if key in ("fg", "bg") and mod.kind == "gModule":  # for graph.dot (skipped)
+                return True, LuaTable({"graph": key})
             if key in mod.attrs:
                 v = mod.attrs[key]
                 return True, _lua_value(v)
@@ -320,6 +323,55 @@ class ObjectsMixin:
                 new.split_outputs = [nodes[s] for s in old.split_outputs if s in nodes]
         return c
 
+    # ---- running a module at spec time ------------------------------------------------
+
+    def spec_time_model(self, mod: ModuleObj, x, loc):
+        """The generated Model (float64) for `mod` on input `x` (a tensor, or a table of
+        them), compiled once per module and input shapes; its weights are drawn with seed 0
+        from the module's initialisation as it is at that first call."""
+        if mod.kind == "gModule":
+            names = [n.name or f"input{i}" for i, n in enumerate(mod.inputs, 1)]
+        else:
+            names = ["input1"]
+        args = x.array() if len(names) > 1 and isinstance(x, LuaTable) else [x]
+        if len(args) != len(names):
+            raise SpecError(f"{mod!r} takes {len(names)} inputs, got a table of {len(args)}", loc)
+        shapes = {n: _shape_of(a, loc) for n, a in zip(names, args)}
+        key = repr(sorted(shapes.items()))
+        runs = mod.__dict__.setdefault("_spec_time_models", {})
+        if key not in runs:
+            import types
+            from ..compiler import spec_time_source
+            source = spec_time_source(mod, shapes, self.path, self.sources[self.path])
+            ns = types.ModuleType("graphc_spec_time")
+            exec(compile(source, f"<graphc: {mod!r} at spec time>", "exec"), ns.__dict__)
+            runs[key] = ns.Model(dtype="float64", seed=0)
+        model = runs[key]
+        flat = [_to_numpy(a, k) for a, (_, _, k) in zip(_flat_args(args), model.INPUTS)]
+        return model, _nest_like(flat, args)
+
+    def m_forward(self, mod, args, loc):
+        """m:forward(x), m:updateOutput(x): the module's output (tensors) for x."""
+        model, xs = self.spec_time_model(mod, args[0] if args else None, loc)
+        return _from_numpy(model.forward(*xs))
+
+    m_updateOutput = m_forward
+
+    def m_backward(self, mod, args, loc):
+        """m:backward(x, gradOutput), m:updateGradInput(...): the input gradients (and the
+        parameter gradients accumulate in the spec-time model, as accGradParameters)."""
+        x, gy = (list(args) + [None, None])[:2]
+        model, xs = self.spec_time_model(mod, x, loc)
+        model.forward(*xs)
+        gys = [_to_numpy(g, "float") for g in _flat_args([gy])]
+        grads = model.backward(xs if len(xs) > 1 else xs[0], _nest_like(gys, [gy])[0])
+        return _from_numpy(grads)
+
+    m_updateGradInput = m_backward
+
+    def m_accGradParameters(self, mod, args, loc):
+        return []  # backward already accumulated the parameter gradients
+
     # ---- parameters as tensors --------------------------------------------------------
 
     def tensor_index(self, ref: ParamRef, key, loc, method):
@@ -516,3 +568,42 @@ def _lua_value(v):
     if isinstance(v, tuple):
         return LuaTable.of([_lua_value(x) for x in v])
     return v
+
+
+def _shape_of(v, loc):
+    if isinstance(v, TensorObj):
+        return tuple(v.a.shape)
+    if isinstance(v, LuaTable):
+        return [_shape_of(x, loc) for x in v.array()]
+    raise SpecError(f"running a module at spec time needs tensors as input, got {describe(v)}", loc)
+
+
+def _flat_args(args):
+    out = []
+    for a in args:
+        out.extend(_flat_args(a.array()) if isinstance(a, LuaTable) else [a])
+    return out
+
+
+def _nest_like(flat, args):
+    it = iter(flat)
+
+    def build(a):
+        return [build(x) for x in a.array()] if isinstance(a, LuaTable) else next(it)
+    return [build(a) for a in args]
+
+
+def _to_numpy(v, kind):
+    import numpy as np
+    if not isinstance(v, TensorObj):
+        raise SpecError(f"running a module at spec time needs tensors, got {describe(v)}")
+    return v.a.astype(np.int64) if kind == "index" else v.a.astype(np.float64)
+
+
+def _from_numpy(v):
+    import numpy as np
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        return TensorObj(np.array(v, dtype=np.float64))
+    return LuaTable.of([_from_numpy(x) for x in v])
