@@ -168,6 +168,7 @@ return out
     "h2.data.module:share(h1.data.module.modules and a or a, 'weight', 'bias')",
     "b.weight = a.weight; b.bias = a.bias",
     "b.weight:set(a.weight); b.bias:set(a.bias)",
+    "local p = out:parameters(); p[3]:set(p[1]); p[4]:set(p[2])",  # lstm-play's tying by position
 ])
 def test_tied_weights_match_pytorch_and_finite_differences(tie, tmp_path, rng):
     mod = build(TIED % tie, tmp_path)

@@ -606,10 +606,9 @@ class LuaInterpreter:
                 return v
             m = self.module_method(obj, key)
             if m is None and method:
-                run = key in ("forward", "backward", "updateOutput", "updateGradInput",
-                              "accGradParameters", "getParameters", "parameters")
-                hint = (": running a model is the generated module's job (Model.forward, "
-                        "Model.backward, Model.getParameters)" if run else
+                run = key in ("getParameters", "gradParameters", "updateParameters")
+                hint = (": training is the generated module's job (Model.getParameters, "
+                        "graphc_runtime.optim)" if run else
                         did_you_mean(str(key), self.module_method_names(obj)))
                 raise SpecError(f"nn.{obj.kind} has no method '{key}' in a spec{hint}", loc)
             return m

@@ -32,7 +32,8 @@ GRAD_SLOTS = {"gradWeight": "weight", "gradBias": "bias"}
 # The abstract base classes: their Lua-added methods come after graphc's own module methods
 BASE_CLASSES = ("nn.Module", "nn.Container", "nn.Criterion")
 API_METHODS = ("apply", "findModules", "listModules", "get", "size", "share", "clone", "reset",
-               "forward", "updateOutput", "backward", "updateGradInput", "accGradParameters")
+               "forward", "updateOutput", "backward", "updateGradInput", "accGradParameters",
+               "parameters")
 TENSOR_METHODS = ("size", "nElement", "numel", "dim", "nDimension", "normal", "uniform", "fill",
                   "zero", "copy", "set", "type", "cuda", "float", "double")
 
@@ -218,6 +219,21 @@ class ObjectsMixin:
 
     def m_size(self, mod, args, loc):
         return len(self.children_of(mod))
+
+    def m_parameters(self, mod, args, loc):
+        """m:parameters(): its parameters as tensors (weight then bias, module by module, as
+        Torch's Container:parameters lists them), for initialising or tying them by position
+        (`params[3]:set(params[1])`); graphc keeps the gradients, so there is no second table."""
+        out = []
+
+        def visit(m):
+            op = REGISTRY.get(m.kind)
+            if op is not None and m.bound:
+                out.extend(ParamRef(m, p.name) for p in op.active_params(m.attrs) if p.trainable)
+            for c in self.children_of(m):
+                visit(c)
+        visit(mod)
+        return LuaTable.of(out)
 
     def m_reset(self, mod, args, loc):
         """Torch's reset(stdv): the default init again; with stdv, the uniform inits become
