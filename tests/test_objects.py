@@ -348,3 +348,36 @@ def test_object_errors_are_located(body, where, text):
     err, msg = compile_error(body)
     assert msg.startswith(f"spec.lua:{where}: error: "), msg
     assert text in msg, msg
+
+
+def test_print_of_a_module_is_torchs_description(tmp_path, capsys):
+    build("""
+local net = nn.Sequential():add(nn.Linear(3, 4)):add(nn.Tanh())
+net:add(nn.ConcatTable():add(nn.Linear(4, 2, false)):add(nn.Identity()))
+print(net)
+return net
+""", tmp_path)
+    assert capsys.readouterr().err.splitlines() == [
+        "nn.Sequential {", "  [input -> (1) -> (2) -> (3) -> output]", "  (1): nn.Linear(3 -> 4)",
+        "  (2): nn.Tanh", "  (3): nn.ConcatTable {", "    (1): nn.Linear(4 -> 2 without bias)",
+        "    (2): nn.Identity", "  }", "}"]
+
+
+def test_same_spec_same_bytes(tmp_path):
+    """Recorded inits, spec-time tensors, classes and ties: the generated text is a function
+    of the spec alone."""
+    spec = """
+torch.manualSeed(3)
+local C, parent = torch.class('nn.Lin', 'nn.Linear')
+function C:__init(a, b) parent.__init(self, a, b) end
+local a, b = nn.Lin(3, 3), nn.Linear(3, 3)
+a.weight:copy(torch.randn(3, 3))
+b:share(a, 'weight')
+b.bias:normal(1, 0.1)
+return nn.Sequential():add(a):add(b):add(a:clone())
+"""
+    from graphc.compiler import Options, compile_spec
+    path = str(tmp_path / "same.lua")
+    one, two = (compile_spec(path, Options(), text=spec).source for _ in range(2))
+    assert one == two
+    assert "('same_as', 'lin1.weight')" in one and one.count("('values'") == 1

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import ModuleObj, NodeObj, ParamRef, unknown_module
+from .nn import ModuleObj, NodeObj, ParamRef, module_text, unknown_module
 from .parse import parse
 from . import tensor as T
 from .tensor import TensorObj
@@ -197,6 +197,8 @@ def tostring(v) -> str:
         return v
     if isinstance(v, TensorObj):
         return v.text()
+    if isinstance(v, ModuleObj):
+        return module_text(v)
     return f"{describe(v)}: 0x{id(v) & 0xffffff:06x}"
 
 

@@ -71,6 +71,32 @@ class ModuleObj:
         return self.typename
 
 
+def module_text(mod: ModuleObj) -> str:
+    """print(m), tostring(m): Torch's description of a module; containers list theirs."""
+    if mod.kind in CONTAINERS and mod.kind != "gModule" and mod.children:
+        n = len(mod.children)
+        head = [f"{mod.typename} {{"]
+        if mod.kind == "Sequential":
+            head.append("  [input -> " + " -> ".join(f"({i})" for i in range(1, n + 1)) + " -> output]")
+        body = [f"  ({i}): " + module_text(c).replace("\n", "\n  ")
+                for i, c in enumerate(mod.children, 1)]
+        return "\n".join(head + body + ["}"])
+    if mod.kind == "Linear" and mod.bound:
+        a = mod.attrs
+        return f"{mod.typename}({a['inputSize']} -> {a['outputSize']}" + \
+            ("" if a.get("bias", True) else " without bias") + ")"
+    args = [_arg_text(v) for v in mod.attrs.values() if v is not None]
+    return mod.typename + (f"({', '.join(args)})" if args else "")
+
+
+def _arg_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, list)):
+        return "{" + ", ".join(_arg_text(x) for x in v) + "}"
+    return repr(v) if isinstance(v, str) else "%.14g" % v if isinstance(v, float) else str(v)
+
+
 class ParamRef:
     """`m.weight`, `m.bias`: one parameter (or buffer) slot of a module, as the tensor a spec
     can read the size of and initialise (objects.py gives it its Lua methods)."""
