@@ -381,3 +381,21 @@ return nn.Sequential():add(a):add(b):add(a:clone())
     one, two = (compile_spec(path, Options(), text=spec).source for _ in range(2))
     assert one == two
     assert "('same_as', 'lin1.weight')" in one and one.count("('values'") == 1
+
+
+def test_a_second_local_is_a_new_variable(tmp_path, capsys):
+    """Lua semantics the class files rely on: `local parent` declared again (a second
+    torch.class in the same scope) does not change what earlier closures see."""
+    build("""
+local A, parent = torch.class('nn.A', 'nn.Linear')
+function A:__init(n) parent.__init(self, n, n) end
+local B, parent = torch.class('nn.B', 'nn.A')
+function B:__init(n) parent.__init(self, n) end
+local x = 1
+local function get() return x end
+local x = x + 1
+print(get(), x, torch.type(nn.B(2)))
+top_level = 'seen by --entry'
+return nn.B(3)
+""", tmp_path)
+    assert capsys.readouterr().err.splitlines() == ["1\t2\tnn.B"]

@@ -314,6 +314,14 @@ class LuaInterpreter:
     def exec_block(self, block: A.Block, scope: Scope, top=False):
         for st in block.stats:
             self.tick(st.loc)
+            t = type(st)
+            if (t is A.Local and any(n in scope.vars for n in st.names)) or \
+                    (t is A.LocalFunction and st.name in scope.vars):
+                # a second `local x` is a new variable: closures made before keep the old
+                # one (`local C, parent = torch.class(...)` twice in one scope)
+                scope = Scope(scope)
+                if top and self.top_scope is not None and scope.parent is self.top_scope:
+                    self.top_scope = scope  # --entry sees the file's last bindings
             self.exec_stat(st, scope, top)
 
     def exec_stat(self, st, scope: Scope, top=False):
