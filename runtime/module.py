@@ -50,18 +50,37 @@ class Module:
     # ---- parameters ----------------------------------------------------------------
 
     def reset(self, seed: int | None = 0):
-        """Torch's default init (reset()): each parameter drawn in flat order."""
+        """Each parameter's init (PARAMETERS' third column: Torch's default reset(), or what
+        the spec recorded), drawn in flat order from one generator seeded with `seed`:
+        ('uniform', s): U(-s, s); ('uniform_range', a, b): U(a, b); ('uniform01', s): U(0, s);
+        ('normal', s): N(0, s^2); ('normal_mean', m, s): N(m, s^2); ('const', c): c;
+        ('values', (v1, v2, ...)): those values, row-major (the spec's :copy);
+        ('same_as', name): the values of parameter `name` (:copy of a parameter, clone()),
+        copied after all the others are drawn."""
         rng = np.random.default_rng(seed)
-        for w, (_, shape, init) in zip(self._weights + self._buffers, self.PARAMETERS + self.BUFFERS):
-            kind, scale = init
+        pairs = list(zip(self._weights + self._buffers, self.PARAMETERS + self.BUFFERS))
+        for w, (_, shape, init) in pairs:
+            kind, args = init[0], init[1:]
             if kind == "uniform":
-                w[...] = rng.uniform(-scale, scale, shape)
+                w[...] = rng.uniform(-args[0], args[0], shape)
+            elif kind == "uniform_range":
+                w[...] = rng.uniform(args[0], args[1], shape)
             elif kind == "uniform01":
-                w[...] = rng.uniform(0.0, scale, shape)
+                w[...] = rng.uniform(0.0, args[0], shape)
             elif kind == "normal":
-                w[...] = rng.normal(0.0, scale, shape)
-            else:
-                w[...] = scale
+                w[...] = rng.normal(0.0, args[0], shape)
+            elif kind == "normal_mean":
+                w[...] = rng.normal(args[0], args[1], shape)
+            elif kind == "values":
+                w[...] = np.asarray(args[0], dtype=w.dtype).reshape(shape)
+            elif kind == "const":
+                w[...] = args[0]
+            elif kind != "same_as":
+                raise ValueError(f"unknown parameter init {init!r}")
+        by_name = {name: w for w, (name, _, _) in pairs}
+        for w, (_, _, init) in pairs:
+            if init[0] == "same_as":
+                w[...] = by_name[init[1]].reshape(w.shape)
 
     def getParameters(self):
         """(flat weights, flat gradients): 1-D views; writing them changes the model."""

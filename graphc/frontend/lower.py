@@ -12,7 +12,7 @@ from ..errors import Loc, OptionError, SpecError, did_you_mean
 from ..ir.graph import Graph, Node, Param, Value, batch_factor, batch_times, is_symbolic, shape_str
 from ..ops import REGISTRY
 from ..passes.shapes import hint, node_shapes
-from .nn import ModuleObj, NodeObj
+from .nn import CONTAINERS, ModuleObj, NodeObj, resolve
 
 
 class NeedShape(Exception):
@@ -27,7 +27,7 @@ class Lowerer:
         self.shapes = dict(shapes or {})  # input name -> shape tuple, or a list (a table input)
         self.inferred = inferred or {}  # input name -> the node its shape was inferred from
         self.graph = Graph()
-        self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
+        self.slot_values: dict[tuple, Value] = {}  # (module serial, slot) -> its Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
         self.kind_count: dict[str, int] = {}
 
@@ -35,6 +35,8 @@ class Lowerer:
 
     def lower_top(self, top: ModuleObj) -> Graph:
         g = self.graph
+        if not top.bound:
+            raise _unbound(top, top.loc)
         if top.kind == "gModule":
             names = [(n.name or f"input{i}", n.loc) for i, n in enumerate(top.inputs, 1)]
         else:
@@ -69,6 +71,9 @@ class Lowerer:
                 if v.kind == "tmp" and v not in spec_named and all(v is not w for w in g.outputs):
                     v.name = label
             g.output_struct.append(_indices(o, g.outputs))
+        for p in g.params + g.buffers:
+            if p.init[0] == "same_as":  # `copy`/`clone`: the source's values, by name
+                p.init = self.copied_init(p.init[1])
         g.params.sort(key=lambda p: p.order)
         g.buffers.sort(key=lambda p: p.order)
         return g
@@ -88,9 +93,10 @@ class Lowerer:
         """The module's name in PARAMETERS: its node's annotate name or Lua variable,
         else kind + count (linear1, linear2, ...); unique."""
         if mod.serial not in self.labels:
-            if not name:
-                k = self.kind_count[mod.kind] = self.kind_count.get(mod.kind, 0) + 1
-                name = f"{mod.kind.lower()}{k}"
+            if not name:  # by class: linear1, or proj1 for an instance of a torch.class nn.Proj
+                kind = mod.typename.rsplit(".", 1)[-1]
+                k = self.kind_count[kind] = self.kind_count.get(kind, 0) + 1
+                name = f"{kind.lower()}{k}"
             label, k = name, 1
             while label in self.labels.values():
                 k += 1
@@ -126,7 +132,11 @@ class Lowerer:
         if kind == "Bottle":
             return self.lower_bottle(mod, x, loc)
         if kind == "gModule":
+            if not mod.bound:
+                raise _unbound(mod, loc)
             return self.lower_gmodule(mod, x, loc)
+        if kind not in REGISTRY or not mod.bound:
+            raise _unbound(mod, loc)
         return self.lower_op(mod, x, loc, name, ann)
 
     def lower_op(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):
@@ -196,20 +206,56 @@ class Lowerer:
                             "(floats); feed it a graph input", loc, _made_here(mod, loc))
 
     def params_of(self, mod: ModuleObj, op, label: str, loc: Loc) -> list[Value]:
-        if mod.serial not in self.param_values:
-            slots = {}
-            for i, spec in enumerate(op.active_params(mod.attrs)):
-                kind = "param" if spec.trainable else "buffer"
-                shape = tuple(spec.shape(mod.attrs))
-                if any(not isinstance(d, int) or d < 1 for d in shape):
-                    raise SpecError(f"nn.{mod.kind}: its {spec.name} would have shape "
-                                    f"{'x'.join(map(str, shape))}; sizes must be at least 1", mod.loc)
-                v = Value(kind, shape=shape, name=f"{label}.{spec.name}", loc=mod.loc)
-                slots[spec.name] = v
-                p = Param(v, v.name, spec.init(mod.attrs), (mod.serial, i))
-                (self.graph.params if spec.trainable else self.graph.buffers).append(p)
-            self.param_values[mod.serial] = slots
-        return list(self.param_values[mod.serial].values())
+        return [self.param_value(mod, spec, label) for spec in op.active_params(mod.attrs)]
+
+    def param_value(self, mod: ModuleObj, spec, label: str) -> Value:
+        """The Value of one parameter slot: its own, or (tied by share) its owner's."""
+        root, slot = resolve(mod, spec.name)
+        if root is not mod:
+            rop = REGISTRY.get(root.kind)
+            rspec = next((p for p in rop.active_params(root.attrs) if p.name == slot), None) \
+                if rop is not None and root.bound else None
+            where = mod.share_loc.get(spec.name, mod.loc)
+            if rspec is None:
+                raise SpecError(f"{mod!r}'s {spec.name} is tied to the {slot} of {root!r}, which "
+                                "has none (was it removed after the tie?)", where)
+            v = self.param_value(root, rspec, self.label(root, None))
+            want = tuple(spec.shape(mod.attrs))
+            if tuple(v.shape) != want:
+                raise SpecError(f"{mod!r}'s {spec.name} ({shape_str(want)}) is tied to {v.name} "
+                                f"({shape_str(v.shape)}): the shapes differ", where)
+            return v
+        key = (mod.serial, spec.name)
+        if key not in self.slot_values:
+            specs = REGISTRY[mod.kind].active_params(mod.attrs)
+            i = next(k for k, p in enumerate(specs) if p.name == spec.name)
+            kind = "param" if spec.trainable else "buffer"
+            shape = tuple(spec.shape(mod.attrs))
+            if any(not isinstance(d, int) or d < 1 for d in shape):
+                raise SpecError(f"nn.{mod.kind}: its {spec.name} would have shape "
+                                f"{'x'.join(map(str, shape))}; sizes must be at least 1", mod.loc)
+            v = Value(kind, shape=shape, name=f"{label}.{spec.name}", loc=mod.loc)
+            init = mod.inits.get(spec.name) or spec.init(mod.attrs)
+            p = Param(v, v.name, init, (mod.serial, i))
+            (self.graph.params if spec.trainable else self.graph.buffers).append(p)
+            self.slot_values[key] = v
+        return self.slot_values[key]
+
+    def copied_init(self, source, depth=0) -> tuple:
+        """The init of a parameter whose values are copied from `source` (module, slot):
+        ('same_as', name) when that parameter is in the model, else the source's own init."""
+        mod, slot = resolve(*source)
+        v = self.slot_values.get((mod.serial, slot))
+        if v is not None:
+            p = next(p for p in self.graph.params + self.graph.buffers if p.value is v)
+            if p.init[0] != "same_as":
+                return ("same_as", p.name)
+        op = REGISTRY.get(mod.kind)
+        spec = next((s for s in op.active_params(mod.attrs) if s.name == slot), None) if op else None
+        init = mod.inits.get(slot) or (spec.init(mod.attrs) if spec else ("const", 0.0))
+        if init[0] == "same_as" and depth < 100:
+            return self.copied_init(init[1], depth + 1)
+        return init
 
     def lower_parallel(self, mod: ModuleObj, x, loc: Loc):
         # Torch: module i gets input:select(inputDimension, i); outputs joined on outputDimension.
@@ -409,6 +455,19 @@ def _describe(s) -> str:
     if isinstance(s, Value):
         return "one tensor"
     return f"a table of {len(s)}"
+
+
+def _unbound(mod: ModuleObj, loc: Loc) -> SpecError:
+    """A torch.class instance graphc cannot lower: no built-in module behind it, or its
+    __init never bound the built-in parent's arguments."""
+    if not mod.bound:
+        return SpecError(f"{mod!r} derives from nn.{mod.kind} but its __init never called "
+                         f"parent.__init(self, ...) with nn.{mod.kind}'s arguments", loc,
+                         _made_here(mod, loc))
+    return SpecError(f"{mod!r} is a class derived from nn.{mod.kind}, which computes nothing "
+                     "graphc can compile: derive it from an nn module or container (nn.gModule, "
+                     "nn.Sequential, nn.Linear, ...), or compile the graph one of its methods "
+                     "builds (--entry \"obj:method(...)\")", loc, _made_here(mod, loc))
 
 
 def _made_here(mod: ModuleObj, loc: Loc):

@@ -83,7 +83,7 @@ class Node:
 class Param:
     value: Value
     name: str  # e.g. 'i2h_1.weight'
-    init: tuple  # ('uniform', stdv) | ('normal', std) | ('const', c)
+    init: tuple  # ('uniform', stdv) | ('normal', std) | ('const', c) | ... (runtime Module.reset)
     order: tuple  # (module serial, slot): constructor order decides the flat layout
 
 

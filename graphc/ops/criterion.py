@@ -14,7 +14,7 @@ def _s(shape):
 
 
 def _weights_check(a):
-    """`weights` arrives as a Lua table of numbers (torch.Tensor is not available in specs);
+    """`weights` arrives as a Lua table of numbers or a spec-time tensor (its numbers, flat);
     it is stored as a tuple of floats."""
     w = a.get("weights")
     if w is None or isinstance(w, tuple):
@@ -217,7 +217,7 @@ _criterion(
         "N or BxN input (log-probabilities), divided by sum w[t] with sizeAverage (B without "
         "weights). Targets equal to ignoreIndex are skipped. The target (B, or 1 for 1D input) "
         "must be an integer graph input.",
-    torch_diff="`weights` is a Lua table of numbers (torch.Tensor is not available in specs).",
+    torch_diff="`weights` is a Lua table of numbers or a spec-time tensor (`torch.ones(n)`), read when the spec is compiled.",
     cuda=_class_cuda("ClassNLLCriterion", log_softmax=False),
 )
 
