@@ -36,6 +36,7 @@ class Options:
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
+    weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
     plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
 
@@ -102,7 +103,14 @@ def parse_define(text: str):
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):
-    """Evaluate the spec and lower the chosen model to IR, with shapes."""
+    """Evaluate the spec and lower the chosen model to IR, with shapes. A `.t7` file (a
+    module saved by Torch7) is read instead of evaluated (frontend/t7import.py)."""
+    if text is None and path.endswith(".t7"):
+        from .frontend.t7import import T7Source, read_model, t7_layout
+        model, _ = read_model(path, opts.entry)
+        graph = lower(model, opts.shapes)
+        graph.meta["t7_modules"] = t7_layout(model, graph)
+        return graph, T7Source(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -113,6 +121,8 @@ def build_graph(path: str, opts: Options, text: str | None = None):
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
         graph = lower(model, opts.shapes)
+        from .frontend.t7import import t7_layout
+        graph.meta["t7_modules"] = t7_layout(model, graph)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp
@@ -203,6 +213,11 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
+    elif opts.emit == "onnx":
+        from .backends.onnx import export_weights, generate as generate_onnx
+        t7 = (path, opts.entry) if path.endswith(".t7") else None
+        out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
+                            opts.dtype, Path(path).stem)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
         py, cu = generate_cuda(graph)

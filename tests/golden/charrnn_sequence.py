@@ -83,6 +83,46 @@ SUMMARY = (
     ('charrnn.lua:74', 'nn.Linear [decoder]', ('B', 65), 8385),
     ('charrnn.lua:75', 'nn.LogSoftMax [logsoft]', ('B', 65), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'OneHot', ()),
+    ('modules.3', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.4', 'Identity', ()),
+    ('modules.5', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.6', 'CAddTable', ()),
+    ('modules.7', 'Reshape', ()),
+    ('modules.8', 'SplitTable', ()),
+    ('modules.9', 'Sigmoid', ()),
+    ('modules.10', 'Identity', ()),
+    ('modules.11', 'CMulTable', ()),
+    ('modules.12', 'Sigmoid', ()),
+    ('modules.13', 'Tanh', ()),
+    ('modules.14', 'CMulTable', ()),
+    ('modules.15', 'CAddTable', ()),
+    ('modules.16', 'Sigmoid', ()),
+    ('modules.17', 'Tanh', ()),
+    ('modules.18', 'CMulTable', ()),
+    ('modules.19', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.20', 'Identity', ()),
+    ('modules.21', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.22', 'CAddTable', ()),
+    ('modules.23', 'Reshape', ()),
+    ('modules.24', 'SplitTable', ()),
+    ('modules.25', 'Sigmoid', ()),
+    ('modules.26', 'Identity', ()),
+    ('modules.27', 'CMulTable', ()),
+    ('modules.28', 'Sigmoid', ()),
+    ('modules.29', 'Tanh', ()),
+    ('modules.30', 'CMulTable', ()),
+    ('modules.31', 'CAddTable', ()),
+    ('modules.32', 'Sigmoid', ()),
+    ('modules.33', 'Tanh', ()),
+    ('modules.34', 'CMulTable', ()),
+    ('modules.35', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.36', 'LogSoftMax', ()),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -99,6 +139,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2, input3, input4, input5):

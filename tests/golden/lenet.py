@@ -56,6 +56,23 @@ SUMMARY = (
     ('lenet.lua:18', 'nn.Linear', ('B', 10), 850),
     ('lenet.lua:19', 'nn.LogSoftMax', ('B', 10), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'Sequential', ()),
+    ('modules.1', 'SpatialConvolution', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.2', 'ReLU', ()),
+    ('modules.3', 'SpatialMaxPooling', ()),
+    ('modules.4', 'SpatialConvolution', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'ReLU', ()),
+    ('modules.6', 'SpatialMaxPooling', ()),
+    ('modules.7', 'View', ()),
+    ('modules.8', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.9', 'ReLU', ()),
+    ('modules.10', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.11', 'ReLU', ()),
+    ('modules.12', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.13', 'LogSoftMax', ()),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -72,6 +89,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1):

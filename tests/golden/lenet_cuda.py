@@ -57,6 +57,23 @@ SUMMARY = (
     ('lenet.lua:18', 'nn.Linear', ('B', 10), 850),
     ('lenet.lua:19', 'nn.LogSoftMax', ('B', 10), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'Sequential', ()),
+    ('modules.1', 'SpatialConvolution', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.2', 'ReLU', ()),
+    ('modules.3', 'SpatialMaxPooling', ()),
+    ('modules.4', 'SpatialConvolution', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'ReLU', ()),
+    ('modules.6', 'SpatialMaxPooling', ()),
+    ('modules.7', 'View', ()),
+    ('modules.8', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.9', 'ReLU', ()),
+    ('modules.10', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.11', 'ReLU', ()),
+    ('modules.12', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.13', 'LogSoftMax', ()),
+)
 
 # The kernels (`graphc compile ... --target cuda --emit cu` writes this same text): NVRTC
 # compiles them once per dtype and device architecture, cached on disk (see graphc_runtime.cuda).
@@ -520,6 +537,7 @@ class Model(CudaModule):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
     CUDA_SOURCE = CUDA_SOURCE
     KERNELS = KERNELS

@@ -42,6 +42,16 @@ SUMMARY = (
     ('rnn.lua:17', 'nn.CAddTable', ('B', 2), 0),
     ('rnn.lua:17', 'nn.Tanh [next_h]', ('B', 2), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.3', 'Identity', ()),
+    ('modules.4', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'CAddTable', ()),
+    ('modules.6', 'Tanh', ()),
+)
 
 
 class Model(Module):
@@ -52,6 +62,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2):
