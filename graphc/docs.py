@@ -46,8 +46,7 @@ def _cuda(op) -> str:
         return "fused"
     if r.kind == "index":
         return "fused index map"
-    what = {"linear": "cuBLAS GEMM, fused bias", "conv2d": "im2col kernel + cuBLAS GEMM",
-            "elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
+    what = r.doc or {"elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
     if r.host or r.host_after:
         what += " (host code: no CUDA graph" + (" when training)" if r.host_training_only else ")")
     return what

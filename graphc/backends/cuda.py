@@ -115,6 +115,7 @@ class KernelBuilder:
         self.ops: list[str] = []  # op names inlined, for the kernel's name
         self.nodes: list[Node] = []  # IR nodes inlined, in order: the kernel's source nodes
         self.locals: set[str] = set()  # spec-named locals taken
+        self.suffix: dict[str, int] = {}  # base name -> the last number tried after it
 
     def var(self, prefix: str) -> str:
         return f"{prefix}{next(self.count)}"
@@ -128,10 +129,11 @@ class KernelBuilder:
         base = escape.c_identifier(hint)
         if base in _C_RESERVED or base.isupper() or re.match(r"(a|o|i|g)_|[vj]\d+$|__", base):
             base = "v_" + base
-        name, k = base, 1
-        while name in self.locals:
+        name, k = base, self.suffix.get(base, 1)
+        while name in self.locals:  # forget_gate, forget_gate_2, ...: one try each, usually
             k += 1
             name = f"{base}_{k}"
+        self.suffix[base] = k
         self.locals.add(name)
         return name
 

@@ -348,7 +348,7 @@ _INDEX_CUDA = CudaRule(
 defop(
     name="Index", signature="dimension:int", inputs=("xs",), int_inputs=(1,),
     shape=lambda a, s: _index_derive(a, s)["out"], derive=_index_derive,
-    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'nn.Index (indices {{xs[1]}})') - 1, "
+    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, n={{d.size}}, module='nn.Index (indices {{xs[1]}})') - 1, "
              "{{d.axis}})"),
     backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, axis={{d.axis}}, size={{d.size}})"},
     cuda=_INDEX_CUDA,

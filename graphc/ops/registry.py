@@ -88,6 +88,7 @@ class CudaRule:
     emit_forward: Optional[Callable] = None
     emit_backward: Optional[Callable] = None
     epilogue: str = ""
+    doc: str = ""  # how it runs, for docs/modules.md (default: by kind and kernel)
 
 
 @dataclass

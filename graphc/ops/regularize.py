@@ -31,7 +31,7 @@ defop(
     # v1: no scaling when training; multiply by (1-p) at evaluation.
     forward=("{% if a.p == 0 and not a.v1 %}{{y}} = {{x}}\n{{aux.mask}} = 1.0\n{% else %}"
              "if self.train or {{a.stochasticInference}}:\n"
-             "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}, {{a.p}}, {{a.v1}})\n"
+             "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}, p={{a.p}}, v1={{a.v1}})\n"
              "    {{y}} = {{x}} * {{aux.mask}}\n"
              "else:\n"
              "    {{aux.mask}} = {{ (1 - a.p) if a.v1 else 1.0 }}\n"

@@ -296,6 +296,7 @@ defop(
     # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
     # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
     cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows", epilogue="nhwc",
+                  doc="im2col kernel + cuBLAS GEMM",
                   emit_forward=_conv_cuda_forward, emit_backward=_conv_cuda_backward),
 )
 

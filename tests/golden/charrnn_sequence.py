@@ -147,7 +147,7 @@ class Model(Module):
         w_i2h_1_weight, w_i2h_1_bias, w_h2h_1_weight, w_h2h_1_bias, w_i2h_2_weight, w_i2h_2_bias, w_h2h_2_weight, w_h2h_2_bias, w_decoder_weight, w_decoder_bias, = self._weights
         _scratch = self._scratch_arrays(SCRATCH, 'forward', input1.shape[0])
         # charrnn.lua:39:11  nn.OneHot [x]
-        x = rt.one_hot(input1, 65, self.dtype, 'nn.OneHot (input input1)')
+        x = rt.one_hot(input1, n=65, dtype=self.dtype, module='nn.OneHot (input input1)')
         # charrnn.lua:47:17  nn.Linear [i2h_1]
         i2h_1 = np.matmul(x, w_i2h_1_weight.T, out=_scratch[0])
         i2h_1 += w_i2h_1_bias
@@ -392,7 +392,7 @@ class _SequencePrefix(Module):
     def _forward(self, input1):
         w_i2h_1_weight, w_i2h_1_bias, w_h2h_1_weight, w_h2h_1_bias, w_i2h_2_weight, w_i2h_2_bias, w_h2h_2_weight, w_h2h_2_bias, w_decoder_weight, w_decoder_bias, = self._weights
         # charrnn.lua:39:11  nn.OneHot [x]
-        x = rt.one_hot(input1, 65, self.dtype, 'nn.OneHot (input input1)')
+        x = rt.one_hot(input1, n=65, dtype=self.dtype, module='nn.OneHot (input input1)')
         # charrnn.lua:47:17  nn.Linear [i2h_1]
         i2h_1 = x @ w_i2h_1_weight.T
         i2h_1 += w_i2h_1_bias
