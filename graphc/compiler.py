@@ -243,6 +243,17 @@ def _no_grad_inputs(graph: Graph, names) -> dict:
     return found
 
 
+def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) -> str:
+    """The float64 numpy source of one module for the given input shapes: what a spec's
+    `m:forward(x)` runs while the spec is evaluated (frontend/objects.py)."""
+    opts = Options(dtype="float64", shapes=shapes)
+    graph = check_sizes(validate(lower(mod, shapes)))
+    graph = validate(merge_slice_grads(validate(autodiff(graph, ()))))
+    graph.meta.update(_meta(path, spec_text, opts, graph))
+    from .backends.numpy import generate
+    return generate(graph, None)
+
+
 def _meta(path, spec_text, opts, graph):
     name = Path(path).name
     args = [name]
