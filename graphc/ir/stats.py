@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..ops import REGISTRY
-from .graph import Graph, Node, batch_factor
+from .graph import Graph, Node, batch_factor, is_symbolic, per_batch
 
 
 @dataclass
@@ -54,8 +54,8 @@ def activation_elements(g: Graph) -> tuple[int, int]:
         for v in n.outputs:
             if v.shape is None:
                 continue
-            count = math.prod(d for d in v.shape if d != B)
-            if B in v.shape:
+            count = math.prod(per_batch(d) for d in v.shape)  # B counts 1, B*k counts k
+            if any(is_symbolic(d) for d in v.shape):
                 per_sample += count
             else:
                 fixed += count
