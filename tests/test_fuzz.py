@@ -1444,7 +1444,8 @@ def classify(code: int, err: str, timed_out: bool) -> str:
         return "exit 0"
     if code == 2:
         return "usage error"
-    if code == 1 and re.match(r"\S+:\d+:\d+: error: ", err):
+    # (after anything the spec print()ed: a spec's print goes to stderr)
+    if code == 1 and re.search(r"^\S+:\d+:\d+: error: ", err, re.M):
         return "located error"
     return f"unlocated error (exit {code})"
 
