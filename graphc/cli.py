@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .compiler import Options, compile_spec
 from .api import make_options
 from .errors import OptionError, SpecError
@@ -177,7 +177,7 @@ def _write_bytes_if_changed(path: str, data: bytes) -> bool:
 
 def _check_report(graph, batch: int) -> dict:
     from .ir.graph import shape_str
-    from .ir.stats import node_stats, peak_activation_bytes
+    from .passes.stats import node_stats, peak_activation_bytes
     rows = node_stats(graph, batch)
     return {
         "batch": batch,

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends.common import CodegenOptions, safe_comment, safe_doc
 from .errors import Loc, OptionError, SpecError, did_you_mean
 from .frontend.evaluate import Interpreter, LuaTable
 from .frontend.lower import lower
@@ -149,12 +150,12 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
 def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     graph, interp = build_graph(path, opts, text)
     graph = check_sizes(validate(graph))
-    sequence_parts = None
+    sequence_parts = sequence_state = None
     no_grad = _no_grad_inputs(graph, opts.no_grad)
     if opts.unroll is not None:
         pairs = parse_state_pairs(graph, opts.state)
         if opts.unroll == "T":
-            graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
+            sequence_state = tuple(pairs)  # a runtime-driven loop over steps
             for _, i in pairs:  # Sequence carries BPTT's gradient through each state input
                 if i in no_grad:
                     raise OptionError(f"--no-grad {no_grad[i]}: a state input's gradient "
@@ -174,29 +175,28 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
         graph = validate(merge_slice_grads(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
-    graph.meta.update(_meta(path, spec_text, opts, graph))
+    codegen = _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state)
     if sequence_parts is not None:  # the same passes for Sequence's two parts of the step
         prefix, rest, rest_inputs, prefix_inputs = sequence_parts
         parts = []
         for part in (prefix, rest):
             part = merge_slice_grads(validate(autodiff(validate(part), no_grad_names)))
-            part.meta = graph.meta
             parts.append(validate(part))
         sequence_parts = (parts[0], parts[1], tuple(rest_inputs), tuple(prefix_inputs))
     if opts.emit == "ir":
-        out = dump(graph)
+        out = dump(graph, codegen.source_name)
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
-        py, cu = generate_cuda(graph)
+        py, cu = generate_cuda(graph, codegen)
         out = cu if opts.emit == "cu" else py
     elif opts.emit == "cu":
         raise ValueError("--emit cu needs --target cuda")
     else:
         from .backends.numpy import generate
-        out = generate(graph, sequence_parts)
+        out = generate(graph, codegen, sequence_parts)
     return Result(graph, out, interp.files, interp.sources)
 
 
@@ -213,7 +213,7 @@ def _no_grad_inputs(graph: Graph, names) -> dict:
     return found
 
 
-def _meta(path, spec_text, opts, graph):
+def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state) -> CodegenOptions:
     name = Path(path).name
     args = [name]
     if opts.entry:
@@ -235,21 +235,20 @@ def _meta(path, spec_text, opts, graph):
     outs = ", ".join("grad_" + re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.outputs)
     comma_i = "," if len(graph.inputs) == 1 else ""
     comma_o = "," if len(graph.outputs) == 1 else ""
-    from .backends.numpy import safe_comment, safe_doc
-    from .ir.stats import node_stats
+    from .passes.stats import node_stats
     summary = tuple((f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
                      f"nn.{r.node.op}" + (f" [{r.node.name}]" if r.node.name else ""),
                      tuple(r.node.outputs[0].shape), r.params) for r in node_stats(graph))
-    return {
-        "summary": summary,
-        "sequence_state": graph.meta.get("sequence_state"), "optimize": opts.optimize,
-        "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-        "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
-        "doc": safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
-                        f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
-        "usage_forward": safe_doc(f"out = m.forward({ins})"),
-        "usage_backward": safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
-    }
+    return CodegenOptions(
+        optimize=opts.optimize, no_grad=no_grad_names, sequence_state=sequence_state,
+        summary=summary, source_name=safe_comment(name),
+        sha256=hashlib.sha256(spec_text.encode()).hexdigest(),
+        command=safe_comment(" ".join(args)), dtype=opts.dtype, module_name=stem,
+        doc=safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
+                     f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
+        usage_forward=safe_doc(f"out = m.forward({ins})"),
+        usage_backward=safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
+    )
 
 
 def _shape_text(s) -> str:

@@ -5,7 +5,7 @@ from graphc.compiler import Options, build_graph
 from graphc.ir.dump import dump
 from graphc.ir.graph import Value
 from graphc.passes.autodiff import autodiff
-from graphc.passes.shapes import infer_shapes
+from graphc.ops.shape_rules import infer_shapes
 from graphc.passes.validate import InvalidIR, validate
 
 SPEC = """

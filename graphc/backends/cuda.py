@@ -2,7 +2,7 @@
 and a Python module whose Model (graphc_runtime.cuda.CudaModule) allocates CuPy arrays,
 calls cuBLAS for the GEMMs and launches the kernels.
 
-passes/fuse.py decides *what* each kernel stores; this file writes the code. Values are
+backends/fuse.py decides *what* each kernel stores; this file writes the code. Values are
 computed by `Emitter.value(v, index)`, which returns a C expression for one element: a load
 when `v` is stored, else the producer's expression (ops.registry.CudaRule templates for
 pointwise ops, index arithmetic for Narrow/Select/View/JoinTable, bias + layout for
@@ -13,18 +13,19 @@ reads only inputs), which is what lets tests run them one thread at a time on th
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
 import types
 from dataclasses import dataclass, field
 
-from .. import __version__
 from ..errors import SpecError
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
-from ..passes import fuse
-from .numpy import Namer, _loc_comment, _pystruct, pyshape
+from . import fuse
+from ..version import __version__
+from .common import CodegenOptions, Namer, loc_comment, pyshape, pystruct
 from .templates import environment, string_template
 
 BLOCK = 256  # threads per block of every kernel (__launch_bounds__)
@@ -287,13 +288,14 @@ class Block:
 
 
 class CudaBackend:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
+        self.opts = options
         self.plan = fuse.plan(graph)
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
-        self.prefix = re.sub(r"[^0-9A-Za-z_]", "_", graph.meta.get("module_name", "model"))[:24]
+        self.prefix = re.sub(r"[^0-9A-Za-z_]", "_", options.module_name)[:24]
         if not re.match(r"[A-Za-z_]", self.prefix):
             self.prefix = "m_" + self.prefix
         self.kernels: list[Kernel] = []
@@ -977,9 +979,9 @@ class CudaBackend:
             if step.kind == "op":
                 n = step.node
                 if n.op == "grad":
-                    blocks.append(Block(_loc_comment(n.attrs["fwd"]) + " (backward)", self.op_backward(n)))
+                    blocks.append(Block(loc_comment(n.attrs["fwd"]) + " (backward)", self.op_backward(n)))
                 else:
-                    blocks.append(Block(_loc_comment(n), self.op_forward(n)))
+                    blocks.append(Block(loc_comment(n), self.op_forward(n)))
                 arrays.update(step.stores)
                 self.loadable.update(step.stores)
             elif step.kind == "view":
@@ -1027,14 +1029,14 @@ class CudaBackend:
                     saved.append(m.group(1))
         batch_from = next((f"{self.n(v)}.shape[{tuple(v.shape).index(B)}]" for v in g.inputs
                            if B in tuple(v.shape)), None)
-        meta = g.meta
+        meta = self.opts
         names = [k.name for k in self.kernels]
-        plan_lines = ["Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
+        plan_lines = ["Plan (backends/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
                       "'view' = an array view, no kernel."] + fuse.describe(self.plan).split("\n")
         # the .cu header names the command: in a // comment (and in the .py's r''' string)
         # a backslash or quote run from spec text must not survive
-        cu_meta = dict(meta, command=_c_comment(meta["command"]).replace("'''", "''?"),
-                       source_name=_c_comment(meta["source_name"]).replace("'''", "''?"))
+        cu_meta = dataclasses.replace(meta, command=_c_comment(meta.command).replace("'''", "''?"),
+                       source_name=_c_comment(meta.source_name).replace("'''", "''?"))
         cu = self.env.get_template("cuda/module.cu.j2").render(
             version=__version__, meta=cu_meta, kernels=[k.source for k in self.kernels],
             plan_lines=[_c_comment(line) for line in plan_lines])
@@ -1050,7 +1052,7 @@ class CudaBackend:
                           if not _training_only(n)],
             graph_unsafe_training=[f"nn.{n.op} at {n.loc} runs host code when training"
                                    for n in self.host_code if _training_only(n)],
-            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
+            input_struct=pystruct(g.input_struct), output_struct=pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs], batch_from=batch_from,
             fwd_blocks=[(b.comment, b.lines) for b in fwd_blocks if b.lines],
             bwd_blocks=[(b.comment, b.lines) for b in bwd_blocks if b.lines],
@@ -1121,6 +1123,6 @@ def _c_comment(text: str) -> str:
     return "".join(c if " " <= c < "\x7f" else "?" for c in text).replace("\\", "/")
 
 
-def generate(graph: Graph) -> tuple[str, str]:
+def generate(graph: Graph, options: CodegenOptions) -> tuple[str, str]:
     """(Python module, CUDA source) of a differentiated graph."""
-    return CudaBackend(graph).generate()
+    return CudaBackend(graph, options).generate()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..ir.graph import Graph, shape_str
-from ..ir.stats import node_stats
+from ..passes.stats import node_stats
 
 
 def _q(text: str) -> str:

@@ -5,67 +5,19 @@ values, decides what the forward must keep for the backward, and lays the lines 
 """
 from __future__ import annotations
 
-import builtins
 import functools
 import hashlib
-import keyword
 import re
 import types
-from pathlib import Path
 
 import jinja2
 
-from .. import __version__
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
+from ..version import __version__
+from .common import CodegenOptions, Namer, loc_comment, pyshape, pyshape_of, pystruct
 from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
-
-# names the generated methods read (SCRATCH: the memory plan's module constant)
-_RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module", "SCRATCH"} | set(dir(builtins))
-
-
-def mangle(name: str) -> str:
-    """A safe Python identifier for a spec-chosen name (ASCII only, never a keyword)."""
-    s = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "v"
-    if s[0].isdigit():
-        s = "v_" + s
-    if keyword.iskeyword(s) or s in _RESERVED or s.startswith("__"):
-        s = "v_" + s.lstrip("_")
-    return s
-
-
-class Namer:
-    def __init__(self):
-        self.names: dict[Value, str] = {}
-        self.taken: set[str] = set()
-
-    def fresh(self, hint: str) -> str:
-        base = mangle(hint)
-        name, k = base, 1
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
-
-    @classmethod
-    def for_graph(cls, g: Graph) -> "Namer":
-        """Inputs keep their names; weights are w_<name>, buffers buf_<name>."""
-        n = cls()
-        for v in g.inputs:
-            n(v)
-        for p in g.params:
-            n(p.value, "w_")
-        for p in g.buffers:
-            n(p.value, "buf_")
-        return n
-
-    def __call__(self, v: Value, prefix="") -> str:
-        if v not in self.names:
-            self.names[v] = self.fresh(prefix + v.name)
-        return self.names[v]
-
 
 _SNIPPETS: dict[str, str] = {}  # template name -> an op snippet's text
 
@@ -87,39 +39,10 @@ def _snippet_environment():
                                  bytecode_cache=bytecode_cache("snippets", False))
 
 
-def pyshape_of(like: str, shape) -> str:
-    """Python for `shape`, taking the free batch size from the array named `like` (whose
-    first dim is B) at run time."""
-    return "(" + ", ".join(f"{like}.shape[0]" if d == B else str(d) for d in shape) + ",)"
-
-
-def pyshape(shape) -> str:
-    dims = ["-1" if d == B else str(d) for d in shape]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
-def _loc_comment(node: Node) -> str:
-    loc = node.loc
-    where = f"{Path(loc.file).name}:{loc.line}:{loc.col}" if loc else "?"
-    what = f"nn.{node.op}"
-    if node.name:
-        what += f" [{node.name}]"
-    return safe_comment(f"{where}  {what}")
-
-
-def safe_doc(text: str) -> str:
-    """Spec text inside the module docstring: no quotes or backslashes to end or escape it."""
-    return safe_comment(text).replace('"', "'").replace("\\", "/")
-
-
-def safe_comment(text: str) -> str:
-    """Spec text in a comment: printable ASCII only, so it can never end the comment."""
-    return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in text)
-
-
 class NumpyBackend:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
+        self.opts = options
         self.env = environment()
         self.n = Namer.for_graph(graph)
 
@@ -251,21 +174,21 @@ class NumpyBackend:
         parts, rest_inputs, prefix_inputs = [], None, None
         if sequence_parts is not None:
             prefix, rest, rest_inputs, prefix_inputs = sequence_parts
-            parts = [("_SequencePrefix", NumpyBackend(prefix).class_context(),
+            parts = [("_SequencePrefix", NumpyBackend(prefix, self.opts).class_context(),
                       "Sequence's first part of Model: what does not depend on the state, "
                       "run once over all steps."),
-                     ("_SequenceRest", NumpyBackend(rest).class_context(),
+                     ("_SequenceRest", NumpyBackend(rest, self.opts).class_context(),
                       "Sequence's per-step part of Model, given _SequencePrefix's outputs.")]
         m = self.class_context()
         return self.env.get_template("numpy/module.py.j2").render(
-            version=__version__, meta=g.meta, m=m, **m, scratch_name=SCRATCH,
-            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
+            version=__version__, meta=self.opts, m=m, **m, scratch_name=SCRATCH,
+            input_struct=pystruct(g.input_struct), output_struct=pystruct(g.output_struct),
             parts=parts, rest_inputs=rest_inputs, prefix_inputs=prefix_inputs)
 
     def class_context(self) -> dict:
         """What the template needs for one Module class of this graph."""
         g = self.g
-        fwd_blocks = [(_loc_comment(node), self.forward_lines(node)) for node in g.nodes]
+        fwd_blocks = [(loc_comment(node), self.forward_lines(node)) for node in g.nodes]
         # one gradient-buffer view per parameter (a shared module accumulates into it twice)
         grad_view = {}
         for i, _ in g.param_grads:
@@ -276,7 +199,7 @@ class NumpyBackend:
             self.n(v)
         bwd_blocks = []
         for gnode in g.grad_nodes:
-            comment = (_loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
+            comment = (loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
             bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
         bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
@@ -289,12 +212,12 @@ class NumpyBackend:
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
-            elif v.dtype == "float" and v.name not in g.meta.get("no_grad", ()):
+            elif v.dtype == "float" and v.name not in self.opts.no_grad:
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")
         scratch = {"forward": [], "backward": []}
-        if g.meta.get("optimize", True):
+        if self.opts.optimize:
             shapes = {name: v.shape for v, name in self.n.names.items()
                       if v.dtype == "float" and v.shape is not None}
             shapes.update((grad_view[i], g.params[i].value.shape) for i in grad_view)
@@ -338,13 +261,5 @@ def _reads(text: str, name: str) -> bool:
     return re.search(rf"\b{re.escape(name)}\b", text) is not None
 
 
-def _pystruct(s) -> str:
-    """Nested index lists as Python tuple source."""
-    if isinstance(s, int):
-        return str(s)
-    items = [_pystruct(x) for x in s]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-def generate(graph: Graph, sequence_parts=None) -> str:
-    return NumpyBackend(graph).generate(sequence_parts)
+def generate(graph: Graph, options: CodegenOptions, sequence_parts=None) -> str:
+    return NumpyBackend(graph, options).generate(sequence_parts)

@@ -3,31 +3,19 @@ when installed)."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import hashlib
+import os
 
 import jinja2
 
-
-def resource_dir(name: str) -> Path:
-    """grammar/ or templates/: inside the installed package, else at the repo root."""
-    here = Path(__file__).resolve().parent.parent
-    for base in (here, here.parent):
-        if (base / name).is_dir():
-            return base / name
-    raise FileNotFoundError(f"graphc is missing its {name}/ directory (broken install?)")
-
-
-def _pytuple(shape) -> str:
-    items = [repr(d) for d in shape]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+from ..paths import cache_dir, resource_dir
+from .common import pyshape, pytuple
 
 
 def bytecode_cache(kind: str, trim: bool):
     """Compiled templates kept on disk (compiling them was half of a compile's time) in the
     user's graphc cache dir, one directory per environment setting; None if unwritable.
     Jinja keys each file by template name and source checksum, and writes it atomically."""
-    import os
-    from ..cache import cache_dir
     d = cache_dir() / "jinja" / f"{kind}-jinja{jinja2.__version__}-trim{int(trim)}"
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -43,7 +31,6 @@ _STRINGS: dict[str, str] = {}  # template name -> the text of a template given a
 def string_template(text: str) -> jinja2.Template:
     """A template given as text (an op's CUDA rule), compiled once and cached on disk like
     the file templates."""
-    import hashlib
     name = "string-" + hashlib.sha256(text.encode()).hexdigest()
     _STRINGS[name] = text
     return environment().get_template(name)
@@ -58,8 +45,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True, keep_trailing_newline=True,
         bytecode_cache=bytecode_cache("files", True),
     )
-    from .numpy import pyshape  # noqa: cyclic at import time only
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
-    env.filters["pytuple"] = _pytuple
+    env.filters["pytuple"] = pytuple
     return env

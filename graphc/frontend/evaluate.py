@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module, unknown_module
+from .nn import (ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, lua_type, make_module,
+                 unknown_module)
 from .parse import parse
+from .values import Builtin, LuaFunction, LuaTable
 from ..ops import REGISTRY
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
@@ -28,59 +30,6 @@ MAX_VALUES = 1_000_000  # values one unpack / split may produce
 class LimitError(SpecError):
     """A resource limit: not catchable by pcall."""
 _PY_RECURSION = 40_000  # Python frames allowed while evaluating (each Lua call takes ~10-30)
-
-
-class LuaTable:
-    __slots__ = ("d",)
-
-    def __init__(self, items=None):
-        self.d = {}
-        for k, v in (items or {}).items():
-            self[k] = v
-
-    def __getitem__(self, k):
-        return self.d.get(_key(k))
-
-    def __setitem__(self, k, v):
-        k = _key(k)
-        if v is None:
-            self.d.pop(k, None)
-        else:
-            self.d[k] = v
-
-    def length(self):
-        n = 0
-        while (n + 1) in self.d:
-            n += 1
-        return n
-
-    def array(self):
-        return [self.d[i] for i in range(1, self.length() + 1)]
-
-    @classmethod
-    def of(cls, values):
-        t = cls()
-        for i, v in enumerate(values, 1):
-            t[i] = v
-        return t
-
-
-def _key(k):
-    if isinstance(k, float) and k.is_integer():
-        return int(k)
-    return k
-
-
-class LuaFunction:
-    def __init__(self, node: A.Function, scope):
-        self.node, self.scope = node, scope
-
-
-class Builtin:
-    """A Python-side function: fn(args, loc) -> list of results (or one value)."""
-
-    def __init__(self, name, fn):
-        self.name, self.fn = name, fn
 
 
 class _Break(Exception):
@@ -108,25 +57,6 @@ class Scope:
                 return s
             s = s.parent
         return None
-
-
-def lua_type(v) -> str:
-    """Lua's type(); modules and nodes are tables in Torch, so they are here too."""
-    if v is None:
-        return "nil"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, LuaTable):
-        return "table"
-    if isinstance(v, (LuaFunction, Builtin)):
-        return "function"
-    if isinstance(v, (ModuleObj, NodeObj)):
-        return "table"
-    return "userdata"
 
 
 def torch_type(v) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import Loc, OptionError, SpecError, did_you_mean
 from ..ir.graph import Graph, Node, Param, Value, shape_str
 from ..ops import REGISTRY
-from ..passes.shapes import hint, node_shapes
+from ..ops.shape_rules import hint, node_shapes
 from .nn import ModuleObj, NodeObj
 
 

@@ -7,6 +7,7 @@ import re
 
 from ..errors import Loc, SpecError, did_you_mean
 from ..ops import REGISTRY
+from .values import Builtin, LuaFunction, LuaTable
 
 # Containers (lowered structurally by lower.py): their Lua signatures. All but gModule
 # take children with :add(m).
@@ -97,7 +98,6 @@ def bind_args(kind: str, signature: str, args: list, loc: Loc) -> dict:
                 vals.append(_coerce(args[i], typ, kind, name, loc))
                 i += 1
             if typ == "table" and i < len(args) and args[i] is not None:
-                from .evaluate import lua_type
                 raise SpecError(f"nn.{kind}: argument {i + 1} must be a table such as {{1, 2}}, "
                                 f"got {lua_type(args[i])}; usage: {usage}", loc)
             out[name] = tuple(vals)
@@ -131,14 +131,11 @@ def _is(v, typ):
     if typ == "str":
         return isinstance(v, str)
     if typ == "table":
-        from .evaluate import LuaTable
         return isinstance(v, LuaTable)
     return True
 
 
 def _coerce(v, typ, kind, name, loc):
-    from .evaluate import lua_type  # local import: evaluate imports this module
-
     if not _is(v, typ):
         want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string",
                 "table": "a table"}[typ]
@@ -176,3 +173,22 @@ def unknown_module(kind: str, loc: Loc) -> SpecError:
         return SpecError(f"nn.{kind} is a Torch nn module that graphc does not support yet "
                          f"(see docs/modules.md for the supported ones)", loc)
     return SpecError(f"unknown module nn.{kind}" + did_you_mean(kind, list(REGISTRY) + list(CONTAINERS)), loc)
+
+
+def lua_type(v) -> str:
+    """Lua's type(); modules and nodes are tables in Torch, so they are here too."""
+    if v is None:
+        return "nil"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, LuaTable):
+        return "table"
+    if isinstance(v, (LuaFunction, Builtin)):
+        return "function"
+    if isinstance(v, (ModuleObj, NodeObj)):
+        return "table"
+    return "userdata"

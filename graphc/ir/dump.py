@@ -6,7 +6,8 @@ from pathlib import Path
 from .graph import Graph, Node, Value, shape_str
 
 
-def dump(g: Graph) -> str:
+def dump(g: Graph, title: str = "") -> str:
+    """`title`: the source file's name, for the first line."""
     ids: dict[Value, str] = {}
 
     def vid(v: Value) -> str:
@@ -22,7 +23,7 @@ def dump(g: Graph) -> str:
         items = [f"{k}={v!r}" for k, v in sorted(node.attrs.items()) if k not in ("fwd",)]
         return "{" + ", ".join(items) + "}" if items else ""
 
-    lines = [f"graph {g.meta.get('source_name', '')}".rstrip()]
+    lines = [f"graph {title}".rstrip()]
     for v in g.inputs:
         lines.append(f"  input {vid(v)}: {shape_str(v.shape)} {v.dtype}{where(v)}")
     for p in g.params:

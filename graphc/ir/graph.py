@@ -7,7 +7,7 @@ the T x B x ... sequence inputs that --unroll makes).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from ..errors import Loc
 
@@ -74,7 +74,6 @@ class Graph:
     grad_outputs: list[Value] = field(default_factory=list)
     input_grads: list[Optional[Value]] = field(default_factory=list)
     param_grads: list[tuple[int, Value]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)  # source file, hash, options
 
     def find_input(self, name: str) -> int | None:
         """The index of the input called `name` (its own name or a Lua variable alias)."""

@@ -486,7 +486,7 @@ _select_op("CMaxTable", "argmax", "maximum", ">")
 _select_op("CMinTable", "argmin", "minimum", "<")
 
 
-# ---- CUDA rules (passes/fuse.py, backends/cuda.py): C expressions fused into kernels ------
+# ---- CUDA rules (backends/fuse.py, backends/cuda.py): C expressions fused into kernels ------
 # `c(v)` writes a number as a `real` literal; g_* are templates/cuda/module.cu.j2's helpers.
 
 def _cuda(name, forward, backward):

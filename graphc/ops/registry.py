@@ -32,7 +32,7 @@ class ParamSpec:
 
 @dataclass
 class CudaRule:
-    """How the CUDA target (passes/fuse.py, backends/cuda.py) computes an op.
+    """How the CUDA target (backends/fuse.py, backends/cuda.py) computes an op.
 
     kind 'pointwise': an elementwise op fused into its neighbours' kernels. `forward` is a
       C expression (jinja) of the input scalars `x` (or `xs[i]`) and `a`/`d` as in the numpy

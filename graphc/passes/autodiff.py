@@ -58,5 +58,4 @@ def autodiff(graph: Graph, no_grad=()) -> Graph:
                                  [total(y) for y in ys if y in partials], grads,
                                  node.loc, node.name, node.module))
     g.input_grads = [total(v) if v in partials and v in needs_grad else None for v in g.inputs]
-    g.meta["no_grad"] = tuple(no_grad)
     return g

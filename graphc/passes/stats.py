@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..ops import REGISTRY
-from .graph import B, Graph, Node
+from ..ir.graph import B, Graph, Node
 
 
 @dataclass
