@@ -51,14 +51,19 @@ class Namer:
     def __init__(self):
         self.names: dict[Value, str] = {}
         self.taken: set[str] = set()
+        self.last_k: dict[str, int] = {}  # base -> its last suffix: names are only added,
+        # so the search for the next free one can start there (linear, not quadratic, time)
 
     def fresh(self, hint: str) -> str:
         base = mangle(hint)
-        name, k = base, 1
+        name, k = base, self.last_k.get(base, 1)
+        if k > 1:
+            name = f"{base}_{k}"
         while name in self.taken:
             k += 1
             name = f"{base}_{k}"
         self.taken.add(name)
+        self.last_k[base] = k
         return name
 
     @classmethod

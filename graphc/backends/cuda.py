@@ -3,12 +3,12 @@ and a Python module whose Model (graphc_runtime.cuda.CudaModule) allocates CuPy 
 calls cuBLAS for the GEMMs and launches the kernels.
 
 backends/fuse.py decides *what* each kernel stores; this file writes the code. Values are
-computed by `Emitter.value(v, index)`, which returns a C expression for one element: a load
-when `v` is stored, else the producer's expression (ops.registry.CudaRule templates for
-pointwise ops, index arithmetic for Narrow/Select/View/JoinTable, bias + layout for
-Linear/SpatialConvolution outputs, the ops' gradient rules for backward values). Results
-are bound to `const` locals and memoized per (value, index), so shared subexpressions are
-computed once per thread. Every kernel is a gather (each thread writes its own elements and
+computed by `CudaBackend.value(scope, v, index)`, which returns the name of a `const` C local
+holding one element of `v`: a load when `v` is stored, else the producer's expression
+(ops.registry.CudaRule templates for pointwise ops, index arithmetic for
+Narrow/Select/View/JoinTable, bias + layout for Linear/SpatialConvolution outputs, the ops'
+gradient rules for backward values). Locals are memoized per (value, index) in the kernel's
+scope, so shared subexpressions are computed once per thread. Every kernel is a gather (each thread writes its own elements and
 reads only inputs), which is what lets tests run them one thread at a time on the CPU.
 """
 from __future__ import annotations

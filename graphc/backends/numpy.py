@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import types
 
 import jinja2
@@ -48,8 +47,12 @@ class NumpyBackend:
 
     # ---- per-node rendering --------------------------------------------------------
 
-    def context(self, node: Node) -> dict:
+    def context(self, node: Node, readable=None) -> dict:
+        """The template context of `node`. readable: in a backward, the forward values its
+        grad node reads (the IR's word); any other value's name fails to render."""
         op = REGISTRY[node.op]
+        name = self.n if readable is None else (
+            lambda v: self.n(v) if v in readable else _Unread(node.op, v.name))
         n_params = len(op.active_params(node.attrs))
         data = node.inputs[: len(node.inputs) - n_params]
         pvals = dict(zip([p.name for p in op.active_params(node.attrs)], node.inputs[len(data):]))
@@ -59,19 +62,19 @@ class NumpyBackend:
             "rank": len(in_shapes[0]) if in_shapes else 0,
             # elements of the output per batch row (B counted as 1): size-dependent choices
             "elements": elements_per_row(node.outputs[0].shape or ()),
-            "y": self.n(node.outputs[0]),
-            "ys": [self.n(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
-            "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in
+            "y": name(node.outputs[0]),
+            "ys": [name(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
+            "aux": types.SimpleNamespace(**{a: name(v) for a, v in
                                             zip(op.aux, node.outputs[len(node.outputs) - len(op.aux):])}),
             "d": types.SimpleNamespace(**(op.derive(node.attrs, in_shapes) if op.derive else {})),
         }
         for spec in op.params:
-            ctx[spec.name] = self.n(pvals[spec.name]) if spec.name in pvals else None
+            ctx[spec.name] = name(pvals[spec.name]) if spec.name in pvals else None
         if op.table_input:
-            ctx["xs"] = [self.n(v) for v in data]
+            ctx["xs"] = [name(v) for v in data]
         else:
             for slot, v in zip(op.inputs, data):
-                ctx[slot] = self.n(v)
+                ctx[slot] = name(v)
 
         def as1(name, i):  # input i viewed with input 1's shape (Torch's nElement rule)
             return name if in_shapes[i] == in_shapes[0] else f"{name}.reshape({pyshape(in_shapes[0])})"
@@ -112,10 +115,12 @@ class NumpyBackend:
             return lines
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]
-        ctx = self.context(fwd)
+        n_reads = gnode.attrs["reads"]
+        ctx = self.context(fwd, set(gnode.inputs[len(gnode.inputs) - n_reads:]))
         given = iter(gnode.inputs)  # gradients of the outputs that have one ('has')
         ctx["gys"] = [self.n(next(given)) if h else None for h in gnode.attrs["has"]]
         ctx["gy"] = ctx["gys"][0]
+        ctx["xshape"] = self._input_shape_text(fwd, ctx["gys"])
         needs = gnode.attrs["needs"]
         outs = iter(gnode.outputs)
         targets = [next(outs) if need else None for need in needs]
@@ -144,6 +149,22 @@ class NumpyBackend:
                 assign = "+=" if t in param_grad else "="
                 lines.append(f"{name} {assign} {expr}")
         return lines + accumulate
+
+    def _input_shape_text(self, fwd: Node, gys):
+        """xshape(i) in backward templates: Python for data input i's shape, its batch size
+        taken from a given output gradient, so the backward need not keep the input for it."""
+        ys = [v for v in fwd.outputs if v.dtype != "aux"]
+        source = next(((g, y.shape) for g, y in zip(gys, ys) if g is not None and B in y.shape), None)
+
+        def xshape(i, add_batch=False):  # add_batch: as x[None].shape
+            shape = (1,) * add_batch + tuple(fwd.inputs[i].shape)
+            if B not in shape:
+                return pyshape(shape)
+            assert source is not None, f"nn.{fwd.op}: no output gradient holds the batch size"
+            batch = f"{source[0]}.shape[{source[1].index(B)}]"
+            dims = [batch if d == B else str(d) for d in shape]
+            return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        return xshape
 
     def _slots(self, op, fwd: Node) -> list[tuple[str, int]]:
         """(template key, table index) for each IR input of the node."""
@@ -202,12 +223,11 @@ class NumpyBackend:
             comment = (loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
             bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
-        bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
-
-        def used_in_backward(name):
-            return _reads(bwd_text, name)
+        # what the backward reads of the forward, as its grad nodes list it (OpDef.reads)
+        read = {v for n in g.grad_nodes if n.op == "grad"
+                for v in n.inputs[len(n.inputs) - n.attrs["reads"]:]}
         # what the forward keeps for the backward: the node outputs the backward reads
-        saved = [self.n(v) for node in g.nodes for v in node.outputs if used_in_backward(self.n(v))]
+        saved = [self.n(v) for node in g.nodes for v in node.outputs if v in read]
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
@@ -229,8 +249,10 @@ class NumpyBackend:
                 planned[part] = [(comment, b) for (comment, _), b in zip(blocks, lines)]
             fwd_blocks, bwd_blocks = planned["forward"], planned["backward"]
         grad_batch = self._batch_size_expr(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
-        # all that _backward reads: its lines, the returned gradients, the scratch batch size
-        read_text = "\n".join([bwd_text, *input_grads, grad_batch if scratch["backward"] else ""])
+        # inputs _backward reads: for its grad nodes, np.zeros_like, the scratch batch size
+        zeros_like = {v for v, gv in zip(g.inputs, g.input_grads)
+                      if gv is None and v.dtype == "float" and v.name not in self.opts.no_grad}
+        batch_from = self._batch_size_source(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
         return dict(
             g=g, inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
@@ -238,14 +260,15 @@ class NumpyBackend:
             buffers=[(self.n(p.value), p) for p in g.buffers],
             grad_outputs=[self.n(v) for v in g.grad_outputs],
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
-            used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
+            used_params=[p for p in g.params if p.value in read],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
             input_grads=input_grads, scratch=scratch,
             batch_size=self._batch_size_expr(list(zip(g.inputs, g.inputs))),
             # the backward's comes from a given gradient if an output has B (so that it
             # need not keep an input it does not read), else from an input (a loss)
             grad_batch_size=grad_batch,
-            backward_reads=tuple(_reads(read_text, self.n(v)) for v in g.inputs),
+            backward_reads=tuple(v in read or v in zeros_like or (v is batch_from and bool(scratch["backward"]))
+                                 for v in g.inputs),
         )
 
     def _batch_size_expr(self, candidates) -> str:
@@ -256,9 +279,22 @@ class NumpyBackend:
                 return f"{self.n(array)}.shape[{v.shape.index(B)}]"
         return "0"
 
+    @staticmethod
+    def _batch_size_source(candidates):
+        """The array _batch_size_expr reads (None: none)."""
+        return next((array for v, array in candidates if v.shape and B in v.shape), None)
 
-def _reads(text: str, name: str) -> bool:
-    return re.search(rf"\b{re.escape(name)}\b", text) is not None
+
+class _Unread:
+    """The name of a forward value a backward template may not read: the op's grad node
+    does not list it (OpDef.reads), so the forward may not have kept it."""
+
+    def __init__(self, op: str, value: str):
+        self.op, self.value = op, value
+
+    def __str__(self):
+        raise AssertionError(f"the backward of nn.{self.op} names {self.value}, which its grad "
+                             "node does not read: declare it in OpDef.reads")
 
 
 def generate(graph: Graph, options: CodegenOptions, sequence_parts=None) -> str:

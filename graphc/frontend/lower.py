@@ -27,6 +27,8 @@ class Lowerer:
         self.graph = Graph()
         self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
+        self.taken_labels: set[str] = set()  # its values (a set: one lookup per new label)
+        self.label_k: dict[str, int] = {}  # name -> the suffix of its last label
         self.kind_count: dict[str, int] = {}
 
     # ---- top level ---------------------------------------------------------------
@@ -86,11 +88,14 @@ class Lowerer:
             if not name:
                 k = self.kind_count[mod.kind] = self.kind_count.get(mod.kind, 0) + 1
                 name = f"{mod.kind.lower()}{k}"
-            label, k = name, 1
-            while label in self.labels.values():
+            k = self.label_k.get(name, 1)  # labels are only added: start at the last one
+            label = name if k == 1 else f"{name}_{k}"
+            while label in self.taken_labels:
                 k += 1
                 label = f"{name}_{k}"
             self.labels[mod.serial] = label
+            self.taken_labels.add(label)
+            self.label_k[name] = k
         return self.labels[mod.serial]
 
     def lower_module(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):

@@ -42,7 +42,10 @@ def dump(g: Graph, title: str = "") -> str:
             what = f"grad[{n.attrs['fwd'].op}]" if n.op == "grad" else n.op
             if n.op == "grad":
                 what += "(" + ", ".join(("d" if need else "-") for need in n.attrs["needs"]) + ")"
-            lines.append(f"  {outs} = {what}({', '.join(vid(v) for v in n.inputs)}){where(n)}")
+            args = ", ".join(vid(v) for v in n.inputs[: len(n.inputs) - n.attrs.get("reads", 0)])
+            if n.attrs.get("reads"):  # the forward values this backward step reads
+                args += "; reads " + ", ".join(vid(v) for v in n.inputs[-n.attrs["reads"]:])
+            lines.append(f"  {outs} = {what}({args}){where(n)}")
         for i, v in g.param_grads:
             lines.append(f"  accumulate {vid(g.params[i].value)} += {vid(v)}")
         rets = ", ".join(vid(v) if v is not None else "none" for v in g.input_grads)

@@ -33,9 +33,12 @@ class Value:
 
 @dataclass(eq=False)
 class Node:
-    op: str  # an OpDef name, 'grad' (of attrs['fwd']) or 'add' (gradient fan-in sum)
+    # an OpDef name; in the backward: 'grad' (of attrs['fwd']; its inputs are the given output
+    # gradients, then the attrs['reads'] forward values it reads), 'add' (gradient fan-in sum)
+    # or 'slices' (the gradients of slices of one value joined, passes/simplify.py)
+    op: str
     attrs: dict
-    inputs: list[Value]  # data inputs first, then the op's parameters
+    inputs: list[Value]  # forward: data inputs first, then the op's parameters
     outputs: list[Value]
     loc: Optional[Loc] = None
     name: Optional[str] = None  # annotate{name=...} (else the Lua variable it was assigned to)

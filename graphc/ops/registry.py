@@ -10,9 +10,13 @@ output per batch row, for choices that depend on size) and, in backward,
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+
+import jinja2
+import jinja2.meta
 
 from ..ir.graph import B
 
@@ -106,6 +110,10 @@ class OpDef:
     doc: str = ""
     torch_diff: str = ""  # any difference from Torch, for docs/modules.md
     cuda: Optional[CudaRule] = None  # how --target cuda computes it; None: not supported there
+    # What the backward reads of the forward's values (passes/autodiff.py puts exactly these
+    # on the grad node): data input slots ('x', 'xs', ...), parameter names, 'y'/'ys' (the
+    # outputs) and 'aux.<name>'. None: what the backward templates name (see backward_reads).
+    reads: Optional[tuple[str, ...]] = None
 
     @property
     def table_input(self) -> bool:
@@ -114,6 +122,18 @@ class OpDef:
     def active_params(self, attrs) -> list[ParamSpec]:
         """Parameters and buffers this instance has, in IR input order."""
         return [p for p in self.params if p.present(attrs)]
+
+    def backward_reads(self, needed: set[str]) -> frozenset[str]:
+        """The forward values (slot names, as in OpDef.reads) the backward reads when the
+        gradients of the slots in `needed` are wanted: the declared `reads`, else every value
+        slot the backward templates name (one `backward` entry per needed slot; all of
+        `backward_stmt`). Read from the op's own templates, once per op and slot."""
+        if self.reads is not None:
+            return frozenset(self.reads)
+        if self.backward_stmt is not None:
+            return _template_reads(self, self.backward_stmt)
+        return frozenset().union(*(_template_reads(self, self.backward[k])
+                                   for k in needed if k in self.backward))
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -154,5 +174,42 @@ def rows_of_input(a, in_shapes, out_shape) -> tuple:
     return (in_shapes[0][0],) if len(in_shapes[0]) > 1 else (1,)
 
 
-def same_shape(a, b) -> bool:
-    return tuple(a) == tuple(b)
+def shape_text(shape) -> str:
+    """'Bx3x4' (for error messages)."""
+    return "x".join(map(str, shape))
+
+
+class _AnyFilter(dict):
+    """Filters as far as finding a template's names goes: any name is one (the backends
+    register the real ones)."""
+
+    def __contains__(self, name):
+        return True
+
+    def get(self, name, default=None):
+        return super().get(name, str)
+
+
+_PARSER = jinja2.Environment()
+_PARSER.filters = _AnyFilter(_PARSER.filters)
+
+
+def _template_reads(op: OpDef, text: str) -> frozenset[str]:
+    return _names_read(text, tuple(op.inputs) + tuple(p.name for p in op.params), op.aux)
+
+
+@functools.lru_cache(maxsize=None)
+def _names_read(text: str, slots: tuple, aux: tuple) -> frozenset[str]:
+    """The value slots a template names: its free variables that are data input slots,
+    parameters or outputs ('y', 'ys'), and `aux.<name>` (every aux when `aux` is used whole)."""
+    tree = _PARSER.parse(text)
+    free = jinja2.meta.find_undeclared_variables(tree)
+    values = set(slots) | {"y", "ys"}
+    reads = {name for name in free if name in values}
+    if "aux" in free:
+        named = {f"aux.{n.attr}" for n in tree.find_all(jinja2.nodes.Getattr)
+                 if isinstance(n.node, jinja2.nodes.Name) and n.node.name == "aux"}
+        bare = any(isinstance(n, jinja2.nodes.Name) and n.name == "aux"
+                   for n in tree.find_all(jinja2.nodes.Name)) and not named
+        reads |= {f"aux.{a}" for a in aux} if bare else named
+    return frozenset(reads)

@@ -1,9 +1,6 @@
 """Views and slices: View, Reshape, Narrow, Select. In the generated code these are numpy
 views (no copies); gradients are reshaped or scattered back."""
-from .registry import CudaRule, ShapeError, batched, defop, numel, torch_dim, B
-
-def _s(shape):
-    return "x".join(map(str, shape))
+from .registry import B, CudaRule, ShapeError, batched, defop, numel, shape_text, torch_dim
 
 
 def _resolve(sizes, n, what):
@@ -13,7 +10,7 @@ def _resolve(sizes, n, what):
     known = numel([d for d in sizes if d != -1])
     if -1 in sizes:
         if known == 0 or n % known:
-            raise ShapeError(f"{what}: cannot fit {n} elements into {_s(sizes)}")
+            raise ShapeError(f"{what}: cannot fit {n} elements into {shape_text(sizes)}")
         return tuple(n // known if d == -1 else d for d in sizes)
     return tuple(sizes)
 
@@ -26,7 +23,7 @@ def _view_shape(a, shapes):
         n = numel(x[1:])
         out = _resolve(sizes, n, what)
         if numel(out) != n:
-            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {n} elements per sample, "
+            raise ShapeError(f"{what}: the input has {shape_text(x[1:])} = {n} elements per sample, "
                              f"but the view holds {numel(out)}")
         return (B,) + out
     nid = a.get("numInputDims")
@@ -38,7 +35,7 @@ def _view_shape(a, shapes):
         return _resolve(sizes, n, what)
     want = numel(sizes)
     if n % want:
-        raise ShapeError(f"{what}: the input {_s(x)} has {n} elements, not a multiple of {want}")
+        raise ShapeError(f"{what}: the input {shape_text(x)} has {n} elements, not a multiple of {want}")
     bsz = n // want
     return tuple(sizes) if bsz == 1 else (bsz,) + tuple(sizes)
 
@@ -75,15 +72,15 @@ def _reshape_shape(a, shapes):
         if mode is False:
             raise ShapeError(f"{what}: batchMode=false cannot reshape across the batch dim B")
         if numel(x[1:]) != numel(sizes):
-            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
+            raise ShapeError(f"{what}: the input has {shape_text(x[1:])} = {numel(x[1:])} elements per "
                              f"sample, but the shape holds {numel(sizes)}")
         return (B,) + sizes
     if mode is False or (mode is None and numel(x) == numel(sizes) and x[0] != 1):
         if numel(x) != numel(sizes):
-            raise ShapeError(f"{what}: the input {_s(x)} has {numel(x)} elements, not {numel(sizes)}")
+            raise ShapeError(f"{what}: the input {shape_text(x)} has {numel(x)} elements, not {numel(sizes)}")
         return sizes
     if numel(x[1:]) != numel(sizes):
-        raise ShapeError(f"{what}: the input {_s(x)} does not hold {numel(sizes)} elements per sample")
+        raise ShapeError(f"{what}: the input {shape_text(x)} does not hold {numel(sizes)} elements per sample")
     return (x[0],) + sizes
 
 
@@ -114,7 +111,7 @@ def _narrow_derive(a, shapes):
         length = size - offset + length + 2
     if length < 1 or offset + length - 1 > size:
         raise ShapeError(f"elements {offset}..{offset + length - 1} are out of range for "
-                         f"dimension {a['dimension']} of size {size} (input {_s(x)})")
+                         f"dimension {a['dimension']} of size {size} (input {shape_text(x)})")
     return {"axis": axis, "start": offset - 1, "stop": offset - 1 + length}
 
 
@@ -130,7 +127,7 @@ defop(
     name="Narrow", signature="dimension:int, offset:int, length:int=1",
     shape=_narrow_shape, derive=_narrow_derive, view=True,
     forward="{{y}} = {{x}}" + _SLICE,
-    backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _SLICE + " = {{gy}}",
+    backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
     cuda=CudaRule("index", index="narrow"),
 )
@@ -160,7 +157,7 @@ defop(
     name="Select", signature="dimension:int, index:int",
     shape=_select_shape, derive=_select_derive, view=True,
     forward="{{y}} = {{x}}" + _PICK,
-    backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _PICK + " = {{gy}}",
+    backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",
     cuda=CudaRule("index", index="select"),
 )
