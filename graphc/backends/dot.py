@@ -66,8 +66,12 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
             lines.append(f"  {nid} [label={_q(what)}, style=dashed, color=firebrick];")
             for v in n.outputs:
                 producer[v] = nid
-            for v in n.inputs:
+            n_given = len(n.inputs) - n.attrs.get("reads", 0)
+            for v in n.inputs[:n_given]:
                 lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}, color=firebrick];")
+            for v in n.inputs[n_given:]:  # forward values this backward step reads
+                if v not in params and v in producer:
+                    lines.append(f"  {producer[v]} -> {nid} [style=dotted, color=firebrick];")
         for i, v in enumerate(g.input_grads):
             if v is not None:
                 label = f"grad of {g.inputs[i].name}"
