@@ -20,12 +20,16 @@ OPTIONS = {
               "'NAME=SHAPE' strings",
     "dtype": "the Model's default dtype: 'float32' (default) or 'float64' (--dtype)",
     "target": "'numpy' (default) or 'cuda' (--target)",
-    "emit": "'py' (default), 'ir', 'dot' or 'cu' (--emit; compile_file needs 'py')",
+    "emit": "'py' (default), 'ir', 'dot', 'cu' or 'onnx' (--emit; compile_file needs 'py')",
     "unroll": "a number of steps, or 'T' for any length (--unroll); needs state",
     "state": "with unroll: output -> input pairs (--state): 'OUT=IN' strings, (out, in) "
              "pairs or a dict {out: in}; names as `graphc check` shows them",
     "optimize": "False for -O0, the plain code (default True)",
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
+    "weights": "with emit='onnx': a file written by Model.save whose weights the ONNX model "
+               "holds (--weights; default: a .t7's own, else the seed-0 initialisation)",
+    "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
+               "paths (see graphc.plugin)",
 }
 
 
@@ -43,7 +47,7 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
     opts.shapes = _shapes(kw.get("shapes"))
     opts.dtype = _choice(kw.get("dtype", "float32"), "dtype", ("float32", "float64"))
     opts.target = _choice(kw.get("target", "numpy"), "target", ("numpy", "cuda"))
-    opts.emit = _choice(kw.get("emit", "py"), "emit", ("py", "ir", "dot", "cu"))
+    opts.emit = _choice(kw.get("emit", "py"), "emit", ("py", "ir", "dot", "cu", "onnx"))
     if opts.emit == "cu" and opts.target != "cuda":
         raise OptionError("--emit cu writes the CUDA kernels: it needs --target cuda")
     opts.unroll = _unroll(kw.get("unroll"))
@@ -55,6 +59,12 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         raise OptionTypeError(f"optimize must be True or False, not {optimize!r}")
     opts.optimize = optimize
     opts.no_grad = _names(kw.get("no_grad"), "no_grad")
+    if kw.get("weights") is not None:
+        opts.weights = _str(kw["weights"], "weights")
+        if opts.emit != "onnx":
+            raise OptionError("--weights goes with --emit onnx")
+    plugins = kw.get("plugins")
+    opts.plugins = [str(p) for p in ([plugins] if isinstance(plugins, (str, Path)) else plugins or [])]
     return opts
 
 
@@ -143,7 +153,7 @@ def _shape_tuple(key, shape):
 def _choice(value, name, choices):
     text = str(value) if not isinstance(value, str) else value  # np.dtype('float64') is fine
     if text not in choices:
-        raise OptionError(f"bad --{name} {value!r}: choose from {', '.join(choices)}")
+        raise OptionError(f"bad --{name} '{value}': choose from {', '.join(choices)}")
     return text
 
 
@@ -154,7 +164,7 @@ def _unroll(value):
         return value
     if isinstance(value, str) and (value == "T" or (value.isdigit() and int(value) >= 1)):
         return value if value == "T" else int(value)
-    raise OptionError(f"bad --unroll {value!r}: give a number of steps >= 1, or T for any length")
+    raise OptionError(f"bad --unroll '{value}': give a number of steps >= 1, or T for any length")
 
 
 def _state(value) -> list:

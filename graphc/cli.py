@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from .version import __version__
 from .compiler import Options, compile_spec
 from .api import make_options
-from .errors import OptionError, SpecError
+from .errors import OptionError, SpecError, collect_warnings
 
 EPILOG_COMPILE = """examples:
   graphc compile samples/lstm.lua -o lstm.py
@@ -19,6 +20,8 @@ EPILOG_COMPILE = """examples:
   graphc compile char_lstm.lua --entry "LSTM.lstm(65, 128, 2, 0.5)" -o lstm.py
   graphc compile samples/rnn.lua -D rnn_size=64 --dtype float64 -o rnn.py
   graphc compile samples/lstm.lua --emit ir
+  graphc compile samples/lstm.lua --emit onnx -o lstm.onnx
+  graphc compile lm_lstm_epoch30.t7 --entry protos.rnn -o char_rnn.py
   graphc compile samples/lstm.lua --unroll T --state output1=input2 --state output2=input3 -o seq.py
   graphc compile samples/lstm.lua --target cuda -o lstm_cuda.py
   graphc compile samples/lstm.lua -o build/lstm.py --depfile build/lstm.d
@@ -94,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(adds a Sequence class); needs --state")
         sp.add_argument("--state", dest="state", action="append", default=[], metavar="OUT=IN",
                         help="with --unroll: output OUT feeds input IN at the next step (repeatable)")
+        sp.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
+                        help="modules written in Python (see graphc.plugin; repeatable)")
 
     c = sub.add_parser("compile", help="compile a spec to a Python module",
                        epilog=EPILOG_COMPILE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,9 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=("numpy", "cuda"), default="numpy",
                    help="code target: numpy (default), or cuda (CuPy arrays, generated fused "
                    "CUDA kernels and cuBLAS GEMMs; the module needs CuPy to run)")
-    c.add_argument("--emit", choices=("py", "ir", "dot", "cu"), default="py",
+    c.add_argument("--emit", choices=("py", "ir", "dot", "cu", "onnx"), default="py",
                    help="py: the Python module (default); ir: the IR text dump; dot: Graphviz; "
-                   "cu: the CUDA kernels alone (--target cuda)")
+                   "cu: the CUDA kernels alone (--target cuda); onnx: the forward graph as "
+                   "an ONNX model with the weights (needs -o; pip install \"graphc[onnx]\")")
+    c.add_argument("--weights", metavar="FILE", help="with --emit onnx: the weights, a file "
+                   "written by Model.save (default: a .t7's own weights, else the seed-0 init)")
     c.add_argument("--depfile", metavar="OUT.d", help="also write make's dependency file: "
                    "OUT depends on the spec and every file it requires")
     k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a per-node table",
@@ -125,11 +133,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(args) -> Options:
     """The flags as graphc.load's keywords: one reading of every option (user_options)."""
+    if getattr(args, "emit", "py") == "onnx" and not getattr(args, "output", None):
+        raise UsageError("--emit onnx writes a binary file: give -o OUT.onnx")
     return make_options(
         "graphc", entry=args.entry, defines=args.defines, shapes=args.shapes, dtype=args.dtype,
         emit=getattr(args, "emit", "py"), target=getattr(args, "target", "numpy"),
         unroll=getattr(args, "unroll", None), state=getattr(args, "state", []),
-        optimize=bool(args.opt), no_grad=list(args.no_grad))
+        optimize=bool(args.opt), no_grad=list(args.no_grad), plugins=list(args.plugins),
+        weights=getattr(args, "weights", None))
 
 
 def write_if_changed(path: str, text: str) -> bool:
@@ -265,7 +276,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    sources = {}
+    sources, found = {}, []
+    stack = contextlib.ExitStack()
     try:
         opts = _options(args)
         if args.command in ("check", "graph"):
@@ -274,8 +286,13 @@ def main(argv=None) -> int:
             raise UsageError(f"no such file: {args.spec}")
         if args.command == "check" and args.batch < 1:
             raise UsageError("--batch must be at least 1")
-        res = compile_spec(args.spec, opts)
+        if opts.plugins:  # the plugins' modules stay known for check's and graph's tables
+            from .plugin import registered
+            stack.enter_context(registered(opts.plugins))
+        with collect_warnings(issue=False) as found:
+            res = compile_spec(args.spec, opts)
         sources = res.sources
+        _print_warnings(found, sources)
         if args.command == "check":
             rep = _check_report(res.graph, args.batch)
             sys.stdout.write(json.dumps(rep, indent=1) + "\n" if args.json else _check_table(rep))
@@ -283,6 +300,10 @@ def main(argv=None) -> int:
             from .backends.dot import to_dot
             _render_graph(to_dot(res.graph, args.backward, Path(args.spec).name), args.output)
             print(f"graphc: wrote {args.output}", file=sys.stderr)
+        elif args.output and isinstance(res.source, bytes):  # --emit onnx
+            _write_bytes_if_changed(args.output, res.source)
+            if args.depfile:
+                write_depfile(args.depfile, args.output, res.files)
         elif args.output:
             write_if_changed(args.output, res.source)
             if args.depfile:
@@ -302,9 +323,10 @@ def main(argv=None) -> int:
         srcs = dict(sources)
         if not srcs:
             try:
-                srcs = _read_sources(e, args)
+                srcs = _read_sources(e, args, found)
             except Exception:
                 srcs = {}
+        _print_warnings(found, srcs)
         print(e.format(srcs), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -317,10 +339,18 @@ def main(argv=None) -> int:
         if os.environ.get("GRAPHC_TRACEBACK"):
             traceback.print_exc()
         return 1
+    finally:
+        stack.close()
 
 
-def _read_sources(err: SpecError, args) -> dict:
-    files = {loc.file for loc in [err.loc] + [l for l, _ in err.notes] if loc is not None}
+def _print_warnings(found, sources) -> None:
+    for w in found:
+        print(w.format(sources), file=sys.stderr)
+
+
+def _read_sources(err: SpecError, args, found=()) -> dict:
+    locs = [err.loc] + [l for l, _ in err.notes] + [w.loc for w in found]
+    files = {loc.file for loc in locs if loc is not None}
     out = {}
     for f in files:
         if f == "<entry>":

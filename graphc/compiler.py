@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.common import CodegenOptions, safe_comment, safe_doc
-from .errors import Loc, OptionError, SpecError, did_you_mean
-from .frontend.evaluate import Interpreter, LuaTable
+from .errors import Loc, OptionError, SpecError, collect_warnings, did_you_mean
+from .frontend.lua import LuaTable
+from .frontend.nngraph import Interpreter
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
@@ -36,6 +37,8 @@ class Options:
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
+    weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
+    plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Result:
     source: str  # the generated text (per options.emit)
     files: list  # the spec and every file it required
     sources: dict  # file -> text, for error rendering
+    warnings: list = field(default_factory=list)  # errors.GraphcWarning, each issued too
 
 
 def parse_shape(text: str):
@@ -100,7 +104,14 @@ def parse_define(text: str):
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):
-    """Evaluate the spec and lower the chosen model to IR, with shapes."""
+    """Evaluate the spec and lower the chosen model to IR, with shapes. A `.t7` file (a
+    module saved by Torch7) is read instead of evaluated (frontend/t7import.py)."""
+    if text is None and path.endswith(".t7"):
+        from .frontend.t7import import T7Source, read_model, t7_layout
+        model, _ = read_model(path, opts.entry)
+        graph = lower(model, opts.shapes)
+        graph.t7_modules = t7_layout(model, graph)
+        return graph, T7Source(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -111,6 +122,8 @@ def build_graph(path: str, opts: Options, text: str | None = None):
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
         graph = lower(model, opts.shapes)
+        from .frontend.t7import import t7_layout
+        graph.t7_modules = t7_layout(model, graph)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp
@@ -121,7 +134,7 @@ def _choose_model(interp: Interpreter, returned, opts: Options) -> ModuleObj:
         vals = interp.eval_entry(opts.entry)
         v = vals[0] if vals else None
         if not isinstance(v, ModuleObj):
-            from .frontend.evaluate import describe
+            from .frontend.lua import describe
             raise SpecError(f"--entry {opts.entry!r} gave a {describe(v)}, not a module",
                             Loc("<entry>", 1, 1))
         return v
@@ -141,14 +154,26 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compile_spec(path, opts or Options(), text)
+        with collect_warnings() as found:  # issued (Python's warnings) when the compile ends
+            res = _compile_spec(path, opts or Options(), text)
+        res.warnings = list(found)
+        return res
     finally:
         if enabled:
             gc.enable()
 
 
 def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
+    if not opts.plugins:
+        return _compile_with_ops(path, opts, text, [])
+    from .plugin import registered
+    with registered(opts.plugins) as plugin_files:  # the plugins' modules, for this compile
+        return _compile_with_ops(path, opts, text, plugin_files)
+
+
+def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: list) -> Result:
     graph, interp = build_graph(path, opts, text)
+    interp.files.extend(f for f in plugin_files if f not in interp.files)
     graph = check_sizes(validate(graph))
     sequence_parts = sequence_state = None
     no_grad = _no_grad_inputs(graph, opts.no_grad)
@@ -188,6 +213,13 @@ def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
+    elif opts.emit == "onnx":
+        if sequence_state:
+            raise SpecError("--emit onnx exports one step: compile without --unroll T")
+        from .backends.onnx import export_weights, generate as generate_onnx
+        t7 = (path, opts.entry) if path.endswith(".t7") else None
+        out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
+                            opts.dtype, Path(path).stem)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
         py, cu = generate_cuda(graph, codegen)
@@ -227,6 +259,7 @@ def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state
     if not opts.optimize:
         args.append("-O0")
     args += [f"--no-grad {_shell_quote(n)}" for n in opts.no_grad]
+    args += [f"--plugin {_shell_quote(Path(p).name)}" for p in opts.plugins]
     if opts.unroll is not None:
         args.append(f"--unroll {opts.unroll}")
         args += [f"--state {_shell_quote(f'{o}={i}')}" for o, i in opts.state]
@@ -241,6 +274,7 @@ def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state
                      tuple(r.node.outputs[0].shape), r.params) for r in node_stats(graph))
     return CodegenOptions(
         optimize=opts.optimize, no_grad=no_grad_names, sequence_state=sequence_state,
+        t7_modules=graph.t7_modules,
         summary=summary, source_name=safe_comment(name),
         sha256=hashlib.sha256(spec_text.encode()).hexdigest(),
         command=safe_comment(" ".join(args)), dtype=opts.dtype, module_name=stem,

@@ -1,7 +1,12 @@
-"""Located compiler errors: `file:line:col: error: message`, the source line, a caret."""
+"""Located compiler errors: `file:line:col: error: message`, the source line, a caret; and
+located warnings (`warn`), the same with `warning:`."""
 from __future__ import annotations
 
+import sys
+import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -75,3 +80,73 @@ def did_you_mean(name: str, candidates) -> str:
         lowered = {c.lower(): c for c in names}
         best = [lowered[b] for b in difflib.get_close_matches(name.lower(), sorted(lowered), n=1, cutoff=0.6)]
     return f" (did you mean '{best[0]}'?)" if best else ""
+
+
+# ---- warnings ------------------------------------------------------------------------------
+# A warning is a spec that compiles but probably does not mean what it says. Any part of the
+# compiler calls `warn(text, loc)`; compile_spec collects them (each place and text once) and
+# issues them through Python's `warnings` module; the CLI collects them itself and prints them
+# to stderr as `file:line:col: warning: ...` with the source line.
+
+
+class GraphcWarning(UserWarning):
+    """A located compile-time warning about a spec (a `warnings` category)."""
+
+    def __init__(self, message: str, loc: Loc | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+
+    def format(self, sources: dict[str, str] | None = None) -> str:
+        return _located(self.loc, "warning", self.message, sources)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+_collected: ContextVar[list | None] = ContextVar("graphc_warnings", default=None)
+
+
+def warn(message: str, loc: Loc | None = None) -> None:
+    """Warn about the spec at `loc`: recorded by the innermost `collect_warnings`, or issued
+    at once when none is open."""
+    _record(GraphcWarning(message, loc))
+
+
+def _record(w: GraphcWarning) -> None:
+    found = _collected.get()
+    if found is None:
+        _issue(w)
+    elif all((v.loc, v.message) != (w.loc, w.message) for v in found):
+        found.append(w)  # shape rules run more than once per node: say it once
+
+
+class collect_warnings:
+    """`with collect_warnings() as found:` records the warnings made inside into the list
+    `found`. On leaving (an error too) they go to the enclosing collector, else, with
+    `issue` (the default), to Python's `warnings`; `issue=False`: the caller shows them."""
+
+    def __init__(self, issue: bool = True):
+        self.issue = issue
+        self.found: list[GraphcWarning] = []
+
+    def __enter__(self) -> list:
+        self.token = _collected.set(self.found)
+        return self.found
+
+    def __exit__(self, *exc) -> None:
+        _collected.reset(self.token)
+        if self.issue or _collected.get() is not None:
+            for w in self.found:
+                _record(w)
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _issue(w: GraphcWarning) -> None:
+    # attribute it to the first caller outside graphc (say, the user's graphc.load line)
+    frame, level = sys._getframe(0), 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(w, stacklevel=level)

@@ -377,6 +377,14 @@ class Module:
             n += b.size
         return self
 
+    def load_t7(self, path, entry=None, order="structure"):
+        """Read the weights and running state of a module saved by Torch7 (`torch.save`),
+        matched by structure (or order='flat': one getParameters() vector); see
+        graphc_runtime.t7.load_into. Raises ValueError naming the first mismatch; nothing
+        changes then."""
+        from .t7 import load_into
+        return load_into(self, path, entry, order)
+
     def _flatten_outputs(self):
         out = self.output if len(self._out_struct()) > 1 else (self.output,)
         return _flatten(out, self._out_struct(), "outputs")

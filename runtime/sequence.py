@@ -38,8 +38,13 @@ class Sequence:
     PREFIX_INPUTS: tuple = ()  # the step input index of each PREFIX input
     REST_INPUTS: tuple = ()  # per REST input: ("prefix", PREFIX output) or ("input", step input)
 
-    def __init__(self, dtype: str | None = None, seed: int | None = 0, step: Module | None = None):
+    def __init__(self, dtype: str | None = None, seed: int | None = 0, step: Module | None = None,
+                 every_step: bool = False):
+        """every_step: state outputs are returned at every step (T x B x ..., their last row
+        the final state), as per-step outputs are, so a loss can read each step's state; the
+        gradients given to backward are then T x ... for them too."""
         self.step = step if step is not None else self.STEP(dtype=dtype, seed=seed)
+        self.every_step = bool(every_step)
         self._state_in = {i: o for o, i in self.STATE}
         self._state_out = {o: i for o, i in self.STATE}
         self._saved = None
@@ -70,6 +75,11 @@ class Sequence:
 
     def load(self, path):
         self.step.load(path)
+        return self
+
+    def load_t7(self, path, entry=None, order="structure"):
+        """The step module's weights from a Torch7 file (Module.load_t7)."""
+        self.step.load_t7(path, entry, order)
         return self
 
     def _split_parts(self, step):
@@ -133,8 +143,8 @@ class Sequence:
             for o, i in self.STATE:
                 state[i] = outs[o]
         self._saved = saved
-        result = tuple(per_step[-1][o] if o in self._state_out else xp.stack([p[o] for p in per_step])
-                       for o in range(len(step.OUTPUTS)))
+        result = tuple(per_step[-1][o] if o in self._state_out and not self.every_step
+                       else xp.stack([p[o] for p in per_step]) for o in range(len(step.OUTPUTS)))
         self.output = result[0] if len(result) == 1 else result
         return self.output
 
@@ -158,13 +168,14 @@ class Sequence:
         # step input -> its place in a per-step gradient (after those of PREFIX's outputs)
         where = {k: j - n_projected for j, (kind, k) in enumerate(sources) if kind == "input"}
         steps = len(saved)
-        carry = {o: grads[o] for o in self._state_out}  # gradient reaching each state output
+        # the gradient reaching each state output from the later steps
+        carry = {o: None if self.every_step else grads[o] for o in self._state_out}
         per_step_in = [None] * steps
         g_projected = [None] * n_projected  # REST's first inputs are PREFIX's outputs
         for t in reversed(range(steps)):
             xs, run._saved = saved[t]
-            gys = tuple(carry[o] if o in self._state_out else grads[o][t]
-                        for o in range(len(step.OUTPUTS)))
+            gys = tuple(self._state_grad(carry[o], grads[o], t) if o in self._state_out
+                        else grads[o][t] for o in range(len(step.OUTPUTS)))
             gin = run._backward(xs, gys)
             for k in range(n_projected):  # into one T x ... array as we go (no stack at the end)
                 if g_projected[k] is None:
@@ -195,3 +206,10 @@ class Sequence:
                 g = xp.zeros_like(step._asarray(inputs[i]))  # the step model does not read it
             result.append(g)
         return result[0] if len(result) == 1 else tuple(result)
+
+    def _state_grad(self, carried, given, t):
+        """A state output's gradient at step t: what the later steps send back, plus (with
+        every_step) the gradient given for that step's value."""
+        if not self.every_step:
+            return carried
+        return given[t] if carried is None else carried + given[t]

@@ -18,6 +18,57 @@ _count = itertools.count()
 # machine that has one; the normal suite does not collect it.
 collect_ignore = [] if os.environ.get("GRAPHC_GPU_TESTS") else ["gpu"]
 
+# ---- the quick loop: pytest -m "not slow" ---------------------------------------------------
+# Whole files that compile C++/CUDA (host emulation, nvcc), run training scripts or make,
+# build a wheel, fuzz, or repeat the op cases under another setting: each takes from ten
+# seconds to minutes. The README's test command runs them all.
+SLOW_FILES = {"test_fuzz.py", "test_train_samples.py", "test_makefile.py", "test_packaging.py",
+              "test_memory_plan.py", "test_kernels_speed.py", "test_samples.py", "test_corpus.py",
+              "test_distributed_samples.py", "test_t7_roundtrip.py", "test_onnx.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name in SLOW_FILES or name.startswith("test_cuda"):
+            item.add_marker(pytest.mark.slow)
+
+
+# ---- tests never write into the source tree: everything goes under tmp_path ---------------
+# Python's and pytest's own caches and the editable install's metadata are not the tests'.
+_NOT_OURS = ("__pycache__", ".pytest_cache", ".git", ".hypothesis")
+
+
+def _tree_files() -> dict:
+    found = {}
+    for base, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _NOT_OURS and not d.endswith(".egg-info")]
+        for f in files:
+            p = os.path.join(base, f)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            found[p] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config._graphc_tree = _tree_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_graphc_tree", None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    after = _tree_files()
+    written = sorted(p for p in after if before.get(p) != after[p])
+    if written:
+        names = "\n  ".join(os.path.relpath(p, ROOT) for p in written[:20])
+        sys.stderr.write(f"\nERROR: the tests wrote into the source tree (write under tmp_path "
+                         f"instead):\n  {names}\n")
+        session.exitstatus = 1
+
 
 def build(spec: str, tmp_path=None, dtype="float64", **options):
     """Compile Lua text; return the generated module (imported from memory)."""
@@ -65,11 +116,39 @@ def host(tmp_path_factory):
     """The CUDA target's backend for tests/test_cuda_*.py: host emulation (g++), or CuPy on a
     GPU machine (GRAPHC_GPU_TESTS=1, tests/gpu/run.sh). Made current for the module."""
     import graphc_runtime.cuda as rt
-    from cuda_host import HostBackend, test_backend
+    from cuda_host import HostBackend, require_tool, test_backend
     backend = test_backend(tmp_path_factory.mktemp("cuda"))
     if isinstance(backend, HostBackend):
-        import shutil
-        assert shutil.which("g++"), "host emulation needs g++ (Debian: apt-get install g++)"
+        require_tool("g++")
     old = rt.use_backend(backend)
     yield backend
     rt.use_backend(old)
+
+
+def torch7_max_pool2d(x, kernel, stride, padding=(0, 0), ceil_mode=False):
+    """F.max_pool2d(..., return_indices=True) with Torch7's ceil rule (THNN
+    SpatialDilatedMaxPooling.c): a ceil-mode last window that starts past the input is dropped
+    only when some padding is set; with none it is kept, -inf with index -1 (PyTorch always
+    drops it). x: an NxCxHxW tensor; kernel, stride, padding: (h, w) pairs. The indices are
+    flat in each unpadded HxW plane, as PyTorch's."""
+    import torch
+    import torch.nn.functional as F
+
+    (kH, kW), (dH, dW), (pH, pW) = kernel, stride, padding
+    H, W = x.shape[-2:]
+
+    def size(n, k, d, p):
+        span = n + 2 * p - k
+        out = (-(-span // d) if ceil_mode else span // d) + 1
+        if ceil_mode and (pH or pW) and (out - 1) * d >= n + p:
+            out -= 1
+        return out
+
+    oH, oW = size(H, kH, dH, pH), size(W, kW, dW, pW)
+    # -inf rows and columns for the windows past the input; floor mode then has them all
+    eH, eW = max((oH - 1) * dH + kH - H - 2 * pH, 0), max((oW - 1) * dW + kW - W - 2 * pW, 0)
+    xp = F.pad(x, (0, eW, 0, eH), value=-float("inf"))
+    y, idx = F.max_pool2d(xp, (kH, kW), (dH, dW), (pH, pW), return_indices=True)
+    y, idx = y[..., :oH, :oW], idx[..., :oH, :oW]
+    h, w = idx // (W + eW), idx % (W + eW)
+    return y, torch.where((h < H) & (w < W), h * W + w, torch.full_like(idx, -1))

@@ -213,3 +213,18 @@ def check_nvcc(text, shapes, workdir: Path, dtype="float64"):
     for real in ("float", "double"):
         check_nvcc_log(src, *nvcc_report(src, real, workdir))
     return src
+
+
+# Tools that no pip package provides: a test that needs one skips, saying how to get it.
+TOOLS = {
+    "g++": "the CUDA host emulation compiles the generated kernels with g++ "
+           "(Debian/Ubuntu: apt-get install g++)",
+    "nvcc": "nvcc comes with the CUDA toolkit (https://developer.nvidia.com/cuda-downloads; "
+            "Debian/Ubuntu: apt-get install nvidia-cuda-toolkit)",
+}
+
+
+def require_tool(name: str) -> None:
+    import pytest
+    if shutil.which(name) is None:
+        pytest.skip(f"{name} is not installed: {TOOLS[name]}")

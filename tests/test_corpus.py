@@ -12,9 +12,8 @@ Each twin's LAYOUT lists the parameters in the order the spec constructs the mod
 then bias, Torch shapes); the test checks graphc's PARAMETERS against it before slicing, so a
 change in parameter order fails loudly here.
 
-A few cases exercise constructs graphc does not support yet (a global `OneHot` as char-rnn's
-files use it, nn.LinearNoBias, nn.MixtureTable): they xfail while graphc reports the module as
-unsupported, and run the full comparison once it does not.
+A few cases exercise constructs of the real files beyond plain nn (a global `OneHot` as
+char-rnn's files use it, nn.LinearNoBias, nn.MixtureTable): full comparisons like the rest.
 """
 import math
 import re
@@ -406,20 +405,9 @@ def test_attention_gru_mv(rng):
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
 
 
-def _xfail_if_unsupported(fn):
-    try:
-        return fn()
-    except SpecError as e:
-        msg = str(e)
-        if re.search(r"does not support|unknown module|nil value \(global", msg):
-            pytest.xfail(f"graphc gap: {msg.splitlines()[0]}")
-        raise
-
-
 def test_attention_gru_mixture_table(rng):
     # the original's nn.MixtureTable({weights, table of encoder states})
-    mod = _xfail_if_unsupported(
-        lambda: compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES))
+    mod = compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES)
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
 
 
@@ -641,7 +629,7 @@ def test_annotated_names(rng):
     compare(mod, twin, lin("h", 4, 4) + lin("o", 2, 4), rng)
 
 
-# ---- constructs of the real files that graphc does not support yet (xfail until it does) ------
+# ---- constructs of the real files beyond plain nn: char-rnn's global OneHot, dpnn's LinearNoBias --
 
 
 def test_global_onehot_as_char_rnn_uses_it(rng):
@@ -650,7 +638,7 @@ def test_global_onehot_as_char_rnn_uses_it(rng):
             "local x = nn.Identity()()\n"
             "local y = nn.Linear(5, 2)(OneHot(5)(x))\n"
             "return nn.gModule({x}, {y})\n")
-    mod = _xfail_if_unsupported(lambda: compiled("onehot.lua", text=text))
+    mod = compiled("onehot.lua", text=text)
 
     def twin(xs, p):
         return [linear(one_hot(xs[0], 5), p, "l")]
@@ -662,7 +650,7 @@ def test_linear_no_bias_as_fastlstm_uses_it(rng):
     text = ("require 'nngraph'\n"
             "local x = nn.Identity()()\n"
             "return nn.gModule({x}, {nn.LinearNoBias(3, 4)(x)})\n")
-    mod = _xfail_if_unsupported(lambda: compiled("nobias.lua", text=text))
+    mod = compiled("nobias.lua", text=text)
 
     def twin(xs, p):
         return [linear(xs[0], p, "l", bias=False)]
@@ -691,20 +679,17 @@ def test_every_corpus_spec_has_a_header_command():
 
 @pytest.mark.parametrize("name,path,args", header_commands(),
                          ids=[f"{n}:{' '.join(a)}" for n, _, a in header_commands()])
-def test_header_command_compiles(name, path, args):
+def test_header_command_compiles(name, path, args, tmp_path, monkeypatch):
+    """The command in each spec's header, run as written (from the repository root) through
+    the CLI, with its -o sent to tmp_path; the module it writes imports and runs."""
+    from graphc import cli
     assert path == f"samples/corpus/{name}"
-    entry, shapes, defines = None, [], []
-    it = iter(args)
-    for a in it:
-        if a == "--entry":
-            entry = next(it)
-        elif a == "--shape":
-            shapes.append(next(it))
-        elif a == "-D":
-            defines.append(next(it))
-        elif a == "-o":
-            next(it)
-        else:
-            raise AssertionError(f"unexpected argument {a!r} in the header of {name}")
-    mod = compiled(name, entry, tuple(shapes), tuple(defines))
-    assert mod.OUTPUTS
+    args = list(args)
+    if "-o" in args:
+        del args[args.index("-o"):args.index("-o") + 2]
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "gen.py"
+    assert cli.main(["compile", path, *args, "-o", str(out)]) == 0
+    mod = types.ModuleType(f"corpus_{name}")
+    exec(compile(out.read_text(), str(out), "exec"), mod.__dict__)
+    assert mod.OUTPUTS and mod.Model(dtype="float64").getParameters()[0].dtype == np.float64

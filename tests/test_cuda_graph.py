@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cuda_host import HostBackend, assert_close, load_text
+from cuda_host import HostBackend, assert_close, load_text, require_tool
 
 import graphc_runtime.cuda as rt
 from test_cuda import load_module, random_inputs
@@ -14,7 +14,7 @@ from test_cuda import load_module, random_inputs
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    assert shutil.which("g++"), "host emulation needs g++"
+    require_tool("g++")
     b = HostBackend(tmp_path_factory.mktemp("cuda_graph"))
     old = rt.use_backend(b)
     yield b

@@ -1,5 +1,5 @@
 """CUDA target ('elem' kernels) of SpatialAveragePooling, SpatialFullConvolution and
-TemporalConvolution (ops/spatial2.py), against the numpy target in host emulation
+TemporalConvolution (ops/avgpool_fullconv_temporal.py), against the numpy target in host emulation
 (tests/cuda_host.py), plus nvcc."""
 
 import pytest

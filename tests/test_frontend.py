@@ -12,8 +12,9 @@ from conftest import build, compile_error
 from graphc import cli
 from graphc.compiler import Options, compile_spec
 from graphc.errors import SpecError
-from graphc.frontend import evaluate
-from graphc.frontend.evaluate import Interpreter, LuaFunction, LuaTable
+from graphc.frontend import lua as lua_core
+from graphc.frontend.lua import LuaFunction, LuaTable
+from graphc.frontend.nngraph import Interpreter
 from graphc.frontend.nn import ModuleObj
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -895,7 +896,7 @@ def test_split_argument_checked():
 
 
 def test_infinite_loop_stops_with_located_error(monkeypatch):
-    monkeypatch.setattr(evaluate, "MAX_STEPS", 2000)
+    monkeypatch.setattr(lua_core, "MAX_STEPS", 2000)
     e, text = compile_error("local x = 0\nwhile true do\n  x = x + 1\nend\n")
     assert (e.loc.line, e.loc.col) in {(2, 1), (3, 3)}
     assert e.message.startswith("too many steps: evaluation stopped here after 2000 steps")
@@ -906,14 +907,14 @@ def test_infinite_loop_stops_with_located_error(monkeypatch):
 def test_infinite_recursion_stops_with_located_error():
     e, text = compile_error("local function f(n)\n  return f(n + 1) + 1\nend\nf(1)\n")
     assert text.splitlines()[:3] == [
-        f"spec.lua:2:10: error: too many nested calls (more than {evaluate.MAX_DEPTH}) calling "
+        f"spec.lua:2:10: error: too many nested calls (more than {lua_core.MAX_DEPTH}) calling "
         "function 'f': is the recursion infinite? (check its base case)",
         "    return f(n + 1) + 1",
         "           ^"]
     assert e.notes[0][0].line == 4
     # recursion within the limit works (and does not hit Python's own limit)
     assert lua("local function d(n) if n == 0 then return 0 end return 1 + d(n - 1) end\n"
-               f"x = d({evaluate.MAX_DEPTH - 5})", "x") == evaluate.MAX_DEPTH - 5
+               f"x = d({lua_core.MAX_DEPTH - 5})", "x") == lua_core.MAX_DEPTH - 5
 
 
 def test_cannot_infer_shape_names_the_input():

@@ -243,7 +243,8 @@ class Run:
 @pytest.fixture(scope="module", autouse=True)
 def cli(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli")
-    runs = {"train": Run([sys.executable, str(SAMPLES / "train_lenet.py"), "--quick"])}
+    runs = {"train": Run([sys.executable, str(SAMPLES / "train_lenet.py"), "--quick",
+                          "--plot", str(out / "lenet_loss.png")])}
     for name in SHAPES:
         runs[name] = Run(_graphc_cmd("compile", f"samples/{name}.lua", *_shape_args(name),
                                      "-o", str(out / f"{name}_gen.py")))
@@ -330,6 +331,7 @@ def test_lstm_compiles_deterministically(cli):
 def test_train_lenet_quick(cli):
     rc, out, err = cli[1]["train"].result()
     assert rc == 0, err
+    assert (cli[0] / "lenet_loss.png").stat().st_size > 1000, out  # matplotlib comes with .[test]
     losses = [float(v) for v in re.findall(r"^step \d+\s+loss ([0-9.]+)$", out, re.M)]
     assert len(losses) >= 3, out
     assert losses[-1] < losses[0], out

@@ -87,7 +87,7 @@ def test_load_caches_and_recompiles_when_a_required_file_changes(tmp_path):
     code = textwrap.dedent(f"""
         import graphc, sys
         m = graphc.load({str(spec)!r})
-        print(m.PARAMETERS[0][1], 'graphc.frontend.evaluate' in sys.modules)
+        print(m.PARAMETERS[0][1], 'graphc.frontend.lua' in sys.modules)
     """)
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -1,6 +1,6 @@
 """Codegen helpers every backend shares: the options a backend is given, naming (mangling
-spec names into safe Python identifiers), shape printing, and escaping spec text for the
-comments and docstrings of generated code."""
+spec names into safe Python identifiers), shape printing, and the escaping of spec text for
+Python comments and docstrings (escape.py has one function per output language)."""
 from __future__ import annotations
 
 import builtins
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..ir.graph import B, Graph, Node, Value
+from . import escape
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class CodegenOptions:
     usage_forward: str = ""
     usage_backward: str = ""
     summary: tuple = ()  # (where, module, output shape, parameter count) per node
+    t7_modules: tuple = ()  # Graph.t7_modules: the generated T7_MODULES
 
 
 # names the generated methods read (SCRATCH: the memory plan's module constant)
@@ -120,11 +122,5 @@ def loc_comment(node: Node) -> str:
     return safe_comment(f"{where}  {what}")
 
 
-def safe_doc(text: str) -> str:
-    """Spec text inside the module docstring: no quotes or backslashes to end or escape it."""
-    return safe_comment(text).replace('"', "'").replace("\\", "/")
-
-
-def safe_comment(text: str) -> str:
-    """Spec text in a comment: printable ASCII only, so it can never end the comment."""
-    return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in text)
+safe_doc = escape.python_docstring  # spec text inside the module docstring
+safe_comment = escape.python_comment  # spec text in a # comment

@@ -9,6 +9,7 @@ import os
 import jinja2
 
 from ..paths import cache_dir, resource_dir
+from . import escape
 from .common import pyshape, pytuple
 
 
@@ -48,4 +49,9 @@ def environment() -> jinja2.Environment:
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
     env.filters["pytuple"] = pytuple
+    # spec text: every comment and embedded source in a template goes through one of these
+    env.filters["pycomment"] = escape.python_comment
+    env.filters["pydocstring"] = escape.python_docstring
+    env.filters["ccomment"] = escape.c_comment
+    env.filters["pytextblock"] = escape.python_text_block
     return env

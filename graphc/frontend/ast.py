@@ -1,5 +1,5 @@
 """The Lua-subset AST: immutable records, each with the Loc of its first token (binary
-operators: the operator's token). Built by parse.py, walked by evaluate.py."""
+operators: the operator's token). Built by parse.py, walked by lua.py."""
 from __future__ import annotations
 
 from typing import Optional, Union

@@ -168,6 +168,19 @@ def check_attrs(mod: ModuleObj, loc: Loc):
             raise SpecError(f"nn.{mod.kind}: {err}", loc)
 
 
+def set_module_field(mod: ModuleObj, key: str, v, loc):
+    """A spec assigning a constructor argument after construction (`crit.sizeAverage = false`)."""
+    op = REGISTRY.get(mod.kind)
+    if op is None:
+        return
+    for item in op.signature.split(","):
+        m = _SIG.fullmatch(item.strip())
+        if m and m.group(1) == key:
+            mod.attrs[key] = v if v is None else _coerce(v, m.group(2), mod.kind, key, loc)
+            check_attrs(mod, loc)
+            return
+
+
 def unknown_module(kind: str, loc: Loc) -> SpecError:
     if kind in TORCH_NN:
         return SpecError(f"nn.{kind} is a Torch nn module that graphc does not support yet "

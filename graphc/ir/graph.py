@@ -77,6 +77,9 @@ class Graph:
     grad_outputs: list[Value] = field(default_factory=list)
     input_grads: list[Optional[Value]] = field(default_factory=list)
     param_grads: list[tuple[int, Value]] = field(default_factory=list)
+    # a model read from (or to be saved as) a Torch7 .t7: where each module's parameters sit in
+    # its module tree (frontend/t7import.py t7_layout), for the generated T7_MODULES
+    t7_modules: tuple = ()
 
     def find_input(self, name: str) -> int | None:
         """The index of the input called `name` (its own name or a Lua variable alias)."""

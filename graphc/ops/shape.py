@@ -40,6 +40,24 @@ def _view_shape(a, shapes):
     return tuple(sizes) if bsz == 1 else (bsz,) + tuple(sizes)
 
 
+def _view_guess(a, shapes):
+    """The warning for Torch's batch-size guess: sizes without -1 on an input with no B that
+    holds a multiple of them (the tutorial's LeNet at View(400) on 16x10x10 gives 4x400)."""
+    (x,) = shapes
+    sizes = a["sizes"]
+    nid = a.get("numInputDims")
+    if batched(x) or -1 in sizes or (nid is not None and len(x) > nid):
+        return None
+    n, want = numel(x), numel(sizes)
+    if n % want or n == want:
+        return None
+    return (f"Torch's batch-size guess: the input {shape_text(x)} has {n} elements and the view holds "
+            f"{want}, so the first dimension becomes a batch of {n // want} (output "
+            f"{n // want}x{shape_text(sizes)}); if the model's input has a batch dimension, give its "
+            f"shape with a leading B (e.g. --shape input1=Bx1x32x32) so the sizes apply per "
+            f"sample, or use View(-1, ...) to say the batch is meant")
+
+
 def _set_num_input_dims(a, n):
     a["numInputDims"] = int(n)
 
@@ -56,7 +74,7 @@ _RESHAPE_BWD = {"x": "{{gy}}.reshape({{ in_shapes[0]|pyshape }})"}
 
 defop(
     name="View", signature="sizes:int*", shape=_view_shape, check=_view_check,
-    methods={"setNumInputDims": _set_num_input_dims},
+    methods={"setNumInputDims": _set_num_input_dims}, warn=_view_guess,
     forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
     doc="Reshapes (a view). One size may be -1.", cuda=CudaRule("index", index="view"),
     torch_diff="With a free batch dim B the sizes apply per sample and a mismatch is an "
@@ -126,6 +144,7 @@ _SLICE = "[{{ ':, ' * d.axis }}{{d.start}}:{{d.stop}}]"
 defop(
     name="Narrow", signature="dimension:int, offset:int, length:int=1",
     shape=_narrow_shape, derive=_narrow_derive, view=True,
+    row_wise=lambda a, shapes: _narrow_derive(a, shapes)["axis"] > 0,  # not a slice of rows
     forward="{{y}} = {{x}}" + _SLICE,
     backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
@@ -156,6 +175,7 @@ _PICK = "[{{ ':, ' * d.axis }}{{d.index}}]"
 defop(
     name="Select", signature="dimension:int, index:int",
     shape=_select_shape, derive=_select_derive, view=True,
+    row_wise=lambda a, shapes: _select_derive(a, shapes)["axis"] > 0,
     forward="{{y}} = {{x}}" + _PICK,
     backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",

@@ -8,7 +8,7 @@ from new input shapes (a pure pass).
 """
 from __future__ import annotations
 
-from ..errors import SpecError
+from ..errors import SpecError, warn
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value, shape_str
 from .registry import REGISTRY, ShapeError
@@ -34,6 +34,10 @@ def node_shapes(node: Node) -> list[tuple] | None:
         if "(input " not in text:  # say the input shapes unless the rule already did
             text += f" (input shape{'s' if len(data) > 1 else ''}: {ins})"
         raise SpecError(text, node.loc) from None
+    if op.warn is not None:
+        text = op.warn(node.attrs, [v.shape for v in data])
+        if text:
+            warn(f"nn.{node.op}: {text}", node.loc)
     return [tuple(s) for s in out] if op.table_output else [tuple(out)]
 
 

@@ -22,7 +22,7 @@ def _sibling_hint(a, slot, shapes):
 # `as1(v, i)` reshapes input i to input 1's shape when they differ (a view, no copy).
 defop(
     name="CAddTable", signature="inplace:bool=false", inputs=("xs",), shape=_same_numel,
-    input_hint=_sibling_hint,
+    input_hint=_sibling_hint, row_wise=True,
     forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' + ' if not loop.last }}{% endfor %}",
     backward={"xs": "{{ like(gy, i) }}"},
     doc="Sum of its inputs.", torch_diff="`inplace` is accepted and ignored.",
@@ -31,7 +31,7 @@ defop(
 
 defop(
     name="CMulTable", signature="", inputs=("xs",), shape=_same_numel,
-    input_hint=_sibling_hint,
+    input_hint=_sibling_hint, row_wise=True,
     forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' * ' if not loop.last }}{% endfor %}",
     backward={"xs": "{% set p %}{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{ as1(x, loop.index0) }}"
                     "{% endif %}{% endfor %}{% endset %}{{ like(p, i) }}"},
@@ -100,7 +100,7 @@ defop(
     name="SplitTable", signature="dimension:int, nInputDims:int=nil", table_output=True,
     shape=_split_shape, derive=_split_axis, view=True,
     forward="{% for y in ys %}{{y}} = {{x}}[{{ ':, ' * d.axis }}{{loop.index0}}]\n{% endfor %}",
-    backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ x ~ '[' ~ (':, ' * d.axis) ~ '0])' }}"
+    backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ (gys|select|first) ~ ')' }}"
                    "{{ ', ' if not loop.last }}{% endfor %}], {{d.axis}})"),
     doc="A table of the slices along `dimension` (views).",
     # CUDA: output m is the slice at position m; the gradient of x takes, at position p,

@@ -1,5 +1,5 @@
 -- graphc-fuzz-frontend: --shape input1=Bx2 --expect-error --limit 30
--- pcall catches the step limit, though evaluate.py means it not to be catchable: pcall checks
+-- pcall catches the step limit, though lua.py means it not to be catchable: pcall checks
 -- for "evaluation stopped after" but the message says "evaluation stopped here after". So this
 -- spec compiles (exit 0) after burning 1e6 steps, and with a statement after the pcall the
 -- error is reported at that statement instead of at the loop. Expected: the located
