@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent / "graphc"
 FLOORS = [
     ("graphc.version", "graphc.paths", "graphc.errors"),
     ("graphc.ir",),
-    ("graphc.ops",),
+    ("graphc.ops", "graphc.plugin"),
     ("graphc.frontend", "graphc.passes"),
     ("graphc.backends",),
     ("graphc.compiler", "graphc.docs"),
-    ("graphc.api", "graphc.cache", "graphc.cli", "graphc.__main__", "graphc"),
+    ("graphc.api", "graphc.cache", "graphc.cli", "graphc.testing", "graphc.__main__", "graphc"),
 ]
 
 
