@@ -6,7 +6,10 @@ Template context: the data input slots by name (`x`, or `xs` for table ops), par
 names (`weight`, `bias`), `y` (the output; `ys` for several), `gy` (its gradient),
 `a` (attrs), `in_shapes`, `out_shape`, `rank` (of the first input), `elements` (of the
 output per batch row, for choices that depend on size) and, in backward,
-`g` (slot -> target variable name, or None when that gradient is not needed).
+`g` (slot -> target variable name, or None when that gradient is not needed) and
+`xshape(i)` (Python for data input i's shape, its batch size read from the output gradient:
+a backward that needs only an input's shape then does not keep the input). A backward
+template may name only the forward values its grad node reads (OpDef.reads).
 """
 from __future__ import annotations
 
