@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import jinja2
-import jinja2.meta
 
 from ..ir.graph import B
 
@@ -202,19 +201,7 @@ def shape_text(shape) -> str:
     return "x".join(map(str, shape))
 
 
-class _AnyFilter(dict):
-    """Filters as far as finding a template's names goes: any name is one (the backends
-    register the real ones)."""
-
-    def __contains__(self, name):
-        return True
-
-    def get(self, name, default=None):
-        return super().get(name, str)
-
-
 _PARSER = jinja2.Environment()
-_PARSER.filters = _AnyFilter(_PARSER.filters)
 
 
 def _template_reads(op: OpDef, text: str) -> frozenset[str]:
@@ -226,13 +213,14 @@ def _names_read(text: str, slots: tuple, aux: tuple) -> frozenset[str]:
     """The value slots a template names: its free variables that are data input slots,
     parameters or outputs ('y', 'ys'), and `aux.<name>` (every aux when `aux` is used whole)."""
     tree = _PARSER.parse(text)
-    free = jinja2.meta.find_undeclared_variables(tree)
+    # names the template reads and does not set itself ({% set %}, {% for %} targets); a walk
+    # of the parsed template, which costs half of jinja2.meta's (it compiles the template)
+    names = {(n.name, n.ctx) for n in tree.find_all(jinja2.nodes.Name)}
+    free = {name for name, ctx in names if ctx == "load"} - {name for name, ctx in names if ctx == "store"}
     values = set(slots) | {"y", "ys"}
     reads = {name for name in free if name in values}
     if "aux" in free:
         named = {f"aux.{n.attr}" for n in tree.find_all(jinja2.nodes.Getattr)
                  if isinstance(n.node, jinja2.nodes.Name) and n.node.name == "aux"}
-        bare = any(isinstance(n, jinja2.nodes.Name) and n.name == "aux"
-                   for n in tree.find_all(jinja2.nodes.Name)) and not named
-        reads |= {f"aux.{a}" for a in aux} if bare else named
+        reads |= named or {f"aux.{a}" for a in aux}
     return frozenset(reads)
