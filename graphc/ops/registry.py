@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import jinja2
-
 from ..ir.graph import B
 
 
@@ -201,7 +199,10 @@ def shape_text(shape) -> str:
     return "x".join(map(str, shape))
 
 
-_PARSER = jinja2.Environment()
+@functools.lru_cache(maxsize=None)
+def _parser():
+    import jinja2
+    return jinja2.Environment()
 
 
 def _template_reads(op: OpDef, text: str) -> frozenset[str]:
@@ -212,7 +213,8 @@ def _template_reads(op: OpDef, text: str) -> frozenset[str]:
 def _names_read(text: str, slots: tuple, aux: tuple) -> frozenset[str]:
     """The value slots a template names: its free variables that are data input slots,
     parameters or outputs ('y', 'ys'), and `aux.<name>` (every aux when `aux` is used whole)."""
-    tree = _PARSER.parse(text)
+    import jinja2  # here: importing the registry (the frontend does) need not load jinja2
+    tree = _parser().parse(text)
     # names the template reads and does not set itself ({% set %}, {% for %} targets); a walk
     # of the parsed template, which costs half of jinja2.meta's (it compiles the template)
     names = {(n.name, n.ctx) for n in tree.find_all(jinja2.nodes.Name)}
