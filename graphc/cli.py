@@ -245,6 +245,9 @@ def _num(n: int) -> str:
 
 def write_depfile(path: str, target: str, files: list) -> None:
     def esc(f):
+        if any(c in str(f) for c in "\n\r"):  # a make rule is one line: it would start a recipe
+            raise UsageError(f"--depfile: cannot write the file name {str(f)!r} (it holds a line "
+                             "break) as a make dependency")
         return str(f).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
     text = f"{esc(target)}: " + " ".join(esc(f) for f in files) + "\n"
     text += "".join(f"{esc(f)}:\n" for f in files[1:])  # like gcc -MP: removed files don't break make

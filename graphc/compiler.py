@@ -117,7 +117,7 @@ def build_graph(path: str, opts: Options, text: str | None = None):
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SpecError(f"cannot read {path}: {e}") from None
-    interp = Interpreter(path, text, opts.defines)
+    interp = Interpreter(path, text, opts.defines, compile_module=spec_time_source)
     try:
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
@@ -243,6 +243,16 @@ def _no_grad_inputs(graph: Graph, names) -> dict:
                               f"{listed})" + did_you_mean(name, known))
         found[i] = name
     return found
+
+
+def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) -> str:
+    """The float64 numpy source of one module for the given input shapes: what a spec's
+    `m:forward(x)` runs while the spec is evaluated (frontend/objects.py)."""
+    opts = Options(dtype="float64", shapes=shapes)
+    graph = check_sizes(validate(lower(mod, shapes)))
+    graph = validate(merge_slice_grads(validate(autodiff(graph, ()))))
+    from .backends.numpy import generate
+    return generate(graph, _codegen_options(path, spec_text, opts, graph, (), None))
 
 
 def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state) -> CodegenOptions:

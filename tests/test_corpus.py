@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from graphc.compiler import Options, compile_spec, parse_define, parse_shape
 from graphc.errors import SpecError
+from graphc_runtime.module import concrete_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "samples" / "corpus"
@@ -114,7 +115,7 @@ def torch_params(mod, flat_w, layout):
 def make_inputs(mod, rng, batch, index_high):
     xs = []
     for _, shape, kind in mod.INPUTS:
-        shape = tuple(batch if d == "B" else d for d in shape)
+        shape = concrete_shape(shape, batch)
         if kind == "index":
             xs.append(rng.integers(1, index_high + 1, shape))
         else:
@@ -133,7 +134,7 @@ def compare(mod, twin, layout, rng, *, train=True, batch=BATCH, index_high=None)
     in_struct, out_struct = _struct(mod, "INPUT"), _struct(mod, "OUTPUT")
     xs = make_inputs(mod, rng, batch, index_high)
     xs_before = [x.copy() for x in xs]
-    out_shapes = [tuple(batch if d == "B" else d for d in s) for _, s in mod.OUTPUTS]
+    out_shapes = [concrete_shape(s, batch) for _, s in mod.OUTPUTS]
     gs = [rng.standard_normal(s) for s in out_shapes]
 
     args = nest(xs, in_struct)
@@ -409,6 +410,32 @@ def test_attention_gru_mixture_table(rng):
     # the original's nn.MixtureTable({weights, table of encoder states})
     mod = compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES)
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
+
+
+# ---- global attention: the time steps folded into the batch (View -1, setNumInputDims, Bottle)
+
+GLOBAL_ATTN_SHAPES = ("input1=Bx5x4", "input2=Bx4")
+
+
+def global_attention_layout(H, A):
+    return lin("proj", A, H) + lin("target", A, H) + [("out.weight", (H, 2 * H))]
+
+
+def global_attention_twin(xs, p):
+    context, query = xs
+    keys = torch.tanh(linear(context, p, "proj"))  # every position: B x T x A
+    target = linear(query, p, "target")
+    attn = torch.softmax(torch.bmm(keys, target[:, :, None])[:, :, 0], dim=1)
+    combined = torch.bmm(context.transpose(1, 2), attn[:, :, None])[:, :, 0]
+    return [torch.tanh(F.linear(torch.cat([combined, query], 1), p["out.weight"])), attn]
+
+
+@pytest.mark.parametrize("variant", ["view", "dims", "bottle", "reshape"])
+def test_global_attention(variant, rng):
+    mod = compiled("global_attention.lua", f"make_attention(5, 4, 3, '{variant}')",
+                   GLOBAL_ATTN_SHAPES)
+    compare(mod, global_attention_twin, global_attention_layout(4, 3), rng)
+    compare(mod, global_attention_twin, global_attention_layout(4, 3), rng, batch=1)
 
 
 # ---- pix2pix: `-` chains, skip joins, full convolutions, a Sequential built in a loop ---------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cuda_host import assert_close, load_text
+from graphc.errors import SpecError
 from test_corpus import header_commands
 
 from pathlib import Path
@@ -14,9 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _options(args):
-    entry, shapes, defines = None, {}, {}
+    entry, shapes, defines, plugins = None, {}, {}, []
     it = iter(args)
     for a in it:
+        if a == "--plugin":
+            plugins.append(str(ROOT / next(it)))
         if a == "--entry":
             entry = next(it)
         elif a == "--shape":
@@ -27,7 +30,7 @@ def _options(args):
             defines[name] = float(value) if "." in value else int(value)
         elif a == "-o":
             next(it)
-    return entry, shapes, defines
+    return entry, shapes, defines, plugins
 
 
 CASES = [(name, args) for name, _, args in header_commands()] + [
@@ -55,8 +58,13 @@ def _regroup(like, it):
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
 def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     path = ROOT / "samples" / "corpus" / name
-    entry, shapes, defines = _options(args)
+    entry, shapes, defines, plugins = _options(args)
     text = path.read_text()
+    if plugins:  # modules written in Python without CUDA bodies: refused, at the module
+        with pytest.raises(SpecError, match=r"ntm_head.lua:\d+:\d+: error: nn\.\w+ has no CUDA "):
+            load_text(text, shapes, "cuda", "float64", name=str(path.with_suffix("")),
+                      entry=entry, defines=defines, plugins=plugins)
+        return
     models = []
     for target in ("numpy", "cuda"):
         mod = load_text(text, shapes, target, "float64", name=str(path.with_suffix("")),

@@ -149,6 +149,8 @@ OP_CASES = {
     "Mul": ("local y = nn.Mul()(x)", "Bx3"),
     "SoftPlus1": ("local y = nn.SoftPlus()(nn.MulConstant(12)(x))", "Bx3"),
     "MVtrans": ("local y = nn.MV(true)({x, nn.Select(2, 1)(x)})", "Bx3x3"),
+    "ViewFold": ("local y = nn.View(-1, 5, 2)(nn.Linear(3, 2)(nn.View(-1, 3)(x)))", "Bx5x3"),
+    "ViewFoldOutput": ("local y = nn.Tanh()(nn.View(-1):setNumInputDims(1)(x))", "Bx5x3"),
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..ir.graph import B, Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, batch_factor, dim_text, is_symbolic, shape_str
 from . import escape
 
 
@@ -86,22 +86,48 @@ class Namer:
         return self.names[v]
 
 
-def pyshape(shape) -> str:
-    """Python tuple source for a shape, B as -1 (for reshape)."""
-    dims = ["-1" if d == B else str(d) for d in shape]
+def pyshape_of(like: str, shape) -> str:
+    """Python for `shape`, taking each symbolic dim (B, B*k) from the same dim of the array
+    named `like` (of the same rank, with the same symbolic dims) at run time."""
+    return "(" + ", ".join(f"{like}.shape[{k}]" if is_symbolic(d) else str(d)
+                           for k, d in enumerate(shape)) + ",)"
+
+
+def pyshape_from(shape, like: str, like_shape) -> str:
+    """Python for `shape` as a reshape target of the array named `like` (of shape
+    `like_shape`): a symbolic dim B*k is k times the batch size that `like` holds (its own
+    symbolic dim j is kj * B), computed at run time: View(-1, 4) of a Bx5x4 `x` is
+    x.reshape((x.shape[0] * 5, 4)), and back x.reshape((x.shape[0] // 5, 5, 4))."""
+    j = next((j for j, d in enumerate(like_shape) if is_symbolic(d)), None)
+    dims = []
+    for d in shape:
+        k = batch_factor(d)
+        if k is None:
+            dims.append(str(d))
+            continue
+        if j is None:
+            raise ValueError(f"shape {shape_str(shape)} has a batch dim, {shape_str(like_shape)} none")
+        kj, size = batch_factor(like_shape[j]), f"{like}.shape[{j}]"
+        dims.append(size if k == kj else f"{size} * {k // kj}" if k % kj == 0 else
+                    f"{size} // {kj // k}" if kj % k == 0 else f"{size} // {kj} * {k}")
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def pyshape_of(like: str, shape) -> str:
-    """Python for `shape`, taking the free batch size from the array named `like` (whose
-    first dim is B) at run time."""
-    return "(" + ", ".join(f"{like}.shape[0]" if d == B else str(d) for d in shape) + ",)"
+def pyshape(shape) -> str:
+    """Python for `shape` as a reshape target: its one symbolic dim (B, B*k) is -1, which
+    numpy sizes at run time from the batch the array holds (B*k rows for B*k)."""
+    if sum(is_symbolic(d) for d in shape) > 1:
+        raise ValueError(f"shape {shape_str(shape)} holds more than one symbolic dim")
+    dims = ["-1" if is_symbolic(d) else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def pytuple(items) -> str:
-    """Python tuple source of the reprs of `items`."""
-    texts = [repr(d) for d in items]
-    return "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
+def pytuple(shape) -> str:
+    """A shape (or a tuple of them, or any tuple) as Python source; symbolic dims as 'B'
+    and 'B*5'."""
+    items = [pytuple(d) if isinstance(d, (tuple, list)) else repr(dim_text(d)) if is_symbolic(d)
+             else repr(d) for d in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def pystruct(s) -> str:

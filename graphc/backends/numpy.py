@@ -11,10 +11,10 @@ import types
 
 import jinja2
 
-from ..ir.graph import B, Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic
 from ..ops import REGISTRY
 from ..version import __version__
-from .common import CodegenOptions, Namer, loc_comment, pyshape, pyshape_of, pystruct
+from .common import CodegenOptions, Namer, loc_comment, pyshape, pyshape_from, pyshape_of, pystruct
 from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
 
@@ -84,6 +84,7 @@ class NumpyBackend:
                 return expr
             return f"({expr}).reshape({pyshape(in_shapes[i])})"
         ctx["as1"], ctx["like"] = as1, like
+        ctx["sized"] = pyshape_from
         return ctx
 
     def render(self, template: str, ctx: dict) -> list[str]:
@@ -154,16 +155,15 @@ class NumpyBackend:
         """xshape(i) in backward templates: Python for data input i's shape, its batch size
         taken from a given output gradient, so the backward need not keep the input for it."""
         ys = [v for v in fwd.outputs if v.dtype != "aux"]
-        source = next(((g, y.shape) for g, y in zip(gys, ys) if g is not None and B in y.shape), None)
+        source = next(((g, y.shape) for g, y in zip(gys, ys)
+                       if g is not None and any(is_symbolic(d) for d in y.shape)), None)
 
         def xshape(i, add_batch=False):  # add_batch: as x[None].shape
             shape = (1,) * add_batch + tuple(fwd.inputs[i].shape)
-            if B not in shape:
+            if not any(is_symbolic(d) for d in shape):
                 return pyshape(shape)
             assert source is not None, f"nn.{fwd.op}: no output gradient holds the batch size"
-            batch = f"{source[0]}.shape[{source[1].index(B)}]"
-            dims = [batch if d == B else str(d) for d in shape]
-            return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+            return pyshape_from(shape, *source)
         return xshape
 
     def _slots(self, op, fwd: Node) -> list[tuple[str, int]]:
@@ -273,16 +273,19 @@ class NumpyBackend:
 
     def _batch_size_expr(self, candidates) -> str:
         """The batch size at run time: from the first (value, array holding it or its
-        gradient) whose value has the B dim; "0" when none has (nothing has B then)."""
+        gradient) whose value has a symbolic dim (B, or B*k: its size over k); "0" when none
+        has (nothing has B then)."""
         for v, array in candidates:
-            if v.shape and B in v.shape:
-                return f"{self.n(array)}.shape[{v.shape.index(B)}]"
+            for k, d in enumerate(v.shape or ()):
+                if is_symbolic(d):
+                    factor = batch_factor(d)
+                    return f"{self.n(array)}.shape[{k}]" + (f" // {factor}" if factor > 1 else "")
         return "0"
 
     @staticmethod
     def _batch_size_source(candidates):
         """The array _batch_size_expr reads (None: none)."""
-        return next((array for v, array in candidates if v.shape and B in v.shape), None)
+        return next((array for v, array in candidates if any(is_symbolic(d) for d in v.shape or ())), None)
 
 
 class _Unread:

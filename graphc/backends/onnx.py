@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..ir.graph import B, Graph, Node
+from ..ir.graph import Graph, Node, dim_text, is_symbolic
 from ..ops import REGISTRY
 
 OPSET = 17
@@ -47,8 +47,8 @@ class Emit:
 
 
 def _reshape(e: Emit, x: str, shape) -> str:
-    """Reshape to an IR shape (B -> -1)."""
-    return e.op("Reshape", [x, e.ints([-1 if d == B else d for d in shape])])
+    """Reshape to an IR shape (its batch dim, B or B*k, -> -1)."""
+    return e.op("Reshape", [x, e.ints([-1 if is_symbolic(d) else d for d in shape])])
 
 
 def _derive(node: Node, in_shapes):
@@ -254,7 +254,7 @@ def _reduce(kind):
 
 def _to_out_shape(e, n, xs, s, o):
     """A view whose output shape says it all (Squeeze, Unsqueeze)."""
-    if sum(d == B for d in o[0]) > 1:
+    if sum(is_symbolic(d) for d in o[0]) > 1:
         raise _unexportable(n, "more than one batch dimension")
     return _reshape(e, xs[0], o[0])
 
@@ -328,7 +328,7 @@ def generate(graph: Graph, weights: dict, dtype: str, name: str) -> bytes:
     names: dict = {}
 
     def info(v, label):
-        shape = ["B" if d == B else d for d in v.shape]
+        shape = [dim_text(d) if is_symbolic(d) else d for d in v.shape]  # 'B', 'B*5'
         return helper.make_tensor_value_info(label, TensorProto.INT64 if v.dtype == "index"
                                              else elem, shape)
 

@@ -13,6 +13,16 @@ from . import escape
 from .common import pyshape, pytuple
 
 
+def _pyinit(init) -> str:
+    """A parameter's init as Python: a ('values', ...) init (the spec's :copy) is written
+    four numbers to a line, inside its PARAMETERS entry."""
+    if init[0] != "values":
+        return repr(init)
+    vals = [repr(float(v)) for v in init[1]]
+    rows = [", ".join(vals[i:i + 4]) + "," for i in range(0, len(vals), 4)]
+    return "('values', (\n" + "".join(f"        {r}\n" for r in rows) + "    ))"
+
+
 def bytecode_cache(kind: str, trim: bool):
     """Compiled templates kept on disk (compiling them was half of a compile's time) in the
     user's graphc cache dir, one directory per environment setting; None if unwritable.
@@ -49,6 +59,7 @@ def environment() -> jinja2.Environment:
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
     env.filters["pytuple"] = pytuple
+    env.filters["pyinit"] = _pyinit
     # spec text: every comment and embedded source in a template goes through one of these
     env.filters["pycomment"] = escape.python_comment
     env.filters["pydocstring"] = escape.python_docstring

@@ -15,9 +15,11 @@ from contextlib import contextmanager
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import ModuleObj, NodeObj, lua_type, set_module_field, unknown_module
+from . import tensor as T
+from .nn import ModuleObj, NodeObj, ParamRef, lua_type, module_text, unknown_module
 from .parse import parse
-from .values import Builtin, LuaFunction, LuaTable
+from .tensor import TensorObj
+from .values import Builtin, ClassObj, LuaFunction, LuaTable
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
@@ -61,15 +63,25 @@ class Scope:
 def torch_type(v) -> str:
     """torch.type(): the class name for modules and nodes, else type()."""
     if isinstance(v, ModuleObj):
-        return f"nn.{v.kind}"
+        return v.typename
     if isinstance(v, NodeObj):
         return "nngraph.Node"
+    if isinstance(v, ParamRef):
+        return "torch.DoubleTensor"
+    if isinstance(v, TensorObj):
+        return v.typename
     return lua_type(v)
 
 
 def describe(v) -> str:
     if isinstance(v, (ModuleObj, NodeObj)):
         return repr(v)
+    if isinstance(v, ParamRef):
+        return f"tensor ({v!r})"
+    if isinstance(v, TensorObj):
+        return f"tensor ({v!r})"
+    if isinstance(v, ClassObj):
+        return f"class {v.typename}"
     return lua_type(v)
 
 
@@ -88,6 +100,10 @@ def tostring(v) -> str:
         return "%.14g" % v
     if isinstance(v, str):
         return v
+    if isinstance(v, TensorObj):
+        return v.text()
+    if isinstance(v, ModuleObj):
+        return module_text(v)
     return f"{describe(v)}: 0x{id(v) & 0xffffff:06x}"
 
 
@@ -203,6 +219,14 @@ class LuaInterpreter:
     def exec_block(self, block: A.Block, scope: Scope, top=False):
         for st in block.stats:
             self.tick(st.loc)
+            t = type(st)
+            if (t is A.Local and any(n in scope.vars for n in st.names)) or \
+                    (t is A.LocalFunction and st.name in scope.vars):
+                # a second `local x` is a new variable: closures made before keep the old
+                # one (`local C, parent = torch.class(...)` twice in one scope)
+                scope = Scope(scope)
+                if top and self.top_scope is not None and scope.parent is self.top_scope:
+                    self.top_scope = scope  # --entry sees the file's last bindings
             self.exec_stat(st, scope, top)
 
     def exec_stat(self, st, scope: Scope, top=False):
@@ -226,7 +250,7 @@ class LuaInterpreter:
                     _remember_name(v, tg.name)
                     self.set_name(tg.name, v, scope)
                 else:
-                    if not isinstance(obj, (LuaTable, ModuleObj, NodeObj)):
+                    if not isinstance(obj, _INDEXABLE):
                         raise SpecError(f"attempt to index a {describe(obj)} value"
                                         + self._named(tg.obj, scope, obj), tg.loc)
                     self.set_index(obj, key, v, tg.loc)
@@ -333,9 +357,16 @@ class LuaInterpreter:
                 raise SpecError("table index is NaN", loc)
             obj[key] = v
         elif isinstance(obj, ModuleObj):
-            obj.fields[key] = v  # e.g. `conv.name = 'c1'`
-            if isinstance(key, str) and key in obj.attrs:  # `crit.sizeAverage = false` sets it
-                set_module_field(obj, key, v, loc)
+            self.set_module_index(obj, key, v, loc)  # `conv.name = 'c1'`, `m.bias = nil`
+        elif isinstance(obj, ClassObj):  # `function nn.Module:reuseMem() ... end`
+            if v is None:
+                obj.members.pop(key, None)
+            else:
+                obj.members[key] = v
+        elif isinstance(obj, ParamRef):
+            raise SpecError(f"cannot set fields on a tensor ({obj!r})", loc)
+        elif isinstance(obj, TensorObj):
+            T.set_index(obj, key, v, loc)
         elif isinstance(obj, NodeObj):
             raise SpecError("cannot set fields on a graph node; use node:annotate{...}", loc)
         else:
@@ -374,7 +405,7 @@ class LuaInterpreter:
             return self.call(fn, args, e.loc, self._callee_name(e.func, scope), scope)
         if t is A.MethodCall:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to call method '{e.method}' on a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             fn = self.index(obj, e.method, e.loc, method=True)
@@ -419,7 +450,7 @@ class LuaInterpreter:
             return None
         if t is A.Index:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to index a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             return self.index(obj, self.eval(e.key, scope), e.loc)
@@ -476,15 +507,23 @@ class LuaInterpreter:
             return v
         if isinstance(obj, str):
             return self.string_lib[key]
+        if isinstance(obj, ClassObj):
+            return self.class_index(obj, key, loc)
+        if isinstance(obj, ParamRef):
+            return self.tensor_index(obj, key, loc, method)
+        if isinstance(obj, TensorObj):
+            if isinstance(key, str):
+                return Builtin(key, self.tensors.method(obj, key, loc))
+            return T.index(obj, key, loc)
         if isinstance(obj, ModuleObj):
-            if key in obj.fields:
-                return obj.fields[key]
+            found, v = self.module_field(obj, key)
+            if found:
+                return v
             m = self.module_method(obj, key)
             if m is None and method:
-                run = key in ("forward", "backward", "updateOutput", "updateGradInput",
-                              "accGradParameters", "getParameters", "parameters")
-                hint = (": running a model is the generated module's job (Model.forward, "
-                        "Model.backward, Model.getParameters)" if run else
+                run = key in ("getParameters", "gradParameters", "updateParameters")
+                hint = (": training is the generated module's job (Model.getParameters, "
+                        "graphc_runtime.optim)" if run else
                         did_you_mean(str(key), self.module_method_names(obj)))
                 raise SpecError(f"nn.{obj.kind} has no method '{key}' in a spec{hint}", loc)
             return m
@@ -492,8 +531,7 @@ class LuaInterpreter:
             m = self.node_methods.get(key)
             if m is None:
                 if key == "data":
-                    raise SpecError("node.data is not available in graphc; use annotate{name=...} "
-                                    "and the generated module's PARAMETERS", loc)
+                    return self.node_data(obj)
                 raise SpecError(f"graph nodes have no field '{key}'"
                                 + did_you_mean(str(key), self.node_methods), loc)
             return m
@@ -531,6 +569,8 @@ class LuaInterpreter:
             if not ((_isnum(a) and _isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise SpecError(f"attempt to compare {describe(a)} with {describe(b)}", e.loc)
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        if isinstance(a, TensorObj) or isinstance(b, TensorObj):
+            return T.arith(op, a, b, e.loc)
         x = self.tonumber_arith(a, e.loc, e.left, scope)
         y = self.tonumber_arith(b, e.loc, e.right, scope)
         try:
@@ -575,9 +615,13 @@ class LuaInterpreter:
                 return len(v.encode("utf-8"))
             if isinstance(v, LuaTable):
                 return v.length()
+            if isinstance(v, TensorObj):  # Torch: #t is the size
+                return LuaTable.of(list(v.a.shape))
             raise SpecError(f"attempt to get length of a {describe(v)} value", e.loc)
         if isinstance(v, ModuleObj):  # nngraph: -m is m()
             return self.call_module(v, [], e.loc)
+        if isinstance(v, TensorObj):
+            return TensorObj(-v.a)
         return _norm(-self.tonumber_arith(v, e.loc, e.operand, scope))
 
     # ---- calls -----------------------------------------------------------------
@@ -649,6 +693,9 @@ class LuaInterpreter:
         return names
 
 
+_INDEXABLE = (LuaTable, ModuleObj, NodeObj, ClassObj, ParamRef, TensorObj)
+
+
 def _remember_name(v, name):
     if isinstance(v, NodeObj) and v.var_name is None:
         v.var_name = name
@@ -685,6 +732,8 @@ def _isnum(v):
 
 def _eq(a, b):
     if _isnum(a) and _isnum(b):
+        return a == b
+    if isinstance(a, ParamRef):  # m.weight == m.weight: the same parameter (after ties too)
         return a == b
     if type(a) is not type(b):
         return False

@@ -1,5 +1,5 @@
-"""The Python classes of Lua values (tables, Lua functions, builtins). Below both the
-evaluator and the nn objects, which both use them."""
+"""The Python classes of Lua values (tables, Lua functions, builtins, Torch classes). Below
+the evaluator, the nn objects and spec-time tensors, which all use them."""
 from __future__ import annotations
 
 from . import ast as A
@@ -56,3 +56,27 @@ class Builtin:
 
     def __init__(self, name, fn):
         self.name, self.fn = name, fn
+
+
+class ClassObj(Builtin):
+    """A Torch class: one made by torch.class('pkg.Name', 'pkg.Parent'), or an nn module class
+    such as nn.Linear or nn.Module. Calling it makes an instance; `members` are the methods
+    and fields a spec sets on it (`function nn.Module:reuseMem() ... end`), which its
+    instances and subclasses see. `kind`: the nn module kind of a built-in class."""
+
+    def __init__(self, typename, fn, parent=None, kind=None):
+        super().__init__(typename, fn)
+        self.typename, self.parent, self.kind = typename, parent, kind
+        self.members: dict = {}
+
+    def lookup(self, key):
+        """(found, value) of a member here or in a parent class."""
+        c = self
+        while c is not None:
+            if key in c.members:
+                return True, c.members[key]
+            c = c.parent
+        return False, None
+
+    def __repr__(self):
+        return self.typename

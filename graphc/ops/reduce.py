@@ -3,7 +3,7 @@ Unsqueeze. Dims are Torch's: 1-based over the full shape (B included), negative 
 end; an `nInputDims` / `numInputDims` argument shifts them by one for batch input."""
 import math
 
-from .registry import B, CudaRule, ShapeError, batched, defop, shape_text, torch_dim
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, shape_text, torch_dim
 
 
 def _set_num_input_dims(a, n):
@@ -16,7 +16,7 @@ def _reduce_axis(a, x, what):
     if dim > 0 and a["nInputDims"] is not None and len(x) == a["nInputDims"] + 1:
         dim += 1
     axis = torch_dim(dim, len(x))
-    if x[axis] == B:
+    if is_symbolic(x[axis]):
         raise ShapeError(f"cannot {what} over the batch dimension B (dimension {dim} of "
                          f"{shape_text(x)}); count B as dimension 1, or give nInputDims")
     return axis
@@ -248,7 +248,7 @@ def _squeeze_shape(a, shapes):
         if batch_mode:
             dim += 1
         axis = torch_dim(dim, len(x))
-        if x[axis] == B:
+        if is_symbolic(x[axis]):
             raise ShapeError(f"dimension {dim} is the batch dimension B, which is never "
                              "squeezed; count B as dimension 1, or give numInputDims")
         if x[axis] == 1 and len(x) > 1:

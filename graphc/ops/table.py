@@ -1,5 +1,6 @@
 """Ops over a table of tensors: CAddTable, CMulTable, JoinTable."""
-from .registry import B, CudaRule, ShapeError, batched, defop, numel, shape_text, torch_dim
+from .registry import (CudaRule, ShapeError, batched, c_count, defop, is_symbolic, numel,
+                       shape_text, torch_dim)
 
 
 def _same_numel(a, shapes):
@@ -51,7 +52,7 @@ def _join_derive(a, shapes):
         if len(s) != rank or any(p != q for k, (p, q) in enumerate(zip(s, shapes[0])) if k != axis):
             raise ShapeError(f"input {i} has shape {shape_text(s)}, which cannot be "
                              f"joined with {shape_text(shapes[0])} along dimension {dim}")
-    if any(s[axis] == B for s in shapes):
+    if any(is_symbolic(s[axis]) for s in shapes):
         raise ShapeError("cannot join along the batch dimension B")
     offsets = [0]
     for s in shapes:
@@ -85,7 +86,7 @@ def _split_axis(a, shapes):
     if a["nInputDims"] is not None and len(x) == a["nInputDims"] + 1 and dim > 0:
         dim += 1  # Torch: a batched input shifts the dim
     axis = torch_dim(dim, len(x))
-    if x[axis] == B:
+    if is_symbolic(x[axis]):
         raise ShapeError("cannot split along the batch dimension B")
     return {"axis": axis}
 
@@ -184,7 +185,7 @@ defop(
 def _c_count(shape):
     """Elements of `shape` as C text (the CUDA kernels' B), for `d.inner`: the elements of one
     expert per gater weight."""
-    return f"B * {numel(shape)}" if B in shape else str(numel(shape))
+    return c_count(shape)
 
 
 def _mixture_derive(a, shapes):

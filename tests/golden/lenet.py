@@ -14,7 +14,8 @@ from graphc_runtime import kernels as rt
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '23dacdac22cb308559d4aafd48ffcc343047085c8b372aae6b7b221a94826a5f'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 1, 32, 32), 'float'),
 )
@@ -107,7 +108,7 @@ class Model(Module):
         # lenet.lua:12:9  nn.SpatialMaxPooling
         spatialmaxpooling2, spatialmaxpooling2_argmax = rt.maxpool2d_forward(relu2, kH=2, kW=2, dH=2, dW=2, padH=0, padW=0, ceil_mode=False)
         # lenet.lua:13:9  nn.View
-        view1 = spatialmaxpooling2.reshape((-1, 400))
+        view1 = spatialmaxpooling2.reshape((spatialmaxpooling2.shape[0], 400))
         # lenet.lua:14:9  nn.Linear
         linear1 = view1 @ w_linear1_weight.T
         linear1 += w_linear1_bias
@@ -165,7 +166,7 @@ class Model(Module):
         g_linear1_weight += _scratch[2]
         g_linear1_bias += grad_linear1.sum(0)
         # lenet.lua:13:9  nn.View (backward)
-        grad_spatialmaxpooling2 = grad_view1.reshape((-1, 16, 5, 5))
+        grad_spatialmaxpooling2 = grad_view1.reshape((grad_view1.shape[0], 16, 5, 5))
         # lenet.lua:12:9  nn.SpatialMaxPooling (backward)
         grad_relu2 = rt.maxpool2d_backward(grad_spatialmaxpooling2, spatialmaxpooling2_argmax, (grad_spatialmaxpooling2.shape[0], 16, 10, 10), kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
         # lenet.lua:11:9  nn.ReLU (backward)

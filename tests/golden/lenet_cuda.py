@@ -15,7 +15,8 @@ from graphc_runtime.cuda import CudaModule
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '23dacdac22cb308559d4aafd48ffcc343047085c8b372aae6b7b221a94826a5f'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 1, 32, 32), 'float'),
 )
@@ -565,7 +566,7 @@ class Model(CudaModule):
         spatialmaxpooling2_argmax = rt.empty((B, 16, 5, 5), 'int32')
         self._launch('lenet_k3_maxpool2d_fwd', B * 400, spatialconvolution2_nhwc, w_spatialconvolution2_bias, spatialmaxpooling2, spatialmaxpooling2_argmax, np.int32(B))
         # view1: a view, no copy
-        view1 = spatialmaxpooling2.reshape((-1, 400))
+        view1 = spatialmaxpooling2.reshape((B, 400))
         # lenet.lua:14:9  nn.Linear
         linear1_mm = rt.matmul(view1, w_linear1_weight.T)
         # fused kernel lenet_k4_fwd_relu_linear: relu3

@@ -15,7 +15,8 @@ from graphc_runtime import sequence as rt_sequence
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = 'c3045a58b696e494c7c8057c2995ed6e7811b8b3500c1b607c14cb68860b7269'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 3), 'float'),
     ('input2', ('B', 2), 'float'),

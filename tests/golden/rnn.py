@@ -14,7 +14,8 @@ from graphc_runtime import kernels as rt
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '7a812ee21961bb025645c7bcfdf826b9d1cdfd840a6aa20a8b491395ec35ec45'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 3), 'float'),
     ('input2', ('B', 2), 'float'),
