@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.compiler import Options, _choose_model
+from graphc.compiler import Options, _choose_model, spec_time_source
 from graphc.frontend.nngraph import Interpreter
 from graphc.frontend.lower import _topo_order
 from graphc.frontend.nn import CONTAINERS
@@ -24,7 +24,7 @@ def spec_model(path: str, opts: Options):
     with open(path, encoding="utf-8") as f:
         text = f.read()
     with registered(opts.plugins):
-        interp = Interpreter(path, text, opts.defines)
+        interp = Interpreter(path, text, opts.defines, compile_module=spec_time_source)
         return _choose_model(interp, interp.run(), opts)
 
 
