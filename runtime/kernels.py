@@ -10,6 +10,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .pad_norm_pool import *  # noqa: F401,F403 (generated code calls them as rt.<name>)
+
 __all__ = [
     "conv_output_size", "pool_output_size",
     "conv2d_forward", "conv2d_backward",

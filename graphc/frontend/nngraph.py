@@ -33,6 +33,7 @@ class Interpreter(LuaInterpreter):
         })
         g["nn"], g["nngraph"] = self.nn, self.nngraph
         g["OneHot"] = self.nn["OneHot"]  # char-rnn's util/OneHot.lua defines this global
+        self.cudnn = self._cudnn_lib()
         self.node_methods = {"split": Builtin("split", self.split),
                              "annotate": Builtin("annotate", self.annotate)}
 
@@ -264,12 +265,31 @@ class Interpreter(LuaInterpreter):
         t = LuaTable()
         for kind in list(REGISTRY) + [c for c in CONTAINERS if c != "gModule"]:
             t[kind] = Builtin(f"nn.{kind}", lambda a, l, k=kind: self.new_module(k, a, l))
+        for kind, op in REGISTRY.items():
+            for alias in op.aliases:
+                t[alias] = t[kind]
         self.g_module_builtin = t["gModule"] = Builtin("nn.gModule", self.g_module)
         t["ModuleFromCriterion"] = Builtin("nn.ModuleFromCriterion", module_from_criterion)
         # dpnn's LinearNoBias (FastLSTM): nn.Linear without a bias
         t["LinearNoBias"] = Builtin("nn.LinearNoBias", lambda a, l: self.new_module(
             "Linear", (list(a) + [None, None])[:2] + [False], l))
         return t
+
+
+    def _cudnn_lib(self):
+        """`require 'cudnn'`: cudnn's modules are the nn modules of the same name and
+        semantics (graphc picks the target with --target); cudnn.convert(net, ...) returns
+        net; settings such as cudnn.benchmark are plain fields."""
+        t = LuaTable({k: self.nn[k] for k in CUDNN_MODULES})
+        t["convert"] = Builtin("cudnn.convert", lambda a, l: a[0] if a else None)
+        return t
+
+
+# The cudnn modules that are nn modules with the same arguments and semantics.
+CUDNN_MODULES = ("SpatialConvolution", "SpatialFullConvolution", "SpatialMaxPooling",
+                 "SpatialAveragePooling", "SpatialCrossMapLRN", "SpatialBatchNormalization",
+                 "BatchNormalization", "TemporalConvolution", "ReLU", "Tanh", "Sigmoid",
+                 "SoftMax", "LogSoftMax")
 
 
 def module_from_criterion(args, loc):
