@@ -111,18 +111,20 @@ def _subnorm_derive(a, shapes):
 
 
 # CUDA: aux `coef` (H x W): the kernel's weight inside the image times the channels; aux
-# `mean` (one plane per sample): the kernel-weighted sum over all channels / coef. The
-# gradient: gy minus the flipped-kernel sum of the per-sample channel sum of gy / coef.
+# `chsum` (one plane per sample): the sum over channels; `mean`: its kernel-weighted window
+# sum / coef. The gradient: gy minus the flipped-kernel window sum of the per-sample channel
+# sum of gy / coef.
 _KERNEL_C = ("{% set K = d.kernel %}{% set ph, pw = d.kh // 2, d.kw // 2 %}"
              "{% set H, W = shp.x[-2], shp.x[-1] %}"
-             "const real K[{{d.kh * d.kw}}] = {"
+             "const real K[{{d.kh * d.kw}}] = { "
              "{% for row in K %}{% for v in row %}{{ c(v) }}{{ ', ' if not loop.last }}{% endfor %}"
              "{{ ', ' if not loop.last }}{% endfor %}};\n")
 
 
-def _window_sum(term, flip=False, inner=""):
-    """C summing `term` (reading h, w; after the statements `inner`) over the kernel window
-    of cell (o[-2], o[-1]) (`flip`: the window mirrored, for the adjoint)."""
+def _window_sum(term, flip=False):
+    """C summing `term` (reading h, w) over the kernel window of cell (o[-2], o[-1])
+    (`flip`: the window mirrored, for the adjoint). A body this plain lets nvcc unroll the
+    loops and fold K (with a channel loop inside, K went to the stack)."""
     sign = "-" if flip else "+"
     return (
         "real s = 0;\n"
@@ -131,7 +133,7 @@ def _window_sum(term, flip=False, inner=""):
         "  if (h < 0 || h >= {{H}}) continue;\n"
         "  for (int j = 0; j < {{d.kw}}; ++j) {\n"
         "    const int w = {{o[-1]}} " + sign + " (j - {{pw}});\n"
-        "    if (w < 0 || w >= {{W}}) continue;\n" + inner +
+        "    if (w < 0 || w >= {{W}}) continue;\n"
         "    s += K[i * {{d.kw}} + j] * " + term + ";\n"
         "  }\n"
         "}\n")
@@ -142,11 +144,13 @@ _SUBNORM_CUDA = CudaRule(
     aux={
         "coef": ("real", lambda a, ins, out: ins[0][-2:],
                  _KERNEL_C + _window_sum("1") + "return s * {{shp.x[-3]}};"),
+        "chsum": ("real", lambda a, ins, out: ins[0][:-3] + ins[0][-2:], (
+            "{% set pre = o[:-2] %}real s = 0;\n"
+            "for (int c = 0; c < {{shp.x[-3]}}; ++c) s += {{ ld(x, *(pre + ['c', o[-2], o[-1]])) }};\n"
+            "return s;")),
         "mean": ("real", lambda a, ins, out: ins[0][:-3] + ins[0][-2:],
-                 _KERNEL_C + "{% set pre = o[:-2] %}" + _window_sum(
-                     "v", inner="    real v = 0;\n"
-                     "    for (int c = 0; c < {{shp.x[-3]}}; ++c) v += "
-                     "{{ ld(x, *(pre + ['c', 'h', 'w'])) }};\n") +
+                 _KERNEL_C + "{% set pre = o[:-2] %}" +
+                 _window_sum("{{ ld(chsum, *(pre + ['h', 'w'])) }}") +
                  "return s / {{ ld(coef, o[-2], o[-1]) }};"),
     },
     forward="return {{x}}[{{i}}] - {{ ld(mean, *(o[:-3] + [o[-2], o[-1]])) }};",

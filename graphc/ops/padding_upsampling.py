@@ -89,20 +89,20 @@ _SRC = (
     "if ({{var}} < 0) {{var}} = 0;\n"
     "if ({{var}} > {{size - 1}}) {{var}} = {{size - 1}};\n"
     "{% endif %}{% endmacro %}")
-# The output rows that copy input row `in` (reflection: itself and at most one mirror on
+# The output rows that copy input row `at` (reflection: itself and at most one mirror on
 # each side; replication: an edge row is copied into every pad row beside it), as C
 # statements filling int `var`[3] / the range var0 .. var1 - 1.
 _DST = (
-    "{% macro dst(var, in, before, after, size, mode) %}"
+    "{% macro dst(var, at, before, after, size, mode) %}"
     "{% if mode == 'reflect' %}"
     "int {{var}}[3], n{{var}} = 0;\n"
-    "{{var}}[n{{var}}++] = {{in}} + {{before}};\n"
-    "if ({{in}} >= 1 && {{in}} <= {{before}}) {{var}}[n{{var}}++] = {{before}} - {{in}};\n"
-    "if ({{in}} <= {{size - 2}} && {{in}} >= {{size - 1 - after}}) "
-    "{{var}}[n{{var}}++] = {{before + 2 * (size - 1)}} - {{in}};\n"
+    "{{var}}[n{{var}}++] = {{at}} + {{before}};\n"
+    "if ({{at}} >= 1 && {{at}} <= {{before}}) {{var}}[n{{var}}++] = {{before}} - {{at}};\n"
+    "if ({{at}} <= {{size - 2}} && {{at}} >= {{size - 1 - after}}) "
+    "{{var}}[n{{var}}++] = {{before + 2 * (size - 1)}} - {{at}};\n"
     "{% else %}"
-    "const int {{var}}0 = {{in}} == 0 ? 0 : {{in}} + {{before}};\n"
-    "const int {{var}}1 = {{in}} == {{size - 1}} ? {{size + before + after}} : {{in}} + {{before}} + 1;\n"
+    "const int {{var}}0 = {{at}} == 0 ? 0 : {{at}} + {{before}};\n"
+    "const int {{var}}1 = {{at}} == {{size - 1}} ? {{size + before + after}} : {{at}} + {{before}} + 1;\n"
     "{% endif %}{% endmacro %}")
 
 
