@@ -19,8 +19,9 @@ _NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "reset", "zero
 
 
 class Interpreter(LuaInterpreter):
-    def __init__(self, path: str, text: str, defines: dict | None = None):
-        super().__init__(path, text, defines)
+    def __init__(self, path: str, text: str, defines: dict | None = None,
+                 prelude: tuple[str, str] | None = None):
+        super().__init__(path, text, defines, prelude)
         self.serial = 0
         self.objects = 0  # modules + graph nodes made so far (MAX_OBJECTS)
         self.modules: list[ModuleObj] = []  # every module, in constructor order
