@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cuda_host import assert_close, load_text
+from graphc.compiler import parse_define
 from test_corpus import header_commands
 
 from pathlib import Path
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _options(args):
-    entry, shapes, defines = None, {}, {}
+    entry, shapes, defines, prelude = None, {}, {}, None
     it = iter(args)
     for a in it:
         if a == "--entry":
@@ -23,11 +24,13 @@ def _options(args):
             name, shape = next(it).split("=", 1)
             shapes[name] = shape
         elif a == "-D":
-            name, value = next(it).split("=", 1)
-            defines[name] = float(value) if "." in value else int(value)
+            name, value = parse_define(next(it))
+            defines[name] = value
+        elif a == "--prelude":
+            prelude = str(ROOT / next(it))
         elif a == "-o":
             next(it)
-    return entry, shapes, defines
+    return entry, shapes, defines, prelude
 
 
 CASES = [(name, args) for name, _, args in header_commands()] + [
@@ -55,12 +58,12 @@ def _regroup(like, it):
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
 def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     path = ROOT / "samples" / "corpus" / name
-    entry, shapes, defines = _options(args)
+    entry, shapes, defines, prelude = _options(args)
     text = path.read_text()
     models = []
     for target in ("numpy", "cuda"):
         mod = load_text(text, shapes, target, "float64", name=str(path.with_suffix("")),
-                        entry=entry, defines=defines)
+                        entry=entry, defines=defines, prelude=prelude)
         models.append(mod.Model(dtype="float64", seed=0))
     ref, cuda = models
     rng = np.random.default_rng(5)
