@@ -754,8 +754,8 @@ def test_unknown_module_did_you_mean():
 def test_unsupported_torch_module():
     e, text = compile_error(NN + "local p = nn.SpatialFractionalMaxPooling(2, 2, 4, 4)\n")
     assert (e.loc.line, e.loc.col) == (3, 11)
-    assert e.message.startswith("nn.SpatialFractionalMaxPooling is a Torch nn module that graphc does not "
-                                "support")
+    assert e.message.startswith("nn.SpatialFractionalMaxPooling is a Torch nn module that "
+                                "graphc does not support")
 
 
 def test_undefined_global_function():

@@ -593,11 +593,10 @@ class LuaInterpreter:
             if v is None and obj is self.nn and isinstance(key, str):
                 raise unknown_module(key, loc)
             if v is None and obj is getattr(self, "cudnn", None) and str(key)[:1].isupper():
+                taken = ", ".join(sorted(k for k in obj.d if str(k)[:1].isupper()))
+                other = "" if key in self.nn.d else " (not supported either)"
                 raise SpecError(f"cudnn.{key}: graphc takes the cudnn modules that are nn modules "
-                                f"of the same semantics ({', '.join(sorted(k for k in obj.d if str(k)[:1].isupper()))}); "
-                                f"write "
-                                f"nn.{key}" + (" (not supported either)" if key not in self.nn.d
-                                               else ""), loc)
+                                f"of the same semantics ({taken}); write nn.{key}{other}", loc)
             if v is None and obj is self.globals.vars.get("torch") and isinstance(key, str):
                 raise SpecError(f"torch.{key} is not available in graphc specs: a spec builds the "
                                 "model; create data and run it with the generated Model in Python", loc)
