@@ -30,6 +30,8 @@ OPTIONS = {
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
     "prelude": "a Lua file run first in the spec's top-level scope (--prelude), for the "
                "globals a training script would set: `opt = {...}`, `cudnn = nn`",
+    "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
+               "paths (see graphc.plugin)",
 }
 
 
@@ -64,6 +66,8 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         if not isinstance(prelude, (str, os.PathLike)):
             raise OptionTypeError(f"prelude must be a path, not {type(prelude).__name__}")
         opts.prelude = str(prelude)
+    plugins = kw.get("plugins")
+    opts.plugins = [str(p) for p in ([plugins] if isinstance(plugins, (str, Path)) else plugins or [])]
     return opts
 
 

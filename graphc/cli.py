@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(adds a Sequence class); needs --state")
         sp.add_argument("--state", dest="state", action="append", default=[], metavar="OUT=IN",
                         help="with --unroll: output OUT feeds input IN at the next step (repeatable)")
+        sp.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
+                        help="modules written in Python (see graphc.plugin; repeatable)")
 
     c = sub.add_parser("compile", help="compile a spec to a Python module",
                        epilog=EPILOG_COMPILE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,7 +136,8 @@ def _options(args) -> Options:
         "graphc", entry=args.entry, defines=args.defines, shapes=args.shapes, dtype=args.dtype,
         emit=getattr(args, "emit", "py"), target=getattr(args, "target", "numpy"),
         unroll=getattr(args, "unroll", None), state=getattr(args, "state", []),
-        optimize=bool(args.opt), no_grad=list(args.no_grad), prelude=args.prelude)
+        optimize=bool(args.opt), no_grad=list(args.no_grad), prelude=args.prelude,
+        plugins=list(args.plugins))
 
 
 def write_if_changed(path: str, text: str) -> bool:
@@ -270,6 +274,7 @@ def main(argv=None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     sources, found = {}, []
+    stack = contextlib.ExitStack()
     try:
         opts = _options(args)
         if args.command in ("check", "graph"):
@@ -278,6 +283,9 @@ def main(argv=None) -> int:
             raise UsageError(f"no such file: {args.spec}")
         if args.command == "check" and args.batch < 1:
             raise UsageError("--batch must be at least 1")
+        if opts.plugins:  # the plugins' modules stay known for check's and graph's tables
+            from .plugin import registered
+            stack.enter_context(registered(opts.plugins))
         with collect_warnings(issue=False) as found:
             res = compile_spec(args.spec, opts)
         sources = res.sources
@@ -324,6 +332,8 @@ def main(argv=None) -> int:
         if os.environ.get("GRAPHC_TRACEBACK"):
             traceback.print_exc()
         return 1
+    finally:
+        stack.close()
 
 
 def _print_warnings(found, sources) -> None:

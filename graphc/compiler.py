@@ -37,6 +37,7 @@ class Options:
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
     prelude: str | None = None  # --prelude FILE.lua: run first, in the spec's top-level scope
+    plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
 
 @dataclass
@@ -161,7 +162,16 @@ def compile_spec(path: str, opts: Options | None = None, text: str | None = None
 
 
 def _compile_spec(path: str, opts: Options, text: str | None) -> Result:
+    if not opts.plugins:
+        return _compile_with_ops(path, opts, text, [])
+    from .plugin import registered
+    with registered(opts.plugins) as plugin_files:  # the plugins' modules, for this compile
+        return _compile_with_ops(path, opts, text, plugin_files)
+
+
+def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: list) -> Result:
     graph, interp = build_graph(path, opts, text)
+    interp.files.extend(f for f in plugin_files if f not in interp.files)
     graph = check_sizes(validate(graph))
     sequence_parts = None
     no_grad = _no_grad_inputs(graph, opts.no_grad)
@@ -243,6 +253,7 @@ def _meta(path, spec_text, opts, graph):
     if not opts.optimize:
         args.append("-O0")
     args += [f"--no-grad {_shell_quote(n)}" for n in opts.no_grad]
+    args += [f"--plugin {_shell_quote(Path(p).name)}" for p in opts.plugins]
     if opts.unroll is not None:
         args.append(f"--unroll {opts.unroll}")
         args += [f"--state {_shell_quote(f'{o}={i}')}" for o, i in opts.state]

@@ -49,12 +49,14 @@ def conv_output_size(size, k, d, pad):
     return out
 
 
-def pool_output_size(size, k, d, pad, ceil_mode=False):
+def pool_output_size(size, k, d, pad, ceil_mode=False, keep_outside=False):
     """Output length of Torch7 pooling.
 
     ``floor`` (or ``ceil``) of ``(size + 2*pad - k) / d``, plus one; in ceil
     mode the last window must start inside the input or its left padding, so
-    the size drops by one when ``(out - 1) * d >= size + pad``.
+    the size drops by one when ``(out - 1) * d >= size + pad``, unless
+    ``keep_outside``: Torch7's max pooling keeps that window (it can start past
+    the input only when the stride exceeds the kernel) when it has no padding.
     """
     size, k, d, pad = int(size), int(k), int(d), int(pad)
     _check_params(k, d, pad)
@@ -64,7 +66,7 @@ def pool_output_size(size, k, d, pad, ceil_mode=False):
             f"size {k}")
     span = size + 2 * pad - k
     out = (-(-span // d) if ceil_mode else span // d) + 1
-    if ceil_mode and (out - 1) * d >= size + pad:
+    if ceil_mode and not keep_outside and (out - 1) * d >= size + pad:
         out -= 1
     if out < 1:
         raise ValueError(
@@ -333,7 +335,9 @@ def maxpool2d_forward(x, kH, kW, dH, dW, padH, padW, ceil_mode=False):
     Padded cells never win; ties go to the first maximum in row-major window
     order; a NaN wins over numbers (the last NaN of a window, as in Torch7).
     ``argmax`` (int64, shape of ``y``) holds the flat index of each winner in
-    the *unpadded* input ``x.reshape(-1)``.
+    the *unpadded* input ``x.reshape(-1)``.  In ceil mode with no padding a last
+    window that starts past the input is kept, as Torch7 keeps it: its output is
+    -inf and its argmax -1 (no winner; the backward passes it no gradient).
 
     One pass per window offset over strided views of the (-inf padded) input,
     keeping the running maximum and the offset it came from.
@@ -341,7 +345,8 @@ def maxpool2d_forward(x, kH, kW, dH, dW, padH, padW, ceil_mode=False):
     x = _float(x)
     _check_4d(x)
     N, C, H, W = x.shape
-    oH, oW = _sizes_2d(pool_output_size, H, W, kH, kW, dH, dW, padH, padW, ceil_mode)
+    oH, oW = _sizes_2d(pool_output_size, H, W, kH, kW, dH, dW, padH, padW, ceil_mode,
+                       not (padH or padW))
     # pad with -inf far enough for the last (possibly partial, ceil mode) window
     padB = max((oH - 1) * dH + kH - H - padH, 0)
     padR = max((oW - 1) * dW + kW - W - padW, 0)
@@ -386,6 +391,11 @@ def maxpool2d_forward(x, kH, kW, dH, dW, padH, padW, ceil_mode=False):
             n, c, i, j = np.nonzero(lost)
             argmax[lost] = ((n * C + c) * H + np.maximum(i * dH - padH, 0)) * W \
                 + np.maximum(j * dW - padW, 0)
+    # only the last window of a row or column can start past the input
+    if (oH - 1) * dH - padH >= H:
+        argmax[:, :, -1, :] = -1
+    if (oW - 1) * dW - padW >= W:
+        argmax[:, :, :, -1] = -1
     return y, argmax
 
 
@@ -398,12 +408,13 @@ def maxpool2d_backward(gy, argmax, x_shape, kH, kW, dH, dW, padH, padW):
     if gy.shape != argmax.shape:
         raise ValueError(f"gradOutput shape {gy.shape} does not match argmax shape {argmax.shape}")
     shape = tuple(int(s) for s in x_shape)
-    gx = np.zeros(int(np.prod(shape)), gy.dtype)
+    n = int(np.prod(shape))
+    gx = np.zeros(n + 1, gy.dtype)  # the extra last cell takes index -1: no winner
     if dH >= kH and dW >= kW:
         gx[argmax.reshape(-1)] = gy.reshape(-1)
     else:
         np.add.at(gx, argmax.reshape(-1), gy.reshape(-1))
-    return gx.reshape(shape)
+    return gx[:n].reshape(shape)
 
 
 # ---- indices, dropout, batch normalization ------------------------------------------------
@@ -807,3 +818,27 @@ def bce_check(x):
         raise ValueError(f"BCECriterion: input value should be between 0~1, but got "
                          f"{float(x[~ok].flat[0])}")
     return x
+
+
+# ---- plugin modules (graphc compile --plugin FILE.py) ---------------------------------------
+
+_PLUGINS: dict = {}
+
+
+def plugin(name: str, sha256_prefix: str):
+    """The plugin module `name` that generated code calls (imported once), checked against
+    the source the model was compiled with: a changed plugin means other math."""
+    mod = _PLUGINS.get(name)
+    if mod is None:
+        import hashlib
+        import importlib
+        mod = importlib.import_module(name)
+        digest = getattr(mod, "__graphc_plugin_sha256__", None)
+        if digest is None:
+            with open(mod.__file__, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        if not digest.startswith(sha256_prefix):
+            raise ImportError(f"plugin {name} ({mod.__file__}) is not the file this model was "
+                              f"compiled with (sha256 {sha256_prefix}...): recompile the model")
+        _PLUGINS[name] = mod
+    return mod

@@ -122,3 +122,32 @@ def host(tmp_path_factory):
     old = rt.use_backend(backend)
     yield backend
     rt.use_backend(old)
+
+
+def torch7_max_pool2d(x, kernel, stride, padding=(0, 0), ceil_mode=False):
+    """F.max_pool2d(..., return_indices=True) with Torch7's ceil rule (THNN
+    SpatialDilatedMaxPooling.c): a ceil-mode last window that starts past the input is dropped
+    only when some padding is set; with none it is kept, -inf with index -1 (PyTorch always
+    drops it). x: an NxCxHxW tensor; kernel, stride, padding: (h, w) pairs. The indices are
+    flat in each unpadded HxW plane, as PyTorch's."""
+    import torch
+    import torch.nn.functional as F
+
+    (kH, kW), (dH, dW), (pH, pW) = kernel, stride, padding
+    H, W = x.shape[-2:]
+
+    def size(n, k, d, p):
+        span = n + 2 * p - k
+        out = (-(-span // d) if ceil_mode else span // d) + 1
+        if ceil_mode and (pH or pW) and (out - 1) * d >= n + p:
+            out -= 1
+        return out
+
+    oH, oW = size(H, kH, dH, pH), size(W, kW, dW, pW)
+    # -inf rows and columns for the windows past the input; floor mode then has them all
+    eH, eW = max((oH - 1) * dH + kH - H - 2 * pH, 0), max((oW - 1) * dW + kW - W - 2 * pW, 0)
+    xp = F.pad(x, (0, eW, 0, eH), value=-float("inf"))
+    y, idx = F.max_pool2d(xp, (kH, kW), (dH, dW), (pH, pW), return_indices=True)
+    y, idx = y[..., :oH, :oW], idx[..., :oH, :oW]
+    h, w = idx // (W + eW), idx % (W + eW)
+    return y, torch.where((h < H) & (w < W), h * W + w, torch.full_like(idx, -1))

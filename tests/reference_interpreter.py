@@ -369,12 +369,13 @@ def _conv2d(node, ins):
     return [y[0] if squeeze else y]
 
 
-def _pool_size(size, k, d, pad, ceil_mode):
+def _pool_size(size, k, d, pad, ceil_mode, padded):
     # THNN SpatialDilatedMaxPooling: floor or ceil, then the last window must start inside
-    # the image when there is padding
+    # the image when there is padding (on either axis: `padded`); without, a window past the
+    # image is kept (-inf)
     span = size - k + 2 * pad
     out = (math.ceil(span / d) if ceil_mode else span // d) + 1
-    if pad and (out - 1) * d >= size + pad:
+    if padded and (out - 1) * d >= size + pad:
         out -= 1
     return out
 
@@ -385,14 +386,14 @@ def _maxpool2d(node, ins):
     kh, kw, dh, dw = a["kH"], a["kW"], a["dH"], a["dW"]
     ph, pw = a["padH"], a["padW"]
     n, c, h, wd = x.shape
-    oh = _pool_size(h, kh, dh, ph, a["ceil_mode"])
-    ow = _pool_size(wd, kw, dw, pw, a["ceil_mode"])
+    oh = _pool_size(h, kh, dh, ph, a["ceil_mode"], ph or pw)
+    ow = _pool_size(wd, kw, dw, pw, a["ceil_mode"], ph or pw)
     y = np.empty((n, c, oh, ow))
     for i in range(oh):
         for j in range(ow):
             h0, w0 = i * dh - ph, j * dw - pw  # the window, clipped to the image
             win = x[:, :, max(h0, 0):min(h0 + kh, h), max(w0, 0):min(w0 + kw, wd)]
-            y[:, :, i, j] = win.max(axis=(2, 3))
+            y[:, :, i, j] = win.max(axis=(2, 3)) if win.size else -np.inf
     return [y[0] if squeeze else y]
 
 

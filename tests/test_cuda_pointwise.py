@@ -89,6 +89,9 @@ PARAM_OPS = [
     # else applied to each row
     "nn.CMul(4, 5)(x3)", "nn.CAdd(20)(x3)", "nn.CMul(4)(x1)", "nn.CAdd(4)(x1)",
     "nn.CMul(3, 2, 2)(x6)", "nn.CAdd(12)(x6)",
+    # a one-element parameter meets every element, in each of the cases above
+    "nn.CMul(1, 1)(x4)", "nn.CAdd(1)(x3)", "nn.CMul(1, 1, 1)(x6)", "nn.CAdd(1, 1)(x2)",
+    "nn.CMul(1)(x7)", "nn.CAdd(1, 1, 1)(x4)",
     # Add: per sample (a Bx2x3 batch as Bx6; 1-D input elementwise; 2-D per row), scalar
     "nn.Add(4)(x7)", "nn.Add(6)(x8)", "nn.Add(5)(x2)", "nn.Add(4)(x1)",
     "nn.Add(6, true)(x8)", "nn.Add(1, true)(x7)", "nn.Add(3, true)(x1)",

@@ -28,6 +28,18 @@ def rows(x, w):
     return w.reshape(1, -1).expand(x.shape[0], -1).reshape(x.shape)
 
 
+def torch7_param(x, w):
+    """Parameter w as Torch7's CMul/CAdd (CMul.lua, CAdd.lua) meet input x: the same element
+    count: elementwise; the same number of dims: expandAs; else x viewed as (size(1), -1)
+    and w as (1, -1), expanded."""
+    if x.numel() == w.numel():
+        return w.reshape(x.shape)
+    if x.dim() == w.dim():
+        return w.expand_as(x)
+    rows = x.reshape(x.shape[0], -1)
+    return w.reshape(1, -1).expand_as(rows).reshape(x.shape)
+
+
 def prelu(x, w, axis=1):
     shape = [1] * x.dim()
     if w.numel() > 1:
@@ -98,6 +110,20 @@ CASES = {
     "CMul_rows": ("nn.CMul(2, 3)(x)", {"x": "Bx3x2"}, lambda xs, ps: xs[0] * rows(xs[0], ps[0])),
     "CMul_flat": ("nn.CMul(3, 2)(x)", {"x": "2x3"}, lambda xs, ps: xs[0] * ps[0].reshape(2, 3)),
     "CMul_rows_fixed": ("nn.CMul(2)(x)", {"x": "3x2"}, lambda xs, ps: xs[0] * rows(xs[0], ps[0])),
+    # one-element parameters: Torch7 expands them in every case (with and without B)
+    "CMul_one_rows": ("nn.CMul(1, 1)(x)", {"x": "4x2x3"}, lambda xs, ps: xs[0] * torch7_param(xs[0], ps[0])),
+    "CMul_one_batch": ("nn.CMul(1, 1, 1)(x)", {"x": "Bx4x2x3"},
+                       lambda xs, ps: xs[0] * torch7_param(xs[0], ps[0])),
+    "CMul_one_same_dims": ("nn.CMul(1, 1, 1)(x)", {"x": "4x2x3"},
+                           lambda xs, ps: xs[0] * torch7_param(xs[0], ps[0])),
+    "CMul_one_1d": ("nn.CMul(1, 1)(x)", {"x": "5"}, lambda xs, ps: xs[0] * torch7_param(xs[0], ps[0])),
+    "CMul_rows_batch_4d": ("nn.CMul(2, 3, 4)(x)", {"x": "Bx4x2x3"},
+                           lambda xs, ps: xs[0] * torch7_param(xs[0], ps[0])),
+    "CAdd_one_rows": ("nn.CAdd(1)(x)", {"x": "2x4x4"}, lambda xs, ps: xs[0] + torch7_param(xs[0], ps[0])),
+    "CAdd_one_2d": ("nn.CAdd(1, 1)(x)", {"x": "4x2x2"}, lambda xs, ps: xs[0] + torch7_param(xs[0], ps[0])),
+    "CAdd_one_batch": ("nn.CAdd(1)(x)", {"x": "Bx3"}, lambda xs, ps: xs[0] + torch7_param(xs[0], ps[0])),
+    "CAdd_one_batch_same_dims": ("nn.CAdd(1, 1, 1)(x)", {"x": "Bx2x3"},
+                                 lambda xs, ps: xs[0] + torch7_param(xs[0], ps[0])),
     "CAdd": ("nn.CAdd(5)(x)", {"x": "Bx5"}, lambda xs, ps: xs[0] + ps[0]),
     "CAdd_expand": ("nn.CAdd(1, 3, 1, 1)(x)", {"x": "Bx3x2x2"}, lambda xs, ps: xs[0] + ps[0]),
     "CAdd_rows": ("nn.CAdd(3, 2)(x)", {"x": "Bx2x3"}, lambda xs, ps: xs[0] + rows(xs[0], ps[0])),
@@ -390,6 +416,10 @@ def test_transpose_and_squeeze_outputs_are_views(tmp_path, rng):
     ("nn.PReLU(4)(x)", {"x": "Bx3"}, "expects 4 input planes in dimension 2, got 3"),
     ("nn.CMul(4)(x)", {"x": "Bx3"}, "the parameter has 4 elements (4), but the input Bx3 has 3"),
     ("nn.CMul(2, 3)(x)", {"x": "Bx3"}, "dimension 1 is 2, not 1 or the batch dimension B"),
+    # as Torch7 with a real batch: x viewed as Bx24 does not meet a 12-element weight
+    ("nn.CMul(4, 1, 3)(x)", {"x": "Bx4x2x3"},
+     "the parameter has 12 elements (4x1x3), but the input Bx4x2x3 has 24 per row"),
+    ("nn.CAdd(2, 1)(x)", {"x": "5"}, "the parameter has 2 elements (2x1), but the input 5 has 5"),
     ("nn.Add(4)(x)", {"x": "Bx3"}, "expects 4 elements per sample"),
     ("nn.CSubTable()({x1, x2, x3})", {"x1": "Bx3", "x2": "Bx3", "x3": "Bx3"},
      "expects a table of two tensors, got 3"),

@@ -11,6 +11,8 @@ import pytest
 import torch  # noqa: E402  (the test oracle; installed by .[test])
 import torch.nn.functional as F  # noqa: E402
 
+from conftest import torch7_max_pool2d  # noqa: E402
+
 _RUNTIME_DIR = pathlib.Path(__file__).resolve().parents[1] / "runtime"
 
 
@@ -477,10 +479,11 @@ def test_maxpool2d_vs_torch(case):
     x0 = x.copy()
     y, am = kernels.maxpool2d_forward(x, kH, kW, dH, dW, pH, pW, ceil)
     xt = _t(x, True)
-    yt = F.max_pool2d(xt, (kH, kW), (dH, dW), (pH, pW), ceil_mode=ceil)
+    yt, _ = torch7_max_pool2d(xt, (kH, kW), (dH, dW), (pH, pW), ceil)
     assert y.shape == tuple(yt.shape)
-    assert y.shape[2:] == (kernels.pool_output_size(H, kH, dH, pH, ceil),
-                           kernels.pool_output_size(W, kW, dW, pW, ceil))
+    keep = not (pH or pW)  # Torch7 keeps a ceil-mode window past the input with no padding
+    assert y.shape[2:] == (kernels.pool_output_size(H, kH, dH, pH, ceil, keep),
+                           kernels.pool_output_size(W, kW, dW, pW, ceil, keep))
     np.testing.assert_array_equal(y, yt.detach().numpy())
     assert am.dtype == np.int64 and am.shape == y.shape
     gy = _rng(11).normal(size=y.shape)
@@ -519,7 +522,7 @@ def test_maxpool2d_ties_first_max(case):
     np.testing.assert_array_equal(am, ridx)
     gy = np.ones_like(y)
     gx = kernels.maxpool2d_backward(gy, am, x.shape, kH, kW, dH, dW, pH, pW)
-    ref_gx = np.bincount(ridx.ravel(), minlength=x.size).reshape(x.shape)
+    ref_gx = np.bincount(ridx[ridx >= 0], minlength=x.size).reshape(x.shape)  # -1: no winner
     np.testing.assert_array_equal(gx, ref_gx)
 
 
@@ -549,6 +552,7 @@ def test_output_size_helpers():
     assert kernels.pool_output_size(5, 4, 2, 2, True) == 4
     assert kernels.pool_output_size(5, 2, 2, 1, True) == 3      # 4 -> 3 (decrement)
     assert kernels.pool_output_size(5, 1, 3, 0, True) == 2      # 3 -> 2 (decrement)
+    assert kernels.pool_output_size(5, 1, 3, 0, True, keep_outside=True) == 3
     assert kernels.pool_output_size(6, 3, 3, 1, True) == 3
     assert kernels.pool_output_size(3, 3, 1, 0, False) == 1
     with pytest.raises(ValueError, match="too small"):

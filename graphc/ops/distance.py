@@ -217,6 +217,12 @@ defop(
     cuda=_NORMALIZE_CUDA,
     doc="Divides each row by its p-norm: (sum abs(x)^p + eps)^(1/p); p = math.huge: max abs(x) + eps. "
         "Input N or BxN.",
+    torch_diff="None. The gradient is Torch7's formula, which is not the exact gradient for "
+               "p < 2 or p = math.huge: it computes abs(x)^(p-2) x as (abs(x) + eps)^(p-2) x (a "
+               "guard against 0^(p-2)), and for math.huge the sign of the largest abs(x) as x / "
+               "(abs(x) + eps). The error grows with eps, so finite differences disagree for a "
+               "large eps (`nn.Normalize(1.5, 0.5)`); graphc keeps Torch7's numbers here "
+               "(PairwiseDistance, by contrast, takes the exact gradient).",
 )
 
 # ---- Bilinear -----------------------------------------------------------------------------------

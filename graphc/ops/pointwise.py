@@ -306,6 +306,9 @@ def _bcast(size, x):
     `wview` is the shape to view the parameter as (None: as it is) and `axes` the input axes
     its gradient sums over."""
     if batched(x) or numel(x) != numel(size):
+        if numel(size) == 1:  # each case below expands a single element to every one of x
+            return {"wview": (1,) * len(x), "axes": tuple(range(len(x))), "wshape": tuple(size),
+                    "pmap": "one"}
         if len(size) == len(x):  # expandAs: size-1 dims of the parameter broadcast
             bad = [k for k, (w, s) in enumerate(zip(size, x)) if w != 1 and w != s]
             if bad:
@@ -344,8 +347,9 @@ def _cmul_shape(a, shapes):
 _PV = "{% if d.wview %}.reshape({{d.wview|pyshape}}){% endif %}"
 _PG = ("{% if d.axes %}.sum({{d.axes}}){% endif %}"
        "{% if d.axes or d.wview %}.reshape({{d.wshape|pyshape}}){% endif %}")
-_BCAST_DOC = ("Same element count as the input: elementwise; same number of dims: size-1 "
-              "dims broadcast; else it is applied to each row of the input viewed as Bx-1.")
+_BCAST_DOC = ("Torch7's rules: same element count as the input: elementwise; same number of "
+              "dims: size-1 dims broadcast; else it is applied to each row of the input viewed "
+              "as (size(1), -1). A one-element parameter always applies to every element.")
 
 _MUL_CUDA = _param_rule("weight", "return {{x}}[i] * {{w}};", "return {{gy}}[i] * {{w}};",
                         "{{ex}} * {{eg}}")
@@ -373,8 +377,10 @@ defop(
     forward="{{y}} = {{x}} * {{weight}}" + _PV,
     backward={"x": "{{gy}} * {{weight}}" + _PV, "weight": "({{x}} * {{gy}})" + _PG},
     doc="x times a learned weight of shape `size`. " + _BCAST_DOC, cuda=_MUL_CUDA,
-    torch_diff="With a batch dim B the rule is chosen per sample (Torch decided by element "
-               "counts, so a batch of one could take the elementwise case).",
+    torch_diff="With a batch dim B the rules see the batched shape, as Torch7's saw a real "
+               "batch (`nn.CMul(4, 1, 3)` on Bx4x2x3 is refused, as Torch7 refused a real "
+               "4-D batch), but the elementwise case never applies: Torch7 took it when a "
+               "batch's element count happened to equal the parameter's.",
 )
 
 defop(

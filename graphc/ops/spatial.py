@@ -9,10 +9,10 @@ def conv_out(size, k, d, pad):
     return (size + 2 * pad - k) // d + 1
 
 
-def pool_out(size, k, d, pad, ceil_mode):
+def pool_out(size, k, d, pad, ceil_mode, keep_outside=False):
     span = size + 2 * pad - k
     out = (-(-span // d) if ceil_mode else span // d) + 1
-    if ceil_mode and (out - 1) * d >= size + pad:
+    if ceil_mode and not keep_outside and (out - 1) * d >= size + pad:
         out -= 1  # the last window must start inside the (left-padded) input
     return out
 
@@ -87,8 +87,11 @@ def _pool_shape(a, shapes):
     _, h, w = _image(x, None, "SpatialMaxPooling")
     if a["padW"] * 2 > a["kW"] or a["padH"] * 2 > a["kH"]:
         raise ShapeError("pad should be at most half of the kernel size")
-    oh = pool_out(h, a["kH"], a["dH"], a["padH"], a["ceil_mode"])
-    ow = pool_out(w, a["kW"], a["dW"], a["padW"], a["ceil_mode"])
+    # Torch7 (SpatialDilatedMaxPooling.c) drops a ceil-mode window that starts past the input
+    # only when some padding is set; with none it keeps it (-inf, no winner)
+    keep = not (a["padW"] or a["padH"])
+    oh = pool_out(h, a["kH"], a["dH"], a["padH"], a["ceil_mode"], keep)
+    ow = pool_out(w, a["kW"], a["dW"], a["padW"], a["ceil_mode"], keep)
     if oh < 1 or ow < 1:
         raise ShapeError(f"input {h}x{w} is too small for a {a['kH']}x{a['kW']} pooling window")
     return x[:-3] + (x[-3], oh, ow)
@@ -119,6 +122,8 @@ defop(
     backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{x}}" + _4D +
                    ".shape, " + _POOL + ")" + _3D},
     doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "
-        "size up. Ties go to the first max.",
+        "size up. Ties go to the first max. In ceil mode with no padding, a last window that "
+        "starts past the input (a stride larger than the kernel) is kept, as in Torch7: its "
+        "output is -inf and it passes no gradient (PyTorch drops it; with padding both drop it).",
     cuda=CudaRule("kernel", kernel="maxpool2d", reads="prologue", grad_reads="prologue"),
 )
