@@ -49,15 +49,16 @@ def _load(res, name):
 _cache = {}
 
 
-def compiled(spec, entry=None, shapes=(), defines=(), text=None, prelude=None):
-    """Compile samples/corpus/<spec> (or `text`) in float64, after `prelude` (a path under
-    the repository) if given; cached per arguments."""
-    key = (spec, entry, tuple(shapes), tuple(defines), text, prelude)
+def compiled(spec, entry=None, shapes=(), defines=(), text=None, prelude=None, plugins=()):
+    """Compile samples/corpus/<spec> (or `text`) in float64, after `prelude` and with
+    `plugins` (paths under the repository) if given; cached per arguments."""
+    key = (spec, entry, tuple(shapes), tuple(defines), text, prelude, tuple(plugins))
     if key not in _cache:
         opts = Options(entry=entry, dtype="float64",
                        shapes={k: parse_shape(v) for k, v in (s.split("=", 1) for s in shapes)},
                        defines=dict(parse_define(d) for d in defines),
-                       prelude=None if prelude is None else str(ROOT / prelude))
+                       prelude=None if prelude is None else str(ROOT / prelude),
+                       plugins=[str(ROOT / p) for p in plugins])
         path = str(CORPUS / spec) if text is None else spec
         res = compile_spec(path, opts, text=text) if text is not None else compile_spec(path, opts)
         _cache[key] = _load(res, re.sub(r"\W", "_", f"{spec}_{len(_cache)}"))
@@ -806,13 +807,15 @@ def test_every_corpus_spec_has_a_header_command():
                          ids=[f"{n}:{' '.join(a)}" for n, _, a in header_commands()])
 def test_header_command_compiles(name, path, args):
     assert path == f"samples/corpus/{name}"
-    entry, shapes, defines, prelude = None, [], [], None
+    entry, shapes, defines, prelude, plugins = None, [], [], None, []
     it = iter(args)
     for a in it:
         if a == "--entry":
             entry = next(it)
         elif a == "--prelude":
             prelude = next(it)
+        elif a == "--plugin":
+            plugins.append(next(it))
         elif a == "--shape":
             shapes.append(next(it))
         elif a == "-D":
@@ -821,5 +824,5 @@ def test_header_command_compiles(name, path, args):
             next(it)
         else:
             raise AssertionError(f"unexpected argument {a!r} in the header of {name}")
-    mod = compiled(name, entry, tuple(shapes), tuple(defines), prelude=prelude)
+    mod = compiled(name, entry, tuple(shapes), tuple(defines), prelude=prelude, plugins=plugins)
     assert mod.OUTPUTS

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _options(args):
-    entry, shapes, defines, prelude = None, {}, {}, None
+    entry, shapes, defines, prelude, plugins = None, {}, {}, None, []
     it = iter(args)
     for a in it:
         if a == "--entry":
@@ -28,12 +28,16 @@ def _options(args):
             defines[name] = value
         elif a == "--prelude":
             prelude = str(ROOT / next(it))
+        elif a == "--plugin":
+            plugins.append(str(ROOT / next(it)))
         elif a == "-o":
             next(it)
-    return entry, shapes, defines, prelude
+    return entry, shapes, defines, prelude, plugins
 
 
-CASES = [(name, args) for name, _, args in header_commands()] + [
+# The corpus specs run with --plugin use modules written in Python whose samples have no
+# CUDA body (tests/test_cuda_plugins.py checks a plugin that has one).
+CASES = [(name, args) for name, _, args in header_commands() if "--plugin" not in args] + [
     ("../charrnn.lua", ["--entry", "LSTM.lstm(11, 8, 2, 0.25)", "--shape", "input1=B"])]
 
 
@@ -58,12 +62,12 @@ def _regroup(like, it):
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
 def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     path = ROOT / "samples" / "corpus" / name
-    entry, shapes, defines, prelude = _options(args)
+    entry, shapes, defines, prelude, plugins = _options(args)
     text = path.read_text()
     models = []
     for target in ("numpy", "cuda"):
         mod = load_text(text, shapes, target, "float64", name=str(path.with_suffix("")),
-                        entry=entry, defines=defines, prelude=prelude)
+                        entry=entry, defines=defines, prelude=prelude, plugins=plugins)
         models.append(mod.Model(dtype="float64", seed=0))
     ref, cuda = models
     rng = np.random.default_rng(5)
