@@ -259,11 +259,8 @@ class Module:
         if len(inputs) != len(self.INPUTS):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
-        arrays = [self._asarray(x) for x in inputs]
+        arrays = self._int_indices([self._asarray(x) for x in inputs])
         specs = self._specs()[0]
-        for k, (x, sp) in enumerate(zip(arrays, specs)):
-            if sp[3] == "index" and x.dtype.kind == "f":
-                arrays[k] = self._float_indices(x, lambda k=k: self._describe(k, False)[0])
         # A batched model given unbatched inputs (all of them) runs a batch of one.
         squeeze = all(sp[2] and x.ndim == sp[0] - 1 for x, sp in zip(arrays, specs))
         if squeeze:
@@ -272,6 +269,13 @@ class Module:
         for k, x in enumerate(arrays):
             batch = self._check_spec(x, specs[k], batch, lambda k=k: self._describe(k, False))
         return arrays, squeeze
+
+    def _int_indices(self, arrays: list) -> list:
+        """`arrays` (one per input) with index inputs given as floats converted to int64."""
+        for k, (x, sp) in enumerate(zip(arrays, self._specs()[0])):
+            if sp[3] == "index" and x.dtype.kind == "f":
+                arrays[k] = self._float_indices(x, lambda k=k: self._describe(k, False)[0])
+        return arrays
 
     @staticmethod
     def _float_indices(x, what):

@@ -153,6 +153,23 @@ def test_float_indices_are_torch_style(tmp_path):
         m.forward(np.array([[1, 2, 3, 8], [9, 1, 1, 1]], float))
 
 
+def test_sequence_takes_float_indices(tmp_path, rng):
+    """--unroll T's Sequence (a T x B index input) takes them too, as char-rnn feeds it."""
+    spec = ("x = nn.Identity()()\nh = nn.Identity()()\n"
+            "nh = nn.Tanh()(nn.CAddTable()({nn.LookupTable(6, 3)(x), nn.Linear(3, 3)(h)}))\n"
+            "return nn.gModule({x, h}, {nh})\n")
+    mod = build(spec, tmp_path, shapes={"input1": ("B",), "input2": ("B", 3)}, unroll="T",
+                state=[("output1", "input2")])
+    seq = mod.Sequence(mod.Model(dtype="float64"))
+    idx, h0 = rng.integers(1, 7, (5, 2)), rng.standard_normal((2, 3))
+    want = seq.forward(idx, h0)
+    np.testing.assert_array_equal(seq.forward(idx.astype(np.float32), h0), want)
+    bad = idx.astype(float)
+    bad[3, 1] = 0.5
+    with pytest.raises(ValueError, match=r"input 'input1': index 0.5 at position \[3, 1\]"):
+        seq.forward(bad, h0)
+
+
 def test_lookup_padding_value_gets_no_gradient(tmp_path):
     spec = "i = nn.Identity()()\nreturn nn.gModule({i}, {nn.LookupTable(4, 2, 2)(i)})\n"
     m = build(spec, tmp_path, shapes={"input1": (3,)}).Model(dtype="float64")
