@@ -199,6 +199,9 @@ def _image_lib():
     def gaussian1d(args, loc):
         """image.gaussian1D(size=3, sigma=0.25, amplitude=1, normalize=false, mean=0.5): a
         Gaussian bump sampled at 1..size around mean * size + 0.5, its width sigma * size."""
+        names = ("size", "sigma", "amplitude", "normalize", "mean")
+        if len(args) == 1 and isinstance(args[0], LuaTable):  # image.gaussian1D{size = 7}
+            args = [args[0][k] for k in names]
         size, sigma, amplitude, normalize, mean = (list(args) + [None] * 5)[:5]
         size = 3 if size is None else size
         sigma = 0.25 if sigma is None else sigma
