@@ -137,50 +137,58 @@ def local_mean_backward(gy, kernel):
 # ---- dilated convolution, LP pooling ----------------------------------------------------------
 
 
-def _dilated_windows(x, kH, kW, dH, dW, padH, padW, dilH, dilW):
-    """(..., C, oH, oW, kH, kW) windows of the zero-padded x (a view)."""
+def _dilated_cols(x, kH, kW, dH, dW, padH, padW, dilH, dilW):
+    """The im2col matrix of the zero-padded x, (..., C * kH * kW, oH * oW): a contiguous
+    copy, so the products below are plain (batched) GEMMs whose results are already NCHW."""
     pad = [(0, 0)] * (x.ndim - 2) + [(padH, padH), (padW, padW)]
     span = (dilH * (kH - 1) + 1, dilW * (kW - 1) + 1)
     win = sliding_window_view(np.pad(x, pad), span, axis=(-2, -1))
-    return win[..., ::dH, ::dW, ::dilH, ::dilW]
+    win = win[..., ::dH, ::dW, ::dilH, ::dilW]  # (..., C, oH, oW, kH, kW)
+    oH, oW = win.shape[-4:-2]
+    win = np.moveaxis(win, (-2, -1), (-4, -3))  # (..., C, kH, kW, oH, oW)
+    return np.ascontiguousarray(win).reshape(x.shape[:-3] + (-1, oH * oW)), (oH, oW)
 
 
 def dilated_conv2d_forward(x, weight, bias, dH, dW, padH, padW, dilH, dilW):
     """x (..., C, H, W), weight (O, C, kH, kW) -> (..., O, oH, oW)."""
-    kH, kW = weight.shape[-2:]
-    win = _dilated_windows(x, kH, kW, dH, dW, padH, padW, dilH, dilW)
-    y = np.einsum("...cijkl,ockl->...oij", win, weight, optimize=True)
+    O, _, kH, kW = weight.shape
+    cols, (oH, oW) = _dilated_cols(x, kH, kW, dH, dW, padH, padW, dilH, dilW)
+    y = weight.reshape(O, -1) @ cols  # (..., O, oH * oW)
     if bias is not None:
-        y += bias[:, None, None]
-    return y
+        y += bias[:, None]
+    return y.reshape(x.shape[:-3] + (O, oH, oW))
 
 
 def dilated_conv2d_backward(gy, x, weight, dH, dW, padH, padW, dilH, dilW, need_input=True):
     """(input gradient or None, weight gradient, bias gradient); the batch axes are summed
     for the parameters."""
-    kH, kW = weight.shape[-2:]
-    win = _dilated_windows(x, kH, kW, dH, dW, padH, padW, dilH, dilW)
-    lead = "".join("abdefg"[:gy.ndim - 3])
-    gw = np.einsum(f"{lead}oij,{lead}cijkl->ockl", gy, win, optimize=True)
-    gb = gy.sum(tuple(range(gy.ndim - 3)) + (-2, -1))
+    O, C, kH, kW = weight.shape
+    cols, (oH, oW) = _dilated_cols(x, kH, kW, dH, dW, padH, padW, dilH, dilW)
+    g = gy.reshape(gy.shape[:-2] + (oH * oW,))  # (..., O, oH * oW)
+    gw = (g @ np.swapaxes(cols, -1, -2)).reshape((-1,) + weight.shape).sum(0)
+    gb = g.sum(tuple(range(g.ndim - 2)) + (-1,))
     if not need_input:
         return None, gw, gb
-    oH, oW = gy.shape[-2:]
+    gcols = (weight.reshape(O, -1).T @ g).reshape(x.shape[:-3] + (C, kH, kW, oH, oW))
     H, W = x.shape[-2:]
     gxp = np.zeros(x.shape[:-2] + (H + 2 * padH, W + 2 * padW), gy.dtype)
-    for kh in range(kH):
+    for kh in range(kH):  # each kernel tap's rows back to the cells it read
         for kw in range(kW):
             h0, w0 = kh * dilH, kw * dilW
-            gxp[..., h0:h0 + dH * (oH - 1) + 1:dH, w0:w0 + dW * (oW - 1) + 1:dW] += np.einsum(
-                "...oij,oc->...cij", gy, weight[:, :, kh, kw])
+            gxp[..., h0:h0 + dH * (oH - 1) + 1:dH, w0:w0 + dW * (oW - 1) + 1:dW] += \
+                gcols[..., kh, kw, :, :]
     return gxp[..., padH:padH + H, padW:padW + W], gw, gb
 
 
 def lp_pool2d_forward(x, p, kH, kW, dH, dW):
     """Torch7's SpatialLPPooling: (sum over each kH x kW window of x^p)^(1/p). Returns
     (y, the window sums)."""
-    win = sliding_window_view(x ** p, (kH, kW), axis=(-2, -1))[..., ::dH, ::dW, :, :]
-    s = win.sum((-2, -1))
+    xp = x ** p
+    oH, oW = (x.shape[-2] - kH) // dH + 1, (x.shape[-1] - kW) // dW + 1
+    s = np.zeros(x.shape[:-2] + (oH, oW), x.dtype)
+    for kh in range(kH):  # one strided slice per window cell: faster than a windowed sum
+        for kw in range(kW):
+            s += xp[..., kh:kh + dH * (oH - 1) + 1:dH, kw:kw + dW * (oW - 1) + 1:dW]
     return s ** (1.0 / p), s
 
 
