@@ -109,7 +109,7 @@ def install(interp):
             g["cudnn"] = interp.cudnn
             return interp.cudnn
         if name in ("cunn", "cutorch"):  # CUDA is graphc's --target, not the spec's business
-            return True
+            return LuaTable()
         if name == "image":  # the kernels models take from it (image.gaussian1D)
             g["image"] = g.get("image") or _image_lib()
             return g["image"]
