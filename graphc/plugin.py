@@ -183,7 +183,8 @@ def _opdef(cls, plugin: str, digest: str, path: Path) -> OpDef:
                      for p in cls.params),
         input_hint=cls.input_hint, forward=forward, backward_stmt=backward,
         doc=(cls.__doc__ or "").strip().split("\n")[0],
-        torch_diff=f"a plugin module ({path.name})", cuda=cuda)
+        torch_diff=f"a plugin module ({path.name})", cuda=cuda,
+        row_wise=cuda is not None)  # CUDA bodies are for elementwise modules: row-wise too
 
 
 def _list(ins: str) -> str:

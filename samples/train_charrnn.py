@@ -12,6 +12,7 @@ closure API. Weights start as in char-rnn: uniform(-0.08, 0.08), forget-gate bia
     python samples/train_charrnn.py                 # the default run: 300 steps, 1-2 minutes
     python samples/train_charrnn.py --steps 30 --rnn-size 32 --batch-size 16
     python samples/train_charrnn.py --steps 600 --resume   # continue the last run to step 600
+    mpiexec -n 2 python samples/train_charrnn.py --distributed   # data parallel over 2 processes
 
 A checkpoint (weights via Sequence.save, plus a `.train.npz` sidecar with the vocabulary,
 step, optimizer state and carried LSTM states) is written every --checkpoint-every steps and
@@ -22,6 +23,14 @@ report interval, nats per character) and `unigram entropy: Y` (the entropy of th
 character frequencies: the loss of the best model that ignores context).
 
 The progress bar goes to stderr; stdout gets plain lines only.
+
+--distributed (under mpiexec; needs `pip install "graphc[mpi]"`): each of the N ranks trains
+batch-size/N of the parallel streams (its shard; the sizes may differ by one), the gradients
+are averaged over the ranks before clipping and the optimizer (graphc_runtime.distributed),
+so the run takes the same steps as one process with the whole batch. Rank 0 alone prints,
+samples and writes the checkpoint, which holds every stream's LSTM state: --resume works
+with any number of ranks (all ranks read the checkpoint, so it must be on a file system they
+share). --check-every N verifies every N steps that the ranks' weights are bit-identical.
 """
 from __future__ import annotations
 
@@ -56,7 +65,7 @@ SIDECAR_VERSION = 1
 # the checkpoint (an explicitly different value on the command line is an error), except
 # --lr, which may be changed on resume.
 FIXED = ("data", "rnn_size", "num_layers", "dropout", "seq_length", "batch_size", "optim",
-         "lr", "decay_rate", "grad_clip", "val_frac", "seed")
+         "lr", "decay_rate", "grad_clip", "val_frac", "seed", "dtype")
 RESUME_OVERRIDES = ("lr",)
 
 
@@ -112,15 +121,16 @@ def state_pairs(num_layers: int):
     return pairs
 
 
-def compile_charrnn(vocab_size: int, rnn_size: int, num_layers: int, dropout: float):
+def compile_charrnn(vocab_size: int, rnn_size: int, num_layers: int, dropout: float,
+                    dtype: str = "float32"):
     return graphc.compile_file(
         HERE / "charrnn.lua",
         entry=f"LSTM.lstm({vocab_size}, {rnn_size}, {num_layers}, {dropout!r})",
-        shapes={"input1": ("B",)}, dtype="float32", unroll="T", state=state_pairs(num_layers))
+        shapes={"input1": ("B",)}, dtype=dtype, unroll="T", state=state_pairs(num_layers))
 
 
-def zero_state(num_layers: int, batch: int, rnn_size: int):
-    return [np.zeros((batch, rnn_size), np.float32) for _ in range(2 * num_layers)]
+def zero_state(num_layers: int, batch: int, rnn_size: int, dtype: str = "float32"):
+    return [np.zeros((batch, rnn_size), dtype) for _ in range(2 * num_layers)]
 
 
 def init_like_charrnn(seq, rnn_size: int, seed: int):
@@ -149,7 +159,8 @@ def weights_digest(flat_w: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(flat_w).tobytes()).hexdigest()
 
 
-def save_checkpoint(ckpt: Path, seq, *, step, vocab, config, optim_state, carried, losses):
+def save_checkpoint(ckpt: Path, seq, *, step, vocab, config, optim_state, carried, losses,
+                    rank_rngs=None):
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     seq.save(ckpt)
     flat_w, _ = seq.getParameters()
@@ -164,6 +175,7 @@ def save_checkpoint(ckpt: Path, seq, *, step, vocab, config, optim_state, carrie
         "version": SIDECAR_VERSION, "step": step, "vocab": vocab, "config": config,
         "optim_scalars": scalars, "weights_sha256": weights_digest(flat_w),
         "dropout_rng": rng.bit_generator.state if rng is not None else None,
+        "dropout_rng_ranks": rank_rngs,  # --distributed: each rank's, in rank order
     }
     for i, s in enumerate(carried):
         arrays[f"state.{i}"] = s
@@ -201,11 +213,42 @@ def restore_training_state(seq, meta, arrays):
         if key.startswith("optim."):
             optim_state[key[len("optim."):]] = value.astype(flat_w.dtype, copy=False)
     n_state = sum(1 for k in arrays if k.startswith("state."))
-    carried = [arrays[f"state.{i}"].astype(np.float32) for i in range(n_state)]
+    carried = [arrays[f"state.{i}"].astype(flat_w.dtype) for i in range(n_state)]
     rng = dropout_rng(seq)
     if rng is not None and meta.get("dropout_rng") is not None:
         rng.bit_generator.state = meta["dropout_rng"]
     return optim_state, carried, [float(v) for v in arrays["losses"]]
+
+
+# ---- several processes (--distributed) -----------------------------------------------------
+
+def seed_dropout_per_rank(seq, seed: int, dist, meta):
+    """Each rank draws its own dropout masks: its generator state from the checkpoint when
+    it was written by as many ranks, else seeded from (seed, rank, step)."""
+    rng = dropout_rng(seq)
+    if rng is None:
+        return
+    saved = (meta or {}).get("dropout_rng_ranks")
+    if saved and len(saved) == dist.size():
+        rng.bit_generator.state = saved[dist.rank()]
+    else:
+        step = int(meta["step"]) if meta else 0
+        fresh = np.random.default_rng([seed, dist.rank(), step])
+        rng.bit_generator.state = fresh.bit_generator.state
+
+
+def gather_dropout_rngs(seq, dist):
+    rng = dropout_rng(seq)
+    if rng is None or dist.size() == 1:
+        return None
+    return dist.allgather_object(rng.bit_generator.state)
+
+
+def stop_now(interrupted: list, dist) -> bool:
+    """Ctrl-C reaches the ranks at different moments: all stop when any one was interrupted."""
+    if dist.size() == 1:
+        return bool(interrupted)
+    return dist.allreduce_value(1.0 if interrupted else 0.0, "sum") > 0
 
 
 # ---- sampling ------------------------------------------------------------------------------
@@ -217,7 +260,7 @@ def sample_text(step_model, vocab: str, n_chars: int, prime: str, temperature: f
     rng = np.random.default_rng(seed)
     index = {c: i for i, c in enumerate(vocab)}
     step_model.evaluate()
-    state = zero_state(num_layers, 1, rnn_size)
+    state = zero_state(num_layers, 1, rnn_size, step_model.dtype)
     prime_ids = [index[c] for c in prime if c in index] or [rng.integers(len(vocab))]
     logp = None
     for c in prime_ids:
@@ -238,7 +281,7 @@ def evaluate_loss(seq, batches: Batches, criterion, cfg) -> float | None:
     if batches.n_val == 0:
         return None
     seq.evaluate()
-    state = zero_state(cfg["num_layers"], cfg["batch_size"], cfg["rnn_size"])
+    state = zero_state(cfg["num_layers"], cfg["batch_size"], cfg["rnn_size"], cfg["dtype"])
     total = 0.0
     for i in range(batches.n_val):
         x, y = batches.val(i)
@@ -287,16 +330,54 @@ def parse_args(argv):
                    help="loss-curve PNG (default: the checkpoint's name with _loss.png); "
                         "'none' to skip")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="the model's float type (default float32)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of mpiexec (see above)")
+    p.add_argument("--check-every", type=int, default=0,
+                   help="with --distributed: check every N steps that the ranks' weights are "
+                        "bit-identical (a debug check; default 0: never)")
     return p.parse_args(argv)
 
 
 DEFAULTS = {"data": str(DATA), "rnn_size": 128, "num_layers": 2, "dropout": 0.0,
             "seq_length": 50, "batch_size": 50, "optim": "rmsprop", "lr": 2e-3,
-            "decay_rate": 0.95, "grad_clip": 5.0, "val_frac": 0.05, "seed": 0}
+            "decay_rate": 0.95, "grad_clip": 5.0, "val_frac": 0.05, "seed": 0, "dtype": "float32"}
+
+
+class OneProcess:
+    """graphc_runtime.distributed's calls as used here, for a run without --distributed."""
+
+    def rank(self):
+        return 0
+
+    def size(self):
+        return 1
+
+    def shard(self, n):
+        return slice(0, n)
+
+    def allreduce_value(self, value, op="mean"):
+        return value
+
+    def allgather(self, array, axis=0):
+        return array
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if not args.distributed:
+        return train(args, OneProcess())
+    from graphc_runtime import distributed as dist
+
+    dist.init()
+    with dist.fail_together():  # an error on one rank ends them all
+        return train(args, dist)
+
+
+def train(args, dist):
+    root = dist.rank() == 0
+    say = print if root else (lambda *a, **k: None)
     t0 = time.perf_counter()
     ckpt = Path(args.checkpoint)
 
@@ -306,7 +387,7 @@ def main(argv=None):
         given["data"] = str(Path(given["data"]).resolve())
     if args.resume:
         meta, arrays = read_sidecar(ckpt)
-        cfg = meta["config"]
+        cfg = {"dtype": "float32", **meta["config"]}  # checkpoints before --dtype: float32
         cfg.update({k: v for k, v in given.items() if k in RESUME_OVERRIDES})
         clash = {k: (v, cfg[k]) for k, v in given.items() if k in cfg and v != cfg[k]}
         if clash:
@@ -333,8 +414,9 @@ def main(argv=None):
 
     # ---- the model ------------------------------------------------------------------------
     tc = time.perf_counter()
-    mod = compile_charrnn(len(vocab), cfg["rnn_size"], cfg["num_layers"], cfg["dropout"])
-    seq = mod.Sequence(dtype="float32", seed=cfg["seed"])
+    mod = compile_charrnn(len(vocab), cfg["rnn_size"], cfg["num_layers"], cfg["dropout"],
+                          cfg["dtype"])
+    seq = mod.Sequence(dtype=cfg["dtype"], seed=cfg["seed"])
     compile_s = time.perf_counter() - tc
     flat_w, flat_g = seq.getParameters()
     if args.resume:
@@ -344,14 +426,28 @@ def main(argv=None):
     else:
         init_like_charrnn(seq, cfg["rnn_size"], cfg["seed"])
         optim_state, carried, losses, step = {}, None, [], 0
+    ranks = dist.size()
+    if ranks > 1:
+        dist.broadcast_parameters(seq)  # the same weights everywhere; fails if the models differ
+        seed_dropout_per_rank(seq, cfg["seed"], dist, meta)
 
-    n_layers, batch, rnn = cfg["num_layers"], cfg["batch_size"], cfg["rnn_size"]
-    print(f"charrnn: {len(vocab)} characters, {cfg['num_layers']} layers of {cfg['rnn_size']}, "
+    n_layers, rnn, dtype = cfg["num_layers"], cfg["rnn_size"], cfg["dtype"]
+    # This rank's streams: the columns `rows` of each T x B chunk, and of the carried states.
+    rows = dist.shard(cfg["batch_size"])
+    batch = rows.stop - rows.start
+    if batch == 0:
+        raise SystemExit(f"error: --batch-size {cfg['batch_size']} gives rank {dist.rank()} of "
+                         f"{ranks} no streams; use a batch size of at least {ranks}")
+    say(f"charrnn: {len(vocab)} characters, {cfg['num_layers']} layers of {cfg['rnn_size']}, "
           f"{flat_w.size:,} parameters (compiled in {compile_s:.1f} s); "
           f"{batches.n_train} training and {batches.n_val} validation chunks of "
-          f"{batch}x{cfg['seq_length']} characters", flush=True)
+          f"{cfg['batch_size']}x{cfg['seq_length']} characters", flush=True)
+    if ranks > 1:
+        say(f"distributed: {ranks} ranks share the {cfg['batch_size']} streams "
+            f"(rank 0: {batch})", flush=True)
     if args.resume:
-        print(f"resumed from {ckpt} at step {step}", flush=True)
+        say(f"resumed from {ckpt} at step {step}", flush=True)
+        carried = [s[rows] for s in carried]  # the checkpoint holds every stream's state
 
     criterion = SequencerCriterion(ClassNLLCriterion(), size_average=True)
     optimizer = {"rmsprop": optim.rmsprop, "adam": optim.adam}[cfg["optim"]]
@@ -359,18 +455,23 @@ def main(argv=None):
     if cfg["optim"] == "rmsprop":
         optim_config["alpha"] = cfg["decay_rate"]
     clip = cfg["grad_clip"]
-    zero_grads = [np.zeros((batch, rnn), np.float32) for _ in range(2 * n_layers)]
+    zero_grads = [np.zeros((batch, rnn), dtype) for _ in range(2 * n_layers)]
     if carried is None:
-        carried = zero_state(n_layers, batch, rnn)
+        carried = zero_state(n_layers, batch, rnn, dtype)
     report_every = args.report_every or max(args.steps // 10, 1)
 
     def checkpoint():
-        save_checkpoint(ckpt, seq, step=step, vocab=vocab, config=cfg, optim_state=optim_state,
-                        carried=carried, losses=losses)
+        # every rank takes part (the states are gathered from all); rank 0 writes
+        everyone = [dist.allgather(s) for s in carried]
+        rng_states = gather_dropout_rngs(seq, dist)
+        if root:
+            save_checkpoint(ckpt, seq, step=step, vocab=vocab, config=cfg,
+                            optim_state=optim_state, carried=everyone, losses=losses,
+                            rank_rngs=rng_states)
 
     # ---- training: truncated BPTT, states carried between chunks --------------------------
     bar = Progress(total=max(args.steps, step), initial=step, desc="train",
-                   enabled=not args.no_progress)
+                   enabled=root and not args.no_progress)
     window = []
     start_step, t_train = step, time.perf_counter()
     interrupted = []  # Ctrl-C stops at the end of the current step (a second one at once)
@@ -385,11 +486,12 @@ def main(argv=None):
     except ValueError:  # not the main thread: Ctrl-C keeps its default behaviour
         previous_handler = None
     try:
-        while step < args.steps and not interrupted:
+        while step < args.steps and not stop_now(interrupted, dist):
             i = step % batches.n_train
             if i == 0:  # a new pass over the text: the streams start again from zero state
-                carried = zero_state(n_layers, batch, rnn)
+                carried = zero_state(n_layers, batch, rnn, dtype)
             x, y = batches.train(i)
+            x, y = x[:, rows], y[:, rows]  # this rank's streams (all of them in one process)
             final = []
 
             def feval(w):
@@ -398,8 +500,12 @@ def main(argv=None):
                 *last, logp = seq.forward(x, *carried)
                 loss = criterion.forward(logp, y)
                 seq.backward((x, *carried), (*zero_grads, criterion.backward(logp, y)))
+                if ranks > 1:
+                    # the whole batch's mean gradient and loss: each rank's weighted by its streams
+                    dist.allreduce_gradients(flat_g, weight=batch)
+                    loss = dist.allreduce_value(loss * batch, "sum") / cfg["batch_size"]
                 np.clip(flat_g, -clip, clip, out=flat_g)
-                final[:] = [np.array(s, np.float32) for s in last]
+                final[:] = [np.array(s, dtype) for s in last]
                 return loss, flat_g
 
             _, (loss,) = optimizer(feval, flat_w, optim_config, optim_state)
@@ -412,28 +518,32 @@ def main(argv=None):
             losses.append(loss)
             window.append(loss)
             bar.update(loss=loss)
-            if step % report_every == 0 or step == args.steps:
+            if root and (step % report_every == 0 or step == args.steps):
                 bar.write(f"step {step}/{args.steps}  loss {np.mean(window):.4f}  "
                           f"{bar.rate:.2f} steps/s")
                 window = []
             if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.steps:
                 checkpoint()
+            if ranks > 1 and args.check_every and step % args.check_every == 0:
+                dist.check_identical(flat_w, step=step)
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
-    if interrupted:
+    if step < args.steps:  # interrupted (on some rank)
         bar.close()
         checkpoint()
-        print(f"interrupted at step {step}: saved {ckpt} (continue with --resume)", flush=True)
+        say(f"interrupted at step {step}: saved {ckpt} (continue with --resume)", flush=True)
         return 130
     bar.close()
     train_s = time.perf_counter() - t_train
     steps_done = step - start_step
     checkpoint()
-    print(f"checkpoint: wrote {ckpt} and {sidecar_path(ckpt).name} (step {step})", flush=True)
+    say(f"checkpoint: wrote {ckpt} and {sidecar_path(ckpt).name} (step {step})", flush=True)
+    if not root:
+        return 0  # rank 0 alone evaluates, samples and reports
 
     # ---- results ---------------------------------------------------------------------------
-    val_loss = evaluate_loss(seq, batches, criterion, cfg)
+    val_loss = evaluate_loss(seq, batches, criterion, cfg)  # all streams: rank 0 has the weights
     if args.sample_chars > 0:
         text_out = sample_text(seq.step, vocab, args.sample_chars, args.prime, args.temperature,
                                n_layers, rnn, seed=cfg["seed"])
@@ -449,6 +559,12 @@ def main(argv=None):
                           xlabel="step", ylabel="loss (nats per character)"))
     if steps_done:
         print(f"steps/s: {steps_done / train_s:.2f} ({steps_done} steps in {train_s:.1f} s)")
+    if steps_done and ranks > 1:
+        # rank 0's time inside the gradient all-reduces, waiting for slower ranks included
+        st = dist.stats()
+        print(f"allreduce: {1e3 * st['allreduce_s'] / steps_done:.2f} ms per step "
+              f"({100 * st['allreduce_s'] / train_s:.1f}% of the training time), "
+              f"{st['allreduce_bytes'] / max(st['allreduce_calls'], 1) / 1e6:.3f} MB per step")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     if val_loss is not None:
         print(f"validation loss: {val_loss:.4f}")

@@ -6,14 +6,25 @@ and standardized; training is minibatch SGD with momentum through Torch's closur
 
     python samples/train_lenet.py              # a few epochs, prints the test accuracy
     python samples/train_lenet.py --quick      # 1 epoch on a subset (used by the tests)
+    python samples/train_lenet.py --checkpoint build/lenet.npz --epochs 12 --resume
+    mpiexec -n 2 python samples/train_lenet.py --distributed   # data parallel over 2 processes
 
 About 20 s on one core. A progress bar goes to stderr (samples/progress.py); at the end the
 minibatch losses are drawn to a PNG when matplotlib is installed (--plot, default
 samples/build/lenet_loss.png; the script says where it wrote it, or that it skipped it).
+
+With --checkpoint PATH, the weights (plus a PATH-stem.train.npz sidecar with the epoch, the
+optimizer state and the shuffling RNG) are written after every epoch; --resume continues
+from there with the next epoch. --distributed (under mpiexec; `pip install
+"graphc[mpi]"`): each rank trains on its part of every minibatch and the gradients are
+averaged (graphc_runtime.distributed), so the steps are those of one process; rank 0 alone
+prints and writes the checkpoint, and the test accuracy is counted by all ranks on their
+parts of the test set.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -53,14 +64,75 @@ def load_digits_32x32(seed: int, test_fraction: float = 0.25):
     return x[train], y[train], x[test], y[test]
 
 
-def accuracy(model, x, y, batch=256):
+def accuracy(model, x, y, dist, batch=256):
+    """Test accuracy; each rank counts its part of the test set."""
+    part = dist.shard(len(x))
+    x, y, n = x[part], y[part], len(x)
     model.evaluate()
     correct = 0
     for i in range(0, len(x), batch):
         out = model.forward(x[i:i + batch])
         correct += int((out.argmax(axis=1) == y[i:i + batch]).sum())
     model.training()
-    return correct / len(x)
+    return dist.allreduce_value(correct, "sum") / n
+
+
+class OneProcess:
+    """graphc_runtime.distributed's calls as used here, for a run without --distributed."""
+
+    def rank(self):
+        return 0
+
+    def size(self):
+        return 1
+
+    def shard(self, n):
+        return slice(0, n)
+
+    def allreduce_value(self, value, op="mean"):
+        return value
+
+
+SGD_SETTINGS = ("learningRate", "learningRateDecay", "momentum")
+
+
+def sidecar_path(ckpt: Path) -> Path:
+    return ckpt.with_name(ckpt.stem + ".train.npz")
+
+
+def save_checkpoint(ckpt: Path, model, *, epoch, step, settings, sgd_config, rng, losses):
+    """The weights (Model.save) and a sidecar with what else a resumed run needs."""
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    model.save(ckpt)
+    state = {k: v for k, v in sgd_config.items() if k not in SGD_SETTINGS}  # momentum buffer, counter
+    arrays = {f"sgd.{k}": v for k, v in state.items() if isinstance(v, np.ndarray)}
+    scalars = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+    meta = {"epoch": epoch, "step": step, "settings": settings, "sgd": scalars,
+            "rng": rng.bit_generator.state}
+    side = sidecar_path(ckpt)
+    tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=json.dumps(meta), losses=np.asarray(losses, np.float64), **arrays)
+    os.replace(tmp, side)
+
+
+def load_checkpoint(ckpt: Path, model, settings, sgd_config, rng):
+    """Restore what save_checkpoint wrote; returns (epoch, step, losses)."""
+    side = sidecar_path(ckpt)
+    if not ckpt.exists() or not side.exists():
+        raise SystemExit(f"error: --resume needs {ckpt} and {side}; run without --resume first")
+    with np.load(side, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        arrays = {k[len("sgd."):]: f[k].copy() for k in f.files if k.startswith("sgd.")}
+        losses = [float(v) for v in f["losses"]]
+    if meta["settings"] != settings:
+        raise SystemExit(f"error: --resume: the checkpoint was trained with {meta['settings']}, "
+                         f"not {settings}")
+    model.load(ckpt)
+    sgd_config.update(meta["sgd"])
+    sgd_config.update(arrays)
+    rng.bit_generator.state = meta["rng"]
+    return meta["epoch"], meta["step"], losses
 
 
 def main(argv=None):
@@ -80,7 +152,27 @@ def main(argv=None):
                    help="loss-curve PNG, written when matplotlib is installed "
                         "(default samples/build/lenet_loss.png; 'none' to skip)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--checkpoint", default=None,
+                   help="write the weights here after each epoch, with a NAME.train.npz "
+                        "sidecar (default: none)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of mpiexec (see above)")
     args = p.parse_args(argv)
+    if args.resume and args.checkpoint is None:
+        p.error("--resume needs --checkpoint PATH (the file to continue from)")
+    if not args.distributed:
+        return train(args, OneProcess())
+    from graphc_runtime import distributed as dist
+
+    dist.init()
+    with dist.fail_together():  # an error on one rank ends them all
+        return train(args, dist)
+
+
+def train(args, dist):
+    root = dist.rank() == 0
+    say = print if root else (lambda *a, **k: None)
     epochs = 1 if args.quick else args.epochs
     report_every = args.report_every or (5 if args.quick else 0)
 
@@ -91,8 +183,8 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_digits_32x32(args.seed)
     if args.quick:
         x_train, y_train = x_train[:600], y_train[:600]
-    print(f"lenet: {sum(np.prod(s) for _, s, _ in lenet.PARAMETERS)} parameters; "
-          f"{len(x_train)} training and {len(x_test)} test images", flush=True)
+    say(f"lenet: {sum(np.prod(s) for _, s, _ in lenet.PARAMETERS)} parameters; "
+        f"{len(x_train)} training and {len(x_test)} test images", flush=True)
 
     criterion = ClassNLLCriterion()
     params, grad_params = model.getParameters()
@@ -100,23 +192,38 @@ def main(argv=None):
                   "momentum": args.momentum}
     rng = np.random.default_rng(args.seed)
 
-    step = 0
+    step, first_epoch, losses, acc = 0, 1, [], None
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    settings = {"seed": args.seed, "batch_size": args.batch_size, "quick": args.quick,
+                "lr": args.lr, "lr_decay": args.lr_decay, "momentum": args.momentum}
+    if args.resume:
+        done, step, losses = load_checkpoint(ckpt, model, settings, sgd_config, rng)
+        first_epoch = done + 1
+        say(f"resumed from {ckpt} after epoch {done}", flush=True)
+    if dist.size() > 1:
+        dist.broadcast_parameters(model)  # the same weights everywhere; fails if models differ
     steps_per_epoch = -(-len(x_train) // args.batch_size)
-    bar = Progress(total=epochs * steps_per_epoch, desc="train", enabled=not args.no_progress)
-    losses = []
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x_train))
+    bar = Progress(total=epochs * steps_per_epoch, initial=step, desc="train",
+                   enabled=root and not args.no_progress)
+    for epoch in range(first_epoch, epochs + 1):
+        order = rng.permutation(len(x_train))  # the same order on every rank (same seed)
         epoch_loss, n_batches, window = 0.0, 0, []
         for i in range(0, len(order), args.batch_size):
             idx = order[i:i + args.batch_size]
-            inputs, targets = x_train[idx], y_train[idx]
+            mine = idx[dist.shard(len(idx))]  # this rank's part of the minibatch (all of it alone)
+            inputs, targets = x_train[mine], y_train[mine]
 
             def feval(x):
                 # x is `params` itself (updated in place by sgd); reset the gradients
                 grad_params[...] = 0
-                output = model.forward(inputs)
-                loss = criterion.forward(output, targets)
-                model.backward(inputs, criterion.backward(output, targets))
+                loss = 0.0
+                if len(mine):
+                    output = model.forward(inputs)
+                    loss = criterion.forward(output, targets)
+                    model.backward(inputs, criterion.backward(output, targets))
+                if dist.size() > 1:  # the whole minibatch's mean gradient and loss
+                    dist.allreduce_gradients(grad_params, weight=len(mine))
+                    loss = dist.allreduce_value(loss * len(mine), "sum") / len(idx)
                 return loss, grad_params
 
             _, (loss,) = optim.sgd(feval, params, sgd_config)
@@ -126,16 +233,26 @@ def main(argv=None):
             window.append(loss)
             losses.append(float(loss))
             bar.update(loss=loss)
-            if report_every and step % report_every == 0:
+            if root and report_every and step % report_every == 0:
                 bar.write(f"step {step}  loss {np.mean(window):.4f}")
                 window = []
-        acc = accuracy(model, x_test, y_test)
-        bar.write(f"epoch {epoch}  loss {epoch_loss / n_batches:.4f}  test accuracy {acc:.4f}")
+        acc = accuracy(model, x_test, y_test, dist)
+        if root:
+            bar.write(f"epoch {epoch}  loss {epoch_loss / n_batches:.4f}  test accuracy {acc:.4f}")
+        if root and ckpt is not None:
+            save_checkpoint(ckpt, model, epoch=epoch, step=step, settings=settings,
+                            sgd_config=sgd_config, rng=rng, losses=losses)
     bar.close()
+    if acc is None:  # resumed after the last epoch
+        acc = accuracy(model, x_test, y_test, dist)
+    if not root:
+        return 0
 
     if args.plot.lower() != "none":
         print(plot_losses(args.plot, {"minibatch loss": losses}, title="LeNet on 8x8 digits (graphc)",
                           xlabel="step", ylabel="ClassNLL loss", smooth=10))
+    if ckpt is not None:
+        print(f"checkpoint: {ckpt}")
     print(f"test accuracy: {acc:.4f}")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     return 0

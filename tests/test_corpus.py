@@ -12,9 +12,8 @@ Each twin's LAYOUT lists the parameters in the order the spec constructs the mod
 then bias, Torch shapes); the test checks graphc's PARAMETERS against it before slicing, so a
 change in parameter order fails loudly here.
 
-A few cases exercise constructs graphc does not support yet (a global `OneHot` as char-rnn's
-files use it, nn.LinearNoBias, nn.MixtureTable): they xfail while graphc reports the module as
-unsupported, and run the full comparison once it does not.
+A few cases exercise constructs of the real files beyond plain nn (a global `OneHot` as
+char-rnn's files use it, nn.LinearNoBias, nn.MixtureTable): full comparisons like the rest.
 """
 import math
 import re
@@ -409,20 +408,9 @@ def test_attention_gru_mv(rng):
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
 
 
-def _xfail_if_unsupported(fn):
-    try:
-        return fn()
-    except SpecError as e:
-        msg = str(e)
-        if re.search(r"does not support|unknown module|nil value \(global", msg):
-            pytest.xfail(f"graphc gap: {msg.splitlines()[0]}")
-        raise
-
-
 def test_attention_gru_mixture_table(rng):
     # the original's nn.MixtureTable({weights, table of encoder states})
-    mod = _xfail_if_unsupported(
-        lambda: compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES))
+    mod = compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES)
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
 
 
@@ -755,7 +743,7 @@ def test_style_net(rng):
     compare(mod, twin, layout, rng)
 
 
-# ---- constructs of the real files that graphc does not support yet (xfail until it does) ------
+# ---- constructs of the real files beyond plain nn: char-rnn's global OneHot, dpnn's LinearNoBias --
 
 
 def test_global_onehot_as_char_rnn_uses_it(rng):
@@ -764,7 +752,7 @@ def test_global_onehot_as_char_rnn_uses_it(rng):
             "local x = nn.Identity()()\n"
             "local y = nn.Linear(5, 2)(OneHot(5)(x))\n"
             "return nn.gModule({x}, {y})\n")
-    mod = _xfail_if_unsupported(lambda: compiled("onehot.lua", text=text))
+    mod = compiled("onehot.lua", text=text)
 
     def twin(xs, p):
         return [linear(one_hot(xs[0], 5), p, "l")]
@@ -776,7 +764,7 @@ def test_linear_no_bias_as_fastlstm_uses_it(rng):
     text = ("require 'nngraph'\n"
             "local x = nn.Identity()()\n"
             "return nn.gModule({x}, {nn.LinearNoBias(3, 4)(x)})\n")
-    mod = _xfail_if_unsupported(lambda: compiled("nobias.lua", text=text))
+    mod = compiled("nobias.lua", text=text)
 
     def twin(xs, p):
         return [linear(xs[0], p, "l", bias=False)]

@@ -1,6 +1,8 @@
 """Hostile and broken input: injection, limits, nothing lost, bad arrays."""
 import ast
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ SAMPLES = {  # spec -> shapes it needs
 }
 
 
-def _assert_harmless(src: str):
+def _assert_harmless(src: str, modules=("numpy", "graphc_runtime")):
     tree = ast.parse(src)  # valid Python
     imported = set()
     for n in ast.walk(tree):
@@ -33,7 +35,7 @@ def _assert_harmless(src: str):
             imported |= {a.name for a in n.names}
         elif isinstance(n, ast.ImportFrom):
             imported.add(n.module)
-    assert imported == {"numpy", "graphc_runtime"}, imported
+    assert imported == set(modules), imported
     called = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert "system" not in called
     # the evil text appears only inside string literals and comments
@@ -44,7 +46,8 @@ def _assert_harmless(src: str):
             assert any("os.system" in s for s in strings), line
 
 
-def test_names_and_strings_from_the_spec_never_reach_code_unescaped(tmp_path):
+@pytest.mark.parametrize("target", ["numpy", "cuda"])
+def test_names_and_strings_from_the_spec_never_reach_code_unescaped(tmp_path, target):
     spec = f"""label = 'plain'
 local evil = [==[{EVIL}]==]
 x = nn.Identity()():annotate{{name = evil, description = evil, graphAttributes = {{color = evil}}}}
@@ -56,16 +59,78 @@ m = nn.gModule({{x}}, {{y}})
 """
     weird = tmp_path / 'we"ird\'""" name.lua'
     weird.write_text(spec)
-    res = compile_spec(str(weird), Options(defines={"label": EVIL}, shapes={EVIL: ("B", 3)}))
-    _assert_harmless(res.source)
+    res = compile_spec(str(weird), Options(defines={"label": EVIL}, shapes={EVIL: ("B", 3)},
+                                           target=target))
+    _assert_harmless(res.source, ("numpy", "graphc_runtime") if target == "numpy" else
+                     ("numpy", "graphc_runtime.cuda"))
     ns = {}
-    exec(compile(res.source, "gen", "exec"), ns)  # and it runs fine
-    out = ns["Model"](dtype="float64").forward(np.ones((2, 3)))
-    assert out.shape == (2, 4)
+    exec(compile(res.source, "gen", "exec"), ns)  # and it imports (and, on numpy, runs) fine
+    if target == "numpy":
+        out = ns["Model"](dtype="float64").forward(np.ones((2, 3)))
+        assert out.shape == (2, 4)
     assert ns["INPUTS"][0][0] == EVIL and ns["OUTPUTS"][0][0] == EVIL  # kept, as repr'd strings
     from graphc.backends.dot import to_dot
     dot = to_dot(res.graph, True)
     assert 'import os' in dot and '\n"""' not in dot
+
+
+# Names that must stay inert text in any emitted file (--target cuda once ran the first on
+# import, and crashed on the second): a newline and a Python statement; a quote run and a
+# backslash; both, with line breaks Python and C see differently.
+INJECTS = {"newline": "n\nPWNED = 1 #", "quotes": "q'''\\ \"\"\" PWNED = 1 \\",
+           "both": "n\nPWNED = 1 # '''\\ \"\"\" x\r\u2028"}
+EMITS = [("numpy", "py", None), ("numpy", "py", "T"), ("numpy", "ir", None), ("numpy", "dot", None),
+         ("cuda", "py", None), ("cuda", "py", "T"), ("cuda", "cu", None), ("cuda", "ir", None),
+         ("cuda", "dot", None)]
+
+
+def _compile_injected(payload, target, emit, unroll):
+    spec = f"""local evil = [==[{payload}]==]
+x = nn.Identity()()
+prev = nn.Identity()()
+h = nn.Linear(3, 4)(x):annotate{{name = evil}}
+hn = nn.Tanh()(nn.CAddTable()({{h, nn.Linear(4, 4)(prev)}}))
+y = nn.Sigmoid()(hn):annotate{{name = "q'''" .. evil}}
+m = nn.gModule({{x, prev}}, {{hn, y}})
+"""
+    opts = Options(target=target, emit=emit, shapes={"input1": ("B", 3)},
+                   unroll=unroll, state=[("output1", "input2")] if unroll else [])
+    return compile_spec("inj.lua", opts, text=spec).source
+
+
+def _code_outside_c_comments(cu: str) -> str:
+    assert "/*" not in cu  # graphc writes // comments only
+    for line in cu.splitlines():
+        if "//" in line:
+            assert not line.endswith("\\"), line  # a backslash would splice the next line in
+    return "\n".join(line.split("//")[0] for line in cu.splitlines())
+
+
+@pytest.mark.parametrize("target,emit,unroll", EMITS)
+@pytest.mark.parametrize("payload", sorted(INJECTS))
+def test_an_injected_name_is_inert_in_every_target_and_emit_kind(payload, target, emit, unroll,
+                                                                 tmp_path):
+    src = _compile_injected(INJECTS[payload], target, emit, unroll)
+    assert "PWNED" in src  # the name is shown (escaped), not dropped
+    if emit == "py":
+        tree = ast.parse(src)
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "PWNED"]
+        ns = {}
+        exec(compile(src, "gen", "exec"), ns)  # imports without CuPy, runs no spec text
+        assert "PWNED" not in ns
+        if target == "cuda":
+            assert ns["CUDA_SOURCE"] == _compile_injected(INJECTS[payload], "cuda", "cu", unroll)
+    elif emit == "cu":
+        assert "PWNED = 1" not in _code_outside_c_comments(src)  # mangled names may hold PWNED
+        from cuda_host import SIGNATURE, HostBackend
+        if shutil.which("g++") is None:
+            pytest.skip("the .cu syntax check needs g++ (Debian: apt-get install g++)")
+        names = [name for _, name, _ in SIGNATURE.findall(src)]
+        assert sorted(HostBackend(tmp_path).load(src, "float64", names)) == sorted(names)
+    else:  # the IR dump and dot: one line per item, so no spec text starts a line of its own
+        assert not [line for line in src.splitlines() if line.startswith("PWNED")]
+        if emit == "ir":
+            assert "\u2028" not in src and "\r" not in src
 
 
 def test_absurd_sizes_are_refused_before_allocation():
@@ -215,3 +280,17 @@ def test_out_of_range_indices_and_targets_name_the_input(tmp_path):
         m.forward(ok_i, np.array([0, 1]))
     with pytest.raises(ValueError, match="input 'input2': expected an integer array"):
         m.forward(ok_i, np.array(["1", "2"]))
+
+
+def test_escaping_functions_per_output_language():
+    """backends/escape.py: a text block reads back exactly; comments stay one line."""
+    from graphc.backends import escape
+    rng = np.random.default_rng(3)
+    alphabet = list("'\"\\\n\r\t\x00 ab#/*") + ["\u2028", "é", "\U0001f600", "'''", '"""']
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet, size=rng.integers(0, 30)))
+        assert ast.literal_eval(escape.python_text_block(text)) == text
+        for comment in (escape.python_comment(text), escape.c_comment(text)):
+            assert len(comment.splitlines()) <= 1 and "\r" not in comment
+        assert "\\" not in escape.c_comment(text) and '"""' not in escape.python_docstring(text)
+        assert re.fullmatch(r"[0-9A-Za-z_]+", escape.c_identifier(text))

@@ -147,7 +147,11 @@ OP_TESTS = [(mod, case) for mod in ("test_ops", "test_ops_more")
 def test_every_op_against_torch_with_scratch_for_every_array(module, case, tmp_path, rng, monkeypatch):
     """The op tests' cases are small, so the plan would leave them to numpy: with the size
     threshold at 1, every candidate array goes to scratch, and each op's forward, input and
-    parameter gradients (and their accumulation) still match PyTorch."""
+    parameter gradients (and their accumulation) still match PyTorch (the op-test harness's
+    check, tests/op_harness.py, on the case tables of test_ops and test_ops_more)."""
     from graphc.backends import memory
+    from op_harness import check_forward_backward_vs_torch
     monkeypatch.setattr(memory, "MIN_ELEMENTS", 1)
-    __import__(module).test_forward_backward_vs_torch(case, tmp_path, rng)
+    cases = __import__(module).CASES
+    criteria = getattr(__import__(module), "CRITERIA", ())
+    check_forward_backward_vs_torch(cases[case], tmp_path, rng, case.startswith(criteria))

@@ -1,11 +1,13 @@
-"""Every core module: forward vs PyTorch, backward vs PyTorch autograd and vs central finite
-differences (float64), batch and non-batch input."""
+"""Every core module through the op-test harness (tests/op_harness.py): forward vs PyTorch,
+backward vs PyTorch autograd and vs central finite differences (float64), batch and
+non-batch input, float32 kept float32."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build, central_differences
+from conftest import build
+from op_harness import compiled, op_tests
 from graphc.ir.graph import B
 
 torch.set_default_dtype(torch.float64)
@@ -76,109 +78,13 @@ CASES = {
 }
 
 
-def make_spec(body, shapes):
-    names = list(shapes)
-    lines = [f"local {n} = nn.Identity()()" for n in names]
-    lines.append(f"local out = {body}")
-    lines.append(f"return nn.gModule({{{', '.join(names)}}}, {{out}})")
-    return "\n".join(lines) + "\n"
-
-
-def compiled(case, tmp_path):
-    body, shapes, ref = CASES[case]
-    order = list(shapes)
-    shape_opts = {f"input{i + 1}": parse(s) for i, s in enumerate(shapes.values())}
-    mod = build(make_spec(body, shapes), tmp_path, shapes=shape_opts)
-    return mod, order, shapes, ref
-
-
-def parse(s):
-    from graphc.compiler import parse_shape
-    return parse_shape(s)
-
-
-def random_inputs(shapes, batch, rng, nonneg_ties=False):
-    xs = []
-    for s in shapes.values():
-        dims = [batch if d == "B" else int(d) for d in s.split("x")]
-        xs.append(rng.standard_normal(dims))
-    return xs
-
-
-def torch_run(ref, xs, params, gys):
-    txs = [torch.tensor(x, requires_grad=True) for x in xs]
-    tps = [torch.tensor(p, requires_grad=True) for p in params]
-    out = ref(txs, tps)
-    (out * torch.tensor(gys[0])).sum().backward()
-    return out.detach().numpy(), [t.grad.numpy() for t in txs], [t.grad.numpy() for t in tps]
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_forward_backward_vs_torch(case, tmp_path, rng):
-    mod, order, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64", seed=3)
-    flat_w, flat_g = m.getParameters()
-    flat_w[:] = rng.standard_normal(flat_w.size) * 0.5
-    xs = random_inputs(shapes, 3, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = m.backward(tuple(xs), (gy,))
-    gins = gins if isinstance(gins, tuple) else (gins,)
-    params = [w for _, w in m.parameters()]
-    t_out, t_gin, t_gp = torch_run(ref, xs, params, [gy])
-    np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-12)
-    for a, b in zip(gins, t_gin):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    for (name, g), b in zip(m.gradParameters(), t_gp):
-        np.testing.assert_allclose(g, b, rtol=1e-10, atol=1e-12, err_msg=name)
-    # gradients accumulate across backward calls (Torch's accGradParameters)
-    if flat_g.size:
-        before = flat_g.copy()
-        m.forward(*xs)
-        m.backward(tuple(xs), (gy,))
-        np.testing.assert_allclose(flat_g, 2 * before, rtol=1e-12)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_backward_vs_finite_differences(case, tmp_path, rng):
-    mod, order, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64", seed=5)
-    flat_w, flat_g = m.getParameters()
-    xs = random_inputs(shapes, 2, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = m.backward(tuple(xs), (gy,))
-    gins = gins if isinstance(gins, tuple) else (gins,)
-
-    def loss():
-        return float((m.forward(*xs) * gy).sum())
-
-    for x, gx in zip(xs, gins):
-        np.testing.assert_allclose(gx, central_differences(loss, x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("case", sorted(c for c in CASES if all(s.startswith("B") for s in CASES[c][1].values())))
-def test_non_batch_input_is_a_batch_of_one(case, tmp_path, rng):
-    mod, order, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64")
-    xs = random_inputs(shapes, 1, rng)
-    batched = m.forward(*xs)
-    single = m.forward(*[x[0] for x in xs])
-    assert single.shape == batched.shape[1:]
-    np.testing.assert_allclose(single, batched[0], rtol=1e-12)
-    gy = rng.standard_normal(single.shape)
-    g1 = m.backward(tuple(x[0] for x in xs), (gy,))
-    g1 = g1 if isinstance(g1, tuple) else (g1,)
-    for g, x in zip(g1, xs):
-        assert g.shape == x.shape[1:]
+(test_forward_backward_vs_torch, test_backward_vs_finite_differences,
+ test_non_batch_input_is_a_batch_of_one, test_float32_stays_float32) = op_tests(CASES)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dtypes(dtype, tmp_path, rng):
-    mod, order, shapes, ref = compiled("Sequential", tmp_path)
+    mod = compiled(CASES["Sequential"], tmp_path, dtype=dtype)
     m = mod.Model(dtype=dtype)
     x = rng.standard_normal((2, 3)).astype(dtype)
     out = m.forward(x)

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build, central_differences, compile_error
+from conftest import build, compile_error
+from op_harness import make_spec, op_tests, shape_opts
 
 torch.set_default_dtype(torch.float64)
 
@@ -198,139 +199,15 @@ CASES = {
 }
 
 
-def make_spec(body, shapes):
-    names = list(shapes)
-    lines = [f"local {n} = nn.Identity()()" for n in names]
-    lines.append(f"local out = {body}")
-    lines.append(f"return nn.gModule({{{', '.join(names)}}}, {{out}})")
-    return "\n".join(lines) + "\n"
-
-
-def parse(s):
-    from graphc.compiler import parse_shape
-    return parse_shape(s)
-
-
-_compiled = {}
-
-
-def compiled(case, tmp_path, dtype="float64"):
-    """The compiled case (cached: compiling is most of a test's time)."""
-    body, shapes, ref = CASES[case][:3]
-    key = (case, dtype)
-    if key not in _compiled:
-        shape_opts = {f"input{i + 1}": parse(s) for i, s in enumerate(shapes.values())}
-        _compiled[key] = build(make_spec(body, shapes), tmp_path, dtype=dtype, shapes=shape_opts)
-    return _compiled[key], shapes, ref
-
-
-def random_inputs(case, batch, rng):
-    shapes = CASES[case][1]
-    transform = CASES[case][3] if len(CASES[case]) > 3 else None
-    if not isinstance(transform, list):
-        transform = [transform] * len(shapes)
-    xs = []
-    for s, fn in zip(shapes.values(), transform):
-        dims = [batch if d == "B" else int(d) for d in s.split("x")]
-        x = rng.standard_normal(dims)
-        xs.append(fn(x) if fn else x)
-    return xs
-
-
-def torch_run(ref, xs, params, gy):
-    txs = [torch.tensor(x, requires_grad=True) for x in xs]
-    tps = [torch.tensor(p, requires_grad=True) for p in params]
-    out = ref(txs, tps)
-    (out * torch.tensor(gy)).sum().backward()
-    return (out.detach().numpy(), [t.grad.numpy() for t in txs],
-            [t.grad.numpy() if t.grad is not None else np.zeros_like(p) for t, p in zip(tps, params)])
-
-
-def as_tuple(g):
-    return g if isinstance(g, tuple) else (g,)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_forward_backward_vs_torch(case, tmp_path, rng):
-    mod, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64", seed=3)
-    flat_w, flat_g = m.getParameters()
-    flat_w[:] = rng.standard_normal(flat_w.size) * 0.5
-    xs = random_inputs(case, 3, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = as_tuple(m.backward(tuple(xs), (gy,)))
-    t_out, t_gin, t_gp = torch_run(ref, xs, [w for _, w in m.parameters()], gy)
-    assert out.shape == t_out.shape
-    np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-12)
-    for a, b in zip(gins, t_gin):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    for (name, g), b in zip(m.gradParameters(), t_gp):
-        np.testing.assert_allclose(g, b, rtol=1e-10, atol=1e-12, err_msg=name)
-    if flat_g.size:  # gradients accumulate across backward calls (accGradParameters)
-        before = flat_g.copy()
-        m.forward(*xs)
-        m.backward(tuple(xs), (gy,))
-        np.testing.assert_allclose(flat_g, 2 * before, rtol=1e-12)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_backward_vs_finite_differences(case, tmp_path, rng):
-    mod, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64", seed=5)
-    flat_w, flat_g = m.getParameters()
-    xs = random_inputs(case, 2, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = as_tuple(m.backward(tuple(xs), (gy,)))
-
-    def loss():
-        return float((m.forward(*xs) * gy).sum())
-
-    for x, gx in zip(xs, gins):
-        np.testing.assert_allclose(gx, central_differences(loss, x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("case", sorted(c for c in CASES if all(s.startswith("B") for s in CASES[c][1].values())))
-def test_non_batch_input_is_a_batch_of_one(case, tmp_path, rng):
-    mod, shapes, ref = compiled(case, tmp_path)
-    m = mod.Model(dtype="float64")
-    xs = random_inputs(case, 1, rng)
-    batched = m.forward(*xs)
-    single = m.forward(*[x[0] for x in xs])
-    assert single.shape == batched.shape[1:]
-    np.testing.assert_allclose(single, batched[0], rtol=1e-12)
-    gy = rng.standard_normal(single.shape)
-    g1 = as_tuple(m.backward(tuple(x[0] for x in xs), (gy,)))
-    for g, x in zip(g1, xs):
-        assert g.shape == x.shape[1:]
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_float32_stays_float32(case, tmp_path, rng):
-    mod, shapes, ref = compiled(case, tmp_path, dtype="float32")
-    m = mod.Model()
-    xs = [x.astype("float32") for x in random_inputs(case, 2, rng)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no overflow / divide warnings either
-        out = m.forward(*xs)
-        assert out.dtype == np.float32
-        gins = as_tuple(m.backward(tuple(xs), (np.ones_like(out),)))
-    assert all(g.dtype == np.float32 for g in gins)
-    assert m.getParameters()[1].dtype == np.float32
+(test_forward_backward_vs_torch, test_backward_vs_finite_differences,
+ test_non_batch_input_is_a_batch_of_one, test_float32_stays_float32) = op_tests(CASES)
 
 
 # ---- Torch's rules that random inputs do not reach ------------------------------------------
 
 
 def one_op(body, shapes, tmp_path, dtype="float64"):
-    spec = make_spec(body, shapes)
-    return build(spec, tmp_path, dtype=dtype,
-                 shapes={f"input{i + 1}": parse(s) for i, s in enumerate(shapes.values())})
+    return build(make_spec(body, shapes), tmp_path, dtype=dtype, shapes=shape_opts(shapes))
 
 
 def test_table_max_min_ties_go_to_the_first_input(tmp_path):
@@ -431,6 +308,5 @@ def test_transpose_and_squeeze_outputs_are_views(tmp_path, rng):
     ("nn.DotProduct()({x1, x2})", {"x1": "Bx3", "x2": "Bx4"}, "of the same shape"),
 ])
 def test_errors(body, shapes, message):
-    _, text = compile_error(make_spec(body, shapes),
-                            shapes={f"input{i + 1}": parse(s) for i, s in enumerate(shapes.values())})
+    _, text = compile_error(make_spec(body, shapes), shapes=shape_opts(shapes))
     assert message in text, text

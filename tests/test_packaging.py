@@ -1,6 +1,7 @@
 """`pip install .` ships graphc (with grammar/ and templates/) and graphc_runtime, and the
 installed compiler works from any directory."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,8 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # build from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    src = tmp_path_factory.mktemp("src") / "graphc"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(out), str(ROOT)], capture_output=True, text=True)
+                        "-q", "-w", str(out), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (whl,) = out.glob("graphc-*.whl")
     return whl

@@ -24,10 +24,20 @@ from ..errors import SpecError
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
 from ..passes import fuse
+from . import escape
 from .numpy import Namer, _loc_comment, _pystruct, pyshape
 from .templates import environment, string_template
 
 BLOCK = 256  # threads per block of every kernel (__launch_bounds__)
+# C and C++ keywords, the C math functions and names the kernels use: a spec-named local
+# must not take them (nor an all-capitals name, which a header macro may own)
+_C_RESERVED = set("""auto break case char const continue default do double else enum extern float
+for goto if inline int long register restrict return short signed sizeof static struct switch
+typedef union unsigned void volatile while bool true false class delete new operator private
+protected public template this throw try catch namespace using virtual friend mutable explicit
+typename nullptr constexpr decltype static_assert alignas alignof noexcept thread_local
+exp expf log logf tanh tanhf sqrt sqrtf pow powf fabs fabsf fmax fmaxf fmin fminf expm1 log1p
+sin cos tan abs max min floor ceil isnan isinf real i t B train""".split())
 
 
 # ---- integer index expressions (ints fold; strings are C) ---------------------------------
@@ -104,9 +114,31 @@ class KernelBuilder:
         self.count = itertools.count()
         self.uses_B = False
         self.ops: list[str] = []  # op names inlined, for the kernel's name
+        self.nodes: list[Node] = []  # IR nodes inlined, in order: the kernel's source nodes
+        self.locals: set[str] = set()  # spec-named locals taken
 
     def var(self, prefix: str) -> str:
         return f"{prefix}{next(self.count)}"
+
+    def local(self, hint: str | None, prefix: str = "v") -> str:
+        """A new local for a value: its spec name (forget_gate) when it has one, unique in
+        the kernel; else prefix + a number. Spec names never take the forms of the kernel's
+        other names (a_/o_/i_ parameters, g_ helpers, v0/j0 temporaries, i, t, B)."""
+        if not hint:
+            return self.var(prefix)
+        base = escape.c_identifier(hint)
+        if base in _C_RESERVED or base.isupper() or re.match(r"(a|o|i|g)_|[vj]\d+$|__", base):
+            base = "v_" + base
+        name, k = base, 1
+        while name in self.locals:
+            k += 1
+            name = f"{base}_{k}"
+        self.locals.add(name)
+        return name
+
+    def source(self, node: Node):
+        if node not in self.nodes:
+            self.nodes.append(node)
 
     def array(self, pyname: str, ctype: str = "real", write: bool = False, cname: str = "") -> str:
         """The C parameter for python array `pyname`: a_<name>, or a fixed `cname` (o_y...)."""
@@ -160,7 +192,8 @@ class Scope:
             self.memo[("int", e)] = hit
         return hit
 
-    def real(self, e: str, key=None) -> str:
+    def real(self, e: str, key=None, hint: str | None = None) -> str:
+        """A local holding C expression `e` (bound once per scope), named after `hint`."""
         hit = self.lookup(key) if key is not None else None
         if hit is not None:
             return hit
@@ -169,17 +202,17 @@ class Scope:
         elif self.lookup(("expr", e)) is not None:
             name = self.lookup(("expr", e))  # the same expression text: computed already
         else:
-            name = self.kb.var("v")
+            name = self.kb.local(hint)
             self.lines.append(f"const real {name} = {e};")
             self.memo[("expr", e)] = name
         if key is not None:
             self.memo[key] = name
         return name
 
-    def guarded(self, cond: str, make) -> str:
+    def guarded(self, cond: str, make, hint: str | None = None) -> str:
         """`real v = 0; if (cond) { ...; v = make(); }`: nothing in make() runs (or loads
         out of bounds) unless cond holds."""
-        name = self.kb.var("v")
+        name = self.kb.local(hint)
         child = Scope(self.kb, self)
         e = make(child)
         self.lines.append(f"real {name} = 0;")
@@ -293,7 +326,8 @@ class CudaBackend:
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
-        self.prefix = re.sub(r"[^0-9A-Za-z_]", "_", graph.meta.get("module_name", "model"))[:24]
+        self.node_rank = {n: k for k, n in enumerate(graph.nodes + graph.grad_nodes)}
+        self.prefix = escape.c_identifier(graph.meta.get("module_name", "model"))[:24]
         if not re.match(r"[A-Za-z_]", self.prefix):
             self.prefix = "m_" + self.prefix
         self.kernels: list[Kernel] = []
@@ -315,8 +349,19 @@ class CudaBackend:
     # ---- names ---------------------------------------------------------------------------
 
     def kernel_name(self, what: str) -> str:
-        what = re.sub(r"[^0-9a-z_]+", "_", what.lower()).strip("_")[:48].rstrip("_")
+        what = escape.c_identifier(what.lower())[:48].rstrip("_")
         return f"{self.prefix}_k{len(self.kernels)}_{what}"
+
+    def sources(self, nodes) -> list[str]:
+        """Comment lines listing a kernel's source nodes, in program order."""
+        return ["  " + self.describe(n) for n in sorted(nodes, key=self.node_rank.get)]
+
+    def describe(self, node: Node) -> str:
+        """Where a (forward or grad) node comes from: `lstm.lua:30:15  nn.Narrow [forget_gate]`
+        (kernel comments: the templates escape it with |ccomment)."""
+        if node.op == "grad":
+            return _loc_comment(node.attrs["fwd"]) + " (backward)"
+        return _loc_comment(node)
 
     def pyshape(self, shape) -> str:
         dims = ["B" if d == B else str(d) for d in shape]
@@ -330,35 +375,40 @@ class CudaBackend:
 
     # ---- element expressions ---------------------------------------------------------------
 
-    def value(self, sc: Scope, v: Value, idx: Index) -> str:
-        """A C name holding element `idx` of `v`."""
+    def value(self, sc: Scope, v: Value, idx: Index, hint: str | None = None) -> str:
+        """A C name holding element `idx` of `v`: a local named after `hint`, else after
+        the value (its spec name). Index maps pass their own name on to what they read, so
+        the element of forget_gate = Narrow(all_gates) is the local `forget_gate`."""
         key = ("val", id(v), idx.key())
         hit = sc.lookup(key)
         if hit is not None:
             return hit
+        hint = hint or v.name
         if v in self.loadable:
             arr = sc.kb.array(self.n(v))
             flat = idx.flat()
-            name = sc.real(f"{arr}[{flat}]", key)
+            name = sc.real(f"{arr}[{flat}]", key, hint)
             sc.loads.setdefault(name, (self.n(v), str(flat), tuple(v.shape)))
             return name
         n = self.producer[v]
         if n.op == "add":
             parts = [self.value(sc, x, idx.as_shape(x.shape)) for x in n.inputs]
-            return sc.real(" + ".join(parts), key)
+            return sc.real(" + ".join(parts), key, hint)
         if n.op == "grad":
             sc.kb.ops.append(n.attrs["fwd"].op)
-            return sc.real(self.grad_value(sc, n, v, idx), key)
+            sc.kb.source(n)
+            return sc.real(self.grad_value(sc, n, v, idx, hint), key, hint)
         if n.op == "slices":  # gradients of slices of one value (passes/simplify.py)
-            sc.kb.ops.append("Narrow")
-            return sc.real(self.slices_value(sc, n, idx), key)
+            sc.kb.ops.append("slices")
+            return sc.real(self.slices_value(sc, n, idx, hint), key, hint)
         sc.kb.ops.append(n.op)
+        sc.kb.source(n)
         if n in self.plan.gemm:
-            return sc.real(self.epilogue(sc, n, idx), key)
+            return sc.real(self.epilogue(sc, n, idx), key, hint)
         rule = REGISTRY[n.op].cuda
         if rule.kind == "pointwise":
-            return sc.real(self.pointwise(sc, n, idx), key)
-        return sc.real(self.gather(sc, n, idx), key)
+            return sc.real(self.pointwise(sc, n, idx), key, hint)
+        return sc.real(self.gather(sc, n, idx, hint), key, hint)
 
     def pointwise(self, sc, n: Node, idx: Index) -> str:
         op = REGISTRY[n.op]
@@ -376,24 +426,24 @@ class CudaBackend:
             ctx.update(zip(op.inputs, xs))
         return ctx
 
-    def gather(self, sc, n: Node, idx: Index) -> str:
+    def gather(self, sc, n: Node, idx: Index, hint: str | None = None) -> str:
         """Index ops (no arithmetic): which input element an output element is."""
         op = REGISTRY[n.op]
         data = self.data_inputs(n)
         d = op.derive(n.attrs, [x.shape for x in data]) if op.derive else {}
         kind = op.cuda.index
         if kind == "view":
-            return self.value(sc, data[0], idx.as_shape(data[0].shape))
+            return self.value(sc, data[0], idx.as_shape(data[0].shape), hint)
         if kind == "narrow":
             dims = list(idx.dims())
             dims[d["axis"]] = sc.int(iadd(dims[d["axis"]], d["start"]))
-            return self.value(sc, data[0], idx.with_dims(data[0].shape, dims))
+            return self.value(sc, data[0], idx.with_dims(data[0].shape, dims), hint)
         if kind == "select":
             dims = list(idx.dims())
             dims.insert(d["axis"], d["index"])
-            return self.value(sc, data[0], idx.with_dims(data[0].shape, dims))
+            return self.value(sc, data[0], idx.with_dims(data[0].shape, dims), hint)
         if kind == "join" and len(data) == 1:
-            return self.value(sc, data[0], idx)
+            return self.value(sc, data[0], idx, hint)
         if kind == "join":
             axis, offs = d["axis"], d["offsets"]
             at = idx.dim(axis)
@@ -403,7 +453,7 @@ class CudaBackend:
                 child = Scope(sc.kb, sc)
                 dims[axis] = child.int(iadd(at, -offs[k]))
                 branches.append((child, self.value(child, x, Index(child, x.shape, dims=dims))))
-            result = sc.kb.var("v")
+            result = sc.kb.local(hint)
             sc.lines.append(f"real {result};")
             for k, (child, e) in enumerate(branches):
                 last = k == len(branches) - 1
@@ -416,10 +466,11 @@ class CudaBackend:
         raise AssertionError(kind)
 
     def epilogue(self, sc, n: Node, idx: Index) -> str:
-        """Linear: GEMM + bias. SpatialConvolution: the NHWC GEMM result read as NCHW, + bias."""
+        """The output of an epilogue op (CudaRule.epilogue): 'bias': GEMM + bias; 'nhwc': the
+        NHWC GEMM result read as NCHW, + bias."""
         gemm = self.plan.gemm[n]
-        has_bias = len(n.inputs) == 3
-        if REGISTRY[n.op].cuda.kernel == "linear":
+        bias = fuse.bias_input(n)
+        if REGISTRY[n.op].cuda.epilogue == "bias":
             parts = [self.value(sc, gemm, idx.as_shape(gemm.shape))]
             channel = idx.dim(len(idx.shape) - 1)
         else:
@@ -428,12 +479,11 @@ class CudaBackend:
             channel = dims[c]
             nhwc = dims[:c] + dims[c + 1:] + [channel]
             parts = [self.value(sc, gemm, Index(sc, gemm.shape, dims=nhwc))]
-        if has_bias:
-            bias = n.inputs[2]
+        if bias is not None:
             parts.append(self.value(sc, bias, Index(sc, bias.shape, dims=[channel])))
         return " + ".join(parts)
 
-    def grad_value(self, sc, gnode: Node, v: Value, idx: Index) -> str:
+    def grad_value(self, sc, gnode: Node, v: Value, idx: Index, hint: str | None = None) -> str:
         """Element `idx` of gradient output `v` of a pointwise/index op's grad node."""
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]
@@ -453,11 +503,11 @@ class CudaBackend:
             return string_template(rule.backward[slot]).render(ctx).strip()
         d = op.derive(fwd.attrs, [x.shape for x in data]) if op.derive else {}
         if rule.index == "view":
-            return self.value(sc, gy, idx.as_shape(y.shape))
+            return self.value(sc, gy, idx.as_shape(y.shape), hint)
         if rule.index == "join":
             dims = list(idx.dims())
             dims[d["axis"]] = sc.int(iadd(dims[d["axis"]], d["offsets"][k]))
-            return self.value(sc, gy, Index(sc, y.shape, dims=dims))
+            return self.value(sc, gy, Index(sc, y.shape, dims=dims), hint)
         at = idx.dim(d["axis"])
         if rule.index == "narrow":
             cond = f"{_p(at)} >= {d['start']} && {_p(at)} < {d['stop']}"
@@ -468,16 +518,16 @@ class CudaBackend:
                 dims = list(idx.dims())
                 dims[d["axis"]] = child.int(iadd(at, -d["start"]))
                 return self.value(child, gy, Index(child, y.shape, dims=dims))
-            return sc.guarded(cond, inside)
+            return sc.guarded(cond, inside, hint)
         if rule.index == "select":
             def picked(child):
                 dims = list(idx.dims())
                 del dims[d["axis"]]
                 return self.value(child, gy, Index(child, y.shape, dims=dims))
-            return sc.guarded(f"{_p(at)} == {d['index']}", picked)
+            return sc.guarded(f"{_p(at)} == {d['index']}", picked, hint)
         raise AssertionError(rule.index)
 
-    def slices_value(self, sc, n: Node, idx: Index) -> str:
+    def slices_value(self, sc, n: Node, idx: Index, hint: str | None = None) -> str:
         """Sum of gradients of slices [start, stop) along `axis`, each placed at its offset."""
         axis = n.attrs["axis"]
         at = idx.dim(axis)
@@ -488,7 +538,7 @@ class CudaBackend:
                 dims[axis] = child.int(iadd(at, -start))
                 return self.value(child, x, Index(child, x.shape, dims=dims))
             cond = f"{_p(at)} < {stop}" if start == 0 else f"{_p(at)} >= {start} && {_p(at)} < {stop}"
-            parts.append(sc.guarded(cond, part))
+            parts.append(sc.guarded(cond, part, x.name))
         return " + ".join(parts)
 
     @staticmethod
@@ -508,11 +558,15 @@ class CudaBackend:
         sc = Scope(lkb)
         result = self.value(sc, v, Index(sc, v.shape, flat="i"))
         kb.ops += lkb.ops
+        for n in lkb.nodes:
+            kb.source(n)
         for cname, entry in lkb.params.items():
             kb.params.setdefault(cname, entry)
         name = f"{self.prefix}_k{len(self.kernels)}_{what}"
         src = self.env.get_template("cuda/loader.cu.j2").render(
-            what=f"element i of {v.name}, computed from {', '.join(py for _, py in lkb.params.values())}",
+            comment=[f"element i of {v.name}, computed from "
+                     f"{', '.join(py for _, py in lkb.params.values())}; source nodes:"]
+            + self.sources(lkb.nodes),
             name=name, params=[d for d, _ in lkb.params.values()],
             lines=dead_code_free(sc.lines, result), result=result)
         cargs = list(lkb.params)
@@ -565,6 +619,8 @@ class CudaBackend:
             ops = list(dict.fromkeys(o.lower().replace("table", "") for o in kb.ops)) or ["copy"]
             name = self.kernel_name(("bwd_" if backward else "fwd_") + "_".join(ops[:4]))
             comment = [f"fused: {', '.join(dict.fromkeys(kb.ops)) or 'copy'}"]
+            if kb.nodes:
+                comment += ["source nodes:"] + self.sources(kb.nodes)
             src = self.env.get_template("cuda/fused.cu.j2").render(
                 comment=comment, block=BLOCK, name=name, params=kb.declarations(), segments=segs)
             self.kernels.append(Kernel(name, src.rstrip("\n")))
@@ -604,196 +660,50 @@ class CudaBackend:
             return f"{src}[{':, ' * d['axis']}{d['start']}:{d['stop']}]"
         return f"{src}[{':, ' * d['axis']}{d['index']}]"
 
-    # ---- kernel ops: forward ---------------------------------------------------------------
+    # ---- kernel ops: the op's emit hooks (CudaRule.emit_forward/emit_backward), or the
+    # 'blas' and 'elem' rules below ---------------------------------------------------------
 
     def op_forward(self, node: Node) -> list[str]:
-        kind = REGISTRY[node.op].cuda.kernel
-        return getattr(self, f"fwd_{kind}")(node)
-
-    def fwd_linear(self, node: Node) -> list[str]:
-        x, w = node.inputs[0], node.inputs[1]
-        out = self.plan.gemm.get(node, node.outputs[0])
-        return [f"{self.n(out)} = rt.matmul({self.n(x)}, {self.n(w)}.T)"]
-
-    def image(self, shape):
-        """(N as C and as Python, C, H, W) of a CHW or NCHW shape."""
-        if len(shape) == 4:
-            return ("B", "B") if shape[0] == B else (shape[0], str(shape[0])), shape[1], shape[2], shape[3]
-        return (1, "1"), shape[0], shape[1], shape[2]
-
-    def fwd_conv2d(self, node: Node) -> list[str]:
-        a = node.attrs
-        x, w = node.inputs[0], node.inputs[1]
-        y, cols = node.outputs[0], node.outputs[1]
-        (N, pyN), C, H, W = self.image(x.shape)
-        _, nOut, oH, oW = self.image(y.shape)
-        K = C * a["kH"] * a["kW"]
-        kb = KernelBuilder()
-        name = self.kernel_name("conv2d")
-        loader_src, load = self.loader(kb, x, "conv2d_x")
-        kb.array(self.n(cols), write=True, cname="o_cols")
-        # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
-        rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
-        n_cols = kb.count_expr(rows_shape)
-        src = self.env.get_template("cuda/conv2d.cu.j2").render(
-            loader=loader_src, comment=f"{node.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK,
-            name=name, fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
-            oH=oH, oW=oW, K=K, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_im2col", src.strip("\n")))
-        gemm = self.plan.gemm[node]
-        return [
-            f"{self.n(cols)} = rt.empty(({pyN} * {oH * oW}, {K}), dt)",
-            f"self._launch({name + '_im2col'!r}, {self.pynumel(rows_shape)}, {', '.join(kb.py_args())})",
-            f"{self.n(gemm)} = rt.matmul({self.n(cols)}, {self.n(w)}.reshape({nOut}, {K}).T)"
-            f".reshape({pyshape(gemm.shape)})",
-        ]
-
-    def fwd_maxpool2d(self, node: Node) -> list[str]:
-        a = node.attrs
-        x = node.inputs[0]
-        y, argmax = node.outputs
-        _, C, H, W = self.image(x.shape)
-        _, _, oH, oW = self.image(y.shape)
-        kb = KernelBuilder()
-        name = self.kernel_name("maxpool2d")
-        loader_src, load = self.loader(kb, x, "maxpool2d_x")
-        kb.array(self.n(y), write=True, cname="o_y")
-        kb.array(self.n(argmax), "int", write=True, cname="o_argmax")
-        n_out = kb.count_expr(y.shape)
-        src = self.env.get_template("cuda/maxpool2d.cu.j2").render(
-            loader=loader_src, comment=f"{node.op} {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-            fwd_params=kb.declarations(), n_out=n_out, x=load, H=H, W=W, oH=oH,
-            oW=oW, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
-        shape = self.pyshape(y.shape)
-        return [f"{self.n(y)} = rt.empty({shape}, dt)",
-                f"{self.n(argmax)} = rt.empty({shape}, 'int32')",
-                f"self._launch({name + '_fwd'!r}, {self.pynumel(y.shape)}, {', '.join(kb.py_args())})"]
-
-    def softmax_geometry(self, node: Node, shape):
-        op = REGISTRY[node.op]
-        axis = op.derive(node.attrs, [shape])["axis"]
-        inner = 1
-        for dim in shape[axis + 1:]:
-            inner *= dim
-        rows = tuple(shape[:axis]) + ((inner,) if inner > 1 else ())
-        return axis, shape[axis], inner, rows
-
-    def fwd_softmax(self, node: Node) -> list[str]:
-        x, y = node.inputs[0], node.outputs[0]
-        _, C, inner, rows = self.softmax_geometry(node, x.shape)
-        kb = KernelBuilder()
-        kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
-        name = self.kernel_name(node.op)
-        loader_src, load = self.loader(kb, x, f"{node.op.lower()}_x")
-        kb.array(self.n(y), write=True, cname="o_y")
-        n_rows = kb.count_expr(rows) if rows else "1"
-        src = self.env.get_template("cuda/softmax.cu.j2").render(
-            loader=loader_src, comment=node.op, block=BLOCK, name=name, fwd_params=kb.declarations(),
-            rows=n_rows, x=load, C=C, inner=inner, log=node.op == "LogSoftMax",
-            row_stride=imul(str(C), inner) if C == B else C * inner)
-        self.kernels.append(Kernel(name + "_fwd", src.strip("\n")))
-        return [f"{self.n(y)} = rt.empty({self.pyshape(y.shape)}, dt)",
-                f"self._launch({name + '_fwd'!r}, {self.pynumel(rows) if rows else '1'}, "
-                f"{', '.join(kb.py_args())})"]
-
-    # ---- kernel ops: backward --------------------------------------------------------------
+        rule = REGISTRY[node.op].cuda
+        if rule.emit_forward is not None:
+            return rule.emit_forward(self, node)
+        return {"blas": self.fwd_blas, "elem": self.fwd_elem}[rule.kernel](node)
 
     def op_backward(self, gnode: Node) -> list[str]:
         fwd = gnode.attrs["fwd"]
-        kind = REGISTRY[fwd.op].cuda.kernel
+        rule = REGISTRY[fwd.op].cuda
         slots = [k for k, need in enumerate(gnode.attrs["needs"]) if need]
         targets = dict(zip(slots, gnode.outputs))
-        return getattr(self, f"bwd_{kind}")(gnode, fwd, targets)
+        if rule.emit_backward is not None:
+            return rule.emit_backward(self, gnode, fwd, targets)
+        return {"blas": self.bwd_blas, "elem": self.bwd_elem}[rule.kernel](gnode, fwd, targets)
 
-    def bwd_linear(self, gnode, fwd, targets) -> list[str]:
-        x, w = fwd.inputs[0], fwd.inputs[1]
-        gy = self.n(gnode.inputs[0])
-        rank1 = len(x.shape) == 1
-        gy2 = f"{gy}.reshape(1, -1)" if rank1 else gy
-        x2 = f"{self.n(x)}.reshape(1, -1)" if rank1 else self.n(x)
-        lines = []
-        if 0 in targets:
-            lines.append(f"{self.n(targets[0])} = rt.matmul({gy}, {self.n(w)})")
-        if 1 in targets:
-            lines.append(f"rt.addmm({self.param_grad[targets[1]]}, {gy2}.T, {x2})")
-        if 2 in targets:
-            lines.append(f"rt.add_colsum({self.param_grad[targets[2]]}, {gy2})")
-        return lines
+    # ---- the emit context an op's hooks see (`cx`) -------------------------------------------
 
-    def bwd_conv2d(self, gnode, fwd, targets) -> list[str]:
-        a = fwd.attrs
-        x, w = fwd.inputs[0], fwd.inputs[1]
-        y, cols = fwd.outputs[0], fwd.outputs[1]
-        (_, pyN), C, H, W = self.image(x.shape)
-        _, nOut, oH, oW = self.image(y.shape)
-        K = C * a["kH"] * a["kW"]
-        rows = f"{self.rows[gnode.inputs[0]]}.reshape(-1, {nOut})"
-        lines = []
-        if 1 in targets:
-            lines.append(f"rt.addmm({self.param_grad[targets[1]]}.reshape({nOut}, {K}), {rows}.T, "
-                         f"{self.n(cols)})")
-        if 2 in targets:
-            lines.append(f"rt.add_colsum({self.param_grad[targets[2]]}, {rows})")
-        if 0 in targets:
-            gx = self.n(targets[0])
-            gcols = self.n.fresh(gx + "_cols")
-            kb = KernelBuilder()
-            name = self.kernel_name("conv2d")
-            kb.array(gcols, cname="i_gcols")
-            kb.array(gx, write=True, cname="o_gx")
-            n_in = kb.count_expr(x.shape)
-            src = self.env.get_template("cuda/conv2d_bwd.cu.j2").render(
-                comment=f"{fwd.op} {C}->{nOut}, {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-                bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
-                oH=oH, oW=oW, K=K, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-            self.kernels.append(Kernel(name + "_col2im", src.strip("\n")))
-            lines += [f"{gcols} = rt.matmul({rows}, {self.n(w)}.reshape({nOut}, {K}))",
-                      f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                      f"self._launch({name + '_col2im'!r}, {self.pynumel(x.shape)}, {', '.join(kb.py_args())})"]
-        return lines
+    def kernel_builder(self) -> KernelBuilder:
+        """A new kernel's parameters: .array(pyname, ctype, write, cname), .count_expr(shape),
+        .declarations(), .uses_B."""
+        return KernelBuilder()
 
-    def bwd_maxpool2d(self, gnode, fwd, targets) -> list[str]:
-        a = fwd.attrs
-        x = fwd.inputs[0]
-        y, argmax = fwd.outputs
-        _, C, H, W = self.image(x.shape)
-        _, _, oH, oW = self.image(y.shape)
-        gx = self.n(targets[0])
-        kb = KernelBuilder()
-        name = self.kernel_name("maxpool2d")
-        loader_src, load = self.loader(kb, gnode.inputs[0], "maxpool2d_gy")
-        kb.array(self.n(argmax), "int", cname="i_argmax")
-        kb.array(gx, write=True, cname="o_gx")
-        n_in = kb.count_expr(x.shape)
-        src = self.env.get_template("cuda/maxpool2d_bwd.cu.j2").render(
-            loader=loader_src, comment=f"{fwd.op} {a['kH']}x{a['kW']}", block=BLOCK, name=name,
-            bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
-            oW=oW, **{k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")})
-        self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
-        return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                f"self._launch({name + '_bwd'!r}, {self.pynumel(x.shape)}, {', '.join(kb.py_args())})"]
+    def render(self, template: str, **ctx) -> str:
+        """An op's CUDA source template (jinja text), with `block` (threads per block)."""
+        return string_template(template).render(block=BLOCK, **ctx)
 
-    def bwd_softmax(self, gnode, fwd, targets) -> list[str]:
-        x, y = fwd.inputs[0], fwd.outputs[0]
-        _, C, inner, rows = self.softmax_geometry(fwd, x.shape)
-        gx = self.n(targets[0])
-        kb = KernelBuilder()
-        kb.uses_B = C == B
-        name = self.kernel_name(fwd.op)
-        loader_src, load = self.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
-        kb.array(self.n(y), cname="i_y")
-        kb.array(gx, write=True, cname="o_gx")
-        n_rows = kb.count_expr(rows) if rows else "1"
-        src = self.env.get_template("cuda/softmax_bwd.cu.j2").render(
-            loader=loader_src, comment=fwd.op, block=BLOCK, name=name, bwd_params=kb.declarations(),
-            rows=n_rows, gy=load, C=C, inner=inner,
-            row_stride=imul(str(C), inner) if C == B else C * inner,
-            log=fwd.op == "LogSoftMax")
-        self.kernels.append(Kernel(name + "_bwd", src.strip("\n")))
-        return [f"{gx} = rt.empty({self.pyshape(x.shape)}, dt)",
-                f"self._launch({name + '_bwd'!r}, {self.pynumel(rows) if rows else '1'}, "
-                f"{', '.join(kb.py_args())})"]
+    def add_kernel(self, name: str, source: str):
+        """Put a rendered kernel (its __global__ function is `name`) into the .cu module."""
+        self.kernels.append(Kernel(name, source.strip("\n")))
+
+    def gemm(self, node: Node):
+        """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
+        return self.plan.gemm.get(node)
+
+    def grad_buffer(self, v: Value) -> str:
+        """The python name of the gradient buffer view that parameter gradient `v` adds to."""
+        return self.param_grad[v]
+
+    def rows_of(self, v: Value) -> str:
+        """The python name of `v` stored as NHWC rows (a 'rows' grad_reads)."""
+        return self.rows[v]
 
     # ---- 'blas' kernel ops: matrix products as cuBLAS calls (Python lines, the op's rule) ------
 
@@ -876,8 +786,7 @@ class CudaBackend:
         count = kb.count_expr(shape)
         kparams = kb.declarations() + (["int train"] if uses_train else [])
         src = self.env.get_template("cuda/elem.cu.j2").render(
-            comment=_c_comment(f"{node.op}{f' ({node.name})' if node.name else ''}: {what}, "
-                               "one thread per element"), block=BLOCK,
+            comment=f"{self.describe(node)}: {what}, one thread per element", block=BLOCK,
             name=name, ctype=ctype, fparams=fparams, kparams=kparams, fargs=fargs,
             lines=lines, count=count, accumulate=accumulate)
         self.kernels.append(Kernel(name, src.strip("\n")))
@@ -1030,19 +939,15 @@ class CudaBackend:
         meta = g.meta
         names = [k.name for k in self.kernels]
         plan_lines = ["Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
-                      "'view' = an array view, no kernel."] + fuse.describe(self.plan).split("\n")
-        # the .cu header names the command: in a // comment (and in the .py's r''' string)
-        # a backslash or quote run from spec text must not survive
-        cu_meta = dict(meta, command=_c_comment(meta["command"]).replace("'''", "''?"),
-                       source_name=_c_comment(meta["source_name"]).replace("'''", "''?"))
+                      "'view' = an array view, no kernel."] + fuse.describe_lines(self.plan)
+        # spec text in comments is escaped by the templates' filters (backends/escape.py)
         cu = self.env.get_template("cuda/module.cu.j2").render(
-            version=__version__, meta=cu_meta, kernels=[k.source for k in self.kernels],
-            plan_lines=[_c_comment(line) for line in plan_lines])
-        assert "'''" not in cu and "\\" not in cu, "CUDA source must embed in r'''...'''"
+            version=__version__, meta=meta, kernels=[k.source for k in self.kernels],
+            plan_lines=plan_lines)
         py = self.env.get_template("cuda/module.py.j2").render(
             version=__version__, meta=meta,
             inputs=[(self.n(v), v) for v in g.inputs],
-            outputs=[(self.n(v), v) for v in g.outputs],
+            outputs=[(self.n(v), v) for v in g.outputs], output_names=g.output_names,
             params=[(self.n(p.value), p) for p in g.params],
             buffers=[(self.n(p.value), p) for p in g.buffers],
             index_inputs=[self.n(v) for v in g.inputs if v.dtype == "index"],
@@ -1114,11 +1019,6 @@ def c_real(v) -> str:
     if math.isinf(v):
         return "g_inf((real)0)" if v > 0 else "(-g_inf((real)0))"
     return f"(real){v!r}" if v >= 0 else f"(real)({v!r})"
-
-
-def _c_comment(text: str) -> str:
-    """Spec text in a // comment: printable ASCII, no backslash (it would splice lines)."""
-    return "".join(c if " " <= c < "\x7f" else "?" for c in text).replace("\\", "/")
 
 
 def generate(graph: Graph) -> tuple[str, str]:

@@ -18,6 +18,7 @@ import jinja2
 from .. import __version__
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
+from . import escape
 from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
 
@@ -107,14 +108,8 @@ def _loc_comment(node: Node) -> str:
     return safe_comment(f"{where}  {what}")
 
 
-def safe_doc(text: str) -> str:
-    """Spec text inside the module docstring: no quotes or backslashes to end or escape it."""
-    return safe_comment(text).replace('"', "'").replace("\\", "/")
-
-
-def safe_comment(text: str) -> str:
-    """Spec text in a comment: printable ASCII only, so it can never end the comment."""
-    return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in text)
+safe_doc = escape.python_docstring  # spec text inside the module docstring
+safe_comment = escape.python_comment  # spec text in a # comment
 
 
 class NumpyBackend:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jinja2
 
+from . import escape
+
 
 def resource_dir(name: str) -> Path:
     """grammar/ or templates/: inside the installed package, else at the repo root."""
@@ -62,4 +64,9 @@ def environment() -> jinja2.Environment:
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
     env.filters["pytuple"] = _pytuple
+    # spec text: every comment and embedded source in a template goes through one of these
+    env.filters["pycomment"] = escape.python_comment
+    env.filters["pydocstring"] = escape.python_docstring
+    env.filters["ccomment"] = escape.c_comment
+    env.filters["pytextblock"] = escape.python_text_block
     return env

@@ -56,13 +56,16 @@ class Lowerer:
             _aliases(g.input_aliases, [n.var_name for n in top.inputs], [n for n, _ in names])
             _aliases(g.output_aliases, [n.var_name for n in top.outputs],
                      [n.name or f"output{i}" for i, n in enumerate(top.outputs, 1)])
+        spec_named = {v for n in g.nodes if n.name for v in n.outputs}
         for i, (o, name) in enumerate(zip(outs, out_names), 1):
             base = name or f"output{i}"  # outputs are named by annotation or position
             for k, v in enumerate(_flatten(o), 1):
                 label = _unique(base if isinstance(o, Value) else f"{base}[{k}]", g.output_names)
                 g.output_names.append(label)
-                if v.kind == "tmp" and all(v is not w for w in g.outputs):
-                    v.name = label  # the variable in the generated code too
+                # the variable in the generated code: the spec's name for it (next_c), else
+                # the output's
+                if v.kind == "tmp" and v not in spec_named and all(v is not w for w in g.outputs):
+                    v.name = label
             g.output_struct.append(_indices(o, g.outputs))
         g.params.sort(key=lambda p: p.order)
         g.buffers.sort(key=lambda p: p.order)

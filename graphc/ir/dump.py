@@ -6,17 +6,23 @@ from pathlib import Path
 from .graph import Graph, Node, Value, shape_str
 
 
+def text(s: str) -> str:
+    """Spec text (a name, a file name) in the dump: control characters and line breaks as
+    their escapes, so one IR line stays one line."""
+    return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in s)
+
+
 def dump(g: Graph) -> str:
     ids: dict[Value, str] = {}
 
     def vid(v: Value) -> str:
         if v not in ids:
-            ids[v] = f"%{v.name}" if v.kind in ("input", "param") else f"%{len(ids)}"
+            ids[v] = f"%{text(v.name)}" if v.kind in ("input", "param") else f"%{len(ids)}"
         return ids[v]
 
     def where(node_or_value) -> str:
         loc = node_or_value.loc
-        return f"  # {Path(loc.file).name}:{loc.line}:{loc.col}" if loc else ""
+        return f"  # {text(Path(loc.file).name)}:{loc.line}:{loc.col}" if loc else ""
 
     def attrs(node: Node) -> str:
         items = [f"{k}={v!r}" for k, v in sorted(node.attrs.items()) if k not in ("fwd",)]

@@ -1,6 +1,6 @@
 """Elementwise activations and the softmax family."""
 from ..ir.graph import shape_str as _s
-from .registry import CudaRule, ShapeError, batched, defop
+from .registry import B, CudaRule, ShapeError, batched, defop
 
 
 def _same(a, shapes):
@@ -18,6 +18,110 @@ def _softmax_axis(a, shapes):
 def _softmax_shape(a, shapes):
     _softmax_axis(a, shapes)
     return shapes[0]
+
+
+
+# ---- CUDA (kind 'kernel'): one thread per softmax row, reading the input through the fused
+# prologue (`cx.loader`), in backends/cuda.py's emit context `cx`
+
+def _softmax_geometry(node, shape):
+    """(C, inner, rows): the softmax runs over C elements inner apart, once per row."""
+    axis = _softmax_axis(node.attrs, [shape])["axis"]
+    inner = 1
+    for dim in shape[axis + 1:]:
+        inner *= dim
+    rows = tuple(shape[:axis]) + ((inner,) if inner > 1 else ())
+    return shape[axis], inner, rows
+
+
+def _row_stride(C, inner):
+    """C * inner, as C text when C is the batch size B."""
+    if C != B:
+        return C * inner
+    return "B" if inner == 1 else f"B * {inner}"
+
+
+_SOFTMAX_FWD = (
+    '{{ loader }}\n'
+    "// {{ comment|ccomment }}: forward, one thread per row of {{ C }} ({{ 'log(' if log }}exp(x - max) / sum{{ ')' if log }}, stable)\n"
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
+    '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (r >= {{ rows }}) return;\n'
+    '  const int base = {% if inner == 1 %}r * {{ C }}{% else %}(r / {{ inner }}) * {{ row_stride }} + r % {{ inner }}{% endif %};\n'
+    '  real m = {{ x("base") }};\n'
+    '  for (int c = 1; c < {{ C }}; ++c) m = g_fmax(m, {{ x("base + c * " ~ inner) }});\n'
+    '  real s = 0;\n'
+    '  for (int c = 0; c < {{ C }}; ++c) s += g_exp({{ x("base + c * " ~ inner) }} - m);\n'
+    '{% if log %}\n'
+    '  const real lse = m + g_log(s);\n'
+    '  for (int c = 0; c < {{ C }}; ++c) o_y[base + c * {{ inner }}] = {{ x("base + c * " ~ inner) }} - lse;\n'
+    '{% else %}\n'
+    '  const real inv = (real)1 / s;\n'
+    '  for (int c = 0; c < {{ C }}; ++c) o_y[base + c * {{ inner }}] = g_exp({{ x("base + c * " ~ inner) }} - m) * inv;\n'
+    '{% endif %}\n'
+    '}\n')
+_SOFTMAX_BWD = (
+    '{{ loader }}\n'
+    '// {{ comment|ccomment }}: backward, one thread per row of {{ C }}\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
+    '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (r >= {{ rows }}) return;\n'
+    '  const int base = {% if inner == 1 %}r * {{ C }}{% else %}(r / {{ inner }}) * {{ row_stride }} + r % {{ inner }}{% endif %};\n'
+    '  real s = 0;\n'
+    '{% if log %}\n'
+    '  for (int c = 0; c < {{ C }}; ++c) s += {{ gy("base + c * " ~ inner) }};\n'
+    '  for (int c = 0; c < {{ C }}; ++c) {\n'
+    '    const int k = base + c * {{ inner }};\n'
+    '    o_gx[k] = {{ gy("k") }} - g_exp(i_y[k]) * s;\n'
+    '  }\n'
+    '{% else %}\n'
+    '  for (int c = 0; c < {{ C }}; ++c) s += {{ gy("base + c * " ~ inner) }} * i_y[base + c * {{ inner }}];\n'
+    '  for (int c = 0; c < {{ C }}; ++c) {\n'
+    '    const int k = base + c * {{ inner }};\n'
+    '    o_gx[k] = i_y[k] * ({{ gy("k") }} - s);\n'
+    '  }\n'
+    '{% endif %}\n'
+    '}\n')
+
+
+def _softmax_cuda_forward(cx, node):
+    x, y = node.inputs[0], node.outputs[0]
+    C, inner, rows = _softmax_geometry(node, x.shape)
+    kb = cx.kernel_builder()
+    kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
+    name = cx.kernel_name(node.op)
+    loader_src, load = cx.loader(kb, x, f"{node.op.lower()}_x")
+    kb.array(cx.n(y), write=True, cname="o_y")
+    n_rows = kb.count_expr(rows) if rows else "1"
+    src = cx.render(_SOFTMAX_FWD, loader=loader_src, comment=cx.describe(node), name=name,
+                    fwd_params=kb.declarations(), rows=n_rows, x=load, C=C, inner=inner,
+                    log=node.op == "LogSoftMax", row_stride=_row_stride(C, inner))
+    cx.add_kernel(name + "_fwd", src)
+    return [f"{cx.n(y)} = rt.empty({cx.pyshape(y.shape)}, dt)",
+            cx.launch(name + "_fwd", cx.pynumel(rows) if rows else "1", kb)]
+
+
+def _softmax_cuda_backward(cx, gnode, fwd, targets):
+    x, y = fwd.inputs[0], fwd.outputs[0]
+    C, inner, rows = _softmax_geometry(fwd, x.shape)
+    gx = cx.n(targets[0])
+    kb = cx.kernel_builder()
+    kb.uses_B = C == B
+    name = cx.kernel_name(fwd.op)
+    loader_src, load = cx.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
+    kb.array(cx.n(y), cname="i_y")
+    kb.array(gx, write=True, cname="o_gx")
+    n_rows = kb.count_expr(rows) if rows else "1"
+    src = cx.render(_SOFTMAX_BWD, loader=loader_src, comment=cx.describe(gnode), name=name,
+                    bwd_params=kb.declarations(), rows=n_rows, gy=load, C=C, inner=inner,
+                    row_stride=_row_stride(C, inner), log=fwd.op == "LogSoftMax")
+    cx.add_kernel(name + "_bwd", src)
+    return [f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
+            cx.launch(name + "_bwd", cx.pynumel(rows) if rows else "1", kb)]
+
+
+_SOFTMAX_CUDA = CudaRule("kernel", kernel="softmax", reads="prologue", grad_reads="prologue",
+                         emit_forward=_softmax_cuda_forward, emit_backward=_softmax_cuda_backward)
 
 
 _OVER_B = ("Torch7's rank rule is kept for the compiled shape: a batched 3-D input (Bx...x...) "
@@ -48,7 +152,7 @@ def softmax_over_batch(constant):
 
 
 defop(
-    name="Tanh", signature="", shape=_same, elementwise=True,
+    name="Tanh", signature="", shape=_same, elementwise=True, row_wise=True,
     forward="{{y}} = np.tanh({{x}})", doc="Elementwise tanh.",
     # in place: one new array instead of three temporaries
     backward_stmt="{{g.x}} = {{y}} * {{y}}\nnp.subtract(1, {{g.x}}, out={{g.x}})\n{{g.x}} *= {{gy}}",
@@ -56,7 +160,7 @@ defop(
 )
 
 defop(
-    name="Sigmoid", signature="", shape=_same, elementwise=True,
+    name="Sigmoid", signature="", shape=_same, elementwise=True, row_wise=True,
     # In place in one new array. 1 / (1 + exp(-x)) is a third faster than 0.5(1 + tanh(x/2))
     # on large arrays (numpy's float32 exp is twice as fast as its tanh; exp(-x) = inf
     # below about -88 gives exactly 0, so that overflow warning is silenced), but np.errstate
@@ -71,7 +175,7 @@ defop(
 )
 
 defop(
-    name="ReLU", signature="inplace:bool=false", shape=_same, elementwise=True,
+    name="ReLU", signature="inplace:bool=false", shape=_same, elementwise=True, row_wise=True,
     forward="{{y}} = np.maximum({{x}}, 0)",
     backward={"x": "{{gy}} * ({{y}} > 0)"}, doc="max(x, 0); the gradient is 0 at x = 0.",
     torch_diff="`inplace` is accepted and ignored: graphc never aliases activations.",
@@ -87,7 +191,7 @@ defop(
              "{{y}} /= {{y}}.sum({{d.axis}}, keepdims=True)"),
     backward={"x": "{{y}} * ({{gy}} - ({{gy}} * {{y}}).sum({{d.axis}}, keepdims=True))"},
     doc="Over the last dim for 1D/2D input, over channels for 3D (CxHxW) and 4D (NxCxHxW).",
-    cuda=CudaRule("kernel", kernel="softmax", reads="prologue", grad_reads="prologue"),
+    cuda=_SOFTMAX_CUDA,
 )
 
 defop(
@@ -97,7 +201,7 @@ defop(
              "{{y}} -= np.log(np.exp({{y}}).sum({{d.axis}}, keepdims=True))"),
     backward={"x": "{{gy}} - np.exp({{y}}) * {{gy}}.sum({{d.axis}}, keepdims=True)"},
     doc="Same dimension rule as SoftMax.",
-    cuda=CudaRule("kernel", kernel="softmax", reads="prologue", grad_reads="prologue"),
+    cuda=_SOFTMAX_CUDA,
 )
 
 defop(

@@ -113,8 +113,8 @@ _AVG_CUDA = CudaRule(
 )
 
 
-_AVG = ("{{a.kH}}, {{a.kW}}, {{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}, {{a.ceil_mode}}, "
-        "{{a.count_include_pad}}")
+_AVG = ("kH={{a.kH}}, kW={{a.kW}}, dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}, "
+        "ceil_mode={{a.ceil_mode}}, count_include_pad={{a.count_include_pad}}")
 defop(
     name="SpatialAveragePooling",
     signature="kW:int, kH:int, dW:int=1, dH:int=1, padW:int=0, padH:int=0",
@@ -239,7 +239,7 @@ _FULL_CUDA = CudaRule(
 
 
 _conv_stdv = uniform(lambda a: 1 / math.sqrt(a["kW"] * a["kH"] * a["nInputPlane"]))
-_FULL = "{{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}, {{a.adjH}}, {{a.adjW}}"
+_FULL = "dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}, adjH={{a.adjH}}, adjW={{a.adjW}}"
 defop(
     name="SpatialFullConvolution",
     signature="nInputPlane:int, nOutputPlane:int, kW:int, kH:int, dW:int=1, dH:int=1, "
@@ -351,10 +351,10 @@ defop(
     check=_temporal_check, shape=_temporal_shape, aux=("cols",),
     flops=lambda a, ins, out: 2 * math.prod(out) * a["kW"] * a["inputFrameSize"],
     forward=("{{y}}, {{aux.cols}} = rt.temporal_conv_forward({{x}}" + _T3 + ", {{weight}}, "
-             "{{bias}}, {{a.kW}}, {{a.dW}})\n{% if rank == 2 %}{{y}} = {{y}}[0]\n{% endif %}"),
+             "{{bias}}, kW={{a.kW}}, dW={{a.dW}})\n{% if rank == 2 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward_stmt=("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = "
                    "rt.temporal_conv_backward({{gy}}" + _T3 + ", {{x}}" + _T3 + ".shape, "
-                   "{{aux.cols}}, {{weight}}, {{a.kW}}, {{a.dW}}, need_input={{ g.x is not none }})\n"
+                   "{{aux.cols}}, {{weight}}, kW={{a.kW}}, dW={{a.dW}}, need_input={{ g.x is not none }})\n"
                    "{% if g.x and rank == 2 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
     doc="1D convolution over time: input TxF or BxTxF (F = inputFrameSize); output frame t "
         "is weight (outputFrameSize x kW*F) times frames t*dW+1 .. t*dW+kW concatenated, plus "

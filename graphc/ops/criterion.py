@@ -207,10 +207,10 @@ def _class_cuda(name, log_softmax):
 _criterion(
     "ClassNLLCriterion", "weights:any=nil, sizeAverage:bool=true, ignoreIndex:int=-100",
     forward=("{{y}}, {{aux.state}} = rt.class_nll_forward({{xs[0]}}, {{xs[1]}}, "
-             "{{a.weights|pyrepr}}, {{a.sizeAverage}}, {{a.ignoreIndex}}, "
-             "'nn.ClassNLLCriterion (targets {{xs[1]}})')"),
+             "weights={{a.weights|pyrepr}}, size_average={{a.sizeAverage}}, "
+             "ignore_index={{a.ignoreIndex}}, module='nn.ClassNLLCriterion (targets {{xs[1]}})')"),
     grad=("{{G}} = rt.class_nll_backward({{gy}}, {{xs[0]}}.shape, {{aux.state}}, "
-          "{{a.sizeAverage}}, {{xs[0]}}.dtype)"),
+          "size_average={{a.sizeAverage}}, dtype={{xs[0]}}.dtype)"),
     shape=_class_shape(), input_hint=_class_hint, check=_weights_check, int_target=True,
     aux=("state",),
     doc="Negative log-likelihood of 1-based class targets: -sum w[t] x[t] over the rows of the "
@@ -224,9 +224,9 @@ _criterion(
 _criterion(
     "CrossEntropyCriterion", "weights:any=nil, sizeAverage:bool=true",
     forward=("{{y}}, {{aux.state}} = rt.cross_entropy_forward({{xs[0]}}, {{xs[1]}}, "
-             "{{a.weights|pyrepr}}, {{a.sizeAverage}}, -100, "
-             "'nn.CrossEntropyCriterion (targets {{xs[1]}})')"),
-    grad="{{G}} = rt.cross_entropy_backward({{gy}}, {{aux.state}}, {{a.sizeAverage}})",
+             "weights={{a.weights|pyrepr}}, size_average={{a.sizeAverage}}, "
+             "module='nn.CrossEntropyCriterion (targets {{xs[1]}})')"),
+    grad="{{G}} = rt.cross_entropy_backward({{gy}}, {{aux.state}}, size_average={{a.sizeAverage}})",
     shape=_class_shape(), input_hint=_class_hint, check=_weights_check, int_target=True,
     aux=("state",),
     doc="LogSoftMax over the classes, then ClassNLLCriterion(weights, sizeAverage); 1-based "

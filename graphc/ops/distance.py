@@ -130,7 +130,7 @@ defop(
     backward_stmt=("{% set gs = gy if rank == 2 else gy ~ '[0]' %}"
                    "{% set tmp = g.xs[0] or g.xs[1] %}"
                    "{{tmp}} = rt.pairwise_distance_backward({{gs}}, {{xs[0]}}, {{xs[1]}}, "
-                   "{{y}}{% if rank == 1 %}[0]{% endif %}, {{d.p}})\n"
+                   "{{y}}{% if rank == 1 %}[0]{% endif %}, p={{d.p}})\n"
                    "{% if g.xs[1] %}{{g.xs[1]}} = -{{tmp}}\n{% endif %}"),
     cuda=_PAIRWISE_CUDA,
     doc="The p-norm of x1 - x2 for each row pair of {x1, x2}: BxN, BxN -> B (N, N -> 1). "
@@ -212,8 +212,8 @@ defop(
     shape=_normalize_shape,
     derive=lambda a, s: {"p": _lit(a["p"]), "eps": _lit(a["eps"]), "inf": math.isinf(a["p"])},
     aux=("state",),
-    forward="{{y}}, {{aux.state}} = rt.normalize_forward({{x}}, {{d.p}}, {{d.eps}})",
-    backward={"x": "rt.normalize_backward({{gy}}, {{x}}, {{aux.state}}, {{d.p}}, {{d.eps}})"},
+    forward="{{y}}, {{aux.state}} = rt.normalize_forward({{x}}, p={{d.p}}, eps={{d.eps}})",
+    backward={"x": "rt.normalize_backward({{gy}}, {{x}}, {{aux.state}}, p={{d.p}}, eps={{d.eps}})"},
     cuda=_NORMALIZE_CUDA,
     doc="Divides each row by its p-norm: (sum abs(x)^p + eps)^(1/p); p = math.huge: max abs(x) + eps. "
         "Input N or BxN.",
@@ -350,7 +350,7 @@ defop(
     shape=lambda a, s: _index_derive(a, s)["out"], derive=_index_derive,
     forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'nn.Index (indices {{xs[1]}})') - 1, "
              "{{d.axis}})"),
-    backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, {{d.axis}}, {{d.size}})"},
+    backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, axis={{d.axis}}, size={{d.size}})"},
     cuda=_INDEX_CUDA,
     doc="{t, indices}: the slices of t at the 1-based `indices` (a 1D integer graph input) "
         "along `dimension` (index_select). Repeated indices add their gradients; the indices "
@@ -401,7 +401,7 @@ _PADDING_CUDA = CudaRule(
 defop(
     name="Padding", signature="dim:int, pad:int, nInputDim:int=nil, value:num=0, index:int=1",
     shape=lambda a, s: _padding_derive(a, s)["out"], derive=_padding_derive,
-    forward="{{y}} = rt.pad_insert({{x}}, {{d.axis}}, {{d.pos}}, {{d.n}}, {{d.value}})",
+    forward="{{y}} = rt.pad_insert({{x}}, axis={{d.axis}}, pos={{d.pos}}, n={{d.n}}, value={{d.value}})",
     backward={"x": "np.delete({{gy}}, np.s_[{{d.pos}}:{{d.pos + d.n}}], {{d.axis}})"},
     cuda=_PADDING_CUDA,
     doc="Inserts abs(pad) cells of `value` along `dim` (shifted by one when the input has other "

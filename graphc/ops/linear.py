@@ -18,6 +18,29 @@ def _linear_shape(a, shapes):
     return x[:-1] + (a["outputSize"],)
 
 
+def _cuda_forward(cx, node):
+    """y = x @ W.T by cuBLAS (into the raw GEMM result when a bias epilogue follows)."""
+    x, w = node.inputs[0], node.inputs[1]
+    out = cx.gemm(node) or node.outputs[0]
+    return [f"{cx.n(out)} = rt.matmul({cx.n(x)}, {cx.n(w)}.T)"]
+
+
+def _cuda_backward(cx, gnode, fwd, targets):
+    x, w = fwd.inputs[0], fwd.inputs[1]
+    gy = cx.n(gnode.inputs[0])
+    rank1 = len(x.shape) == 1
+    gy2 = f"{gy}.reshape(1, -1)" if rank1 else gy
+    x2 = f"{cx.n(x)}.reshape(1, -1)" if rank1 else cx.n(x)
+    lines = []
+    if 0 in targets:
+        lines.append(f"{cx.n(targets[0])} = rt.matmul({gy}, {cx.n(w)})")
+    if 1 in targets:
+        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2})")
+    if 2 in targets:
+        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {gy2})")
+    return lines
+
+
 defop(
     name="Identity", signature="", inputs=("x",), passthrough=True, shape=lambda a, s: s[0],
     forward="", doc="Passes its input (a tensor or a table) through unchanged.",
@@ -32,7 +55,7 @@ defop(
                   uniform(lambda a: 1 / math.sqrt(a["inputSize"])), present=lambda a: a["bias"]),
     ),
     methods={"noBias": _no_bias},
-    shape=_linear_shape,
+    shape=_linear_shape, row_wise=True,
     input_hint=lambda a, slot, shapes: (B, a["inputSize"]),
     # A rank-3 (sequence) input is flattened to rows so that it is one GEMM, not T.
     forward=("{% set x2 = x ~ '.reshape(-1, ' ~ a.inputSize ~ ')' if rank == 3 else x %}"
@@ -47,5 +70,7 @@ defop(
     flops=lambda a, ins, out: 2 * math.prod(ins[0]) * a["outputSize"],
     doc="y = x W^T + b. Input N or BxN.",
     # cuBLAS GEMM (x @ W.T); the bias joins the consumers' fused kernel as an epilogue
-    cuda=CudaRule("kernel", kernel="linear", reads="plain", grad_reads="plain"),
+    cuda=CudaRule("kernel", kernel="linear", reads="plain", grad_reads="plain", epilogue="bias",
+                  emit_forward=_cuda_forward, emit_backward=_cuda_backward),
 )
+

@@ -35,12 +35,12 @@ _LOOKUP_CUDA = CudaRule(
 defop(
     name="LookupTable", signature="nIndex:int, nOutput:int, paddingValue:int=0, maxNorm:num=nil",
     params=(ParamSpec("weight", lambda a: (a["nIndex"], a["nOutput"]), lambda a: ("normal", 1.0)),),
-    int_inputs=("x",), shape=_lookup_shape,
+    int_inputs=("x",), shape=_lookup_shape, row_wise=True,
     check=lambda a: "maxNorm is not supported (it renormalizes weights in place)" if a["maxNorm"] is not None else None,
     input_hint=lambda a, slot, shapes: ("B",),
     # indices are checked at run time (rt.check_indices) so a bad one names the module
     forward="{{y}} = {{weight}}[rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})') - 1]",
-    backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, {{a.nIndex}}, {{a.paddingValue}})"},
+    backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, n={{a.nIndex}}, padding_value={{a.paddingValue}})"},
     doc="Row `i` of weight (nIndex x nOutput) for each index i in 1..nIndex; weight ~ N(0, 1). "
         "Input N or BxN integer indices; rows equal to paddingValue get no gradient.",
     torch_diff="maxNorm is not supported.",
@@ -56,7 +56,7 @@ def _onehot_shape(a, shapes):
 
 
 defop(
-    name="OneHot", signature="outputSize:int", int_inputs=("x",), shape=_onehot_shape,
+    name="OneHot", signature="outputSize:int", int_inputs=("x",), shape=_onehot_shape, row_wise=True,
     input_hint=lambda a, slot, shapes: ("B",),
     forward="{{y}} = rt.one_hot({{x}}, {{a.outputSize}}, self.dtype, 'nn.OneHot (input {{x}})')",
     doc="A one-hot float vector of size outputSize for each 1-based index (char-rnn's OneHot); "

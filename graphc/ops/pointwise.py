@@ -497,8 +497,10 @@ _select_op("CMinTable", "argmin", "minimum", "<")
 # `c(v)` writes a number as a `real` literal; g_* are templates/cuda/module.cu.j2's helpers.
 
 def _cuda(name, forward, backward):
+    """An elementwise op's CUDA rule; elementwise, it is also row-wise (--unroll)."""
     from .registry import REGISTRY, CudaRule
     REGISTRY[name].cuda = CudaRule("pointwise", forward=forward, backward=backward)
+    REGISTRY[name].row_wise = True
 
 
 _cuda("Exp", "g_exp({{x}})", {"x": "{{gy}} * {{y}}"})

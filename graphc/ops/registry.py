@@ -41,11 +41,19 @@ class CudaRule:
     kind 'index': an element-to-element index map (no arithmetic, no copy), fused as index
       math: `index` is 'view' (same flat index), 'narrow' (d.axis, d.start), 'select'
       (d.axis, d.index) or 'join' (d.axis, d.offsets).
-    kind 'kernel': its own kernels/GEMMs, emitted by backends/cuda.py (`kernel` names the
-      emitter and templates/cuda/<kernel>.cu.j2). `reads`: 'prologue' when its kernel reads
-      the data input through a fused expression (no materialized copy), 'plain' when it needs
-      a stored array (cuBLAS); `grad_reads` the same for the output gradient ('rows': as a
-      (N*H*W) x C matrix, for convolution GEMMs).
+    kind 'kernel': its own kernels/GEMMs. `emit_forward(cx, node)` and
+      `emit_backward(cx, gnode, fwd, targets)` (targets: input slot -> gradient Value) return
+      the Python lines of the generated module that compute it, writing any CUDA kernels
+      through `cx`, the backend's emit context (backends/cuda.py `CudaBackend`: names, kernel
+      builders, loaders, templates); `kernel` names it in kernel names and docs. `reads`:
+      'prologue' when its kernel reads the data input through a fused expression (no
+      materialized copy: `cx.loader`), 'plain' when it needs a stored array (cuBLAS);
+      `grad_reads` the same for the output gradient ('rows': as a (N*H*W) x C matrix, for
+      convolution GEMMs). `epilogue`: the output is the raw result of a GEMM (`cx.gemm(node)`)
+      plus a bias, which the consumers' fused kernels add: 'bias' (output and GEMM result
+      have one shape, the bias runs along the last dim; only when a bias is present) or
+      'nhwc' (an image output whose GEMM result is NHWC, read back as NCHW, + bias per
+      channel when present).
     kernel 'blas' (kind 'kernel'): matrix products as cuBLAS calls: `forward` is a Python
       expression (jinja: array names `xs[i]`/`x`, `a`, `d`, `out_shape`) over the backend
       `rt` (rt.matmul) giving a new contiguous array; `backward[slot]` the same for input i's
@@ -77,6 +85,9 @@ class CudaRule:
     host_after: str = ""
     backward_aux: dict = field(default_factory=dict)
     host_training_only: Any = False
+    emit_forward: Optional[Callable] = None
+    emit_backward: Optional[Callable] = None
+    epilogue: str = ""
 
 
 @dataclass
@@ -100,6 +111,9 @@ class OpDef:
     nested_input: bool = False  # a table op whose input table may nest: it gets it flattened
     int_inputs: tuple = ()  # slots (names, or positions in a table) taking integer indices
     view: bool = False  # the output is a numpy view of the input: no new memory
+    # every output row depends only on the same row of the inputs (so --unroll can run it
+    # once over all T*B rows): a bool, or (attrs, in_shapes) -> bool
+    row_wise: Any = False
     passthrough: bool = False  # the output *is* the input (Identity): no IR node at all
     structural: Optional[Callable] = None  # (attrs, struct) -> struct: a table rearrangement
     # made at lowering time with no IR node (SelectTable, NarrowTable, FlattenTable)
@@ -114,6 +128,9 @@ class OpDef:
     @property
     def table_input(self) -> bool:
         return self.inputs == ("xs",)
+
+    def is_row_wise(self, attrs, in_shapes) -> bool:
+        return bool(self.row_wise(attrs, in_shapes) if callable(self.row_wise) else self.row_wise)
 
     def active_params(self, attrs) -> list[ParamSpec]:
         """Parameters and buffers this instance has, in IR input order."""

@@ -86,10 +86,10 @@ def _bn_derive(a, shapes):
 
 
 _BN_FWD = ("{{y}}, {{aux.xhat}}, {{aux.invstd}} = rt.batchnorm_forward({{x}}, {{weight}}, {{bias}}, "
-           "{{running_mean}}, {{running_var}}, {{d.axes}}, {{d.bshape}}, {{a.eps}}, "
-           "{{a.momentum}}, self.train)")
+           "{{running_mean}}, {{running_var}}, axes={{d.axes}}, bshape={{d.bshape}}, eps={{a.eps}}, "
+           "momentum={{a.momentum}}, train=self.train)")
 _BN_BWD = ("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.batchnorm_backward("
-           "{{gy}}, {{aux.xhat}}, {{aux.invstd}}, {{weight}}, {{d.axes}}, {{d.bshape}})")
+           "{{gy}}, {{aux.xhat}}, {{aux.invstd}}, {{weight}}, axes={{d.axes}}, bshape={{d.bshape}})")
 # CUDA: per-channel statistics in two stages, so no thread walks a whole channel of a big
 # batch: partial sums per (row p, channel c) of x seen as P x C x Q (one thread each; one row
 # of the whole channel when P is 1 or Q is 1), then per channel over the rows. Then one thread

@@ -147,6 +147,7 @@ _SLICE = "[{{ ':, ' * d.axis }}{{d.start}}:{{d.stop}}]"
 defop(
     name="Narrow", signature="dimension:int, offset:int, length:int=1",
     shape=_narrow_shape, derive=_narrow_derive, view=True,
+    row_wise=lambda a, shapes: _narrow_derive(a, shapes)["axis"] > 0,  # not a slice of rows
     forward="{{y}} = {{x}}" + _SLICE,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
@@ -177,6 +178,7 @@ _PICK = "[{{ ':, ' * d.axis }}{{d.index}}]"
 defop(
     name="Select", signature="dimension:int, index:int",
     shape=_select_shape, derive=_select_derive, view=True,
+    row_wise=lambda a, shapes: _select_derive(a, shapes)["axis"] > 0,
     forward="{{y}} = {{x}}" + _PICK,
     backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",

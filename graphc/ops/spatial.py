@@ -2,7 +2,7 @@
 (kW before kH). The heavy lifting is in graphc_runtime.kernels (im2col + GEMM)."""
 import math
 
-from .registry import CudaRule, ParamSpec, ShapeError, defop, uniform
+from .registry import B, CudaRule, ParamSpec, ShapeError, defop, uniform
 
 
 def conv_out(size, k, d, pad):
@@ -49,8 +49,225 @@ def _no_bias(a):
     a["bias"] = False
 
 
+# ---- CUDA (kind 'kernel'): im2col / pooling kernels of their own, written through the
+# backend's emit context `cx` (backends/cuda.py); the GEMMs are cuBLAS.
+
+def _geometry(shape):
+    """(N as C and as Python, C, H, W) of a CHW or NCHW shape (B: the batch size)."""
+    if len(shape) == 4:
+        n = shape[0]
+        return ("B", "B") if n == B else (n, str(n)), shape[1], shape[2], shape[3]
+    return (1, "1"), shape[0], shape[1], shape[2]
+
+
+def _reshape_arg(shape):
+    """A shape for .reshape(): -1 for the batch size."""
+    return "(" + ", ".join("-1" if d == B else str(d) for d in shape) + ")"
+
+
+def _window(a):
+    return {k: a[k] for k in ("kH", "kW", "dH", "dW", "padH", "padW")}
+
+
+_CONV_IM2COL = (
+    '{{ loader }}\n'
+    '// {{ comment|ccomment }}: im2col, one thread per element of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
+    '// row (n, oh, ow), column (c, kh, kw)); the GEMM with the weight is cuBLAS\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_im2col({{ fwd_params|join(\', \') }}) {\n'
+    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (i >= {{ n_cols }}) return;\n'
+    '  const int k = i % {{ K }}, r = i / {{ K }};\n'
+    '  const int kw = k % {{ kW }}, kh = (k / {{ kW }}) % {{ kH }}, c = k / {{ kH * kW }};\n'
+    '  const int ow = r % {{ oW }}, oh = (r / {{ oW }}) % {{ oH }}, n = r / {{ oH * oW }};\n'
+    '  const int h = oh * {{ dH }} - {{ padH }} + kh, w = ow * {{ dW }} - {{ padW }} + kw;\n'
+    '  real v = 0;\n'
+    '  if (h >= 0 && h < {{ H }} && w >= 0 && w < {{ W }}) v = {{ x("((n * " ~ C ~ " + c) * " ~ H ~ " + h) * " ~ W ~ " + w") }};\n'
+    '  o_cols[i] = v;\n'
+    '}\n')
+_CONV_COL2IM = (
+    '// {{ comment|ccomment }}: col2im, one thread per input element, summing the columns that read it\n'
+    '// (a gather: no atomics, deterministic)\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_col2im({{ bwd_params|join(\', \') }}) {\n'
+    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (i >= {{ n_in }}) return;\n'
+    '  const int w = i % {{ W }}, h = (i / {{ W }}) % {{ H }}, c = (i / {{ H * W }}) % {{ C }}, n = i / {{ C * H * W }};\n'
+    '  real s = 0;\n'
+    '  for (int kh = 0; kh < {{ kH }}; ++kh) {\n'
+    '    const int th = h + {{ padH }} - kh;\n'
+    '    if (th < 0 || th % {{ dH }} != 0 || th / {{ dH }} >= {{ oH }}) continue;\n'
+    '    for (int kw = 0; kw < {{ kW }}; ++kw) {\n'
+    '      const int tw = w + {{ padW }} - kw;\n'
+    '      if (tw < 0 || tw % {{ dW }} != 0 || tw / {{ dW }} >= {{ oW }}) continue;\n'
+    '      const int r = (n * {{ oH }} + th / {{ dH }}) * {{ oW }} + tw / {{ dW }};\n'
+    '      s += i_gcols[r * {{ K }} + (c * {{ kH }} + kh) * {{ kW }} + kw];\n'
+    '    }\n'
+    '  }\n'
+    '  o_gx[i] = s;\n'
+    '}\n')
+
+
+def _conv_cuda_forward(cx, node):
+    """im2col (reading x through the fused prologue), then the GEMM with the weight; the
+    NHWC GEMM result is read back as NCHW (+ bias) by the consumers (epilogue 'nhwc')."""
+    a = node.attrs
+    x, w = node.inputs[0], node.inputs[1]
+    y, cols = node.outputs[0], node.outputs[1]
+    (N, pyN), C, H, W = _geometry(x.shape)
+    _, nOut, oH, oW = _geometry(y.shape)
+    K = C * a["kH"] * a["kW"]
+    kb = cx.kernel_builder()
+    name = cx.kernel_name("conv2d")
+    loader_src, load = cx.loader(kb, x, "conv2d_x")
+    kb.array(cx.n(cols), write=True, cname="o_cols")
+    # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
+    rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
+    n_cols = kb.count_expr(rows_shape)
+    src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{cx.describe(node)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
+                    fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
+                    oH=oH, oW=oW, K=K, **_window(a))
+    cx.add_kernel(name + "_im2col", src)
+    gemm = cx.gemm(node)
+    return [
+        f"{cx.n(cols)} = rt.empty(({pyN} * {oH * oW}, {K}), dt)",
+        cx.launch(name + "_im2col", cx.pynumel(rows_shape), kb),
+        f"{cx.n(gemm)} = rt.matmul({cx.n(cols)}, {cx.n(w)}.reshape({nOut}, {K}).T)"
+        f".reshape({_reshape_arg(gemm.shape)})",
+    ]
+
+
+def _conv_cuda_backward(cx, gnode, fwd, targets):
+    """Weight and bias gradients: GEMMs on the output gradient as (N*H*W) x C rows; the
+    input gradient: a GEMM into columns, then col2im."""
+    a = fwd.attrs
+    x, w = fwd.inputs[0], fwd.inputs[1]
+    y, cols = fwd.outputs[0], fwd.outputs[1]
+    (_, pyN), C, H, W = _geometry(x.shape)
+    _, nOut, oH, oW = _geometry(y.shape)
+    K = C * a["kH"] * a["kW"]
+    rows = f"{cx.rows_of(gnode.inputs[0])}.reshape(-1, {nOut})"
+    lines = []
+    if 1 in targets:
+        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}.reshape({nOut}, {K}), {rows}.T, "
+                     f"{cx.n(cols)})")
+    if 2 in targets:
+        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {rows})")
+    if 0 in targets:
+        gx = cx.n(targets[0])
+        gcols = cx.n.fresh(gx + "_cols")
+        kb = cx.kernel_builder()
+        name = cx.kernel_name("conv2d")
+        kb.array(gcols, cname="i_gcols")
+        kb.array(gx, write=True, cname="o_gx")
+        n_in = kb.count_expr(x.shape)
+        src = cx.render(_CONV_COL2IM, comment=f"{cx.describe(gnode)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
+                        bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
+                        oH=oH, oW=oW, K=K, **_window(a))
+        cx.add_kernel(name + "_col2im", src)
+        lines += [f"{gcols} = rt.matmul({rows}, {cx.n(w)}.reshape({nOut}, {K}))",
+                  f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
+                  cx.launch(name + "_col2im", cx.pynumel(x.shape), kb)]
+    return lines
+
+
+_MAXPOOL_FWD = (
+    '{{ loader }}\n'
+    '// {{ comment|ccomment }}: forward, one thread per output; argmax = h * W + w of the winner in its\n'
+    '// plane (padding never wins; ties go to the first maximum in row-major window order)\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
+    '  const int o = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (o >= {{ n_out }}) return;\n'
+    '  const int ow = o % {{ oW }}, oh = (o / {{ oW }}) % {{ oH }}, plane = o / {{ oH * oW }};\n'
+    '  const int h0 = oh * {{ dH }} - {{ padH }}, w0 = ow * {{ dW }} - {{ padW }};\n'
+    '  int best = (h0 < 0 ? 0 : h0) * {{ W }} + (w0 < 0 ? 0 : w0);\n'
+    '{% if (oH - 1) * dH - padH >= H or (oW - 1) * dW - padW >= W %}\n'
+    '  if (h0 >= {{ H }} || w0 >= {{ W }}) best = -1;  // a kept window past the input (Torch7): no winner\n'
+    '{% endif %}\n'
+    '  real m = g_ninf((real)0);\n'
+    '  for (int kh = 0; kh < {{ kH }}; ++kh) {\n'
+    '    const int h = h0 + kh;\n'
+    '    if (h < 0 || h >= {{ H }}) continue;\n'
+    '    for (int kw = 0; kw < {{ kW }}; ++kw) {\n'
+    '      const int w = w0 + kw;\n'
+    '      if (w < 0 || w >= {{ W }}) continue;\n'
+    '      const real v = {{ x("plane * " ~ (H * W) ~ " + h * " ~ W ~ " + w") }};\n'
+    '      if (v > m) {\n'
+    '        m = v;\n'
+    '        best = h * {{ W }} + w;\n'
+    '      }\n'
+    '    }\n'
+    '  }\n'
+    '  o_y[o] = m;\n'
+    '  o_argmax[o] = best;\n'
+    '}\n')
+_MAXPOOL_BWD = (
+    '{{ loader }}\n'
+    '// {{ comment|ccomment }}: backward, one thread per input element, summing the gradients of the\n'
+    '// windows it won (a gather: no atomics, deterministic)\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
+    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
+    '  if (i >= {{ n_in }}) return;\n'
+    '  const int w = i % {{ W }}, h = (i / {{ W }}) % {{ H }}, plane = i / {{ H * W }};\n'
+    '  const int me = h * {{ W }} + w;\n'
+    '  const int th = h + {{ padH - kH + 1 }}, tw = w + {{ padW - kW + 1 }};\n'
+    '  const int oh0 = th <= 0 ? 0 : (th + {{ dH - 1 }}) / {{ dH }}, ow0 = tw <= 0 ? 0 : (tw + {{ dW - 1 }}) / {{ dW }};\n'
+    '  const int eh = (h + {{ padH }}) / {{ dH }}, ew = (w + {{ padW }}) / {{ dW }};\n'
+    '  const int oh1 = eh < {{ oH - 1 }} ? eh : {{ oH - 1 }}, ow1 = ew < {{ oW - 1 }} ? ew : {{ oW - 1 }};\n'
+    '  real s = 0;\n'
+    '  for (int oh = oh0; oh <= oh1; ++oh) {\n'
+    '    for (int ow = ow0; ow <= ow1; ++ow) {\n'
+    '      const int o = (plane * {{ oH }} + oh) * {{ oW }} + ow;\n'
+    '      if (i_argmax[o] == me) s += {{ gy("o") }};\n'
+    '    }\n'
+    '  }\n'
+    '  o_gx[i] = s;\n'
+    '}\n')
+
+
+def _pool_cuda_forward(cx, node):
+    a = node.attrs
+    x = node.inputs[0]
+    y, argmax = node.outputs
+    _, C, H, W = _geometry(x.shape)
+    _, _, oH, oW = _geometry(y.shape)
+    kb = cx.kernel_builder()
+    name = cx.kernel_name("maxpool2d")
+    loader_src, load = cx.loader(kb, x, "maxpool2d_x")
+    kb.array(cx.n(y), write=True, cname="o_y")
+    kb.array(cx.n(argmax), "int", write=True, cname="o_argmax")
+    n_out = kb.count_expr(y.shape)
+    src = cx.render(_MAXPOOL_FWD, loader=loader_src, comment=f"{cx.describe(node)}: {a['kH']}x{a['kW']}", name=name,
+                    fwd_params=kb.declarations(), n_out=n_out, x=load, H=H, W=W, oH=oH,
+                    oW=oW, **_window(a))
+    cx.add_kernel(name + "_fwd", src)
+    shape = cx.pyshape(y.shape)
+    return [f"{cx.n(y)} = rt.empty({shape}, dt)",
+            f"{cx.n(argmax)} = rt.empty({shape}, 'int32')",
+            cx.launch(name + "_fwd", cx.pynumel(y.shape), kb)]
+
+
+def _pool_cuda_backward(cx, gnode, fwd, targets):
+    a = fwd.attrs
+    x = fwd.inputs[0]
+    y, argmax = fwd.outputs
+    _, C, H, W = _geometry(x.shape)
+    _, _, oH, oW = _geometry(y.shape)
+    gx = cx.n(targets[0])
+    kb = cx.kernel_builder()
+    name = cx.kernel_name("maxpool2d")
+    loader_src, load = cx.loader(kb, gnode.inputs[0], "maxpool2d_gy")
+    kb.array(cx.n(argmax), "int", cname="i_argmax")
+    kb.array(gx, write=True, cname="o_gx")
+    n_in = kb.count_expr(x.shape)
+    src = cx.render(_MAXPOOL_BWD, loader=loader_src, comment=f"{cx.describe(gnode)}: {a['kH']}x{a['kW']}", name=name,
+                    bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
+                    oW=oW, **_window(a))
+    cx.add_kernel(name + "_bwd", src)
+    return [f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
+            cx.launch(name + "_bwd", cx.pynumel(x.shape), kb)]
+
+
 _conv_stdv = uniform(lambda a: 1 / math.sqrt(a["kW"] * a["kH"] * a["nInputPlane"]))
-_HW = "{{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}"
+_HW = "dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}"
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one
 _3D = "{% if rank == 3 %}[0]{% endif %}"
 
@@ -78,7 +295,8 @@ defop(
     aliases=("SpatialConvolutionMM",),
     # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
     # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
-    cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows"),
+    cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows", epilogue="nhwc",
+                  emit_forward=_conv_cuda_forward, emit_backward=_conv_cuda_backward),
 )
 
 
@@ -111,19 +329,20 @@ def _set_ceil(value):
     return method
 
 
-_POOL = "{{a.kH}}, {{a.kW}}, {{a.dH}}, {{a.dW}}, {{a.padH}}, {{a.padW}}"
+_POOL = "kH={{a.kH}}, kW={{a.kW}}, dH={{a.dH}}, dW={{a.dW}}, padH={{a.padH}}, padW={{a.padW}}"
 defop(
     name="SpatialMaxPooling", signature="kW:int, kH:int, dW:int=nil, dH:int=nil, padW:int=0, padH:int=0",
     check=_pool_check, shape=_pool_shape, aux=("argmax",),
     flops=lambda a, ins, out: math.prod(out) * a["kH"] * a["kW"],
     methods={"ceil": _set_ceil(True), "floor": _set_ceil(False)},
     forward=("{{y}}, {{aux.argmax}} = rt.maxpool2d_forward({{x}}" + _4D + ", " + _POOL +
-             ", {{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
+             ", ceil_mode={{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{x}}" + _4D +
                    ".shape, " + _POOL + ")" + _3D},
     doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "
         "size up. Ties go to the first max. In ceil mode with no padding, a last window that "
         "starts past the input (a stride larger than the kernel) is kept, as in Torch7: its "
         "output is -inf and it passes no gradient (PyTorch drops it; with padding both drop it).",
-    cuda=CudaRule("kernel", kernel="maxpool2d", reads="prologue", grad_reads="prologue"),
+    cuda=CudaRule("kernel", kernel="maxpool2d", reads="prologue", grad_reads="prologue",
+                  emit_forward=_pool_cuda_forward, emit_backward=_pool_cuda_backward),
 )

@@ -22,7 +22,7 @@ def _sibling_hint(a, slot, shapes):
 # `as1(v, i)` reshapes input i to input 1's shape when they differ (a view, no copy).
 defop(
     name="CAddTable", signature="inplace:bool=false", inputs=("xs",), shape=_same_numel,
-    input_hint=_sibling_hint,
+    input_hint=_sibling_hint, row_wise=True,
     forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' + ' if not loop.last }}{% endfor %}",
     backward={"xs": "{{ like(gy, i) }}"},
     doc="Sum of its inputs.", torch_diff="`inplace` is accepted and ignored.",
@@ -31,7 +31,7 @@ defop(
 
 defop(
     name="CMulTable", signature="", inputs=("xs",), shape=_same_numel,
-    input_hint=_sibling_hint,
+    input_hint=_sibling_hint, row_wise=True,
     forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' * ' if not loop.last }}{% endfor %}",
     backward={"xs": "{% set p %}{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{ as1(x, loop.index0) }}"
                     "{% endif %}{% endfor %}{% endset %}{{ like(p, i) }}"},

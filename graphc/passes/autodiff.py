@@ -32,7 +32,8 @@ def autodiff(graph: Graph, no_grad=()) -> Graph:
         parts = partials[v]
         if len(parts) == 1:
             return parts[0]
-        s = Value("tmp", shape=v.shape, name=f"grad_{v.name}", loc=v.loc)
+        # the sum of its partial gradients (grad_next_c_total, beside a given grad_next_c)
+        s = Value("tmp", shape=v.shape, name=f"grad_{v.name}_total", loc=v.loc)
         g.grad_nodes.append(Node("add", {}, list(parts), [s], v.loc))
         partials[v] = [s]
         return s

@@ -1,9 +1,9 @@
 """Kernel fusion for the CUDA target: IR -> a Plan of steps (pure: the graph is unchanged).
 
 Values made by 'pointwise' and 'index' ops (see ops.registry.CudaRule), and the outputs of
-Linear (with a bias) and SpatialConvolution, are *virtual*: no kernel of their own computes
-them; whoever reads them evaluates the expression (bias add, NHWC -> NCHW, Sigmoid,
-Narrow...) from stored arrays. A virtual value is stored only where an array is needed:
+ops with a GEMM epilogue (CudaRule.epilogue: Linear with a bias, SpatialConvolution), are
+*virtual*: no kernel of their own computes them; whoever reads them evaluates the expression
+(bias add, NHWC -> NCHW, Sigmoid, Narrow...) from stored arrays. A virtual value is stored only where an array is needed:
 
   * a cuBLAS operand (Linear's input, its output gradient),
   * a convolution's output gradient, as (N*H*W) x C rows ('rows' layout),
@@ -59,7 +59,7 @@ class Plan:
     forward: list
     backward: list
     virtual: set  # values no kernel stores unless demanded
-    gemm: dict  # Linear-with-bias / SpatialConvolution node -> Value of its raw GEMM output
+    gemm: dict  # epilogue op's node (Linear with a bias...) -> Value of its raw GEMM output
 
     def kernels(self, which: str) -> int:
         return sum(1 for s in getattr(self, which) if s.kind == "fused")
@@ -79,6 +79,16 @@ def rule_of(node: Node):
 def is_virtual_op(node: Node) -> bool:
     """A forward node whose output kernels compute on the fly."""
     return rule_of(node).kind in ("pointwise", "index")
+
+
+def bias_input(node: Node):
+    """The bias Value an epilogue op's node adds to its GEMM result, or None."""
+    op = REGISTRY[node.op]
+    params = op.active_params(node.attrs)
+    names = [p.name for p in params]
+    if "bias" not in names:
+        return None
+    return node.inputs[len(node.inputs) - len(params) + names.index("bias")]
 
 
 def conv_gemm_shape(out_shape):
@@ -102,11 +112,11 @@ class _Planner:
             r = rule_of(node)
             if r.kind in ("pointwise", "index"):
                 self.virtual.update(node.outputs)
-            elif r.kernel == "linear" and node.attrs.get("bias", True) and len(node.inputs) == 3:
+            elif r.epilogue == "bias" and bias_input(node) is not None:
                 y = node.outputs[0]
                 self.gemm[node] = Value("tmp", shape=y.shape, name=f"{y.name}_mm", loc=y.loc)
                 self.virtual.add(y)
-            elif r.kernel == "conv2d":
+            elif r.epilogue == "nhwc":
                 y = node.outputs[0]
                 self.gemm[node] = Value("tmp", shape=conv_gemm_shape(y.shape),
                                         name=f"{y.name}_nhwc", loc=y.loc)
@@ -313,6 +323,11 @@ def plan(graph: Graph) -> Plan:
 
 def describe(p: Plan) -> str:
     """A readable summary of the plan (tests, --emit cu comments)."""
+    return "\n".join(describe_lines(p))
+
+
+def describe_lines(p: Plan) -> list[str]:
+    """describe()'s lines (a value's name may itself hold a newline: escape each line)."""
     lines = []
     for which in ("forward", "backward"):
         lines.append(f"{which}:")
@@ -324,7 +339,7 @@ def describe(p: Plan) -> str:
                 what = ", ".join(f"{d.value.name}" + ("" if d.layout == "plain" else f" ({d.layout})")
                                  for d in s.demands)
                 lines.append(f"  {s.kind} {what}")
-    return "\n".join(lines)
+    return lines
 
 
-__all__ = ["B", "Demand", "Plan", "Step", "describe", "plan", "rule_of"]
+__all__ = ["B", "Demand", "Plan", "Step", "describe", "describe_lines", "plan", "rule_of"]

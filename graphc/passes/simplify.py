@@ -53,6 +53,7 @@ def merge_slice_grads(graph: Graph) -> Graph:
         add.attrs = {"axis": slices[0][0], "ranges": tuple(ranges), "tiles": tiles,
                      "picks": slices[0][3]}
         add.inputs = [parts[i].inputs[0] for i in order]  # the slices' own gradients
+        add.outputs[0].name = f"grad_{parts[0].attrs['fwd'].inputs[0].name}"  # joined, not summed
         dropped.update(id(parts[i]) for i in order)
     g.grad_nodes = [n for n in g.grad_nodes if id(n) not in dropped]
     return g

@@ -88,11 +88,6 @@ def _add(u: Graph, op: str, attrs: dict, inputs: list[Value], loc, name: str) ->
     return node.outputs[0]
 
 
-# Ops whose every output row depends only on the same row of the inputs, so that running
-# them once over all T*B rows of a sequence gives each step's values.
-_ROW_WISE = {"Linear", "LookupTable", "OneHot", "Narrow", "Select"}
-
-
 def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     """For `--unroll T` (the runtime Sequence): the part of the step graph that does not
     depend on the recurrent state (e.g. the input projection i2h = Linear(x)) can run once
@@ -111,10 +106,9 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     params = {p.value for p in g.params}
     hoisted, values = [], set(per_step)
     for node in g.nodes:
-        op = REGISTRY[node.op]
-        row_wise = node.op in _ROW_WISE or (op.cuda is not None and op.cuda.kind == "pointwise")
-        if node.op in ("Narrow", "Select"):  # a slice of rows would mix them
-            row_wise = REGISTRY[node.op].derive(node.attrs, [node.inputs[0].shape])["axis"] > 0
+        # ops whose every output row depends only on the same row of the inputs: run once
+        # over all T*B rows of a sequence, they give each step's values
+        row_wise = REGISTRY[node.op].is_row_wise(node.attrs, [v.shape for v in node.inputs])
         # float results only: an index value crossing to the rest would get no gradient
         if (row_wise and all(v.dtype == "float" for v in node.outputs)
                 and any(v in values for v in node.inputs)

@@ -5,7 +5,7 @@
     import lstm
     m = lstm.Model(dtype="float32", seed=0)
     out = m.forward(input1, input2, input3)
-    grads = m.backward((input1, input2, input3), (grad_output1, grad_output2))
+    grads = m.backward((input1, input2, input3), (grad_next_c, grad_next_h))
 """
 import numpy as np
 
@@ -99,17 +99,17 @@ class Model(Module):
         # lstm.lua:36:11  nn.CMulTable [c_input]
         c_input = in_gate * in_transform
         # lstm.lua:38:10  nn.CAddTable [next_c]
-        output1 = c_forget + c_input
+        next_c = c_forget + c_input
         # lstm.lua:40:15  nn.Tanh [c_transform]
-        c_transform = np.tanh(output1)
+        c_transform = np.tanh(next_c)
         # lstm.lua:41:10  nn.CMulTable [next_h]
-        output2 = out_gate * c_transform
+        next_h = out_gate * c_transform
         self._saved = (all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform)
-        return (output1, output2,)
+        return (next_c, next_h,)
 
     def _backward(self, inputs, grad_outputs):
         input1, input2, input3, = inputs
-        grad_output1, grad_output2, = grad_outputs
+        grad_next_c, grad_next_h, = grad_outputs
         all_gates, in_transform, in_gate, forget_gate, out_gate, c_transform, = self._saved
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
@@ -117,17 +117,17 @@ class Model(Module):
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
-        grad_out_gate = grad_output2 * c_transform
-        grad_c_transform = grad_output2 * out_gate
+        grad_out_gate = grad_next_h * c_transform
+        grad_c_transform = grad_next_h * out_gate
         # lstm.lua:40:15  nn.Tanh [c_transform] (backward)
-        grad_output1_2 = c_transform * c_transform
-        np.subtract(1, grad_output1_2, out=grad_output1_2)
-        grad_output1_2 *= grad_c_transform
+        grad_next_c_2 = c_transform * c_transform
+        np.subtract(1, grad_next_c_2, out=grad_next_c_2)
+        grad_next_c_2 *= grad_c_transform
         # gradient sum
-        grad_output1_3 = grad_output1 + grad_output1_2
+        grad_next_c_total = grad_next_c + grad_next_c_2
         # lstm.lua:38:10  nn.CAddTable [next_c] (backward)
-        grad_c_forget = grad_output1_3
-        grad_c_input = grad_output1_3
+        grad_c_forget = grad_next_c_total
+        grad_c_input = grad_next_c_total
         # lstm.lua:36:11  nn.CMulTable [c_input] (backward)
         grad_in_gate = grad_c_input * in_transform
         grad_in_transform = grad_c_input * in_gate

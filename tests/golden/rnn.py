@@ -5,7 +5,7 @@
     import rnn
     m = rnn.Model(dtype="float32", seed=0)
     out = m.forward(input1, input2)
-    grads = m.backward((input1, input2), (grad_output1,))
+    grads = m.backward((input1, input2), (grad_next_h,))
 """
 import numpy as np
 
@@ -65,23 +65,23 @@ class Model(Module):
         # rnn.lua:17:20  nn.CAddTable
         caddtable1 = i2h + h2h
         # rnn.lua:17:10  nn.Tanh [next_h]
-        output1 = np.tanh(caddtable1)
-        self._saved = (output1,)
-        return (output1,)
+        next_h = np.tanh(caddtable1)
+        self._saved = (next_h,)
+        return (next_h,)
 
     def _backward(self, inputs, grad_outputs):
         input1, input2, = inputs
-        grad_output1, = grad_outputs
-        output1, = self._saved
+        grad_next_h, = grad_outputs
+        next_h, = self._saved
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
         # rnn.lua:17:10  nn.Tanh [next_h] (backward)
-        grad_caddtable1 = output1 * output1
+        grad_caddtable1 = next_h * next_h
         np.subtract(1, grad_caddtable1, out=grad_caddtable1)
-        grad_caddtable1 *= grad_output1
+        grad_caddtable1 *= grad_next_h
         # rnn.lua:17:20  nn.CAddTable (backward)
         grad_i2h = grad_caddtable1
         grad_h2h = grad_caddtable1

@@ -27,7 +27,7 @@ GRAPHC_CUDA_CACHE_DIR="$(mktemp -d)"
 export GRAPHC_CUDA_CACHE_DIR
 trap 'rm -rf "$GRAPHC_CUDA_CACHE_DIR"' EXIT
 
-GRAPHC_GPU_TESTS=1 python -m pytest -q -p no:cacheprovider tests/gpu/test_gpu.py tests/test_cuda*.py
+GRAPHC_GPU_TESTS=1 python -m pytest -q -p no:cacheprovider tests/gpu/test_gpu.py tests/gpu/test_distributed_nccl.py tests/test_cuda*.py
 
 if [[ "${1:-}" != "--no-bench" ]]; then
     if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
