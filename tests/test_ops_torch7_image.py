@@ -1,10 +1,10 @@
 """Torch7's image-model modules (ops/padding_upsampling.py, ops/norm_dilated_lp.py, ReLU6,
 SpatialDropout, SpatialConvolutionMM, cudnn.*): forward vs PyTorch (a reference written for
 Torch7's semantics where PyTorch differs), backward vs PyTorch autograd and vs central finite
-differences (float64), batch and non-batch input, float32 kept float32; then the rules random
-inputs do not reach and the errors."""
+differences (float64), batch and non-batch input, float32 kept float32 (tests/op_harness.py);
+then the rules random inputs do not reach (an unbatched CxHxW spec, SpatialDropout's planes
+and evaluate mode, edges, ties) and the errors."""
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import build, central_differences, compile_error
-from test_ops_more import as_tuple, is_float, make_spec, shape_opts, torch_run
+from op_harness import make_spec, op_tests, shape_opts
 
 torch.set_default_dtype(torch.float64)
 
@@ -78,7 +78,7 @@ CASES = {
         {"x": "Bx1x4x5"},
         lambda xs, ps: subtractive(xs[0], [[1.0, 0, 2], [0.5, 1, 3], [1, 1, 1]], 1)),
     "SubtractiveNormalization_gaussian": (
-        "nn.SpatialSubtractiveNormalization(2, image.gaussian1D(7))(x)", {"x": "Bx2x8x9"},
+        "nn.SpatialSubtractiveNormalization(2, require('image').gaussian1D(7))(x)", {"x": "Bx2x8x9"},
         lambda xs, ps: subtractive(xs[0], np.outer(G7, G7), 2)),
     "DilatedConvolution": ("nn.SpatialDilatedConvolution(3, 2, 3, 2, 2, 1, 1, 2, 2, 3)(x)",
                            {"x": "Bx3x9x8"},
@@ -98,103 +98,9 @@ CASES = {
                                    lambda xs, ps: temporal_max(xs[0], 3, 2)),
     "SpatialConvolutionMM": ("nn.SpatialConvolutionMM(2, 3, 3, 2, 1, 2, 1)(x)", {"x": "Bx2x5x6"},
                              lambda xs, ps: F.conv2d(xs[0], ps[0], ps[1], (2, 1), (1, 1))),
-    "SpatialDropout_evaluate": ("nn.SpatialDropout(0.3)(x)", {"x": "Bx3x2x2"},
-                                lambda xs, ps: xs[0] * 0.7),
 }
-EVALUATE = {"SpatialDropout_evaluate"}
-
-_compiled = {}
-
-
-def compiled(case, tmp_path, dtype="float64"):
-    body, shapes = CASES[case][:2]
-    key = (case, dtype)
-    if key not in _compiled:
-        spec = "require 'image'\n" + make_spec(body, shapes) if "image." in body else make_spec(body, shapes)
-        _compiled[key] = build(spec, tmp_path, dtype=dtype, shapes=shape_opts(shapes))
-    return _compiled[key]
-
-
-def model(case, tmp_path, dtype="float64", **kw):
-    m = compiled(case, tmp_path, dtype).Model(dtype=dtype, **kw)
-    if case in EVALUATE:
-        m.evaluate()
-    return m
-
-
-def random_inputs(case, batch, rng):
-    shapes = CASES[case][1]
-    maker = CASES[case][3] if len(CASES[case]) > 3 else None
-    xs = []
-    for s in shapes.values():
-        x = rng.standard_normal([batch if d == "B" else int(d) for d in s.split("x")])
-        xs.append(maker(x) if maker else x)
-    return xs
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_forward_backward_vs_torch(case, tmp_path, rng):
-    m = model(case, tmp_path, seed=3)
-    flat_w, flat_g = m.getParameters()
-    flat_w[:] = rng.standard_normal(flat_w.size) * 0.5
-    xs = random_inputs(case, 3, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = as_tuple(m.backward(tuple(xs), (gy,)))
-    t_out, t_gin, t_gp = torch_run(CASES[case][2], xs, [w for _, w in m.parameters()], gy)
-    assert out.shape == t_out.shape
-    np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-12)
-    for a, b in zip(gins, t_gin):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    for (name, g), b in zip(m.gradParameters(), t_gp):
-        np.testing.assert_allclose(g, b, rtol=1e-10, atol=1e-12, err_msg=name)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_backward_vs_finite_differences(case, tmp_path, rng):
-    m = model(case, tmp_path, seed=5)
-    flat_w, flat_g = m.getParameters()
-    xs = random_inputs(case, 2, rng)
-    out = m.forward(*xs)
-    gy = rng.standard_normal(out.shape)
-    m.zeroGradParameters()
-    gins = as_tuple(m.backward(tuple(xs), (gy,)))
-
-    def loss():
-        return float((m.forward(*xs) * gy).sum())
-
-    for x, gx in zip(xs, gins):
-        np.testing.assert_allclose(gx, central_differences(loss, x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_non_batch_input_is_a_batch_of_one(case, tmp_path, rng):
-    m = model(case, tmp_path)
-    xs = random_inputs(case, 1, rng)
-    batched = m.forward(*xs)
-    single = m.forward(*[x[0] for x in xs])
-    assert single.shape == batched.shape[1:]
-    np.testing.assert_allclose(single, batched[0], rtol=1e-12)
-    gy = rng.standard_normal(single.shape)
-    g1 = as_tuple(m.backward(tuple(x[0] for x in xs), (gy,)))
-    g2 = as_tuple(m.backward(tuple(xs), (gy[None],)))
-    for a, b in zip(g1, g2):
-        np.testing.assert_allclose(a, b[0], rtol=1e-12)
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_float32_stays_float32(case, tmp_path, rng):
-    m = model(case, tmp_path, dtype="float32")
-    xs = [x.astype("float32") for x in random_inputs(case, 2, rng)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        out = m.forward(*xs)
-        assert out.dtype == np.float32
-        gins = as_tuple(m.backward(tuple(xs), (np.ones_like(out),)))
-    assert all(g.dtype == np.float32 for g in gins)
+(test_forward_backward_vs_torch, test_backward_vs_finite_differences,
+ test_non_batch_input_is_a_batch_of_one, test_float32_stays_float32) = op_tests(CASES)
 
 
 # ---- what random inputs do not reach ------------------------------------------------------------
