@@ -36,11 +36,11 @@ def test_padding_upsampling(dtype, host):
     compare_with_numpy_target(PAD, {"input1": "Bx2x4x5", "input2": "3x4x4"}, dtype)
 
 
-# LRN windows odd and even and wider than the channels; subtractive normalization with the
+# LRN windows narrower and wider than the channels; subtractive normalization with the
 # default 9x9 kernel (wider than the image), a 1D gaussian and a 2D kernel
 _NORM = [
     "nn.SpatialCrossMapLRN(3, 0.5, 0.75, 2)",
-    "nn.SpatialCrossMapLRN(4, 0.3)",
+    "nn.SpatialCrossMapLRN(7, 0.3)",
     "nn.SpatialCrossMapLRN(9, 0.2, 0.5, 1.5)",
     "nn.SpatialSubtractiveNormalization(5)",
     "nn.SpatialSubtractiveNormalization(5, image.gaussian1D(5))",

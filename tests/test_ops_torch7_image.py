@@ -63,11 +63,11 @@ CASES = {
                           lambda xs, ps: F.interpolate(xs[0], scale_factor=3, mode="nearest")),
     "CrossMapLRN": ("nn.SpatialCrossMapLRN(3, 0.5, 0.75, 2)(x)", {"x": "Bx6x3x4"},
                     lambda xs, ps: F.local_response_norm(xs[0], 3, 0.5, 0.75, 2)),
-    "CrossMapLRN_default_even": ("nn.CAddTable()({nn.SpatialCrossMapLRN()(x), "
-                                 "nn.SpatialCrossMapLRN(4, 0.3)(x)})",
+    "CrossMapLRN_default_wide": ("nn.CAddTable()({nn.SpatialCrossMapLRN()(x), "
+                                 "nn.SpatialCrossMapLRN(9, 0.3)(x)})",
                                  {"x": "Bx7x2x3"},
                                  lambda xs, ps: F.local_response_norm(xs[0], 5, 1e-4, 0.75, 1)
-                                 + F.local_response_norm(xs[0], 4, 0.3, 0.75, 1)),
+                                 + F.local_response_norm(xs[0], 9, 0.3, 0.75, 1)),
     "SubtractiveNormalization": ("nn.SpatialSubtractiveNormalization(2)(x)", {"x": "Bx2x10x11"},
                                  lambda xs, ps: subtractive(xs[0], [[1.0] * 9] * 9, 2)),
     "SubtractiveNormalization_1d": (
@@ -198,7 +198,9 @@ def test_spatial_convolution_mm_is_spatial_convolution(tmp_path, rng):
     ("nn.SpatialZeroPadding(-2, -2, 0, 0)(x)", {"x": "Bx1x4x4"}, "crop the 4x4 image to nothing"),
     ("nn.SpatialZeroPadding(1)(x)", {"x": "Bx4"}, "expects a 3D (CxHxW) or 4D (NxCxHxW) input"),
     ("nn.SpatialUpSamplingNearest(0)(x)", {"x": "Bx1x4x4"}, "scale must be >= 1"),
-    ("nn.SpatialCrossMapLRN(0)(x)", {"x": "Bx1x4x4"}, "size must be >= 1"),
+    ("nn.SpatialCrossMapLRN(0)(x)", {"x": "Bx1x4x4"}, "size must be odd and >= 1"),
+    ("nn.SpatialCrossMapLRN(4)(x)", {"x": "Bx1x4x4"}, "size must be odd and >= 1 (a window "
+     "centred on each channel), got 4"),
     ("nn.SpatialSubtractiveNormalization(2, torch.Tensor{1, 1})(x)", {"x": "Bx2x4x4"},
      "the averaging kernel must have odd sizes, got 2"),
     ("nn.SpatialSubtractiveNormalization(2, {{1, 1, 1}, {1, 1}})(x)", {"x": "Bx2x4x4"},

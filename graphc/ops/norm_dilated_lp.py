@@ -28,8 +28,10 @@ _BATCHED = "{% set batched = shp.x|length == 4 %}"
 
 
 def _lrn_check(a):
-    if a["size"] < 1:
-        return f"size must be >= 1, got {a['size']}"
+    if a["size"] < 1 or a["size"] % 2 == 0:
+        # Torch7's window is c - (size-1)/2 .. c + (size-1)/2; for an even size its CPU code
+        # indexes channel 0 and its CUDA kernel and PyTorch centre the window differently
+        return f"size must be odd and >= 1 (a window centred on each channel), got {a['size']}"
 
 
 # CUDA: aux `scale` = k + alpha / size * (sum of x^2 over channels c - size/2 .. c + (size-1)/2),
@@ -68,8 +70,10 @@ defop(
     backward={"x": ("rt.cross_map_lrn_backward({{gy}}, {{x}}, {{y}}, {{aux.scale}}, {{a.size}}, "
                     "{{a.alpha}}, {{a.beta}})")},
     doc="Local response normalization across channels: x / (k + alpha / size * sum x^2)^beta, "
-        "the sum over the `size` channels c - floor(size/2) .. c + floor((size-1)/2) (clipped "
-        "to the channels).",
+        "the sum over the `size` (odd) channels c - (size-1)/2 .. c + (size-1)/2 (clipped to "
+        "the channels).",
+    torch_diff="An even size is refused (Torch7's CPU code fails on it; its CUDA kernel and "
+               "PyTorch centre an even window differently).",
     cuda=_LRN_CUDA,
 )
 
