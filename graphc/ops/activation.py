@@ -205,7 +205,7 @@ defop(
 )
 
 defop(
-    name="ReLU6", signature="inplace:bool=false", shape=_same, elementwise=True,
+    name="ReLU6", signature="inplace:bool=false", shape=_same, elementwise=True, row_wise=True,
     forward="{{y}} = np.clip({{x}}, 0, 6)",
     # Torch7's ReLU6 runs THNN's HardTanh(0, 6): the gradient passes for 0 <= x <= 6
     backward={"x": "{{gy}} * (({{x}} >= 0) & ({{x}} <= 6))"},
