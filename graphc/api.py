@@ -22,7 +22,7 @@ OPTIONS = {
               "'NAME=SHAPE' strings",
     "dtype": "the Model's default dtype: 'float32' (default) or 'float64' (--dtype)",
     "target": "'numpy' (default) or 'cuda' (--target)",
-    "emit": "'py' (default), 'ir', 'dot' or 'cu' (--emit; compile_file needs 'py')",
+    "emit": "'py' (default), 'ir', 'dot', 'cu' or 'onnx' (--emit; compile_file needs 'py')",
     "unroll": "a number of steps, or 'T' for any length (--unroll); needs state",
     "state": "with unroll: output -> input pairs (--state): 'OUT=IN' strings, (out, in) "
              "pairs or a dict {out: in}; names as `graphc check` shows them",
@@ -30,6 +30,8 @@ OPTIONS = {
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
     "prelude": "a Lua file run first in the spec's top-level scope (--prelude), for the "
                "globals a training script would set: `opt = {...}`, `cudnn = nn`",
+    "weights": "with emit='onnx': a file written by Model.save whose weights the ONNX model "
+               "holds (--weights; default: a .t7's own, else the seed-0 initialisation)",
     "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
                "paths (see graphc.plugin)",
 }
@@ -49,7 +51,7 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
     opts.shapes = _shapes(kw.get("shapes"))
     opts.dtype = _choice(kw.get("dtype", "float32"), "dtype", ("float32", "float64"))
     opts.target = _choice(kw.get("target", "numpy"), "target", ("numpy", "cuda"))
-    opts.emit = _choice(kw.get("emit", "py"), "emit", ("py", "ir", "dot", "cu"))
+    opts.emit = _choice(kw.get("emit", "py"), "emit", ("py", "ir", "dot", "cu", "onnx"))
     if opts.emit == "cu" and opts.target != "cuda":
         raise OptionError("--emit cu writes the CUDA kernels: it needs --target cuda")
     opts.unroll = _unroll(kw.get("unroll"))
@@ -66,6 +68,10 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         if not isinstance(prelude, (str, os.PathLike)):
             raise OptionTypeError(f"prelude must be a path, not {type(prelude).__name__}")
         opts.prelude = str(prelude)
+    if kw.get("weights") is not None:
+        opts.weights = _str(kw["weights"], "weights")
+        if opts.emit != "onnx":
+            raise OptionError("--weights goes with --emit onnx")
     plugins = kw.get("plugins")
     opts.plugins = [str(p) for p in ([plugins] if isinstance(plugins, (str, Path)) else plugins or [])]
     return opts

@@ -20,6 +20,8 @@ EPILOG_COMPILE = """examples:
   graphc compile char_lstm.lua --entry "LSTM.lstm(65, 128, 2, 0.5)" -o lstm.py
   graphc compile samples/rnn.lua -D rnn_size=64 --dtype float64 -o rnn.py
   graphc compile samples/lstm.lua --emit ir
+  graphc compile samples/lstm.lua --emit onnx -o lstm.onnx
+  graphc compile lm_lstm_epoch30.t7 --entry protos.rnn -o char_rnn.py
   graphc compile samples/lstm.lua --unroll T --state output1=input2 --state output2=input3 -o seq.py
   graphc compile samples/lstm.lua --target cuda -o lstm_cuda.py
   graphc compile samples/lstm.lua -o build/lstm.py --depfile build/lstm.d
@@ -110,9 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=("numpy", "cuda"), default="numpy",
                    help="code target: numpy (default), or cuda (CuPy arrays, generated fused "
                    "CUDA kernels and cuBLAS GEMMs; the module needs CuPy to run)")
-    c.add_argument("--emit", choices=("py", "ir", "dot", "cu"), default="py",
+    c.add_argument("--emit", choices=("py", "ir", "dot", "cu", "onnx"), default="py",
                    help="py: the Python module (default); ir: the IR text dump; dot: Graphviz; "
-                   "cu: the CUDA kernels alone (--target cuda)")
+                   "cu: the CUDA kernels alone (--target cuda); onnx: the forward graph as "
+                   "an ONNX model with the weights (needs -o; pip install \"graphc[onnx]\")")
+    c.add_argument("--weights", metavar="FILE", help="with --emit onnx: the weights, a file "
+                   "written by Model.save (default: a .t7's own weights, else the seed-0 init)")
     c.add_argument("--depfile", metavar="OUT.d", help="also write make's dependency file: "
                    "OUT depends on the spec and every file it requires")
     k = sub.add_parser("check", help="parse, evaluate and infer shapes; print a per-node table",
@@ -132,12 +137,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(args) -> Options:
     """The flags as graphc.load's keywords: one reading of every option (user_options)."""
+    if getattr(args, "emit", "py") == "onnx" and not getattr(args, "output", None):
+        raise UsageError("--emit onnx writes a binary file: give -o OUT.onnx")
     return make_options(
         "graphc", entry=args.entry, defines=args.defines, shapes=args.shapes, dtype=args.dtype,
         emit=getattr(args, "emit", "py"), target=getattr(args, "target", "numpy"),
         unroll=getattr(args, "unroll", None), state=getattr(args, "state", []),
         optimize=bool(args.opt), no_grad=list(args.no_grad), prelude=args.prelude,
-        plugins=list(args.plugins))
+        plugins=list(args.plugins), weights=getattr(args, "weights", None))
 
 
 def write_if_changed(path: str, text: str) -> bool:
@@ -242,6 +249,9 @@ def _num(n: int) -> str:
 
 def write_depfile(path: str, target: str, files: list) -> None:
     def esc(f):
+        if any(c in str(f) for c in "\n\r"):  # a make rule is one line: it would start a recipe
+            raise UsageError(f"--depfile: cannot write the file name {str(f)!r} (it holds a line "
+                             "break) as a make dependency")
         return str(f).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
     text = f"{esc(target)}: " + " ".join(esc(f) for f in files) + "\n"
     text += "".join(f"{esc(f)}:\n" for f in files[1:])  # like gcc -MP: removed files don't break make
@@ -297,6 +307,10 @@ def main(argv=None) -> int:
             from .backends.dot import to_dot
             _render_graph(to_dot(res.graph, args.backward, Path(args.spec).name), args.output)
             print(f"graphc: wrote {args.output}", file=sys.stderr)
+        elif args.output and isinstance(res.source, bytes):  # --emit onnx
+            _write_bytes_if_changed(args.output, res.source)
+            if args.depfile:
+                write_depfile(args.depfile, args.output, res.files)
         elif args.output:
             write_if_changed(args.output, res.source)
             if args.depfile:

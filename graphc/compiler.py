@@ -37,6 +37,7 @@ class Options:
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
     prelude: str | None = None  # --prelude FILE.lua: run first, in the spec's top-level scope
+    weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
     plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
 
@@ -105,7 +106,14 @@ def parse_define(text: str):
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):
-    """Evaluate the spec and lower the chosen model to IR, with shapes."""
+    """Evaluate the spec and lower the chosen model to IR, with shapes. A `.t7` file (a
+    module saved by Torch7) is read instead of evaluated (frontend/t7import.py)."""
+    if text is None and path.endswith(".t7"):
+        from .frontend.t7import import T7Source, read_model, t7_layout
+        model, _ = read_model(path, opts.entry)
+        graph = lower(model, opts.shapes)
+        graph.meta["t7_modules"] = t7_layout(model, graph)
+        return graph, T7Source(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -122,6 +130,8 @@ def build_graph(path: str, opts: Options, text: str | None = None):
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
         graph = lower(model, opts.shapes)
+        from .frontend.t7import import t7_layout
+        graph.meta["t7_modules"] = t7_layout(model, graph)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp
@@ -212,6 +222,11 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
+    elif opts.emit == "onnx":
+        from .backends.onnx import export_weights, generate as generate_onnx
+        t7 = (path, opts.entry) if path.endswith(".t7") else None
+        out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
+                            opts.dtype, Path(path).stem)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
         py, cu = generate_cuda(graph)
@@ -235,6 +250,17 @@ def _no_grad_inputs(graph: Graph, names) -> dict:
                               f"{listed})" + did_you_mean(name, known))
         found[i] = name
     return found
+
+
+def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) -> str:
+    """The float64 numpy source of one module for the given input shapes: what a spec's
+    `m:forward(x)` runs while the spec is evaluated (frontend/objects.py)."""
+    opts = Options(dtype="float64", shapes=shapes)
+    graph = check_sizes(validate(lower(mod, shapes)))
+    graph = validate(merge_slice_grads(validate(autodiff(graph, ()))))
+    graph.meta.update(_meta(path, spec_text, opts, graph))
+    from .backends.numpy import generate
+    return generate(graph, None)
 
 
 def _meta(path, spec_text, opts, graph):

@@ -12,6 +12,9 @@ CONTAINERS = [
     ("ParallelTable", "", "Module i gets element i of the input table; the output is a table."),
     ("Concat", "dimension", "Every module gets the same input; outputs joined along `dimension`."),
     ("gModule", "inputs, outputs", "An nngraph graph; can be nested as a module."),
+    ("Bottle", "module, [nInputDim=2], [nOutputDim=nInputDim]",
+     "Runs `module` on the input's leading dims folded into one (when it has more than "
+     "`nInputDim` dims), then unfolds the output: Bottle(Linear(4, 3)) on Bx5x4 gives Bx5x3."),
     ("ModuleFromCriterion", "criterion", "Returns the criterion itself: a criterion called on "
      "{prediction, target} is already a graph node whose output is the 1-element loss."),
 ]
@@ -43,8 +46,7 @@ def _cuda(op) -> str:
         return "fused"
     if r.kind == "index":
         return "fused index map"
-    what = {"linear": "cuBLAS GEMM, fused bias", "conv2d": "im2col kernel + cuBLAS GEMM",
-            "elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
+    what = r.doc or {"elem": "own kernels", "blas": "cuBLAS"}.get(r.kernel, "own kernel")
     if r.host or r.host_after:
         what += " (host code: no CUDA graph" + (" when training)" if r.host_training_only else ")")
     return what
@@ -68,7 +70,7 @@ def modules_markdown() -> str:
             lines.append(f"| nn.{alias} | {_sig(op)} | {methods} | The same module as nn.{name}. | | "
                          f"{_cuda(op)} |")
     for name, args, doc in CONTAINERS:
-        adds = "`:add(m)`" if name not in ("gModule", "ModuleFromCriterion") else ""
+        adds = "`:add(m)`" if name not in ("gModule", "ModuleFromCriterion", "Bottle") else ""
         lines.append(f"| nn.{name} | {args} | {adds} | {doc} | | its modules' |")
     count = len(REGISTRY) + sum(len(op.aliases) for op in REGISTRY.values()) + len(CONTAINERS)
     lines += ["", f"{count} modules.", ""]

@@ -34,6 +34,9 @@ Python. A plugin module has the parts graphc's own ops have:
 - `forward(attrs, inputs, params) -> array` and `backward(attrs, inputs, params, output,
   grad_output) -> [gradient per input, then per parameter]`: numpy code. Parameter
   gradients are added to the model's gradient buffer; do not modify the arguments.
+- Shapes are tuples of ints and the batch: "B", or B times k after Torch's View(-1, ...)
+  folds time steps into it (graphc.ir.graph.BatchDim, printed (B*5));
+  `graphc.ir.graph.is_symbolic(d)` is true for both.
 - `input_hint(attrs, slot, in_shapes)` (optional): the shape an input must have, so that
   graphc can infer a graph input's shape from it (a Linear-like module: ("B", inputSize)).
 - `cuda_forward` / `cuda_backward` (optional, for elementwise modules): C expressions for

@@ -457,6 +457,7 @@ class CudaModule(Module):
     def _host(self) -> Module:
         h = object.__new__(Module)
         h.PARAMETERS, h.BUFFERS, h.dtype = self.PARAMETERS, self.BUFFERS, self.dtype
+        h.T7_MODULES = getattr(self, "T7_MODULES", ())
         h._flat_w = self._rt.to_host(self._flat_w).copy()
         h._flat_g = np.zeros_like(h._flat_w)
         h._weights = self._views(h._flat_w)
@@ -483,6 +484,14 @@ class CudaModule(Module):
         h = self._host()
         Module.load(h, path)
         self._from_host(h)
+        return self
+
+    def load_t7(self, path, entry=None, order="structure"):
+        h = self._host()
+        Module.load_t7(h, path, entry, order)
+        self._from_host(h)
+        if "train" in h.__dict__:  # the saved training/evaluation flag
+            self.train = h.train
         return self
 
     def _state(self):

@@ -50,18 +50,37 @@ class Module:
     # ---- parameters ----------------------------------------------------------------
 
     def reset(self, seed: int | None = 0):
-        """Torch's default init (reset()): each parameter drawn in flat order."""
+        """Each parameter's init (PARAMETERS' third column: Torch's default reset(), or what
+        the spec recorded), drawn in flat order from one generator seeded with `seed`:
+        ('uniform', s): U(-s, s); ('uniform_range', a, b): U(a, b); ('uniform01', s): U(0, s);
+        ('normal', s): N(0, s^2); ('normal_mean', m, s): N(m, s^2); ('const', c): c;
+        ('values', (v1, v2, ...)): those values, row-major (the spec's :copy);
+        ('same_as', name): the values of parameter `name` (:copy of a parameter, clone()),
+        copied after all the others are drawn."""
         rng = np.random.default_rng(seed)
-        for w, (_, shape, init) in zip(self._weights + self._buffers, self.PARAMETERS + self.BUFFERS):
-            kind, scale = init
+        pairs = list(zip(self._weights + self._buffers, self.PARAMETERS + self.BUFFERS))
+        for w, (_, shape, init) in pairs:
+            kind, args = init[0], init[1:]
             if kind == "uniform":
-                w[...] = rng.uniform(-scale, scale, shape)
+                w[...] = rng.uniform(-args[0], args[0], shape)
+            elif kind == "uniform_range":
+                w[...] = rng.uniform(args[0], args[1], shape)
             elif kind == "uniform01":
-                w[...] = rng.uniform(0.0, scale, shape)
+                w[...] = rng.uniform(0.0, args[0], shape)
             elif kind == "normal":
-                w[...] = rng.normal(0.0, scale, shape)
-            else:
-                w[...] = scale
+                w[...] = rng.normal(0.0, args[0], shape)
+            elif kind == "normal_mean":
+                w[...] = rng.normal(args[0], args[1], shape)
+            elif kind == "values":
+                w[...] = np.asarray(args[0], dtype=w.dtype).reshape(shape)
+            elif kind == "const":
+                w[...] = args[0]
+            elif kind != "same_as":
+                raise ValueError(f"unknown parameter init {init!r}")
+        by_name = {name: w for w, (name, _, _) in pairs}
+        for w, (_, _, init) in pairs:
+            if init[0] == "same_as":
+                w[...] = by_name[init[1]].reshape(w.shape)
 
     def getParameters(self):
         """(flat weights, flat gradients): 1-D views; writing them changes the model."""
@@ -92,8 +111,7 @@ class Module:
         if arrays is None:
             if len(self._scratch) >= 16:
                 self._scratch.pop(next(iter(self._scratch)))
-            arrays = [np.empty(tuple(batch if d == "B" else d for d in shape), self.dtype)
-                      for shape in plan[part]]
+            arrays = [np.empty(concrete_shape(shape, batch), self.dtype) for shape in plan[part]]
             self._scratch[key] = arrays
         return arrays
 
@@ -293,7 +311,7 @@ class Module:
 
     def _check_spec(self, x, spec, batch, describe):
         """`describe()` -> (what, expected shape text): only called to word an error."""
-        ndim, fixed, is_batched, kind, tail = spec
+        ndim, fixed, is_batched, kind, tail, scaled = spec
         shape = x.shape
         if tail is not None:  # the common case: B first (or no B): one tuple comparison
             bad = (shape[1:] if is_batched else shape) != tail
@@ -307,6 +325,14 @@ class Module:
                 raise ValueError(f"{describe()[0]}: batch size {shape[0]} differs from the other "
                                  f"inputs' {batch}")
             batch = shape[0]
+        for a, k in scaled:  # a dim of B*k elements (View(-1, ...) folding the batch)
+            if batch is None and shape[a] % k == 0:
+                batch = shape[a] // k
+            if batch is None or shape[a] != k * batch:
+                what, want = describe()
+                raise ValueError(f"{what}: expected shape {want}, got {shape_text(shape)} (dim "
+                                 f"{a + 1} must be {k} times the batch size"
+                                 + (f" {batch})" if batch is not None else ")"))
         if kind == "float":
             if x.dtype != self.dtype:
                 raise ValueError(f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype} "
@@ -322,13 +348,12 @@ class Module:
     def _describe(self, k, output):
         name, shape = (self.OUTPUTS[k][0], self.OUTPUTS[k][1]) if output else self.INPUTS[k][:2]
         what = f"gradient of output '{name}'" if output else f"input '{name}'"
-        return what, "x".join(str(d) for d in shape)
+        return what, shape_text(shape)
 
     def __repr__(self):
         """A Torch-style summary (print(net) in Torch): the modules in order, with their
         output shapes and parameter counts, then the totals."""
-        def shape(s):
-            return "x".join(map(str, s)) or "scalar"
+        shape = shape_text
         rows = [(where, module, shape(out), f"{count:,}" if count else "")
                 for where, module, out, count in self.SUMMARY]
         width = [max([len(r[k]) for r in rows] + [0]) for k in range(4)]
@@ -399,6 +424,14 @@ class Module:
             n += b.size
         return self
 
+    def load_t7(self, path, entry=None, order="structure"):
+        """Read the weights and running state of a module saved by Torch7 (`torch.save`),
+        matched by structure (or order='flat': one getParameters() vector); see
+        graphc_runtime.t7.load_into. Raises ValueError naming the first mismatch; nothing
+        changes then."""
+        from .t7 import load_into
+        return load_into(self, path, entry, order)
+
     def _flatten_outputs(self):
         out = self.output if len(self._out_struct()) > 1 else (self.output,)
         return _flatten(out, self._out_struct(), "outputs")
@@ -409,8 +442,8 @@ class Module:
     def self_check(cls, batch: int = 2):
         m = cls(seed=0)
         rng = np.random.default_rng(0)
-        xs = [rng.integers(1, 3, [batch if d == "B" else d for d in s]) if kind == "index" else
-              rng.standard_normal([batch if d == "B" else d for d in s]).astype(m.dtype)
+        xs = [rng.integers(1, 3, concrete_shape(s, batch)) if kind == "index" else
+              rng.standard_normal(concrete_shape(s, batch)).astype(m.dtype)
               for _, s, kind in cls.INPUTS]
         args = m._nest(xs, m._in_struct())
         args = args if len(m._in_struct()) > 1 else (args,)
@@ -423,12 +456,35 @@ class Module:
               f"|grad| = {float(np.abs(m._flat_g).sum()):.6g}")
 
 
+def batch_factor(d):
+    """A metadata dim's multiple of the batch: 1 for 'B', k for 'B*k', None for a size."""
+    if d == "B":
+        return 1
+    if isinstance(d, str) and d.startswith("B*"):
+        return int(d[2:])
+    return None
+
+
+def concrete_shape(shape, batch: int) -> tuple:
+    """A metadata shape at this batch size ('B*5' is 5 * batch)."""
+    return tuple(d if batch_factor(d) is None else batch * batch_factor(d) for d in shape)
+
+
+def shape_text(shape) -> str:
+    """'Bx4', '(B*5)x4' (as graphc writes shapes), 'scalar' for ()."""
+    return "x".join(f"({d})" if isinstance(d, str) and d != "B" else str(d) for d in shape) or "scalar"
+
+
 def _spec(shape, kind):
-    """(ndim, [(axis, size) of fixed dims], batched, kind, the shape to compare or None)."""
+    """(ndim, [(axis, size) of fixed dims], batched, kind, the shape to compare or None,
+    [(axis, k) of the dims that are k times the batch, other than a leading B])."""
     batched = _is_batched(shape)
     rest = tuple(shape[1:]) if batched else tuple(shape)
-    tail = rest if "B" not in rest else None
-    return (len(shape), [(a, d) for a, d in enumerate(shape) if d != "B"], batched, kind, tail)
+    scaled = [(a, batch_factor(d)) for a, d in enumerate(shape)
+              if batch_factor(d) is not None and not (batched and a == 0)]
+    tail = rest if not scaled else None
+    return (len(shape), [(a, d) for a, d in enumerate(shape) if batch_factor(d) is None],
+            batched, kind, tail, scaled)
 
 
 def _is_batched(shape) -> bool:

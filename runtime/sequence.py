@@ -77,6 +77,11 @@ class Sequence:
         self.step.load(path)
         return self
 
+    def load_t7(self, path, entry=None, order="structure"):
+        """The step module's weights from a Torch7 file (Module.load_t7)."""
+        self.step.load_t7(path, entry, order)
+        return self
+
     def _split_parts(self, step):
         """(PREFIX, REST) models sharing the step model's parameters and mode, or None."""
         if self.PREFIX is None or type(step) is not self.STEP:

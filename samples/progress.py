@@ -1,4 +1,5 @@
-"""A small terminal progress bar for the training samples (no dependencies).
+"""What the training samples share: a small terminal progress bar (no dependencies), the
+loss plot, and OneProcess (graphc_runtime.distributed's calls for a run on one process).
 
 It writes to stderr, so stdout keeps only the samples' result lines:
 
@@ -192,3 +193,22 @@ def plot_losses(path, series: dict, *, hlines: dict | None = None, title: str = 
     fig.savefig(path)
     plt.close(fig)
     return f"loss curve: wrote {path}"
+
+
+class OneProcess:
+    """graphc_runtime.distributed's calls as used here, for a run without --distributed."""
+
+    def rank(self):
+        return 0
+
+    def size(self):
+        return 1
+
+    def shard(self, n):
+        return slice(0, n)
+
+    def allreduce_value(self, value, op="mean"):
+        return value
+
+    def allgather(self, array, axis=0):
+        return array

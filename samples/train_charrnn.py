@@ -55,7 +55,7 @@ from graphc_runtime import ClassNLLCriterion, SequencerCriterion, optim  # noqa:
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from progress import Progress, plot_losses  # noqa: E402
+from progress import OneProcess, Progress, plot_losses  # noqa: E402
 
 DATA = HERE / "data" / "tinyshakespeare.txt"
 BUILD = HERE / "build"  # git-ignored
@@ -343,25 +343,6 @@ def parse_args(argv):
 DEFAULTS = {"data": str(DATA), "rnn_size": 128, "num_layers": 2, "dropout": 0.0,
             "seq_length": 50, "batch_size": 50, "optim": "rmsprop", "lr": 2e-3,
             "decay_rate": 0.95, "grad_clip": 5.0, "val_frac": 0.05, "seed": 0, "dtype": "float32"}
-
-
-class OneProcess:
-    """graphc_runtime.distributed's calls as used here, for a run without --distributed."""
-
-    def rank(self):
-        return 0
-
-    def size(self):
-        return 1
-
-    def shard(self, n):
-        return slice(0, n)
-
-    def allreduce_value(self, value, op="mean"):
-        return value
-
-    def allgather(self, array, axis=0):
-        return array
 
 
 def main(argv=None):

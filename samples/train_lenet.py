@@ -42,7 +42,7 @@ from graphc_runtime import ClassNLLCriterion, optim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from progress import Progress, plot_losses  # noqa: E402
+from progress import OneProcess, Progress, plot_losses  # noqa: E402
 
 
 def load_digits_32x32(seed: int, test_fraction: float = 0.25):
@@ -75,22 +75,6 @@ def accuracy(model, x, y, dist, batch=256):
         correct += int((out.argmax(axis=1) == y[i:i + batch]).sum())
     model.training()
     return dist.allreduce_value(correct, "sum") / n
-
-
-class OneProcess:
-    """graphc_runtime.distributed's calls as used here, for a run without --distributed."""
-
-    def rank(self):
-        return 0
-
-    def size(self):
-        return 1
-
-    def shard(self, n):
-        return slice(0, n)
-
-    def allreduce_value(self, value, op="mean"):
-        return value
 
 
 SGD_SETTINGS = ("learningRate", "learningRateDecay", "momentum")

@@ -24,7 +24,7 @@ collect_ignore = [] if os.environ.get("GRAPHC_GPU_TESTS") else ["gpu"]
 # seconds to minutes. The README's test command runs them all.
 SLOW_FILES = {"test_fuzz.py", "test_train_samples.py", "test_makefile.py", "test_packaging.py",
               "test_memory_plan.py", "test_kernels_speed.py", "test_samples.py", "test_corpus.py",
-              "test_distributed_samples.py"}
+              "test_distributed_samples.py", "test_t7_roundtrip.py", "test_onnx.py"}
 
 
 def pytest_collection_modifyitems(config, items):

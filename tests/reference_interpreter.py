@@ -4,9 +4,9 @@ It is written from Torch7's nn semantics (see /work/shared/research/nngraph.md s
 one small numpy function per op, and deliberately shares nothing with graphc's templates,
 runtime kernels or shape rules: it only reads the IR (`graph.nodes` in forward order, each
 node's op name, attrs, input and output Values) and evaluates it. Where graphc documents a
-deliberate difference from Torch for the free batch dim B (View / Reshape apply their sizes
-per sample), the interpreter follows graphc's documented rule: it looks at whether the IR
-input Value's shape starts with B.
+deliberate difference from Torch for the free batch dim B (View sizes without -1 and
+Reshape apply per sample), the interpreter follows graphc's documented rule: it looks at
+whether the IR input Value's shape starts with the batch (B or B*k).
 
 Gradients are not interpreted: `finite_difference_grads` differentiates the reference
 forward numerically (central differences, float64).
@@ -25,7 +25,8 @@ class Unsupported(Exception):
 
 
 def _batched(value) -> bool:
-    return bool(value.shape) and value.shape[0] == B
+    """The shape starts with the batch: B, or B*k (graphc's BatchDim, which has `factor`)."""
+    return bool(value.shape) and (value.shape[0] == B or hasattr(value.shape[0], "factor"))
 
 
 def _prod(xs) -> int:
@@ -220,14 +221,14 @@ def _view(node, ins):
     x = ins[0]
     a = node.attrs
     sizes = tuple(a["sizes"])
-    if _batched(node.inputs[0]):  # graphc's documented rule: sizes apply per sample
-        return [x.reshape((x.shape[0],) + _fill_minus_one(sizes, _prod(x.shape[1:])))]
     nid = a.get("numInputDims")
     if nid is not None and x.ndim > nid:  # Torch View.batchsize with numInputDims
         lead = _prod(x.shape[:x.ndim - nid])
         return [x.reshape((lead,) + _fill_minus_one(sizes, _prod(x.shape[x.ndim - nid:])))]
-    if -1 in sizes:  # Torch: bsz = 1 when a size is -1
+    if -1 in sizes:  # Torch: bsz = 1 when a size is -1 (the -1 absorbs any batch)
         return [x.reshape(_fill_minus_one(sizes, x.size))]
+    if _batched(node.inputs[0]):  # graphc's documented rule: sizes apply per sample
+        return [x.reshape((x.shape[0],) + sizes)]
     bsz = x.size // _prod(sizes)
     return [x.reshape(sizes if bsz == 1 else (bsz,) + sizes)]
 

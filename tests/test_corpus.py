@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from graphc.compiler import Options, compile_spec, parse_define, parse_shape
 from graphc.errors import SpecError
+from graphc_runtime.module import concrete_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "samples" / "corpus"
@@ -117,7 +118,7 @@ def torch_params(mod, flat_w, layout):
 def make_inputs(mod, rng, batch, index_high):
     xs = []
     for _, shape, kind in mod.INPUTS:
-        shape = tuple(batch if d == "B" else d for d in shape)
+        shape = concrete_shape(shape, batch)
         if kind == "index":
             xs.append(rng.integers(1, index_high + 1, shape))
         else:
@@ -136,7 +137,7 @@ def compare(mod, twin, layout, rng, *, train=True, batch=BATCH, index_high=None)
     in_struct, out_struct = _struct(mod, "INPUT"), _struct(mod, "OUTPUT")
     xs = make_inputs(mod, rng, batch, index_high)
     xs_before = [x.copy() for x in xs]
-    out_shapes = [tuple(batch if d == "B" else d for d in s) for _, s in mod.OUTPUTS]
+    out_shapes = [concrete_shape(s, batch) for _, s in mod.OUTPUTS]
     gs = [rng.standard_normal(s) for s in out_shapes]
 
     args = nest(xs, in_struct)
@@ -412,6 +413,32 @@ def test_attention_gru_mixture_table(rng):
     # the original's nn.MixtureTable({weights, table of encoder states})
     mod = compiled("attention_gru.lua", "AttentionGRU(3, 4, 5)", ATTN_SHAPES)
     compare(mod, attention_twin, attention_layout(3, 4, 5), rng)
+
+
+# ---- global attention: the time steps folded into the batch (View -1, setNumInputDims, Bottle)
+
+GLOBAL_ATTN_SHAPES = ("input1=Bx5x4", "input2=Bx4")
+
+
+def global_attention_layout(H, A):
+    return lin("proj", A, H) + lin("target", A, H) + [("out.weight", (H, 2 * H))]
+
+
+def global_attention_twin(xs, p):
+    context, query = xs
+    keys = torch.tanh(linear(context, p, "proj"))  # every position: B x T x A
+    target = linear(query, p, "target")
+    attn = torch.softmax(torch.bmm(keys, target[:, :, None])[:, :, 0], dim=1)
+    combined = torch.bmm(context.transpose(1, 2), attn[:, :, None])[:, :, 0]
+    return [torch.tanh(F.linear(torch.cat([combined, query], 1), p["out.weight"])), attn]
+
+
+@pytest.mark.parametrize("variant", ["view", "dims", "bottle", "reshape"])
+def test_global_attention(variant, rng):
+    mod = compiled("global_attention.lua", f"make_attention(5, 4, 3, '{variant}')",
+                   GLOBAL_ATTN_SHAPES)
+    compare(mod, global_attention_twin, global_attention_layout(4, 3), rng)
+    compare(mod, global_attention_twin, global_attention_layout(4, 3), rng, batch=1)
 
 
 # ---- pix2pix: `-` chains, skip joins, full convolutions, a Sequential built in a loop ---------
@@ -793,24 +820,17 @@ def test_every_corpus_spec_has_a_header_command():
 
 @pytest.mark.parametrize("name,path,args", header_commands(),
                          ids=[f"{n}:{' '.join(a)}" for n, _, a in header_commands()])
-def test_header_command_compiles(name, path, args):
+def test_header_command_compiles(name, path, args, tmp_path, monkeypatch):
+    """The command in each spec's header, run as written (from the repository root) through
+    the CLI, with its -o sent to tmp_path; the module it writes imports and runs."""
+    from graphc import cli
     assert path == f"samples/corpus/{name}"
-    entry, shapes, defines, prelude, plugins = None, [], [], None, []
-    it = iter(args)
-    for a in it:
-        if a == "--entry":
-            entry = next(it)
-        elif a == "--prelude":
-            prelude = next(it)
-        elif a == "--plugin":
-            plugins.append(next(it))
-        elif a == "--shape":
-            shapes.append(next(it))
-        elif a == "-D":
-            defines.append(next(it))
-        elif a == "-o":
-            next(it)
-        else:
-            raise AssertionError(f"unexpected argument {a!r} in the header of {name}")
-    mod = compiled(name, entry, tuple(shapes), tuple(defines), prelude=prelude, plugins=plugins)
-    assert mod.OUTPUTS
+    args = list(args)
+    if "-o" in args:
+        del args[args.index("-o"):args.index("-o") + 2]
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "gen.py"
+    assert cli.main(["compile", path, *args, "-o", str(out)]) == 0
+    mod = types.ModuleType(f"corpus_{name}")
+    exec(compile(out.read_text(), str(out), "exec"), mod.__dict__)
+    assert mod.OUTPUTS and mod.Model(dtype="float64").getParameters()[0].dtype == np.float64

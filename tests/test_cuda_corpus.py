@@ -7,6 +7,7 @@ import pytest
 
 from cuda_host import assert_close, load_text
 from graphc.compiler import parse_define
+from graphc.errors import SpecError
 from test_corpus import header_commands
 
 from pathlib import Path
@@ -18,6 +19,8 @@ def _options(args):
     entry, shapes, defines, prelude, plugins = None, {}, {}, None, []
     it = iter(args)
     for a in it:
+        if a == "--plugin":
+            plugins.append(str(ROOT / next(it)))
         if a == "--entry":
             entry = next(it)
         elif a == "--shape":
@@ -28,16 +31,12 @@ def _options(args):
             defines[name] = value
         elif a == "--prelude":
             prelude = str(ROOT / next(it))
-        elif a == "--plugin":
-            plugins.append(str(ROOT / next(it)))
         elif a == "-o":
             next(it)
     return entry, shapes, defines, prelude, plugins
 
 
-# The corpus specs run with --plugin use modules written in Python whose samples have no
-# CUDA body (tests/test_cuda_plugins.py checks a plugin that has one).
-CASES = [(name, args) for name, _, args in header_commands() if "--plugin" not in args] + [
+CASES = [(name, args) for name, _, args in header_commands()] + [
     ("../charrnn.lua", ["--entry", "LSTM.lstm(11, 8, 2, 0.25)", "--shape", "input1=B"])]
 
 
@@ -64,6 +63,11 @@ def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     path = ROOT / "samples" / "corpus" / name
     entry, shapes, defines, prelude, plugins = _options(args)
     text = path.read_text()
+    if plugins:  # modules written in Python without CUDA bodies: refused, at the module
+        with pytest.raises(SpecError, match=r"ntm_head.lua:\d+:\d+: error: nn\.\w+ has no CUDA "):
+            load_text(text, shapes, "cuda", "float64", name=str(path.with_suffix("")),
+                      entry=entry, defines=defines, plugins=plugins)
+        return
     models = []
     for target in ("numpy", "cuda"):
         mod = load_text(text, shapes, target, "float64", name=str(path.with_suffix("")),

@@ -1143,6 +1143,7 @@ def test_require_image_gaussian1d():
     def g(size, sigma=0.25, amplitude=1.0, mean=0.5):
         return [amplitude * math.exp(-((i - (mean * size + 0.5)) / (sigma * size)) ** 2 / 2)
                 for i in range(1, size + 1)]
+    a, b, c = (t.a.tolist() for t in (a, b, c))  # tensors, as Torch's
     assert a == pytest.approx(g(5), rel=1e-15)
     assert b == pytest.approx(g(4, 0.5, 2.0, 0.25), rel=1e-15)
     assert c == pytest.approx([v / sum(g(3)) for v in g(3)], rel=1e-15)

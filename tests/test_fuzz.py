@@ -429,7 +429,9 @@ class Gen:
             n = _numel(shape)
             sizes = self.pick(_factorizations(n, self.int(1, 3)))
             m1 = self.int(0, len(sizes) - 1) if self.chance(1, 3) else None
-            return f"nn.View({self._sizes_text(sizes, m1)})", (B,) + sizes, None
+            # a -1 would absorb the batch (Torch); setNumInputDims keeps it per sample
+            nid = f":setNumInputDims({len(shape) - 1})" if m1 is not None else ""
+            return f"nn.View({self._sizes_text(sizes, m1)}){nid}", (B,) + sizes, None
         n = _numel(shape)
         rank = len(shape)
         if rank >= 2 and self.chance(1, 4):  # setNumInputDims: the leading dims form a batch
@@ -1073,7 +1075,7 @@ local y = nn.Identity()()
 local l = nn.Linear(3, 2)
 local a = nn.Tanh()(l(x))
 local s1, s2 = nn.SplitTable(2)(nn.Reshape(2, 2)(nn.JoinTable(2)({a, nn.Sigmoid()(y)}))):split(2)
-local z = nn.CSubTable()({nn.SoftMax()(s1), nn.Narrow(2, 1, 2)(nn.Mean(3)(nn.View(2, -1)(y)))})
+local z = nn.CSubTable()({nn.SoftMax()(s1), nn.Narrow(2, 1, 2)(nn.Mean(3)(nn.View(2, -1):setNumInputDims(1)(y)))})
 return nn.gModule({x, y}, {z, nn.Sum(2)(s2), nn.Select(-1, -2)(nn.LogSoftMax()(a))})
 """
     shapes = {"input1": (B, 3), "input2": (B, 2)}
@@ -1086,7 +1088,7 @@ return nn.gModule({x, y}, {z, nn.Sum(2)(s2), nn.Select(-1, -2)(nn.LogSoftMax()(a
     joined = np.concatenate([a, 1 / (1 + np.exp(-y))], 1).reshape(4, 2, 2)
     s1, s2 = joined[:, 0], joined[:, 1]
     sm = np.exp(s1) / np.exp(s1).sum(1, keepdims=True)
-    yv = y.reshape(4, 2, 1).mean(2)  # View(2, -1) per sample: 2x1
+    yv = y.reshape(4, 2, 1).mean(2)  # View(2, -1):setNumInputDims(1): 2x1 per sample
     np.testing.assert_allclose(outs[0], sm - yv, rtol=1e-14)
     np.testing.assert_allclose(outs[1], s2.sum(1), rtol=1e-14)
     lsm = a - np.log(np.exp(a).sum(1, keepdims=True))

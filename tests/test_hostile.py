@@ -294,3 +294,15 @@ def test_escaping_functions_per_output_language():
             assert len(comment.splitlines()) <= 1 and "\r" not in comment
         assert "\\" not in escape.c_comment(text) and '"""' not in escape.python_docstring(text)
         assert re.fullmatch(r"[0-9A-Za-z_]+", escape.c_identifier(text))
+
+
+def test_a_required_file_name_with_a_line_break_never_reaches_the_depfile(tmp_path):
+    """A make rule is one line: a file name holding a newline would start a recipe."""
+    from graphc import cli
+    (tmp_path / "a\n\ttouch pwned.lua").write_text("return 3\n")
+    spec = tmp_path / "m.lua"
+    spec.write_text("local n = require 'a\\n\\ttouch pwned'\nx = nn.Identity()()\n"
+                    "return nn.gModule({x}, {nn.Linear(2, n)(x)})\n")
+    dep = tmp_path / "m.d"
+    assert cli.main(["compile", str(spec), "-o", str(tmp_path / "m.py"), "--depfile", str(dep)]) == 2
+    assert not dep.exists()

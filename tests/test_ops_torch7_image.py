@@ -73,6 +73,9 @@ CASES = {
     "SubtractiveNormalization_1d": (
         "nn.SpatialSubtractiveNormalization(3, torch.Tensor{1, 2, 3, 2, 1})(x)", {"x": "Bx3x5x6"},
         lambda xs, ps: subtractive(xs[0], np.outer([1, 2, 3, 2, 1], [1, 2, 3, 2, 1]).astype(float), 3)),
+    "SubtractiveNormalization_filled": (
+        "nn.SpatialSubtractiveNormalization(2, torch.Tensor(3, 5):fill(1))(x)", {"x": "Bx2x4x6"},
+        lambda xs, ps: subtractive(xs[0], [[1.0] * 5] * 3, 2)),
     "SubtractiveNormalization_2d": (
         "nn.SpatialSubtractiveNormalization(1, {{1, 0, 2}, {0.5, 1, 3}, {1, 1, 1}})(x)",
         {"x": "Bx1x4x5"},

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import SpecError
-from ..ir.graph import B, Graph, Node, Value
+from ..ir.graph import B, Graph, Node, Value, is_symbolic, per_batch
+from ..ops.registry import c_dim
 from ..ops import REGISTRY
 from ..passes import fuse
 from . import escape
-from .numpy import Namer, _loc_comment, _pystruct, pyshape
+from .numpy import Namer, _loc_comment, _pystruct
 from .templates import environment, string_template
 
 BLOCK = 256  # threads per block of every kernel (__launch_bounds__)
@@ -97,10 +98,8 @@ def strides(shape) -> list:
     out, static, dynamic = [], 1, False
     for d in reversed(shape):
         out.append(static if not dynamic else ("B" if static == 1 else f"B * {static}"))
-        if d == B:
-            dynamic = True
-        else:
-            static *= d
+        dynamic = dynamic or is_symbolic(d)
+        static *= per_batch(d)  # B*k: k here, B in `dynamic`
     return out[::-1]
 
 
@@ -116,6 +115,7 @@ class KernelBuilder:
         self.ops: list[str] = []  # op names inlined, for the kernel's name
         self.nodes: list[Node] = []  # IR nodes inlined, in order: the kernel's source nodes
         self.locals: set[str] = set()  # spec-named locals taken
+        self.suffix: dict[str, int] = {}  # base name -> the last number tried after it
 
     def var(self, prefix: str) -> str:
         return f"{prefix}{next(self.count)}"
@@ -129,10 +129,11 @@ class KernelBuilder:
         base = escape.c_identifier(hint)
         if base in _C_RESERVED or base.isupper() or re.match(r"(a|o|i|g)_|[vj]\d+$|__", base):
             base = "v_" + base
-        name, k = base, 1
-        while name in self.locals:
+        name, k = base, self.suffix.get(base, 1)
+        while name in self.locals:  # forget_gate, forget_gate_2, ...: one try each, usually
             k += 1
             name = f"{base}_{k}"
+        self.suffix[base] = k
         self.locals.add(name)
         return name
 
@@ -152,8 +153,8 @@ class KernelBuilder:
         """Elements of `shape`, as C (B is a kernel parameter)."""
         static = 1
         for d in shape:
-            static *= 1 if d == B else d
-        if B in shape:
+            static *= per_batch(d)
+        if any(is_symbolic(d) for d in shape):
             self.uses_B = True
             return "B" if static == 1 else f"B * {static}"
         return str(static)
@@ -269,7 +270,7 @@ class Index:
                     out.append(0)
                     continue
                 e = idiv(self._flat, s)
-                out.append(self.sc.int(e if leading else imod(e, "B" if n == B else n)))
+                out.append(self.sc.int(e if leading else imod(e, c_dim(n) if is_symbolic(n) else n)))
                 leading = False
             self._dims = out
             self.sc.memo[("flat", self.shape, tuple(map(str, out)))] = self._flat
@@ -364,14 +365,15 @@ class CudaBackend:
         return _loc_comment(node)
 
     def pyshape(self, shape) -> str:
-        dims = ["B" if d == B else str(d) for d in shape]
+        dims = [c_dim(d) for d in shape]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def pynumel(self, shape) -> str:
         static = 1
         for d in shape:
-            static *= 1 if d == B else d
-        return ("B" if static == 1 else f"B * {static}") if B in shape else str(static)
+            static *= per_batch(d)
+        symbolic = any(is_symbolic(d) for d in shape)
+        return ("B" if static == 1 else f"B * {static}") if symbolic else str(static)
 
     # ---- element expressions ---------------------------------------------------------------
 
@@ -646,7 +648,7 @@ class CudaBackend:
             src = self.view_expr(n.inputs[0], arrays)
             rule = REGISTRY[fwd.op].cuda
             if rule.index == "view":
-                return f"{src}.reshape({pyshape(v.shape)})"
+                return f"{src}.reshape({self.pyshape(v.shape)})"
             data = self.data_inputs(fwd)
             d = REGISTRY[fwd.op].derive(fwd.attrs, [x.shape for x in data])
             k = [i for i, need in enumerate(n.attrs["needs"]) if need][n.outputs.index(v)]
@@ -655,7 +657,7 @@ class CudaBackend:
         op = REGISTRY[n.op]
         d = op.derive(n.attrs, [n.inputs[0].shape]) if op.derive else {}
         if op.cuda.index == "view":
-            return f"{src}.reshape({pyshape(v.shape)})"
+            return f"{src}.reshape({self.pyshape(v.shape)})"
         if op.cuda.index == "narrow":
             return f"{src}[{':, ' * d['axis']}{d['start']}:{d['stop']}]"
         return f"{src}[{':, ' * d['axis']}{d['index']}]"
@@ -1003,7 +1005,8 @@ def _arrays_in(ctx: dict) -> list:
 
 def _shapes(ctx: dict) -> dict:
     """Template `shp`: name -> shape, with the batch dim as the C name B."""
-    return {k: tuple("B" if d == B else d for d in a.shape) for k, a in _named_arrays(ctx).items()}
+    return {k: tuple(c_dim(d) if is_symbolic(d) else d for d in a.shape)
+            for k, a in _named_arrays(ctx).items()}
 
 
 def _training_only(n: Node) -> bool:

@@ -20,7 +20,8 @@ others (`y = x[:, 0:3]`, `g = gy`, whatever a template or runtime kernel returns
   passing `out=` costs about what an allocation does (the tutorial's 3 -> 2 LSTM cell ran
   2% slower with scratch arrays).
 
-Scratch shapes may hold the batch symbol; the runtime allocates them once per batch size
+Scratch shapes may hold the batch symbol (B, or B*k); the runtime allocates them once per
+batch size
 (graphc_runtime.Module._scratch_arrays) with the model's dtype.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import ast
 import math
 
-from ..ir.graph import B
+from ..ir.graph import is_symbolic, per_batch
 
 SCRATCH = "_scratch"  # generated names never start with "_" (backends/numpy.py mangle)
 UFUNCS = {"add", "subtract", "multiply", "divide", "true_divide", "negative", "tanh", "exp",
@@ -164,8 +165,8 @@ def _accumulate_form(s, shapes):
 
 
 def elements_per_row(shape) -> int:
-    """Elements of an array of this shape per batch row (the batch dim B counted as 1)."""
-    return math.prod(1 if d == B else d for d in shape)
+    """Elements of an array of this shape per unit of the batch (B counted as 1, B*k as k)."""
+    return math.prod(per_batch(d) for d in shape)
 
 
 def _call_form(e, shapes):
@@ -202,7 +203,7 @@ def _concatenate_form(args, shapes):
     if not isinstance(axis, int) or not 0 <= axis < len(parts[0]):
         return None
     rest = {p[:axis] + p[axis + 1:] for p in parts}
-    if len(rest) != 1 or any(p[axis] == B for p in parts):
+    if len(rest) != 1 or any(is_symbolic(p[axis]) for p in parts):
         return None
     shape = parts[0][:axis] + (sum(p[axis] for p in parts),) + parts[0][axis + 1:]
     return f"np.concatenate({ast.unparse(args[0])}, {axis})", shape

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from ..ir.graph import B, Graph, Node, Value
+from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic, shape_str
 from ..ops import REGISTRY
 from . import escape
 from .memory import SCRATCH, elements_per_row, plan_memory
@@ -89,13 +89,38 @@ def _snippet_environment():
 
 
 def pyshape_of(like: str, shape) -> str:
-    """Python for `shape`, taking the free batch size from the array named `like` (whose
-    first dim is B) at run time."""
-    return "(" + ", ".join(f"{like}.shape[0]" if d == B else str(d) for d in shape) + ",)"
+    """Python for `shape`, taking each symbolic dim (B, B*k) from the same dim of the array
+    named `like` (of the same rank, with the same symbolic dims) at run time."""
+    return "(" + ", ".join(f"{like}.shape[{k}]" if is_symbolic(d) else str(d)
+                           for k, d in enumerate(shape)) + ",)"
+
+
+def pyshape_from(shape, like: str, like_shape) -> str:
+    """Python for `shape` as a reshape target of the array named `like` (of shape
+    `like_shape`): a symbolic dim B*k is k times the batch size that `like` holds (its own
+    symbolic dim j is kj * B), computed at run time: View(-1, 4) of a Bx5x4 `x` is
+    x.reshape((x.shape[0] * 5, 4)), and back x.reshape((x.shape[0] // 5, 5, 4))."""
+    j = next((j for j, d in enumerate(like_shape) if is_symbolic(d)), None)
+    dims = []
+    for d in shape:
+        k = batch_factor(d)
+        if k is None:
+            dims.append(str(d))
+            continue
+        if j is None:
+            raise ValueError(f"shape {shape_str(shape)} has a batch dim, {shape_str(like_shape)} none")
+        kj, size = batch_factor(like_shape[j]), f"{like}.shape[{j}]"
+        dims.append(size if k == kj else f"{size} * {k // kj}" if k % kj == 0 else
+                    f"{size} // {kj // k}" if kj % k == 0 else f"{size} // {kj} * {k}")
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def pyshape(shape) -> str:
-    dims = ["-1" if d == B else str(d) for d in shape]
+    """Python for `shape` as a reshape target: its one symbolic dim (B, B*k) is -1, which
+    numpy sizes at run time from the batch the array holds (B*k rows for B*k)."""
+    if sum(is_symbolic(d) for d in shape) > 1:
+        raise ValueError(f"shape {shape_str(shape)} holds more than one symbolic dim")
+    dims = ["-1" if is_symbolic(d) else str(d) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
@@ -153,6 +178,7 @@ class NumpyBackend:
                 return expr
             return f"({expr}).reshape({pyshape(in_shapes[i])})"
         ctx["as1"], ctx["like"] = as1, like
+        ctx["sized"] = pyshape_from
         return ctx
 
     def render(self, template: str, ctx: dict) -> list[str]:
@@ -322,10 +348,13 @@ class NumpyBackend:
 
     def _batch_size_expr(self, candidates) -> str:
         """The batch size at run time: from the first (value, array holding it or its
-        gradient) whose value has the B dim; "0" when none has (nothing has B then)."""
+        gradient) whose value has a symbolic dim (B, or B*k: its size over k); "0" when none
+        has (nothing has B then)."""
         for v, array in candidates:
-            if v.shape and B in v.shape:
-                return f"{self.n(array)}.shape[{v.shape.index(B)}]"
+            for k, d in enumerate(v.shape or ()):
+                if is_symbolic(d):
+                    factor = batch_factor(d)
+                    return f"{self.n(array)}.shape[{k}]" + (f" // {factor}" if factor > 1 else "")
         return "0"
 
 

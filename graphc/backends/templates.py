@@ -20,8 +20,22 @@ def resource_dir(name: str) -> Path:
 
 
 def _pytuple(shape) -> str:
-    items = [repr(d) for d in shape]
+    """A shape (or a tuple of them, or any tuple) as Python source; symbolic dims as 'B'
+    and 'B*5'."""
+    from ..ir.graph import dim_text, is_symbolic
+    items = [_pytuple(d) if isinstance(d, (tuple, list)) else repr(dim_text(d)) if is_symbolic(d)
+             else repr(d) for d in shape]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _pyinit(init) -> str:
+    """A parameter's init as Python: a ('values', ...) init (the spec's :copy) is written
+    four numbers to a line, inside its PARAMETERS entry."""
+    if init[0] != "values":
+        return repr(init)
+    vals = [repr(float(v)) for v in init[1]]
+    rows = [", ".join(vals[i:i + 4]) + "," for i in range(0, len(vals), 4)]
+    return "('values', (\n" + "".join(f"        {r}\n" for r in rows) + "    ))"
 
 
 def bytecode_cache(kind: str, trim: bool):
@@ -64,6 +78,7 @@ def environment() -> jinja2.Environment:
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
     env.filters["pytuple"] = _pytuple
+    env.filters["pyinit"] = _pyinit
     # spec text: every comment and embedded source in a template goes through one of these
     env.filters["pycomment"] = escape.python_comment
     env.filters["pydocstring"] = escape.python_docstring

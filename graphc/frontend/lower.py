@@ -6,11 +6,13 @@ A "struct" is what flows along an nngraph edge: a Value, or a list of structs (a
 """
 from __future__ import annotations
 
+import math
+
 from ..errors import Loc, OptionError, SpecError, did_you_mean
-from ..ir.graph import Graph, Node, Param, Value, shape_str
+from ..ir.graph import Graph, Node, Param, Value, batch_factor, batch_times, is_symbolic, shape_str
 from ..ops import REGISTRY
 from ..passes.shapes import hint, node_shapes
-from .nn import ModuleObj, NodeObj
+from .nn import CONTAINERS, ModuleObj, NodeObj, resolve
 
 
 class NeedShape(Exception):
@@ -25,7 +27,7 @@ class Lowerer:
         self.shapes = dict(shapes or {})  # input name -> shape tuple, or a list (a table input)
         self.inferred = inferred or {}  # input name -> the node its shape was inferred from
         self.graph = Graph()
-        self.param_values: dict[int, dict[str, Value]] = {}  # module serial -> slot -> Value
+        self.slot_values: dict[tuple, Value] = {}  # (module serial, slot) -> its Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
         self.kind_count: dict[str, int] = {}
 
@@ -33,6 +35,8 @@ class Lowerer:
 
     def lower_top(self, top: ModuleObj) -> Graph:
         g = self.graph
+        if not top.bound:
+            raise _unbound(top, top.loc)
         if top.kind == "gModule":
             names = [(n.name or f"input{i}", n.loc) for i, n in enumerate(top.inputs, 1)]
         else:
@@ -67,6 +71,9 @@ class Lowerer:
                 if v.kind == "tmp" and v not in spec_named and all(v is not w for w in g.outputs):
                     v.name = label
             g.output_struct.append(_indices(o, g.outputs))
+        for p in g.params + g.buffers:
+            if p.init[0] == "same_as":  # `copy`/`clone`: the source's values, by name
+                p.init = self.copied_init(p.init[1])
         g.params.sort(key=lambda p: p.order)
         g.buffers.sort(key=lambda p: p.order)
         return g
@@ -86,9 +93,10 @@ class Lowerer:
         """The module's name in PARAMETERS: its node's annotate name or Lua variable,
         else kind + count (linear1, linear2, ...); unique."""
         if mod.serial not in self.labels:
-            if not name:
-                k = self.kind_count[mod.kind] = self.kind_count.get(mod.kind, 0) + 1
-                name = f"{mod.kind.lower()}{k}"
+            if not name:  # by class: linear1, or proj1 for an instance of a torch.class nn.Proj
+                kind = mod.typename.rsplit(".", 1)[-1]
+                k = self.kind_count[kind] = self.kind_count.get(kind, 0) + 1
+                name = f"{kind.lower()}{k}"
             label, k = name, 1
             while label in self.labels.values():
                 k += 1
@@ -121,8 +129,14 @@ class Lowerer:
                                                   "nInputDims": None}, outs, loc)
         if kind == "Parallel":
             return self.lower_parallel(mod, x, loc)
+        if kind == "Bottle":
+            return self.lower_bottle(mod, x, loc)
         if kind == "gModule":
+            if not mod.bound:
+                raise _unbound(mod, loc)
             return self.lower_gmodule(mod, x, loc)
+        if kind not in REGISTRY or not mod.bound:
+            raise _unbound(mod, loc)
         return self.lower_op(mod, x, loc, name, ann)
 
     def lower_op(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):
@@ -192,20 +206,56 @@ class Lowerer:
                             "(floats); feed it a graph input", loc, _made_here(mod, loc))
 
     def params_of(self, mod: ModuleObj, op, label: str, loc: Loc) -> list[Value]:
-        if mod.serial not in self.param_values:
-            slots = {}
-            for i, spec in enumerate(op.active_params(mod.attrs)):
-                kind = "param" if spec.trainable else "buffer"
-                shape = tuple(spec.shape(mod.attrs))
-                if any(not isinstance(d, int) or d < 1 for d in shape):
-                    raise SpecError(f"nn.{mod.kind}: its {spec.name} would have shape "
-                                    f"{'x'.join(map(str, shape))}; sizes must be at least 1", mod.loc)
-                v = Value(kind, shape=shape, name=f"{label}.{spec.name}", loc=mod.loc)
-                slots[spec.name] = v
-                p = Param(v, v.name, spec.init(mod.attrs), (mod.serial, i))
-                (self.graph.params if spec.trainable else self.graph.buffers).append(p)
-            self.param_values[mod.serial] = slots
-        return list(self.param_values[mod.serial].values())
+        return [self.param_value(mod, spec, label) for spec in op.active_params(mod.attrs)]
+
+    def param_value(self, mod: ModuleObj, spec, label: str) -> Value:
+        """The Value of one parameter slot: its own, or (tied by share) its owner's."""
+        root, slot = resolve(mod, spec.name)
+        if root is not mod:
+            rop = REGISTRY.get(root.kind)
+            rspec = next((p for p in rop.active_params(root.attrs) if p.name == slot), None) \
+                if rop is not None and root.bound else None
+            where = mod.share_loc.get(spec.name, mod.loc)
+            if rspec is None:
+                raise SpecError(f"{mod!r}'s {spec.name} is tied to the {slot} of {root!r}, which "
+                                "has none (was it removed after the tie?)", where)
+            v = self.param_value(root, rspec, self.label(root, None))
+            want = tuple(spec.shape(mod.attrs))
+            if tuple(v.shape) != want:
+                raise SpecError(f"{mod!r}'s {spec.name} ({shape_str(want)}) is tied to {v.name} "
+                                f"({shape_str(v.shape)}): the shapes differ", where)
+            return v
+        key = (mod.serial, spec.name)
+        if key not in self.slot_values:
+            specs = REGISTRY[mod.kind].active_params(mod.attrs)
+            i = next(k for k, p in enumerate(specs) if p.name == spec.name)
+            kind = "param" if spec.trainable else "buffer"
+            shape = tuple(spec.shape(mod.attrs))
+            if any(not isinstance(d, int) or d < 1 for d in shape):
+                raise SpecError(f"nn.{mod.kind}: its {spec.name} would have shape "
+                                f"{'x'.join(map(str, shape))}; sizes must be at least 1", mod.loc)
+            v = Value(kind, shape=shape, name=f"{label}.{spec.name}", loc=mod.loc)
+            init = mod.inits.get(spec.name) or spec.init(mod.attrs)
+            p = Param(v, v.name, init, (mod.serial, i))
+            (self.graph.params if spec.trainable else self.graph.buffers).append(p)
+            self.slot_values[key] = v
+        return self.slot_values[key]
+
+    def copied_init(self, source, depth=0) -> tuple:
+        """The init of a parameter whose values are copied from `source` (module, slot):
+        ('same_as', name) when that parameter is in the model, else the source's own init."""
+        mod, slot = resolve(*source)
+        v = self.slot_values.get((mod.serial, slot))
+        if v is not None:
+            p = next(p for p in self.graph.params + self.graph.buffers if p.value is v)
+            if p.init[0] != "same_as":
+                return ("same_as", p.name)
+        op = REGISTRY.get(mod.kind)
+        spec = next((s for s in op.active_params(mod.attrs) if s.name == slot), None) if op else None
+        init = mod.inits.get(slot) or (spec.init(mod.attrs) if spec else ("const", 0.0))
+        if init[0] == "same_as" and depth < 100:
+            return self.copied_init(init[1], depth + 1)
+        return init
 
     def lower_parallel(self, mod: ModuleObj, x, loc: Loc):
         # Torch: module i gets input:select(inputDimension, i); outputs joined on outputDimension.
@@ -220,6 +270,42 @@ class Lowerer:
             raise SpecError("nn.Parallel has no modules", loc)
         return self.internal_op("JoinTable", {"dimension": mod.attrs["outputDimension"],
                                               "nInputDims": None}, outs, loc)
+
+    def lower_bottle(self, mod: ModuleObj, x, loc: Loc):
+        """Torch's Bottle: an input of more than nInputDim dims has its leading dims folded
+        into one (the batch of the inner module), the module runs, and the output's first
+        dim is unfolded again. Both folds are Views (no copies)."""
+        if not isinstance(x, Value):
+            raise SpecError(f"nn.Bottle expects one tensor as input, got {_describe(x)}", loc)
+        if x.shape is None:
+            raise NeedShape(loc)
+        (inner,) = mod.children
+        n_in = mod.attrs["nInputDim"]
+        n_out = mod.attrs["nOutputDim"] or n_in
+        folds = len(x.shape) - n_in + 1  # the leading dims that become one
+        if folds <= 1:
+            return self.lower_module(inner, x, inner.loc, None)
+        lead, rest = x.shape[:folds], x.shape[folds:]
+        # View(sizes of the rest):setNumInputDims(n_in - 1): the leading dims are the batch
+        flat = self.internal_op("View", {"sizes": tuple(rest), "numInputDims": n_in - 1}, [x], loc)
+        y = self.lower_module(inner, flat, inner.loc, None)
+        if not isinstance(y, Value) or len(y.shape or ()) != n_out:
+            got = f"{len(y.shape)}-D ({shape_str(y.shape)})" if isinstance(y, Value) else _describe(y)
+            raise SpecError(f"nn.Bottle: its module gives a {got} output for the folded input "
+                            f"{shape_str(flat.shape)}; expected {n_out}-D (nOutputDim)", loc,
+                            _made_here(mod, loc))
+        first = _unfold(lead, y.shape[0])
+        if first is None:
+            raise SpecError(f"nn.Bottle: its module's output {shape_str(y.shape)} does not keep "
+                            f"the {shape_str(flat.shape[:1])} rows of its folded input "
+                            f"{shape_str(flat.shape)}, so it cannot be unfolded to "
+                            f"{shape_str(lead)}", loc, _made_here(mod, loc))
+        target = tuple(lead[:-1]) + (first,) + tuple(y.shape[1:])
+        # the one symbolic dim (if any) becomes View's -1, which absorbs the batch again
+        sizes = tuple(-1 if is_symbolic(d) else d for d in target)
+        out = self.internal_op("View", {"sizes": sizes, "numInputDims": None}, [y], loc)
+        assert out.shape == target, (out.shape, target)
+        return out
 
     def inferred_input_error(self, node: Node, err: SpecError) -> SpecError:
         """A shape error at a node that reads a graph input whose shape nobody gave: the shape
@@ -371,6 +457,19 @@ def _describe(s) -> str:
     return f"a table of {len(s)}"
 
 
+def _unbound(mod: ModuleObj, loc: Loc) -> SpecError:
+    """A torch.class instance graphc cannot lower: no built-in module behind it, or its
+    __init never bound the built-in parent's arguments."""
+    if not mod.bound:
+        return SpecError(f"{mod!r} derives from nn.{mod.kind} but its __init never called "
+                         f"parent.__init(self, ...) with nn.{mod.kind}'s arguments", loc,
+                         _made_here(mod, loc))
+    return SpecError(f"{mod!r} is a class derived from nn.{mod.kind}, which computes nothing "
+                     "graphc can compile: derive it from an nn module or container (nn.gModule, "
+                     "nn.Sequential, nn.Linear, ...), or compile the graph one of its methods "
+                     "builds (--entry \"obj:method(...)\")", loc, _made_here(mod, loc))
+
+
 def _made_here(mod: ModuleObj, loc: Loc):
     return [(mod.loc, f"nn.{mod.kind} is made here")] if mod.loc != loc else []
 
@@ -413,3 +512,16 @@ def _aliases(table: dict, var_names, names) -> None:
         if v and v not in names:
             seen.setdefault(v, []).append(k)
     table.update({v: names[ks[0]] for v, ks in seen.items() if len(ks) == 1})
+
+
+def _unfold(lead, rows):
+    """The last of `lead`'s dims once `rows` (the module's output rows for prod(lead)
+    input rows) is split back into lead[:-1] x that; None when it does not divide."""
+    outer = lead[:-1]
+    k_outer = math.prod(batch_factor(d) or d for d in outer)
+    symbolic_outer = any(is_symbolic(d) for d in outer)
+    k_rows = batch_factor(rows) or rows
+    if k_rows % k_outer or (symbolic_outer and not is_symbolic(rows)):
+        return None
+    k = k_rows // k_outer
+    return batch_times(k) if is_symbolic(rows) and not symbolic_outer else k

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 
 from ..errors import Loc, SpecError, did_you_mean
 from . import ast as A
-from .nn import ModuleObj, NodeObj, set_module_field, unknown_module
+from .nn import ModuleObj, NodeObj, ParamRef, module_text, unknown_module
 from .parse import parse
+from . import tensor as T
+from .tensor import TensorObj
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
@@ -83,6 +85,30 @@ class Builtin:
         self.name, self.fn = name, fn
 
 
+class ClassObj(Builtin):
+    """A Torch class: one made by torch.class('pkg.Name', 'pkg.Parent'), or an nn module class
+    such as nn.Linear or nn.Module. Calling it makes an instance; `members` are the methods
+    and fields a spec sets on it (`function nn.Module:reuseMem() ... end`), which its
+    instances and subclasses see. `kind`: the nn module kind of a built-in class."""
+
+    def __init__(self, typename, fn, parent=None, kind=None):
+        super().__init__(typename, fn)
+        self.typename, self.parent, self.kind = typename, parent, kind
+        self.members: dict = {}
+
+    def lookup(self, key):
+        """(found, value) of a member here or in a parent class."""
+        c = self
+        while c is not None:
+            if key in c.members:
+                return True, c.members[key]
+            c = c.parent
+        return False, None
+
+    def __repr__(self):
+        return self.typename
+
+
 class _Break(Exception):
     def __init__(self, loc=None):
         super().__init__("break")
@@ -120,27 +146,37 @@ def lua_type(v) -> str:
         return "number"
     if isinstance(v, str):
         return "string"
-    if isinstance(v, LuaTable):
+    if isinstance(v, (LuaTable, ClassObj)):
         return "table"
     if isinstance(v, (LuaFunction, Builtin)):
         return "function"
     if isinstance(v, (ModuleObj, NodeObj)):
         return "table"
-    return "userdata"
+    return "userdata"  # tensors
 
 
 def torch_type(v) -> str:
     """torch.type(): the class name for modules and nodes, else type()."""
     if isinstance(v, ModuleObj):
-        return f"nn.{v.kind}"
+        return v.typename
     if isinstance(v, NodeObj):
         return "nngraph.Node"
+    if isinstance(v, ParamRef):
+        return "torch.DoubleTensor"
+    if isinstance(v, TensorObj):
+        return v.typename
     return lua_type(v)
 
 
 def describe(v) -> str:
     if isinstance(v, (ModuleObj, NodeObj)):
         return repr(v)
+    if isinstance(v, ParamRef):
+        return f"tensor ({v!r})"
+    if isinstance(v, TensorObj):
+        return f"tensor ({v!r})"
+    if isinstance(v, ClassObj):
+        return f"class {v.typename}"
     return lua_type(v)
 
 
@@ -159,6 +195,10 @@ def tostring(v) -> str:
         return "%.14g" % v
     if isinstance(v, str):
         return v
+    if isinstance(v, TensorObj):
+        return v.text()
+    if isinstance(v, ModuleObj):
+        return module_text(v)
     return f"{describe(v)}: 0x{id(v) & 0xffffff:06x}"
 
 
@@ -318,6 +358,14 @@ class LuaInterpreter:
     def exec_block(self, block: A.Block, scope: Scope, top=False):
         for st in block.stats:
             self.tick(st.loc)
+            t = type(st)
+            if (t is A.Local and any(n in scope.vars for n in st.names)) or \
+                    (t is A.LocalFunction and st.name in scope.vars):
+                # a second `local x` is a new variable: closures made before keep the old
+                # one (`local C, parent = torch.class(...)` twice in one scope)
+                scope = Scope(scope)
+                if top and self.top_scope is not None and scope.parent is self.top_scope:
+                    self.top_scope = scope  # --entry sees the file's last bindings
             self.exec_stat(st, scope, top)
 
     def exec_stat(self, st, scope: Scope, top=False):
@@ -348,7 +396,7 @@ class LuaInterpreter:
                     if top and isinstance(tg.obj, A.Name) and isinstance(key, str):
                         # `opt.rnn_size = 128` at top level: -D opt.rnn_size=8 wins
                         v = self.field_defines.get(tg.obj.name, {}).get((key,), v)
-                    if not isinstance(obj, (LuaTable, ModuleObj, NodeObj)):
+                    if not isinstance(obj, _INDEXABLE):
                         raise SpecError(f"attempt to index a {describe(obj)} value"
                                         + self._named(tg.obj, scope, obj), tg.loc)
                     self.set_index(obj, key, v, tg.loc)
@@ -455,9 +503,16 @@ class LuaInterpreter:
                 raise SpecError("table index is NaN", loc)
             obj[key] = v
         elif isinstance(obj, ModuleObj):
-            obj.fields[key] = v  # e.g. `conv.name = 'c1'`
-            if isinstance(key, str) and key in obj.attrs:  # `crit.sizeAverage = false` sets it
-                set_module_field(obj, key, v, loc)
+            self.set_module_index(obj, key, v, loc)  # `conv.name = 'c1'`, `m.bias = nil`
+        elif isinstance(obj, ClassObj):  # `function nn.Module:reuseMem() ... end`
+            if v is None:
+                obj.members.pop(key, None)
+            else:
+                obj.members[key] = v
+        elif isinstance(obj, ParamRef):
+            raise SpecError(f"cannot set fields on a tensor ({obj!r})", loc)
+        elif isinstance(obj, TensorObj):
+            T.set_index(obj, key, v, loc)
         elif isinstance(obj, NodeObj):
             raise SpecError("cannot set fields on a graph node; use node:annotate{...}", loc)
         else:
@@ -496,7 +551,7 @@ class LuaInterpreter:
             return self.call(fn, args, e.loc, self._callee_name(e.func, scope), scope)
         if t is A.MethodCall:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to call method '{e.method}' on a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             fn = self.index(obj, e.method, e.loc, method=True)
@@ -541,7 +596,7 @@ class LuaInterpreter:
             return None
         if t is A.Index:
             obj = self.eval(e.obj, scope)
-            if not isinstance(obj, (LuaTable, str, ModuleObj, NodeObj)):
+            if not isinstance(obj, (str,) + _INDEXABLE):
                 raise SpecError(f"attempt to index a {describe(obj)} value"
                                 + self._named(e.obj, scope, obj), e.loc)
             return self.index(obj, self.eval(e.key, scope), e.loc)
@@ -603,15 +658,23 @@ class LuaInterpreter:
             return v
         if isinstance(obj, str):
             return self.string_lib[key]
+        if isinstance(obj, ClassObj):
+            return self.class_index(obj, key, loc)
+        if isinstance(obj, ParamRef):
+            return self.tensor_index(obj, key, loc, method)
+        if isinstance(obj, TensorObj):
+            if isinstance(key, str):
+                return Builtin(key, self.tensors.method(obj, key, loc))
+            return T.index(obj, key, loc)
         if isinstance(obj, ModuleObj):
-            if key in obj.fields:
-                return obj.fields[key]
+            found, v = self.module_field(obj, key)
+            if found:
+                return v
             m = self.module_method(obj, key)
             if m is None and method:
-                run = key in ("forward", "backward", "updateOutput", "updateGradInput",
-                              "accGradParameters", "getParameters", "parameters")
-                hint = (": running a model is the generated module's job (Model.forward, "
-                        "Model.backward, Model.getParameters)" if run else
+                run = key in ("getParameters", "gradParameters", "updateParameters")
+                hint = (": training is the generated module's job (Model.getParameters, "
+                        "graphc_runtime.optim)" if run else
                         did_you_mean(str(key), self.module_method_names(obj)))
                 raise SpecError(f"nn.{obj.kind} has no method '{key}' in a spec{hint}", loc)
             return m
@@ -619,8 +682,7 @@ class LuaInterpreter:
             m = self.node_methods.get(key)
             if m is None:
                 if key == "data":
-                    raise SpecError("node.data is not available in graphc; use annotate{name=...} "
-                                    "and the generated module's PARAMETERS", loc)
+                    return self.node_data(obj)
                 raise SpecError(f"graph nodes have no field '{key}'"
                                 + did_you_mean(str(key), self.node_methods), loc)
             return m
@@ -658,6 +720,8 @@ class LuaInterpreter:
             if not ((_isnum(a) and _isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise SpecError(f"attempt to compare {describe(a)} with {describe(b)}", e.loc)
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        if isinstance(a, TensorObj) or isinstance(b, TensorObj):
+            return T.arith(op, a, b, e.loc)
         x = self.tonumber_arith(a, e.loc, e.left, scope)
         y = self.tonumber_arith(b, e.loc, e.right, scope)
         try:
@@ -702,9 +766,13 @@ class LuaInterpreter:
                 return len(v.encode("utf-8"))
             if isinstance(v, LuaTable):
                 return v.length()
+            if isinstance(v, TensorObj):  # Torch: #t is the size
+                return LuaTable.of(list(v.a.shape))
             raise SpecError(f"attempt to get length of a {describe(v)} value", e.loc)
         if isinstance(v, ModuleObj):  # nngraph: -m is m()
             return self.call_module(v, [], e.loc)
+        if isinstance(v, TensorObj):
+            return TensorObj(-v.a)
         return _norm(-self.tonumber_arith(v, e.loc, e.operand, scope))
 
     # ---- calls -----------------------------------------------------------------
@@ -776,6 +844,9 @@ class LuaInterpreter:
         return names
 
 
+_INDEXABLE = (LuaTable, ModuleObj, NodeObj, ClassObj, ParamRef, TensorObj)
+
+
 def _remember_name(v, name):
     if isinstance(v, NodeObj) and v.var_name is None:
         v.var_name = name
@@ -812,6 +883,8 @@ def _isnum(v):
 
 def _eq(a, b):
     if _isnum(a) and _isnum(b):
+        return a == b
+    if isinstance(a, ParamRef):  # m.weight == m.weight: the same parameter (after ties too)
         return a == b
     if type(a) is not type(b):
         return False

@@ -13,9 +13,10 @@ from ..ops import REGISTRY
 CONTAINER_SIGNATURES = {
     "Sequential": "", "Parallel": "inputDimension:int, outputDimension:int", "ConcatTable": "",
     "ParallelTable": "", "Concat": "dimension:int", "gModule": "",
+    "Bottle": "nInputDim:int=2, nOutputDim:int=nil",  # after its module: nn.Bottle(m, 2)
 }
 CONTAINERS = tuple(CONTAINER_SIGNATURES)
-ADDABLE = tuple(c for c in CONTAINERS if c != "gModule")
+ADDABLE = tuple(c for c in CONTAINERS if c not in ("gModule", "Bottle"))
 
 # Torch7 nn module names graphc does not support (yet): a located "not supported" error,
 # distinct from a misspelling.
@@ -53,9 +54,78 @@ class ModuleObj:
         self.inputs: list[NodeObj] = []  # gModule
         self.outputs: list[NodeObj] = []
         self.contained = False  # added to a container or used in a graph
+        # Torch's object API (objects.py): initialisations the spec recorded per parameter
+        # slot (replacing the op's default init), and slots tied to another module's
+        # (`m:share(other, 'weight')`): slot -> (module, slot)
+        self.inits: dict[str, tuple] = {}
+        self.shared: dict[str, tuple] = {}
+        self.share_loc: dict[str, Loc] = {}  # where each tie was made (for shape errors)
+        self.cls = None  # the ClassObj it is an instance of (a torch.class, or nn.<kind>)
+        self.bound = True  # False until a torch.class instance's parent.__init binds attrs
+
+    @property
+    def typename(self) -> str:
+        """torch.type(m): its class's name (a torch.class's, or nn.<kind>)."""
+        return self.cls.typename if self.cls is not None else f"nn.{self.kind}"
 
     def __repr__(self):
-        return f"nn.{self.kind}"
+        return self.typename
+
+
+def module_text(mod: ModuleObj) -> str:
+    """print(m), tostring(m): Torch's description of a module; containers list theirs."""
+    if mod.kind in CONTAINERS and mod.kind != "gModule" and mod.children:
+        n = len(mod.children)
+        head = [f"{mod.typename} {{"]
+        if mod.kind == "Sequential":
+            head.append("  [input -> " + " -> ".join(f"({i})" for i in range(1, n + 1)) + " -> output]")
+        body = [f"  ({i}): " + module_text(c).replace("\n", "\n  ")
+                for i, c in enumerate(mod.children, 1)]
+        return "\n".join(head + body + ["}"])
+    if mod.kind == "Linear" and mod.bound:
+        a = mod.attrs
+        return f"{mod.typename}({a['inputSize']} -> {a['outputSize']}" + \
+            ("" if a.get("bias", True) else " without bias") + ")"
+    args = [_arg_text(v) for v in mod.attrs.values() if v is not None]
+    return mod.typename + (f"({', '.join(args)})" if args else "")
+
+
+def _arg_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, list)):
+        return "{" + ", ".join(_arg_text(x) for x in v) + "}"
+    return repr(v) if isinstance(v, str) else "%.14g" % v if isinstance(v, float) else str(v)
+
+
+class ParamRef:
+    """`m.weight`, `m.bias`: one parameter (or buffer) slot of a module, as the tensor a spec
+    can read the size of and initialise (objects.py gives it its Lua methods)."""
+
+    __slots__ = ("module", "slot")
+
+    def __init__(self, module: ModuleObj, slot: str):
+        self.module, self.slot = module, slot
+
+    def __eq__(self, other):
+        return isinstance(other, ParamRef) and resolve(self.module, self.slot) == \
+            resolve(other.module, other.slot)
+
+    def __hash__(self):
+        m, s = resolve(self.module, self.slot)
+        return hash((id(m), s))
+
+    def __repr__(self):
+        return f"{self.module!r}.{self.slot}"
+
+
+def resolve(mod: ModuleObj, slot: str):
+    """The (module, slot) that owns a parameter slot, following `share` ties."""
+    seen = set()
+    while slot in mod.shared and id(mod) not in seen:
+        seen.add(id(mod))
+        mod, slot = mod.shared[slot]
+    return mod, slot
 
 
 class NodeObj:
@@ -130,9 +200,10 @@ def _is(v, typ):
         return isinstance(v, bool)
     if typ == "str":
         return isinstance(v, str)
-    if typ == "table":
+    if typ == "table":  # a Lua table, or a spec-time tensor (torch.Tensor{...})
         from .lua import LuaTable
-        return isinstance(v, LuaTable)
+        from .tensor import TensorObj
+        return isinstance(v, (LuaTable, TensorObj))
     return True
 
 
@@ -148,11 +219,25 @@ def _coerce(v, typ, kind, name, loc):
             raise SpecError(f"nn.{kind}: argument '{name}' must be a whole number, got {v}", loc)
         return int(v)
     if typ == "table":  # a Lua array of numbers, e.g. Transpose's {1, 2} pairs
+        if hasattr(v, "a"):  # a tensor: its rows (a 2-D kernel) or numbers
+            return tuple(tuple(row) if isinstance(row, list) else row for row in v.a.tolist())
         return tuple(tuple(x.array()) if hasattr(x, "array") else x for x in v.array())
     return v
 
 
 def make_module(kind: str, args: list, loc: Loc, serial: int) -> ModuleObj:
+    if kind == "Bottle":  # nn.Bottle(module, nInputDim=2, nOutputDim=nInputDim)
+        inner = args[0] if args else None
+        if not isinstance(inner, ModuleObj):
+            raise SpecError("nn.Bottle expects a module first: nn.Bottle(module, nInputDim=2, "
+                            "nOutputDim=nInputDim)", loc)
+        attrs = bind_args(kind, CONTAINER_SIGNATURES[kind], list(args[1:]), loc)
+        if attrs["nInputDim"] < 1 or (attrs["nOutputDim"] is not None and attrs["nOutputDim"] < 1):
+            raise SpecError("nn.Bottle: nInputDim and nOutputDim must be at least 1", loc)
+        mod = ModuleObj(kind, attrs, loc, serial)
+        inner.contained = True
+        mod.children.append(inner)
+        return mod
     if kind in CONTAINERS:
         attrs = bind_args(kind, CONTAINER_SIGNATURES[kind], args, loc) if kind != "gModule" else {}
         return ModuleObj(kind, attrs, loc, serial)

@@ -12,13 +12,15 @@ from . import ast as A
 from . import stdlib
 from .lua import (MAX_OBJECTS, MAX_VALUES, Builtin, LimitError, LuaFunction, LuaInterpreter,
                   LuaTable, _isnum, describe, tostring)
-from .nn import ADDABLE, CONTAINERS, ModuleObj, NodeObj, check_attrs, make_module
+from .nn import ADDABLE, ModuleObj, NodeObj, check_attrs, make_module
+from .objects import ObjectsMixin
+from .tensor import Tensors
 
-_NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "reset", "zeroGradParameters",
+_NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "zeroGradParameters",
                  "inplace")
 
 
-class Interpreter(LuaInterpreter):
+class Interpreter(ObjectsMixin, LuaInterpreter):
     def __init__(self, path: str, text: str, defines: dict | None = None,
                  prelude: tuple[str, str] | None = None):
         super().__init__(path, text, defines, prelude)
@@ -34,6 +36,15 @@ class Interpreter(LuaInterpreter):
         })
         g["nn"], g["nngraph"] = self.nn, self.nngraph
         g["OneHot"] = self.nn["OneHot"]  # char-rnn's util/OneHot.lua defines this global
+        torch = g["torch"]
+        self.tensors = Tensors()  # torch.Tensor, rand, ...: spec-time tensors (tensor.py)
+        for name, fn in self.tensors.functions().items():
+            torch[name] = Builtin(name, fn)
+        torch["class"] = Builtin("class", self.torch_class)
+        torch["isTypeOf"] = Builtin("isTypeOf", self.is_type_of)
+        torch["getmetatable"] = Builtin("getmetatable", lambda a, l: self.classes.get(a[0] if a else None))
+        # torch/graph's graph.dot(g.fg, title [, file]): a spec never writes files
+        g["graph"] = LuaTable({"dot": Builtin("graph.dot", _graph_dot)})
         self.cudnn = self._cudnn_lib()
         self.node_methods = {"split": Builtin("split", self.split),
                              "annotate": Builtin("annotate", self.annotate)}
@@ -176,10 +187,11 @@ class Interpreter(LuaInterpreter):
             return Builtin(key, lambda args, loc: mod)
         if key == "training" or key == "evaluate":
             return Builtin(key, lambda args, loc: mod)
-        return None
+        return self.api_method(mod, key)
 
     def module_method_names(self, mod):
-        names = list(_NOOP_METHODS)
+        names = list(_NOOP_METHODS) + ["training", "evaluate", "apply", "findModules",
+                                       "listModules", "get", "size", "share", "clone", "reset"]
         op = REGISTRY.get(mod.kind)
         if op is not None:
             names += list(op.methods)
@@ -264,12 +276,12 @@ class Interpreter(LuaInterpreter):
 
     def _nn_lib(self):
         t = LuaTable()
-        for kind in list(REGISTRY) + [c for c in CONTAINERS if c != "gModule"]:
-            t[kind] = Builtin(f"nn.{kind}", lambda a, l, k=kind: self.new_module(k, a, l))
+        # each module kind is a class (nn.Linear): calling it makes a module, and methods a
+        # spec adds to it (or to nn.Module) reach its modules (objects.py)
+        self.g_module_builtin = t["gModule"] = self.make_classes(t)
         for kind, op in REGISTRY.items():
             for alias in op.aliases:
                 t[alias] = t[kind]
-        self.g_module_builtin = t["gModule"] = Builtin("nn.gModule", self.g_module)
         t["ModuleFromCriterion"] = Builtin("nn.ModuleFromCriterion", module_from_criterion)
         # dpnn's LinearNoBias (FastLSTM): nn.Linear without a bias
         t["LinearNoBias"] = Builtin("nn.LinearNoBias", lambda a, l: self.new_module(
@@ -301,3 +313,10 @@ def module_from_criterion(args, loc):
         raise SpecError(f"nn.ModuleFromCriterion expects a criterion such as nn.ClassNLLCriterion(), "
                         f"got {describe(crit)}", loc)
     return crit
+
+
+def _graph_dot(args, loc):
+    import sys
+    print(f"{loc.file}:{loc.line}: note: graph.dot skipped (a spec never writes files); draw the "
+          "model with `graphc graph FILE.lua`", file=sys.stderr)
+    return []

@@ -4,13 +4,17 @@ touch (io, os, ...). `install(interp)` puts them into an interpreter's globals."
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import SpecError
 from .lua import (MAX_STRING, MAX_VALUES, Builtin, LimitError, LuaTable, Scope, _Return, _isnum,
                   _norm, _tonumber, describe, lua_type, torch_type, tostring, truthy)
 from .parse import parse
+from .tensor import TensorObj
 
 
 def install(interp):
@@ -115,8 +119,11 @@ def install(interp):
             return g["image"]
         if name in interp.loaded:
             return interp.loaded[name]
+        # beside the spec, or beside a folder above it: `require 's2sa.memory'` in
+        # s2sa/models.lua finds s2sa/memory.lua, as Lua does run from the repository root
         base = Path(interp.path).parent
-        path = base / (name.replace(".", "/") + ".lua")
+        rel = name.replace(".", "/") + ".lua"
+        path = next((d / rel for d in [base, *base.parents][:4] if (d / rel).is_file()), base / rel)
         if not path.is_file():
             raise SpecError(f"require '{name}': no file {path} next to the spec (graphc loads "
                             "only .lua files beside the spec, and nn, nngraph, torch, optim, "
@@ -159,39 +166,9 @@ def install(interp):
     interp.string_lib = _string_lib()
     g["string"] = interp.string_lib
     g["table"]["unpack"] = g["unpack"]
-    def tensor_of(args, loc):  # torch.Tensor{1, 2, 3}: a table of numbers is all a spec needs
-        t = args[0] if args else None
-        if not isinstance(t, LuaTable) or not all(_isnum(v) for v in t.array()):
-            raise SpecError("graphc supports torch.Tensor{...} with a table of numbers only "
-                            "(specs build models, not data)", loc)
-        return LuaTable.of(t.array())
-
-    def filled(value):
-        def make(args, loc):
-            if len(args) != 1 or not _isnum(args[0]) or args[0] != int(args[0]) or args[0] < 0:
-                raise SpecError("torch.ones/zeros take one size here: torch.ones(n)", loc)
-            return LuaTable.of([value] * int(args[0]))
-        return make
-
-    classes: dict = {}
-
-    def torch_class(args, loc):
-        """torch.class('nn.X', 'nn.Parent'): plain tables for the class and its parent, so
-        files that define builders as class methods (rnn's FastLSTM) load and their
-        methods can be called with --entry; nothing is instantiated."""
-        name = args[0] if args else None
-        if not isinstance(name, str):
-            raise SpecError("torch.class expects a class name string", loc)
-        parent = args[1] if len(args) > 1 else None
-        cls = classes.setdefault(name, LuaTable({"__typename": name}))
-        base = classes.setdefault(parent, LuaTable({"__typename": parent})) if isinstance(parent, str) else None
-        return [cls, base]
-
     g["torch"] = LuaTable({"manualSeed": Builtin("manualSeed", lambda a, l: []),
-                           "class": Builtin("class", torch_class),
-                           "Tensor": Builtin("Tensor", tensor_of),
-                           "ones": Builtin("ones", filled(1)), "zeros": Builtin("zeros", filled(0)),
                            "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
+                           "typename": Builtin("typename", lambda a, l: torch_type(a[0] if a else None)),
                            "setdefaulttensortype": Builtin("setdefaulttensortype", lambda a, l: [])})
 
 
@@ -216,7 +193,7 @@ def _image_lib():
         if normalize:
             total = sum(g)
             g = [v / total for v in g]
-        return LuaTable.of(g)
+        return TensorObj(np.array(g, dtype=np.float64))  # a tensor, as Torch's
 
     return LuaTable({"gaussian1D": Builtin("image.gaussian1D", gaussian1d)})
 
@@ -334,7 +311,129 @@ def _string_lib():
         "sub": s1("sub", sub), "reverse": s1("reverse", lambda s: s[::-1]),
         "byte": s1("byte", lambda s, i=1: ord(s[int(i) - 1]) if s else None),
         "char": Builtin("char", lambda a, l: "".join(chr(int(c)) for c in a)),
+        "find": Builtin("find", _string_find), "match": Builtin("match", _string_match),
+        "gsub": Builtin("gsub", _string_gsub),
     })
+
+
+# ---- Lua patterns (string.find / match / gsub), as Python regular expressions ----------------
+
+_CLASSES = {"a": "A-Za-z", "d": "0-9", "l": "a-z", "s": r" \t\n\r\f\v", "u": "A-Z",
+            "w": "A-Za-z0-9", "x": "0-9A-Fa-f", "c": r"\x00-\x1f\x7f",
+            "p": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")}
+
+
+def _lua_class(c: str, loc) -> tuple:
+    """(inside-a-set text, whole regex) for `%c`."""
+    if c.lower() in _CLASSES:
+        body = _CLASSES[c.lower()]
+        return (None, f"[^{body}]") if c.isupper() else (body, f"[{body}]")
+    if c.isalnum():
+        raise SpecError(f"Lua pattern class '%{c}' is not supported in graphc specs", loc)
+    return re.escape(c), re.escape(c)
+
+
+def _lua_pattern(pat: str, loc) -> str:
+    out, i, n = [], 0, len(pat)
+    while i < n:
+        c = pat[i]
+        if c == "%":
+            if i + 1 >= n:
+                raise SpecError("malformed Lua pattern (ends with '%')", loc)
+            if pat[i + 1] in "bf":
+                raise SpecError(f"Lua pattern item '%{pat[i + 1]}' is not supported in graphc specs", loc)
+            out.append(_lua_class(pat[i + 1], loc)[1])
+            i += 2
+        elif c == "[":
+            j, body = i + 1, []
+            if j < n and pat[j] == "^":
+                body.append("^")
+                j += 1
+            while j < n and (pat[j] != "]" or j == i + 1 + (body[:1] == ["^"])):
+                if pat[j] == "%" and j + 1 < n:
+                    inside = _lua_class(pat[j + 1], loc)[0]
+                    if inside is None:
+                        raise SpecError(f"Lua pattern '%{pat[j + 1]}' inside [...] is not "
+                                        "supported in graphc specs", loc)
+                    body.append(inside)
+                    j += 2
+                else:
+                    body.append("\\" + pat[j] if pat[j] in "\\[]^" else pat[j])
+                    j += 1
+            if j >= n:
+                raise SpecError("malformed Lua pattern (missing ']')", loc)
+            out.append("[" + "".join(body) + "]")
+            i = j + 1
+        elif c == "-":
+            out.append("*?")
+            i += 1
+        elif c in "*+?.()":
+            if c == "(" and pat[i + 1:i + 2] == ")":
+                raise SpecError("Lua position captures '()' are not supported in graphc specs", loc)
+            out.append(c)
+            i += 1
+        elif c == "^" and i == 0:
+            out.append("^")
+            i += 1
+        elif c == "$" and i == n - 1:
+            out.append(r"\Z")
+            i += 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+def _pattern_args(name, args, loc):
+    s, pat = (list(args) + [None, None])[:2]
+    if not isinstance(s, (str, int, float)) or isinstance(s, bool) or not isinstance(pat, str):
+        raise SpecError(f"bad arguments to '{name}' (a string and a pattern expected)", loc)
+    return tostring(s), pat
+
+
+def _start(init, n):
+    init = 1 if init is None else int(init)
+    return max(n + init, 0) if init < 0 else max(init - 1, 0)
+
+
+def _string_find(args, loc):
+    s, pat = _pattern_args("find", args, loc)
+    start = _start(args[2] if len(args) > 2 else None, len(s))
+    if len(args) > 3 and truthy(args[3]):  # plain find
+        k = s.find(pat, start)
+        return [None] if k < 0 else [k + 1, k + len(pat)]
+    m = re.compile(_lua_pattern(pat, loc), re.S).search(s, start)
+    if m is None:
+        return [None]
+    return [m.start() + 1, m.end()] + list(m.groups())
+
+
+def _string_match(args, loc):
+    s, pat = _pattern_args("match", args, loc)
+    start = _start(args[2] if len(args) > 2 else None, len(s))
+    m = re.compile(_lua_pattern(pat, loc), re.S).search(s, start)
+    if m is None:
+        return [None]
+    return list(m.groups()) or [m.group(0)]
+
+
+def _string_gsub(args, loc):
+    s, pat = _pattern_args("gsub", args, loc)
+    repl = args[2] if len(args) > 2 else None
+    limit = int(args[3]) if len(args) > 3 and _isnum(args[3]) else -1
+    if not isinstance(repl, (str, int, float)) or isinstance(repl, bool):
+        raise SpecError("string.gsub: graphc takes a string replacement (%1 for a capture)", loc)
+    repl = tostring(repl)
+    count = 0
+
+    def sub(m):
+        nonlocal count
+        count += 1
+        groups = (m.group(0),) + m.groups()
+        return re.sub(r"%([0-9%])", lambda r: "%" if r.group(1) == "%" else
+                      (groups[int(r.group(1))] or "") if int(r.group(1)) < len(groups) else "", repl)
+    out = re.compile(_lua_pattern(pat, loc), re.S).sub(sub, s, count=max(limit, 0))
+    return [out, count]
 
 
 def _string_rep(args, loc):

@@ -32,7 +32,7 @@ def dump(g: Graph) -> str:
     for v in g.inputs:
         lines.append(f"  input {vid(v)}: {shape_str(v.shape)} {v.dtype}{where(v)}")
     for p in g.params:
-        lines.append(f"  param {vid(p.value)}: {shape_str(p.value.shape)} init={p.init[0]}({p.init[1]:.6g})")
+        lines.append(f"  param {vid(p.value)}: {shape_str(p.value.shape)} init={init_text(p.init)}")
     for n in g.nodes:
         outs = ", ".join(f"{vid(v)}: {shape_str(v.shape)}" for v in n.outputs)
         name = f" name={n.name!r}" if n.name else ""
@@ -53,3 +53,11 @@ def dump(g: Graph) -> str:
         rets = ", ".join(vid(v) if v is not None else "none" for v in g.input_grads)
         lines.append(f"  return {rets}")
     return "\n".join(lines) + "\n"
+
+
+def init_text(init: tuple) -> str:
+    """An init as `uniform(0.5)`, `normal_mean(1, 0.02)`, `values(6)`, `same_as(lin.weight)`."""
+    kind, args = init[0], init[1:]
+    if kind == "values":
+        return f"values({len(args[0])})"
+    return f"{kind}({', '.join(a if isinstance(a, str) else format(a, '.6g') for a in args)})"

@@ -1,8 +1,10 @@
 """The IR: a Graph of Nodes over Values. Forward and backward live in one Graph:
 `nodes` is the forward program, `grad_nodes` (filled by passes.autodiff) the backward one.
 
-A shape is a tuple of dims; a dim is an int or the free batch symbol B (first, except in
-the T x B x ... sequence inputs that --unroll makes).
+A shape is a tuple of dims; a dim is an int, the free batch symbol B (first, except in
+the T x B x ... sequence inputs that --unroll makes), or B times a whole number (BatchDim:
+what Torch's View(-1, D) makes of a B x T x D input, with T's steps known). A shape holds at
+most one symbolic dim.
 """
 from __future__ import annotations
 
@@ -12,6 +14,40 @@ from typing import Any, Optional
 from ..errors import Loc
 
 B = "B"  # the free batch dimension
+
+
+@dataclass(frozen=True)
+class BatchDim:
+    """The batch B times `factor` (>= 2): the leading dims folded into one, (B*5) for
+    Bx5x4 viewed as (B*5)x4. Make one with batch_times()."""
+    factor: int
+
+    def __str__(self):
+        return f"(B*{self.factor})"
+
+
+def batch_times(n: int):
+    """B * n as a dim (B itself for n == 1)."""
+    return B if n == 1 else BatchDim(n)
+
+
+def batch_factor(d):
+    """How many times B a dim is: 1 for B, k for B*k, None for a plain size."""
+    return 1 if d == B else d.factor if isinstance(d, BatchDim) else None
+
+
+def is_symbolic(d) -> bool:
+    return d == B or isinstance(d, BatchDim)
+
+
+def per_batch(d) -> int:
+    """A dim's size per unit of B: B counts 1, B*k counts k, a plain size itself."""
+    return batch_factor(d) or d
+
+
+def dim_text(d) -> str:
+    """How generated metadata writes a symbolic dim: 'B', 'B*5' (graphc_runtime reads it)."""
+    return "B" if d == B else f"B*{d.factor}"
 
 
 def shape_str(shape) -> str:
@@ -47,7 +83,7 @@ class Node:
 class Param:
     value: Value
     name: str  # e.g. 'i2h_1.weight'
-    init: tuple  # ('uniform', stdv) | ('normal', std) | ('const', c)
+    init: tuple  # ('uniform', stdv) | ('normal', std) | ('const', c) | ... (runtime Module.reset)
     order: tuple  # (module serial, slot): constructor order decides the flat layout
 
 

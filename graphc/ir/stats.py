@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..ops import REGISTRY
-from .graph import B, Graph, Node
+from .graph import Graph, Node, batch_factor
 
 
 @dataclass
@@ -20,7 +20,7 @@ class NodeStats:
 
 
 def concrete(shape, batch: int) -> tuple:
-    return tuple(batch if d == B else d for d in shape)
+    return tuple(d if batch_factor(d) is None else batch * batch_factor(d) for d in shape)
 
 
 def node_stats(g: Graph, batch: int = 1, itemsize: int = 4) -> list[NodeStats]:

@@ -1,6 +1,6 @@
 """Elementwise activations and the softmax family."""
 from ..ir.graph import shape_str as _s
-from .registry import B, CudaRule, ShapeError, batched, defop
+from .registry import CudaRule, ShapeError, batched, c_dim, defop, is_symbolic
 
 
 def _same(a, shapes):
@@ -35,10 +35,10 @@ def _softmax_geometry(node, shape):
 
 
 def _row_stride(C, inner):
-    """C * inner, as C text when C is the batch size B."""
-    if C != B:
+    """C * inner, as C text when C is the batch dim (B, or B*k)."""
+    if not is_symbolic(C):
         return C * inner
-    return "B" if inner == 1 else f"B * {inner}"
+    return c_dim(C) if inner == 1 else f"{c_dim(C)} * {inner}"
 
 
 _SOFTMAX_FWD = (
@@ -88,7 +88,7 @@ def _softmax_cuda_forward(cx, node):
     x, y = node.inputs[0], node.outputs[0]
     C, inner, rows = _softmax_geometry(node, x.shape)
     kb = cx.kernel_builder()
-    kb.uses_B = C == B  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
+    kb.uses_B = is_symbolic(C)  # a 3-D batched input is CxHxW to Torch: the softmax runs over B
     name = cx.kernel_name(node.op)
     loader_src, load = cx.loader(kb, x, f"{node.op.lower()}_x")
     kb.array(cx.n(y), write=True, cname="o_y")
@@ -106,7 +106,7 @@ def _softmax_cuda_backward(cx, gnode, fwd, targets):
     C, inner, rows = _softmax_geometry(fwd, x.shape)
     gx = cx.n(targets[0])
     kb = cx.kernel_builder()
-    kb.uses_B = C == B
+    kb.uses_B = is_symbolic(C)
     name = cx.kernel_name(fwd.op)
     loader_src, load = cx.loader(kb, gnode.inputs[0], f"{fwd.op.lower()}_gy")
     kb.array(cx.n(y), cname="i_y")

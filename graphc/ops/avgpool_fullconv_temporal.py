@@ -2,7 +2,7 @@
 order: kW before kH). The numpy kernels are in graphc_runtime.kernels."""
 import math
 
-from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, defop, is_symbolic, uniform
 from .spatial import _image, pool_out
 
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one
@@ -48,7 +48,7 @@ def _avg_check(a):
 def _avg_shape(a, shapes):
     x = shapes[0]
     _, h, w = _image(x, None, "SpatialAveragePooling")
-    if h == B or w == B:
+    if is_symbolic(h) or is_symbolic(w):
         raise ShapeError("the image height and width cannot be the batch dimension B")
     if h + 2 * a["padH"] < a["kH"] or w + 2 * a["padW"] < a["kW"]:
         raise ShapeError(f"input image {h}x{w} (padded {h + 2 * a['padH']}x{w + 2 * a['padW']}) "
@@ -153,7 +153,7 @@ def _full_check(a):
 def _full_shape(a, shapes):
     x = shapes[0]
     _, h, w = _image(x, a["nInputPlane"], "SpatialFullConvolution")
-    if h == B or w == B:
+    if is_symbolic(h) or is_symbolic(w):
         raise ShapeError("the image height and width cannot be the batch dimension B")
     oh = (h - 1) * a["dH"] - 2 * a["padH"] + a["kH"] + a["adjH"]
     ow = (w - 1) * a["dW"] - 2 * a["padW"] + a["kW"] + a["adjW"]
@@ -282,7 +282,7 @@ def _temporal_shape(a, shapes):
     if f != a["inputFrameSize"]:
         raise ShapeError(f"expects frames of {a['inputFrameSize']} features, got {f} "
                          f"(input {_s(x)})")
-    if t == B:
+    if is_symbolic(t):
         if a["kW"] == 1 and a["dW"] == 1:
             return x[:-1] + (a["outputFrameSize"],)
         raise ShapeError("the time dimension cannot be the batch dimension B (give the input "

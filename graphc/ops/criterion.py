@@ -4,7 +4,7 @@ is the criterion's gradient times gradOutput[1], and the target gets a zero grad
 
 Class targets (ClassNLLCriterion, CrossEntropyCriterion) are 1-based integer indices, as in
 Torch, so they must come from a graph input (int_inputs)."""
-from .registry import CudaRule, ShapeError, B, batched, defop, numel, rows_of_input
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, numel, rows_of_input
 
 CRITERIA: set[str] = set()  # the ops that are criteria (what nn.ModuleFromCriterion accepts)
 
@@ -14,7 +14,7 @@ def _s(shape):
 
 
 def _weights_check(a):
-    """`weights` arrives as a Lua table of numbers (torch.Tensor is not available in specs);
+    """`weights` arrives as a Lua table of numbers or a spec-time tensor (its numbers, flat);
     it is stored as a tuple of floats."""
     w = a.get("weights")
     if w is None or isinstance(w, tuple):
@@ -51,7 +51,7 @@ def _class_shape(weights_needed=True):
         x, t = _pair(shapes)
         if len(x) not in (1, 2):
             raise ShapeError(f"input tensor should be 1D (C) or 2D (BxC), got {_s(x)}")
-        if x[-1] == B:
+        if is_symbolic(x[-1]):
             raise ShapeError("the class dimension cannot be the batch dimension B")
         want = (1,) if len(x) == 1 else (x[0],)
         if tuple(t) != want:
@@ -67,7 +67,7 @@ def _class_shape(weights_needed=True):
 def _class_hint(a, slot, shapes):
     x = shapes[0] if shapes else None
     if slot == 1 and x is not None:
-        return (B,) if batched(x) else (1,)
+        return (x[0],) if batched(x) else (1,)
     return None
 
 
@@ -217,7 +217,7 @@ _criterion(
         "N or BxN input (log-probabilities), divided by sum w[t] with sizeAverage (B without "
         "weights). Targets equal to ignoreIndex are skipped. The target (B, or 1 for 1D input) "
         "must be an integer graph input.",
-    torch_diff="`weights` is a Lua table of numbers (torch.Tensor is not available in specs).",
+    torch_diff="`weights` is a Lua table of numbers or a spec-time tensor (`torch.ones(n)`), read when the spec is compiled.",
     cuda=_class_cuda("ClassNLLCriterion", log_softmax=False),
 )
 

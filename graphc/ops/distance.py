@@ -3,7 +3,7 @@ indexing/padding modules Index and Padding. The kernels are in graphc_runtime.ke
 import math
 
 from .pointwise import _lit
-from .registry import CudaRule, ParamSpec, ShapeError, B, defop, uniform, rows_of_input
+from .registry import B, CudaRule, ParamSpec, ShapeError, defop, is_symbolic, rows_of_input, uniform
 
 
 def _s(shape):
@@ -18,7 +18,7 @@ def _two_rows(shapes, what):
     if len(x1) not in (1, 2) or tuple(x1) != tuple(x2):
         raise ShapeError(f"expects two vectors (N) or two batches of vectors (BxN) of the same "
                          f"shape, got {_s(x1)} and {_s(x2)}")
-    if x1[-1] == B:
+    if is_symbolic(x1[-1]):
         raise ShapeError(f"the batch dimension B would be {what}")
     return (1,) if len(x1) == 1 else (x1[0],)
 
@@ -154,7 +154,7 @@ def _normalize_shape(a, shapes):
     (x,) = shapes
     if len(x) not in (1, 2):
         raise ShapeError(f"only 1D (N) or 2D (BxN) input supported, got {_s(x)}")
-    if x[-1] == B:
+    if is_symbolic(x[-1]):
         raise ShapeError("cannot normalize over the batch dimension B")
     return x
 
@@ -323,7 +323,7 @@ def _index_derive(a, shapes):
     if a["dimension"] < 1 or a["dimension"] > len(x):
         raise ShapeError(f"dimension {a['dimension']} is out of range for a {len(x)}-D tensor")
     axis = a["dimension"] - 1
-    if x[axis] == B:
+    if is_symbolic(x[axis]):
         raise ShapeError("cannot index along the batch dimension B")
     out = x[:axis] + idx + x[axis + 1:]
     if out.count(B) > 1:
@@ -348,7 +348,7 @@ _INDEX_CUDA = CudaRule(
 defop(
     name="Index", signature="dimension:int", inputs=("xs",), int_inputs=(1,),
     shape=lambda a, s: _index_derive(a, s)["out"], derive=_index_derive,
-    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, {{d.size}}, 'nn.Index (indices {{xs[1]}})') - 1, "
+    forward=("{{y}} = np.take({{xs[0]}}, rt.check_indices({{xs[1]}}, n={{d.size}}, module='nn.Index (indices {{xs[1]}})') - 1, "
              "{{d.axis}})"),
     backward={"xs": "rt.index_add({{gy}}, {{xs[1]}} - 1, axis={{d.axis}}, size={{d.size}})"},
     cuda=_INDEX_CUDA,
@@ -369,7 +369,7 @@ def _padding_derive(a, shapes):
         raise ShapeError(f"dimension {dim} is out of range for a {len(x)}-D input")
     axis = dim - 1
     size = x[axis]
-    if size == B:
+    if is_symbolic(size):
         raise ShapeError("cannot pad the batch dimension B; give nInputDim to count dims "
                          "without it")
     index = a["index"]

@@ -39,7 +39,7 @@ defop(
     check=lambda a: "maxNorm is not supported (it renormalizes weights in place)" if a["maxNorm"] is not None else None,
     input_hint=lambda a, slot, shapes: ("B",),
     # indices are checked at run time (rt.check_indices) so a bad one names the module
-    forward="{{y}} = {{weight}}[rt.check_indices({{x}}, {{a.nIndex}}, 'nn.LookupTable (input {{x}})') - 1]",
+    forward="{{y}} = {{weight}}[rt.check_indices({{x}}, n={{a.nIndex}}, module='nn.LookupTable (input {{x}})') - 1]",
     backward={"weight": "rt.scatter_rows({{gy}}, {{x}}, n={{a.nIndex}}, padding_value={{a.paddingValue}})"},
     doc="Row `i` of weight (nIndex x nOutput) for each index i in 1..nIndex; weight ~ N(0, 1). "
         "Input N or BxN integer indices; rows equal to paddingValue get no gradient.",
@@ -58,7 +58,7 @@ def _onehot_shape(a, shapes):
 defop(
     name="OneHot", signature="outputSize:int", int_inputs=("x",), shape=_onehot_shape, row_wise=True,
     input_hint=lambda a, slot, shapes: ("B",),
-    forward="{{y}} = rt.one_hot({{x}}, {{a.outputSize}}, self.dtype, 'nn.OneHot (input {{x}})')",
+    forward="{{y}} = rt.one_hot({{x}}, n={{a.outputSize}}, dtype=self.dtype, module='nn.OneHot (input {{x}})')",
     doc="A one-hot float vector of size outputSize for each 1-based index (char-rnn's OneHot); "
         "no gradient to the indices.",
     cuda=CudaRule(

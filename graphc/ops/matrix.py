@@ -2,7 +2,7 @@
 the batch of a 3D (bmm) product, or the rows of a 2D left operand; it is never contracted."""
 import math
 
-from .registry import CudaRule, ShapeError, B, defop
+from .registry import CudaRule, ShapeError, defop, is_symbolic
 
 
 def _s(shape):
@@ -16,8 +16,8 @@ def _pair(shapes, what):
 
 
 def _no_b(dims, why):
-    if B in dims:
-        raise ShapeError(f"the batch dimension B would be {why}; it may only be the batch of a "
+    if any(is_symbolic(d) for d in dims):
+        raise ShapeError(f"the batch dimension {next(d for d in dims if is_symbolic(d))} would be {why}; it may only be the batch of a "
                          "3D product or the rows of a 2D left operand")
 
 

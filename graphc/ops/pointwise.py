@@ -7,7 +7,7 @@ math.huge becomes np.inf and negative numbers are parenthesised."""
 import math
 
 from .activation import _OVER_B, _softmax_axis, _softmax_shape, softmax_over_batch
-from .registry import CudaRule, ParamSpec, ShapeError, B, batched, defop, numel, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, batched, defop, is_symbolic, numel, uniform
 from .table import _same_numel, _sibling_hint
 
 
@@ -313,7 +313,7 @@ def _bcast(size, x):
             bad = [k for k, (w, s) in enumerate(zip(size, x)) if w != 1 and w != s]
             if bad:
                 k = bad[0]
-                why = "the batch dimension B" if x[k] == B else f"{x[k]}"
+                why = "the batch dimension B" if is_symbolic(x[k]) else f"{x[k]}"
                 raise ShapeError(f"the parameter's size {_s(size)} does not expand to the input "
                                  f"{_s(x)}: dimension {k + 1} is {size[k]}, not 1 or {why}")
             return {"wview": None, "axes": tuple(k for k, (w, s) in enumerate(zip(size, x))

@@ -3,7 +3,7 @@ Unsqueeze. Dims are Torch's: 1-based over the full shape (B included), negative 
 end; an `nInputDims` / `numInputDims` argument shifts them by one for batch input."""
 import math
 
-from .registry import CudaRule, ShapeError, B, batched, defop, torch_dim
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, torch_dim
 
 
 def _s(shape):
@@ -20,7 +20,7 @@ def _reduce_axis(a, x, what):
     if dim > 0 and a["nInputDims"] is not None and len(x) == a["nInputDims"] + 1:
         dim += 1
     axis = torch_dim(dim, len(x))
-    if x[axis] == B:
+    if is_symbolic(x[axis]):
         raise ShapeError(f"cannot {what} over the batch dimension B (dimension {dim} of "
                          f"{_s(x)}); count B as dimension 1, or give nInputDims")
     return axis
@@ -252,7 +252,7 @@ def _squeeze_shape(a, shapes):
         if batch_mode:
             dim += 1
         axis = torch_dim(dim, len(x))
-        if x[axis] == B:
+        if is_symbolic(x[axis]):
             raise ShapeError(f"dimension {dim} is the batch dimension B, which is never "
                              "squeezed; count B as dimension 1, or give numInputDims")
         if x[axis] == 1 and len(x) > 1:

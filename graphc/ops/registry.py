@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..ir.graph import B
+from ..ir.graph import B, BatchDim, batch_factor, batch_times, is_symbolic, per_batch  # noqa: F401
 
 
 class ShapeError(Exception):
@@ -88,6 +88,7 @@ class CudaRule:
     emit_forward: Optional[Callable] = None
     emit_backward: Optional[Callable] = None
     epilogue: str = ""
+    doc: str = ""  # how it runs, for docs/modules.md (default: by kind and kernel)
 
 
 @dataclass
@@ -150,11 +151,25 @@ def defop(**kw) -> OpDef:
 # ---- helpers used by op definitions ------------------------------------------
 
 def numel(shape) -> int:
-    return math.prod(d for d in shape if d != B)
+    """Elements per unit of the batch: B counts 1, B*k counts k (per sample for Bx...)."""
+    return math.prod(per_batch(d) for d in shape)
 
 
 def batched(shape) -> bool:
-    return bool(shape) and shape[0] == B
+    """The first dim is the batch: B, or B*k (leading dims folded by View(-1, ...))."""
+    return bool(shape) and is_symbolic(shape[0])
+
+
+def c_dim(d) -> str:
+    """A dim as C text for the CUDA kernels, whose `B` is the batch size."""
+    k = batch_factor(d)
+    return str(d) if k is None else "B" if k == 1 else f"(B * {k})"
+
+
+def c_count(shape) -> str:
+    """Elements of `shape` as C text (B counted by the kernels' `B`)."""
+    k = numel(shape)
+    return f"B * {k}" if any(is_symbolic(d) for d in shape) else str(k)
 
 
 def uniform(stdv_of):

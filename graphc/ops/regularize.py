@@ -1,6 +1,6 @@
 """Modules whose behaviour depends on training/evaluate: Dropout, BatchNormalization and
 SpatialBatchNormalization (running statistics kept as buffers)."""
-from .registry import B, CudaRule, ParamSpec, ShapeError, defop
+from .registry import CudaRule, ParamSpec, ShapeError, c_count, c_dim, defop, is_symbolic
 
 
 def _dropout_check(a):
@@ -31,7 +31,7 @@ defop(
     # v1: no scaling when training; multiply by (1-p) at evaluation.
     forward=("{% if a.p == 0 and not a.v1 %}{{y}} = {{x}}\n{{aux.mask}} = 1.0\n{% else %}"
              "if self.train or {{a.stochasticInference}}:\n"
-             "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}, {{a.p}}, {{a.v1}})\n"
+             "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}, p={{a.p}}, v1={{a.v1}})\n"
              "    {{y}} = {{x}} * {{aux.mask}}\n"
              "else:\n"
              "    {{aux.mask}} = {{ (1 - a.p) if a.v1 else 1.0 }}\n"
@@ -78,9 +78,9 @@ def _bn_derive(a, shapes):
         cdim, P, Q = 0, 1, x[1] * x[2]
         batch_stats = "train" if Q > 1 and x[0] > 1 else "0"
     else:
-        cdim, P, Q = 1, ("B" if x[0] == B else x[0]), (x[2] * x[3] if rank == 4 else 1)
-        batch_stats = "train && B > 1" if P == "B" else "train" if P > 1 else "0"
-    n = P * Q if P != "B" else "B" if Q == 1 else f"B * {Q}"
+        cdim, P, Q = 1, (c_dim(x[0]) if is_symbolic(x[0]) else x[0]), (x[2] * x[3] if rank == 4 else 1)
+        batch_stats = f"train && {P} > 1" if is_symbolic(x[0]) else "train" if P > 1 else "0"
+    n = c_count((x[0], Q)) if rank != 3 and is_symbolic(x[0]) else P * Q
     return {"axes": axes, "bshape": bshape, "cdim": cdim, "P": P, "Q": Q, "n": n,
             "batch_stats": batch_stats}
 

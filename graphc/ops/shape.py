@@ -1,6 +1,6 @@
 """Views and slices: View, Reshape, Narrow, Select. In the generated code these are numpy
 views (no copies); gradients are reshaped or scattered back."""
-from .registry import CudaRule, ShapeError, batched, defop, numel, torch_dim, B
+from .registry import CudaRule, ShapeError, batch_times, batched, defop, is_symbolic, numel, torch_dim
 
 def _s(shape):
     return "x".join(map(str, shape))
@@ -18,21 +18,47 @@ def _resolve(sizes, n, what):
     return tuple(sizes)
 
 
+def _symbolic_count(x, what) -> int:
+    """Elements of x per unit of B, for an x holding the batch in one dim."""
+    if sum(is_symbolic(d) for d in x) > 1:
+        raise ShapeError(f"{what}: the input {_s(x)} holds the batch in more than one dim")
+    return numel(x)
+
+
 def _view_shape(a, shapes):
+    """Torch's View.batchsize with a symbolic batch. With setNumInputDims(n) on a longer
+    input the leading dims are the batch, folded into one; else a -1 size absorbs the
+    batch (View(-1, 4) on Bx5x4 gives (B*5)x4, and View(-1, 5, 4) folds it back). Sizes
+    without -1 apply per sample; where they do not match it, Torch guessed a batch size
+    from element counts and graphc refuses."""
     (x,) = shapes
-    sizes, what = a["sizes"], f"View({', '.join(map(str, a['sizes']))})"
-    if batched(x):
-        # graphc's rule: with a free batch dim, sizes apply per sample (Torch guessed).
-        n = numel(x[1:])
-        out = _resolve(sizes, n, what)
-        if numel(out) != n:
-            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {n} elements per sample, "
-                             f"but the view holds {numel(out)}")
-        return (B,) + out
+    sizes, what = tuple(a["sizes"]), f"View({', '.join(map(str, a['sizes']))})"
     nid = a.get("numInputDims")
     if nid is not None and len(x) > nid:
-        lead, n = x[: len(x) - nid], numel(x[len(x) - nid:])
-        return (numel(lead),) + _resolve(sizes, n, what)
+        lead, per = x[: len(x) - nid], x[len(x) - nid:]
+        if any(is_symbolic(d) for d in per):
+            raise ShapeError(f"{what} with setNumInputDims({nid}): the batch dim of the input "
+                             f"{_s(x)} is not among its leading dims, which Torch takes as the batch")
+        out = _resolve(sizes, numel(per), what)
+        if numel(out) != numel(per):
+            raise ShapeError(f"{what} with setNumInputDims({nid}): the input {_s(x)} has "
+                             f"{_s(per)} = {numel(per)} elements per sample, but the view holds "
+                             f"{numel(out)}")
+        if any(is_symbolic(d) for d in lead):
+            return (batch_times(_symbolic_count(lead, what)),) + out
+        return (numel(lead),) + out
+    if any(is_symbolic(d) for d in x):
+        n = _symbolic_count(x, what)
+        if -1 in sizes:  # the -1 takes the batch with whatever else is left
+            k = _resolve(sizes, n, what)[sizes.index(-1)]
+            return tuple(batch_times(k) if d == -1 else d for d in sizes)
+        if not batched(x):
+            raise ShapeError(f"{what}: the input {_s(x)} has its batch dim inside; say where "
+                             f"the batch goes with a -1 size")
+        if numel(x[1:]) != numel(sizes):
+            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
+                             f"sample, but the view holds {numel(sizes)}")
+        return (x[0],) + sizes
     n = numel(x)
     if -1 in sizes:
         return _resolve(sizes, n, what)
@@ -49,7 +75,7 @@ def _view_guess(a, shapes):
     (x,) = shapes
     sizes = a["sizes"]
     nid = a.get("numInputDims")
-    if batched(x) or -1 in sizes or (nid is not None and len(x) > nid):
+    if any(is_symbolic(d) for d in x) or -1 in sizes or (nid is not None and len(x) > nid):
         return None
     n, want = numel(x), numel(sizes)
     if n % want or n == want:
@@ -72,30 +98,39 @@ def _view_check(a):
         return "View sizes must be positive (or a single -1)"
 
 
-_RESHAPE_FWD = "{{y}} = {{x}}.reshape({{ out_shape|pyshape }})"
-_RESHAPE_BWD = {"x": "{{gy}}.reshape({{ in_shapes[0]|pyshape }})"}
+# the batch dim's size from the array reshaped: x.reshape((x.shape[0] * 5, 4)) for (B*5)x4
+_RESHAPE_FWD = "{{y}} = {{x}}.reshape({{ sized(out_shape, x, in_shapes[0]) }})"
+_RESHAPE_BWD = {"x": "{{gy}}.reshape({{ sized(in_shapes[0], gy, out_shape) }})"}
 
 defop(
     name="View", signature="sizes:int*", shape=_view_shape, check=_view_check,
     methods={"setNumInputDims": _set_num_input_dims}, warn=_view_guess,
     forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
-    doc="Reshapes (a view). One size may be -1.", cuda=CudaRule("index", index="view"),
-    torch_diff="With a free batch dim B the sizes apply per sample and a mismatch is an "
+    doc="Reshapes (a view). One size may be -1; on a batched input it absorbs the batch, "
+        "so View(-1, 4) on Bx5x4 gives (B*5)x4 and View(-1, 5, 4) gives Bx5x4 back. "
+        "setNumInputDims(n) makes the dims before the last n the batch (folded into one).",
+    cuda=CudaRule("index", index="view"),
+    torch_diff="Sizes without -1 on a batched input apply per sample and a mismatch is an "
                "error; Torch guessed the batch size from element counts.",
 )
 
 
 def _reshape_shape(a, shapes):
+    """Torch's Reshape: no batch when batchMode is false, or when it is nil and the input
+    holds exactly the sizes' elements with a first dim other than 1; else the first dim is
+    kept as the batch. A batched input (B or B*k first) can only be the latter."""
     (x,) = shapes
     sizes, mode = tuple(a["sizes"]), a["batchMode"]
     what = f"Reshape({', '.join(map(str, sizes))})"
-    if batched(x):
+    if any(is_symbolic(d) for d in x):
+        if not batched(x):
+            raise ShapeError(f"{what}: the batch dim of the input {_s(x)} must come first")
         if mode is False:
-            raise ShapeError(f"{what}: batchMode=false cannot reshape across the batch dim B")
+            raise ShapeError(f"{what}: batchMode=false cannot reshape across the batch dim {x[0]}")
         if numel(x[1:]) != numel(sizes):
             raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
                              f"sample, but the shape holds {numel(sizes)}")
-        return (B,) + sizes
+        return (x[0],) + sizes
     if mode is False or (mode is None and numel(x) == numel(sizes) and x[0] != 1):
         if numel(x) != numel(sizes):
             raise ShapeError(f"{what}: the input {_s(x)} has {numel(x)} elements, not {numel(sizes)}")
@@ -113,9 +148,13 @@ def _reshape_check(a):
 defop(
     name="Reshape", signature="sizes:int*, batchMode:bool=nil", shape=_reshape_shape,
     check=_reshape_check, forward=_RESHAPE_FWD, backward=_RESHAPE_BWD, view=True,
-    doc="Reshapes; the leading dim is kept as a batch dim as Torch decides (batchMode).",
+    doc="Reshapes; the leading dim is kept as a batch dim as Torch decides (batchMode: "
+        "true keeps it, false never, nil when the input holds more than the sizes or its "
+        "first dim is 1). A batched input (B or B*k first) keeps its batch.",
     cuda=CudaRule("index", index="view"),
-    torch_diff="With a free batch dim B the sizes apply per sample.",
+    torch_diff="A batched input keeps its first dim as the batch and sizes that do not match a "
+               "sample are an error; Torch drops the batch when the whole input happens to "
+               "hold the sizes' elements.",
 )
 
 
@@ -123,8 +162,8 @@ def _narrow_derive(a, shapes):
     x = shapes[0]
     axis = torch_dim(a["dimension"], len(x))
     size = x[axis]
-    if size == B:
-        raise ShapeError("cannot narrow the batch dimension B")
+    if is_symbolic(size):
+        raise ShapeError(f"cannot narrow the batch dimension {size}")
     offset, length = a["offset"], a["length"]
     if offset < 1:
         raise ShapeError(f"offset {offset} must be at least 1 (Torch offsets are 1-based)")
@@ -159,8 +198,8 @@ def _select_derive(a, shapes):
     x = shapes[0]
     axis = torch_dim(a["dimension"], len(x))
     size = x[axis]
-    if size == B:
-        raise ShapeError("cannot select along the batch dimension B")
+    if is_symbolic(size):
+        raise ShapeError(f"cannot select along the batch dimension {size}")
     i = a["index"]
     i = i - 1 if i > 0 else size + i
     if not 0 <= i < size:

@@ -2,7 +2,7 @@
 (kW before kH). The heavy lifting is in graphc_runtime.kernels (im2col + GEMM)."""
 import math
 
-from .registry import B, CudaRule, ParamSpec, ShapeError, defop, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, c_dim, defop, is_symbolic, uniform
 
 
 def conv_out(size, k, d, pad):
@@ -55,14 +55,14 @@ def _no_bias(a):
 def _geometry(shape):
     """(N as C and as Python, C, H, W) of a CHW or NCHW shape (B: the batch size)."""
     if len(shape) == 4:
-        n = shape[0]
-        return ("B", "B") if n == B else (n, str(n)), shape[1], shape[2], shape[3]
+        n = c_dim(shape[0])  # B, (B * 5) for a folded batch, or a number
+        return (n, n) if is_symbolic(shape[0]) else (shape[0], n), shape[1], shape[2], shape[3]
     return (1, "1"), shape[0], shape[1], shape[2]
 
 
 def _reshape_arg(shape):
-    """A shape for .reshape(): -1 for the batch size."""
-    return "(" + ", ".join("-1" if d == B else str(d) for d in shape) + ")"
+    """A shape for .reshape(): -1 for the batch dim (B or B*k)."""
+    return "(" + ", ".join("-1" if is_symbolic(d) else str(d) for d in shape) + ")"
 
 
 def _window(a):
@@ -120,7 +120,8 @@ def _conv_cuda_forward(cx, node):
     loader_src, load = cx.loader(kb, x, "conv2d_x")
     kb.array(cx.n(cols), write=True, cname="o_cols")
     # every image's rows: B of them, or a fixed N (1 for a CxHxW input)
-    rows_shape = (B, oH * oW * K) if pyN == "B" else (N * oH * oW * K,)
+    rows_shape = (x.shape[0], oH * oW * K) if len(x.shape) == 4 and is_symbolic(x.shape[0]) \
+        else (N * oH * oW * K,)
     n_cols = kb.count_expr(rows_shape)
     src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{cx.describe(node)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
                     fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
@@ -296,6 +297,7 @@ defop(
     # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
     # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
     cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows", epilogue="nhwc",
+                  doc="im2col kernel + cuBLAS GEMM",
                   emit_forward=_conv_cuda_forward, emit_backward=_conv_cuda_backward),
 )
 

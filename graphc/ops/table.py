@@ -1,5 +1,5 @@
 """Ops over a table of tensors: CAddTable, CMulTable, JoinTable."""
-from .registry import CudaRule, ShapeError, batched, defop, numel, torch_dim, B
+from .registry import CudaRule, ShapeError, batched, c_count, defop, is_symbolic, numel, torch_dim
 
 
 def _same_numel(a, shapes):
@@ -51,7 +51,7 @@ def _join_derive(a, shapes):
         if len(s) != rank or any(p != q for k, (p, q) in enumerate(zip(s, shapes[0])) if k != axis):
             raise ShapeError(f"input {i} has shape {'x'.join(map(str, s))}, which cannot be "
                              f"joined with {'x'.join(map(str, shapes[0]))} along dimension {dim}")
-    if any(s[axis] == B for s in shapes):
+    if any(is_symbolic(s[axis]) for s in shapes):
         raise ShapeError("cannot join along the batch dimension B")
     offsets = [0]
     for s in shapes:
@@ -85,7 +85,7 @@ def _split_axis(a, shapes):
     if a["nInputDims"] is not None and len(x) == a["nInputDims"] + 1 and dim > 0:
         dim += 1  # Torch: a batched input shifts the dim
     axis = torch_dim(dim, len(x))
-    if x[axis] == B:
+    if is_symbolic(x[axis]):
         raise ShapeError("cannot split along the batch dimension B")
     return {"axis": axis}
 
@@ -184,7 +184,7 @@ defop(
 def _c_count(shape):
     """Elements of `shape` as C text (the CUDA kernels' B), for `d.inner`: the elements of one
     expert per gater weight."""
-    return f"B * {numel(shape)}" if B in shape else str(numel(shape))
+    return c_count(shape)
 
 
 def _mixture_derive(a, shapes):

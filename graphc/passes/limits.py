@@ -8,7 +8,7 @@ import math
 import os
 
 from ..errors import SpecError
-from ..ir.graph import B, Graph, shape_str
+from ..ir.graph import Graph, is_symbolic, per_batch, shape_str
 
 DEFAULT_MAX_BYTES = 16 * 2**30
 
@@ -42,9 +42,9 @@ def check_sizes(g: Graph, itemsize: int = 4) -> Graph:
         for v in n.outputs:
             if v.shape is None:
                 continue
-            size = math.prod(d for d in v.shape if d != B) * itemsize
+            size = math.prod(per_batch(d) for d in v.shape) * itemsize
             if size > limit:
-                per = " per sample" if B in v.shape else ""
+                per = " per sample" if any(is_symbolic(d) for d in v.shape) else ""
                 raise SpecError(f"nn.{n.op}: its output {shape_str(v.shape)} would need {_fmt(size)}"
                                 f"{per}; refusing anything over {_fmt(limit)} (GRAPHC_MAX_BYTES)", n.loc)
     return g

@@ -164,6 +164,9 @@ class OuterProd(Module):
 class Normalize(Module):
     """x divided by its sum over the last dimension (torch-ntm's nn.Normalize)."""
     overrides_builtin = True  # torch-ntm's file redefines nn.Normalize with this meaning
+    # Later versions of NTM.lua call Torch's nn.Normalize(1) instead: the L1 norm, which is the
+    # sum for the non-negative weights it normalizes. The argument is accepted for those.
+    signature = "p:num=1"
 
     def forward(attrs, inputs, params):
         (x,) = inputs

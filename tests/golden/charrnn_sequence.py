@@ -15,7 +15,8 @@ from graphc_runtime import sequence as rt_sequence
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = 'ea402fc2c69540ebdb38f06d68cab4fef850e02af4a79f9b8c0ffe48f5c2c3cd'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B',), 'index'),
     ('input2', ('B', 128), 'float'),
@@ -83,6 +84,46 @@ SUMMARY = (
     ('charrnn.lua:74', 'nn.Linear [decoder]', ('B', 65), 8385),
     ('charrnn.lua:75', 'nn.LogSoftMax [logsoft]', ('B', 65), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'OneHot', ()),
+    ('modules.3', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.4', 'Identity', ()),
+    ('modules.5', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.6', 'CAddTable', ()),
+    ('modules.7', 'Reshape', ()),
+    ('modules.8', 'SplitTable', ()),
+    ('modules.9', 'Sigmoid', ()),
+    ('modules.10', 'Identity', ()),
+    ('modules.11', 'CMulTable', ()),
+    ('modules.12', 'Sigmoid', ()),
+    ('modules.13', 'Tanh', ()),
+    ('modules.14', 'CMulTable', ()),
+    ('modules.15', 'CAddTable', ()),
+    ('modules.16', 'Sigmoid', ()),
+    ('modules.17', 'Tanh', ()),
+    ('modules.18', 'CMulTable', ()),
+    ('modules.19', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.20', 'Identity', ()),
+    ('modules.21', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.22', 'CAddTable', ()),
+    ('modules.23', 'Reshape', ()),
+    ('modules.24', 'SplitTable', ()),
+    ('modules.25', 'Sigmoid', ()),
+    ('modules.26', 'Identity', ()),
+    ('modules.27', 'CMulTable', ()),
+    ('modules.28', 'Sigmoid', ()),
+    ('modules.29', 'Tanh', ()),
+    ('modules.30', 'CMulTable', ()),
+    ('modules.31', 'CAddTable', ()),
+    ('modules.32', 'Sigmoid', ()),
+    ('modules.33', 'Tanh', ()),
+    ('modules.34', 'CMulTable', ()),
+    ('modules.35', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.36', 'LogSoftMax', ()),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -99,13 +140,14 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2, input3, input4, input5):
         w_i2h_1_weight, w_i2h_1_bias, w_h2h_1_weight, w_h2h_1_bias, w_i2h_2_weight, w_i2h_2_bias, w_h2h_2_weight, w_h2h_2_bias, w_decoder_weight, w_decoder_bias, = self._weights
         _scratch = self._scratch_arrays(SCRATCH, 'forward', input1.shape[0])
         # charrnn.lua:39:11  nn.OneHot [x]
-        x = rt.one_hot(input1, 65, self.dtype, 'nn.OneHot (input input1)')
+        x = rt.one_hot(input1, n=65, dtype=self.dtype, module='nn.OneHot (input input1)')
         # charrnn.lua:47:17  nn.Linear [i2h_1]
         i2h_1 = np.matmul(x, w_i2h_1_weight.T, out=_scratch[0])
         i2h_1 += w_i2h_1_bias
@@ -115,7 +157,7 @@ class Model(Module):
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums]
         all_input_sums = np.add(i2h_1, h2h_1, out=_scratch[2])
         # charrnn.lua:51:22  nn.Reshape [reshaped]
-        reshaped = all_input_sums.reshape((-1, 4, 128))
+        reshaped = all_input_sums.reshape((all_input_sums.shape[0], 4, 128))
         # charrnn.lua:52:28  nn.SplitTable
         splittable1_1 = reshaped[:, 0]
         splittable1_2 = reshaped[:, 1]
@@ -157,7 +199,7 @@ class Model(Module):
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums]
         all_input_sums_2 = np.add(i2h_2, h2h_2, out=_scratch[2])
         # charrnn.lua:51:22  nn.Reshape [reshaped]
-        reshaped_2 = all_input_sums_2.reshape((-1, 4, 128))
+        reshaped_2 = all_input_sums_2.reshape((all_input_sums_2.shape[0], 4, 128))
         # charrnn.lua:52:28  nn.SplitTable
         splittable2_1 = reshaped_2[:, 0]
         splittable2_2 = reshaped_2[:, 1]
@@ -261,7 +303,7 @@ class Model(Module):
         # charrnn.lua:52:28  nn.SplitTable (backward)
         grad_reshaped = np.stack([grad_splittable2_1, grad_splittable2_2, grad_splittable2_3, grad_splittable2_4], 1)
         # charrnn.lua:51:22  nn.Reshape [reshaped] (backward)
-        grad_all_input_sums = grad_reshaped.reshape((-1, 512))
+        grad_all_input_sums = grad_reshaped.reshape((grad_reshaped.shape[0], 512))
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums] (backward)
         grad_i2h_2 = grad_all_input_sums
         grad_h2h_2 = grad_all_input_sums
@@ -314,7 +356,7 @@ class Model(Module):
         # charrnn.lua:52:28  nn.SplitTable (backward)
         grad_reshaped_2 = np.stack([grad_splittable1_1, grad_splittable1_2, grad_splittable1_3, grad_splittable1_4], 1)
         # charrnn.lua:51:22  nn.Reshape [reshaped] (backward)
-        grad_all_input_sums_2 = grad_reshaped_2.reshape((-1, 512))
+        grad_all_input_sums_2 = grad_reshaped_2.reshape((grad_reshaped_2.shape[0], 512))
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums] (backward)
         grad_i2h_1 = grad_all_input_sums_2
         grad_h2h_1 = grad_all_input_sums_2
@@ -350,7 +392,7 @@ class _SequencePrefix(Module):
     def _forward(self, input1):
         w_i2h_1_weight, w_i2h_1_bias, w_h2h_1_weight, w_h2h_1_bias, w_i2h_2_weight, w_i2h_2_bias, w_h2h_2_weight, w_h2h_2_bias, w_decoder_weight, w_decoder_bias, = self._weights
         # charrnn.lua:39:11  nn.OneHot [x]
-        x = rt.one_hot(input1, 65, self.dtype, 'nn.OneHot (input input1)')
+        x = rt.one_hot(input1, n=65, dtype=self.dtype, module='nn.OneHot (input input1)')
         # charrnn.lua:47:17  nn.Linear [i2h_1]
         i2h_1 = x @ w_i2h_1_weight.T
         i2h_1 += w_i2h_1_bias
@@ -405,7 +447,7 @@ class _SequenceRest(Module):
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums]
         all_input_sums = np.add(i2h_1_projected, h2h_1, out=_scratch[1])
         # charrnn.lua:51:22  nn.Reshape [reshaped]
-        reshaped = all_input_sums.reshape((-1, 4, 128))
+        reshaped = all_input_sums.reshape((all_input_sums.shape[0], 4, 128))
         # charrnn.lua:52:28  nn.SplitTable
         splittable1_1 = reshaped[:, 0]
         splittable1_2 = reshaped[:, 1]
@@ -447,7 +489,7 @@ class _SequenceRest(Module):
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums]
         all_input_sums_2 = np.add(i2h_2, h2h_2, out=_scratch[2])
         # charrnn.lua:51:22  nn.Reshape [reshaped]
-        reshaped_2 = all_input_sums_2.reshape((-1, 4, 128))
+        reshaped_2 = all_input_sums_2.reshape((all_input_sums_2.shape[0], 4, 128))
         # charrnn.lua:52:28  nn.SplitTable
         splittable2_1 = reshaped_2[:, 0]
         splittable2_2 = reshaped_2[:, 1]
@@ -549,7 +591,7 @@ class _SequenceRest(Module):
         # charrnn.lua:52:28  nn.SplitTable (backward)
         grad_reshaped = np.stack([grad_splittable2_1, grad_splittable2_2, grad_splittable2_3, grad_splittable2_4], 1)
         # charrnn.lua:51:22  nn.Reshape [reshaped] (backward)
-        grad_all_input_sums = grad_reshaped.reshape((-1, 512))
+        grad_all_input_sums = grad_reshaped.reshape((grad_reshaped.shape[0], 512))
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums] (backward)
         grad_i2h_2 = grad_all_input_sums
         grad_h2h_2 = grad_all_input_sums
@@ -602,7 +644,7 @@ class _SequenceRest(Module):
         # charrnn.lua:52:28  nn.SplitTable (backward)
         grad_reshaped_2 = np.stack([grad_splittable1_1, grad_splittable1_2, grad_splittable1_3, grad_splittable1_4], 1)
         # charrnn.lua:51:22  nn.Reshape [reshaped] (backward)
-        grad_all_input_sums_2 = grad_reshaped_2.reshape((-1, 512))
+        grad_all_input_sums_2 = grad_reshaped_2.reshape((grad_reshaped_2.shape[0], 512))
         # charrnn.lua:49:28  nn.CAddTable [all_input_sums] (backward)
         grad_i2h_1_projected = grad_all_input_sums_2
         grad_h2h_1 = grad_all_input_sums_2

@@ -14,7 +14,8 @@ from graphc_runtime import kernels as rt
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '23dacdac22cb308559d4aafd48ffcc343047085c8b372aae6b7b221a94826a5f'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 1, 32, 32), 'float'),
 )
@@ -56,6 +57,23 @@ SUMMARY = (
     ('lenet.lua:18', 'nn.Linear', ('B', 10), 850),
     ('lenet.lua:19', 'nn.LogSoftMax', ('B', 10), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'Sequential', ()),
+    ('modules.1', 'SpatialConvolution', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.2', 'ReLU', ()),
+    ('modules.3', 'SpatialMaxPooling', ()),
+    ('modules.4', 'SpatialConvolution', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'ReLU', ()),
+    ('modules.6', 'SpatialMaxPooling', ()),
+    ('modules.7', 'View', ()),
+    ('modules.8', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.9', 'ReLU', ()),
+    ('modules.10', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.11', 'ReLU', ()),
+    ('modules.12', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.13', 'LogSoftMax', ()),
+)
 # Memory plan: each call's temporaries go into these scratch arrays ("B": batch size),
 # reused as soon as their last reader is done; allocated once per batch size and dtype.
 SCRATCH = {
@@ -72,6 +90,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1):
@@ -89,7 +108,7 @@ class Model(Module):
         # lenet.lua:12:9  nn.SpatialMaxPooling
         spatialmaxpooling2, spatialmaxpooling2_argmax = rt.maxpool2d_forward(relu2, kH=2, kW=2, dH=2, dW=2, padH=0, padW=0, ceil_mode=False)
         # lenet.lua:13:9  nn.View
-        view1 = spatialmaxpooling2.reshape((-1, 400))
+        view1 = spatialmaxpooling2.reshape((spatialmaxpooling2.shape[0], 400))
         # lenet.lua:14:9  nn.Linear
         linear1 = view1 @ w_linear1_weight.T
         linear1 += w_linear1_bias
@@ -147,7 +166,7 @@ class Model(Module):
         g_linear1_weight += _scratch[2]
         g_linear1_bias += grad_linear1.sum(0)
         # lenet.lua:13:9  nn.View (backward)
-        grad_spatialmaxpooling2 = grad_view1.reshape((-1, 16, 5, 5))
+        grad_spatialmaxpooling2 = grad_view1.reshape((grad_view1.shape[0], 16, 5, 5))
         # lenet.lua:12:9  nn.SpatialMaxPooling (backward)
         grad_relu2 = rt.maxpool2d_backward(grad_spatialmaxpooling2, spatialmaxpooling2_argmax, relu2.shape, kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
         # lenet.lua:11:9  nn.ReLU (backward)

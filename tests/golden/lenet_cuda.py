@@ -15,7 +15,8 @@ from graphc_runtime.cuda import CudaModule
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '23dacdac22cb308559d4aafd48ffcc343047085c8b372aae6b7b221a94826a5f'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 1, 32, 32), 'float'),
 )
@@ -56,6 +57,23 @@ SUMMARY = (
     ('lenet.lua:17', 'nn.ReLU', ('B', 84), 0),
     ('lenet.lua:18', 'nn.Linear', ('B', 10), 850),
     ('lenet.lua:19', 'nn.LogSoftMax', ('B', 10), 0),
+)
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'Sequential', ()),
+    ('modules.1', 'SpatialConvolution', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.2', 'ReLU', ()),
+    ('modules.3', 'SpatialMaxPooling', ()),
+    ('modules.4', 'SpatialConvolution', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'ReLU', ()),
+    ('modules.6', 'SpatialMaxPooling', ()),
+    ('modules.7', 'View', ()),
+    ('modules.8', 'Linear', (('weight', 'param', 4), ('bias', 'param', 5))),
+    ('modules.9', 'ReLU', ()),
+    ('modules.10', 'Linear', (('weight', 'param', 6), ('bias', 'param', 7))),
+    ('modules.11', 'ReLU', ()),
+    ('modules.12', 'Linear', (('weight', 'param', 8), ('bias', 'param', 9))),
+    ('modules.13', 'LogSoftMax', ()),
 )
 
 # The kernels (`graphc compile ... --target cuda --emit cu` writes this same text): NVRTC
@@ -520,6 +538,7 @@ class Model(CudaModule):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
     CUDA_SOURCE = CUDA_SOURCE
     KERNELS = KERNELS
@@ -547,7 +566,7 @@ class Model(CudaModule):
         spatialmaxpooling2_argmax = rt.empty((B, 16, 5, 5), 'int32')
         self._launch('lenet_k3_maxpool2d_fwd', B * 400, spatialconvolution2_nhwc, w_spatialconvolution2_bias, spatialmaxpooling2, spatialmaxpooling2_argmax, np.int32(B))
         # view1: a view, no copy
-        view1 = spatialmaxpooling2.reshape((-1, 400))
+        view1 = spatialmaxpooling2.reshape((B, 400))
         # lenet.lua:14:9  nn.Linear
         linear1_mm = rt.matmul(view1, w_linear1_weight.T)
         # fused kernel lenet_k4_fwd_relu_linear: relu3

@@ -15,7 +15,8 @@ from graphc_runtime import sequence as rt_sequence
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = 'c3045a58b696e494c7c8057c2995ed6e7811b8b3500c1b607c14cb68860b7269'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 3), 'float'),
     ('input2', ('B', 2), 'float'),
@@ -56,6 +57,28 @@ SUMMARY = (
     ('lstm.lua:40', 'nn.Tanh [c_transform]', ('B', 2), 0),
     ('lstm.lua:41', 'nn.CMulTable [next_h]', ('B', 2), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.3', 'Identity', ()),
+    ('modules.4', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'CAddTable', ()),
+    ('modules.6', 'Narrow', ()),
+    ('modules.7', 'Sigmoid', ()),
+    ('modules.8', 'Narrow', ()),
+    ('modules.9', 'Identity', ()),
+    ('modules.10', 'CMulTable', ()),
+    ('modules.11', 'Narrow', ()),
+    ('modules.12', 'Narrow', ()),
+    ('modules.13', 'Tanh', ()),
+    ('modules.14', 'CMulTable', ()),
+    ('modules.15', 'CAddTable', ()),
+    ('modules.16', 'Narrow', ()),
+    ('modules.17', 'Tanh', ()),
+    ('modules.18', 'CMulTable', ()),
+)
 
 
 class Model(Module):
@@ -66,6 +89,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2, input3):

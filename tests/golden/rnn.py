@@ -14,7 +14,8 @@ from graphc_runtime import kernels as rt
 
 GRAPHC_VERSION = '0.1.0'
 SOURCE_SHA256 = '7a812ee21961bb025645c7bcfdf826b9d1cdfd840a6aa20a8b491395ec35ec45'
-# (name, shape, dtype): "B" is the free batch dimension; "float" is the model's dtype.
+# (name, shape, dtype): "B" is the free batch dimension, "B*5" five times it; "float" is the
+# model's dtype.
 INPUTS = (
     ('input1', ('B', 3), 'float'),
     ('input2', ('B', 2), 'float'),
@@ -42,6 +43,16 @@ SUMMARY = (
     ('rnn.lua:17', 'nn.CAddTable', ('B', 2), 0),
     ('rnn.lua:17', 'nn.Tanh [next_h]', ('B', 2), 0),
 )
+# Torch7's module tree (Model.load_t7): (field path, kind, ((field, 'param'|'buffer', index), ...)).
+T7_MODULES = (
+    ('', 'gModule', ()),
+    ('modules.1', 'Identity', ()),
+    ('modules.2', 'Linear', (('weight', 'param', 0), ('bias', 'param', 1))),
+    ('modules.3', 'Identity', ()),
+    ('modules.4', 'Linear', (('weight', 'param', 2), ('bias', 'param', 3))),
+    ('modules.5', 'CAddTable', ()),
+    ('modules.6', 'Tanh', ()),
+)
 
 
 class Model(Module):
@@ -52,6 +63,7 @@ class Model(Module):
     INPUT_STRUCTURE = INPUT_STRUCTURE
     OUTPUT_STRUCTURE = OUTPUT_STRUCTURE
     SUMMARY = SUMMARY
+    T7_MODULES = T7_MODULES
     DEFAULT_DTYPE = 'float32'
 
     def _forward(self, input1, input2):
