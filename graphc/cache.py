@@ -28,8 +28,11 @@ def _sha(data: bytes) -> str:
 
 
 def _key(path: Path, opts: Options) -> str:
+    prelude = Path(opts.prelude) if opts.prelude is not None else None
     described = json.dumps({"version": __version__, "code": compiler_fingerprint(),
                             "spec": str(path.resolve()), "text": _sha(path.read_bytes()),
+                            "prelude": [str(prelude.resolve()), _sha(prelude.read_bytes())]
+                            if prelude is not None and prelude.is_file() else None,
                             "options": _opts_json(opts)}, sort_keys=True)
     return _sha(described.encode())[:32]
 

@@ -37,6 +37,7 @@ class Options:
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
+    prelude: str | None = None  # --prelude FILE.lua: run first, in the spec's top-level scope
     weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
     plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
@@ -81,13 +82,15 @@ def parse_shape(text: str):
 
 
 def parse_define(text: str):
-    """-D name=value: value is a Lua number, true/false/nil, or else a string."""
+    """-D name=value (or name.field=value, a field of a table): value is a Lua number,
+    true/false/nil, or else a string."""
     if "=" not in text:
         raise ValueError(f"bad -D {text!r}: use -D name=value")
     name, value = text.split("=", 1)
     name = name.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier, or fields of one "
+                         "(opt.rnn_size)")
     v = value.strip()
     if v in ("true", "false"):
         return name, v == "true"
@@ -117,7 +120,13 @@ def build_graph(path: str, opts: Options, text: str | None = None):
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SpecError(f"cannot read {path}: {e}") from None
-    interp = Interpreter(path, text, opts.defines, compile_module=spec_time_source)
+    prelude = None
+    if opts.prelude is not None:
+        try:
+            prelude = (str(opts.prelude), Path(opts.prelude).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise OptionError(f"--prelude {opts.prelude}: cannot read it: {e}") from None
+    interp = Interpreter(path, text, opts.defines, prelude, compile_module=spec_time_source)
     try:
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
@@ -258,6 +267,8 @@ def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) ->
 def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state) -> CodegenOptions:
     name = Path(path).name
     args = [name]
+    if opts.prelude is not None:
+        args.append(f"--prelude {_shell_quote(str(opts.prelude))}")
     if opts.entry:
         args.append(f"--entry {_shell_quote(opts.entry)}")
     for k, v in sorted(opts.defines.items()):

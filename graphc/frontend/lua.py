@@ -127,11 +127,23 @@ class LuaInterpreter:
     call_module, g_module_builtin, module_method(_names), node_methods, nn, string_lib,
     forbidden_libs."""
 
-    def __init__(self, path: str, text: str, defines: dict | None = None):
+    def __init__(self, path: str, text: str, defines: dict | None = None,
+                 prelude: tuple[str, str] | None = None):
         self.path = path
         self.sources = {path: text}
-        self.files = [path]  # the spec and every file it requires (for --depfile)
-        self.defines = dict(defines or {})
+        self.files = [path]  # the spec, the prelude and every file they require (--depfile)
+        self.prelude = prelude  # --prelude (path, text): run first, in the spec's top scope
+        if prelude is not None:
+            self.sources[prelude[0]] = prelude[1]
+            self.files.append(prelude[0])
+        # -D name=v replaces a top-level assignment of name; -D name.f.g=v sets field f.g of
+        # the table a top-level assignment gives name (and replaces `name.f = ...` there)
+        self.defines = {k: v for k, v in (defines or {}).items() if "." not in k}
+        self.field_defines: dict[str, dict] = {}
+        for k, v in (defines or {}).items():
+            if "." in k:
+                base, *fields = k.split(".")
+                self.field_defines.setdefault(base, {})[tuple(fields)] = v
         self.define_names_seen: set[str] = set()
         self.steps = 0
         self.depth = 0
@@ -147,10 +159,19 @@ class LuaInterpreter:
 
     def run(self):
         chunk = parse(self.sources[self.path], self.path)
-        self._check_defines(chunk)
+        first = parse(self.prelude[1], self.prelude[0]) if self.prelude else None
+        self._check_defines([c for c in (first, chunk) if c is not None])
         self.top_scope = Scope(self.globals)
         self.top_scope.vars["..."] = []  # the main chunk is a vararg function (no arguments)
         with self._evaluating():
+            if first is not None:
+                try:
+                    self.exec_block(first, self.top_scope, top=True)
+                except _Return as r:
+                    raise SpecError("a --prelude file runs before the spec and cannot return: it "
+                                    "only sets what the spec reads", r.loc) from None
+                except _Break as b:
+                    raise SpecError("'break' outside a loop", b.loc) from None
             try:
                 self.exec_block(chunk, self.top_scope, top=True)
             except _Return as r:
@@ -193,19 +214,42 @@ class LuaInterpreter:
         finally:
             sys.setrecursionlimit(old)
 
-    def _check_defines(self, chunk: A.Block):
+    def _check_defines(self, chunks: list):
         assigned = set()
-        for st in chunk.stats:
-            if isinstance(st, A.Local):
-                assigned.update(st.names)
-            elif isinstance(st, A.Assign):
-                assigned.update(t.name for t in st.targets if isinstance(t, A.Name))
-        for name in self.defines:
+        for chunk in chunks:
+            for st in chunk.stats:
+                if isinstance(st, A.Local):
+                    assigned.update(st.names)
+                elif isinstance(st, A.Assign):
+                    assigned.update(t.name for t in st.targets if isinstance(t, A.Name))
+        where = self.path + (f" (or its prelude {self.prelude[0]})" if self.prelude else "")
+        for name in list(self.defines) + list(self.field_defines):
             if name not in assigned:
                 hint = did_you_mean(name, assigned)
-                raise SpecError(f"-D {name}=...: {self.path} never assigns '{name}' at top level, "
+                if name in self.field_defines:
+                    fields = ".".join(next(iter(self.field_defines[name])))
+                    raise SpecError(f"-D {name}.{fields}=...: {where} never assigns '{name}' at "
+                                    f"top level, so there is no table to set the field of{hint}; "
+                                    f"-D NAME.FIELD sets a field of the table a top-level "
+                                    f"assignment such as `{name} = {{...}}` gives")
+                raise SpecError(f"-D {name}=...: {where} never assigns '{name}' at top level, "
                                 f"so there is nothing to override{hint}; -D only replaces a top-"
                                 f"level assignment such as `{name} = 2` or `local {name} = 2`")
+
+    def _set_fields(self, name, table, loc):
+        """-D name.f=v: set field f of the table just assigned to `name` at top level."""
+        for fields, value in self.field_defines.get(name, {}).items():
+            text = f"-D {name}.{'.'.join(fields)}"
+            t = table
+            for k, f in enumerate(fields):
+                if not isinstance(t, LuaTable):
+                    what = ".".join((name,) + fields[:k])
+                    raise SpecError(f"{text}: {what} is a {describe(t)} here, not a table with "
+                                    "fields to set", loc)
+                if k == len(fields) - 1:
+                    t[f] = value
+                else:
+                    t = t[f]
 
     # ---- statements --------------------------------------------------------------
 
@@ -238,6 +282,8 @@ class LuaInterpreter:
                     v = self.defines[name]
                 _remember_name(v, name)
                 scope.vars[name] = v
+                if top and name in self.field_defines:
+                    self._set_fields(name, v, st.loc)
         elif t is A.Assign:
             # Lua evaluates all right-hand sides before assigning.
             targets = [(tg, self.eval(tg.obj, scope), self.eval(tg.key, scope))
@@ -249,7 +295,12 @@ class LuaInterpreter:
                         v = self.defines[tg.name]
                     _remember_name(v, tg.name)
                     self.set_name(tg.name, v, scope)
+                    if top and tg.name in self.field_defines:
+                        self._set_fields(tg.name, v, tg.loc)
                 else:
+                    if top and isinstance(tg.obj, A.Name) and isinstance(key, str):
+                        # `opt.rnn_size = 128` at top level: -D opt.rnn_size=8 wins
+                        v = self.field_defines.get(tg.obj.name, {}).get((key,), v)
                     if not isinstance(obj, _INDEXABLE):
                         raise SpecError(f"attempt to index a {describe(obj)} value"
                                         + self._named(tg.obj, scope, obj), tg.loc)
@@ -501,6 +552,11 @@ class LuaInterpreter:
             v = obj[key]
             if v is None and obj is self.nn and isinstance(key, str):
                 raise unknown_module(key, loc)
+            if v is None and obj is getattr(self, "cudnn", None) and str(key)[:1].isupper():
+                taken = ", ".join(sorted(k for k in obj.d if str(k)[:1].isupper()))
+                other = "" if key in self.nn.d else " (not supported either)"
+                raise SpecError(f"cudnn.{key}: graphc takes the cudnn modules that are nn modules "
+                                f"of the same semantics ({taken}); write nn.{key}{other}", loc)
             if v is None and obj is self.globals.vars.get("torch") and isinstance(key, str):
                 raise SpecError(f"torch.{key} is not available in graphc specs: a spec builds the "
                                 "model; create data and run it with the generated Model in Python", loc)

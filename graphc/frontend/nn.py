@@ -7,6 +7,7 @@ import re
 
 from ..errors import Loc, SpecError, did_you_mean
 from ..ops import REGISTRY
+from .tensor import TensorObj
 from .values import Builtin, ClassObj, LuaFunction, LuaTable
 
 # Containers (lowered structurally by lower.py): their Lua signatures. All but gModule
@@ -200,8 +201,8 @@ def _is(v, typ):
         return isinstance(v, bool)
     if typ == "str":
         return isinstance(v, str)
-    if typ == "table":
-        return isinstance(v, LuaTable)
+    if typ == "table":  # a Lua table, or a spec-time tensor (torch.Tensor{...})
+        return isinstance(v, (LuaTable, TensorObj))
     return True
 
 
@@ -215,6 +216,8 @@ def _coerce(v, typ, kind, name, loc):
             raise SpecError(f"nn.{kind}: argument '{name}' must be a whole number, got {v}", loc)
         return int(v)
     if typ == "table":  # a Lua array of numbers, e.g. Transpose's {1, 2} pairs
+        if hasattr(v, "a"):  # a tensor: its rows (a 2-D kernel) or numbers
+            return tuple(tuple(row) if isinstance(row, list) else row for row in v.a.tolist())
         return tuple(tuple(x.array()) if hasattr(x, "array") else x for x in v.array())
     return v
 

@@ -151,7 +151,7 @@ def _class_cuda(name, log_softmax):
             "{{in_shapes[0][-1]}}))\n"
             "if bool(_bad.any()): raise ValueError(f\"nn." + name + " (targets {{t}}): target "
             "{int({{t}}[_bad][0])} is out of range 1..{{in_shapes[0][-1]}} (class indices are "
-            "1-based)\")")
+            "1-based) at position {rt.position(_bad)}\")")
     lsm = ("({{ X('r', 'cls - 1') }} - {{max}}[r] - {{lse}}[r])" if log_softmax
            else "{{ X('r', 'cls - 1') }}")
     aux = dict(_C_WEIGHTS_AUX)

@@ -126,6 +126,7 @@ class OpDef:
     aux: tuple[str, ...] = ()  # extra forward outputs kept for backward (e.g. argmax)
     flops: Optional[Callable] = None  # (attrs, in_shapes, out_shape), concrete -> forward FLOPs
     doc: str = ""
+    aliases: tuple = ()  # other nn names of this very module (SpatialConvolutionMM)
     torch_diff: str = ""  # any difference from Torch, for docs/modules.md
     cuda: Optional[CudaRule] = None  # how --target cuda computes it; None: not supported there
     # What the backward reads of the forward's values (passes/autodiff.py puts exactly these

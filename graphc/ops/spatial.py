@@ -294,6 +294,7 @@ defop(
                    "{% if g.x and rank == 3 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
     doc="2D cross-correlation (im2col + GEMM); weight nOutputPlane x nInputPlane x kH x kW; "
         "padH defaults to padW. Input CxHxW or NxCxHxW.",
+    aliases=("SpatialConvolutionMM",),
     # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
     # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
     cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows", epilogue="nhwc",
