@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +16,8 @@ OPTIONS = {
     "entry": "Lua expression, evaluated after the file in its scope, that gives the model "
              "(--entry), e.g. \"LSTM.lstm(65, 128, 2)\"",
     "defines": "overrides of top-level assignments (-D): a dict {name: value}, or "
-               "'NAME=VALUE' strings; a string value is read as -D reads it ('8' is a number)",
+               "'NAME=VALUE' strings; a string value is read as -D reads it ('8' is a number); "
+               "'opt.rnn_size' sets a field of the table a top-level assignment gives opt",
     "shapes": "input shapes (--shape): a dict {input: 'Bx1x32x32' or ('B', 1, 32, 32)}, or "
               "'NAME=SHAPE' strings",
     "dtype": "the Model's default dtype: 'float32' (default) or 'float64' (--dtype)",
@@ -26,6 +28,8 @@ OPTIONS = {
              "pairs or a dict {out: in}; names as `graphc check` shows them",
     "optimize": "False for -O0, the plain code (default True)",
     "no_grad": "inputs that need no gradient (--no-grad): a name or a list of names",
+    "prelude": "a Lua file run first in the spec's top-level scope (--prelude), for the "
+               "globals a training script would set: `opt = {...}`, `cudnn = nn`",
     "weights": "with emit='onnx': a file written by Model.save whose weights the ONNX model "
                "holds (--weights; default: a .t7's own, else the seed-0 initialisation)",
     "plugins": "Python files of modules written in Python (--plugin): a path or a list of "
@@ -59,6 +63,11 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
         raise OptionTypeError(f"optimize must be True or False, not {optimize!r}")
     opts.optimize = optimize
     opts.no_grad = _names(kw.get("no_grad"), "no_grad")
+    if kw.get("prelude") is not None:
+        prelude = kw["prelude"]
+        if not isinstance(prelude, (str, os.PathLike)):
+            raise OptionTypeError(f"prelude must be a path, not {type(prelude).__name__}")
+        opts.prelude = str(prelude)
     if kw.get("weights") is not None:
         opts.weights = _str(kw["weights"], "weights")
         if opts.emit != "onnx":

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .compiler import Options, compile_spec
 from .api import make_options
 from .errors import OptionError, SpecError, collect_warnings
@@ -104,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--entry", metavar="EXPR", help="Lua expression, evaluated after the "
                         "file in its scope, that gives the model (e.g. \"LSTM.lstm(65, 128, 2)\")")
         sp.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a top-level assignment `NAME = ...` (repeatable)")
+                        help="override a top-level assignment `NAME = ...`, or set field F of the "
+                        "table it assigns with NAME.F=VALUE (repeatable)")
+        sp.add_argument("--prelude", metavar="FILE.lua", help="run FILE.lua first, in the spec's "
+                        "top-level scope: the globals a training script sets (opt = {...}, "
+                        "cudnn = nn)")
         sp.add_argument("--shape", dest="shapes", action="append", default=[], metavar="NAME=SHAPE",
                         help="input shape like input1=Bx1x32x32; B is the free batch dim (repeatable)")
         sp.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -161,8 +165,8 @@ def _options(args) -> Options:
         "graphc", entry=args.entry, defines=args.defines, shapes=args.shapes, dtype=args.dtype,
         emit=getattr(args, "emit", "py"), target=getattr(args, "target", "numpy"),
         unroll=getattr(args, "unroll", None), state=getattr(args, "state", []),
-        optimize=bool(args.opt), no_grad=list(args.no_grad), plugins=list(args.plugins),
-        weights=getattr(args, "weights", None))
+        optimize=bool(args.opt), no_grad=list(args.no_grad), prelude=args.prelude,
+        plugins=list(args.plugins), weights=getattr(args, "weights", None))
 
 
 def write_if_changed(path: str, text: str) -> bool:
@@ -220,7 +224,7 @@ def _replace_if_changed(p: Path, data: bytes) -> bool:
 
 def _check_report(graph, batch: int) -> dict:
     from .ir.graph import shape_str
-    from .ir.stats import node_stats, peak_activation_bytes
+    from .passes.stats import node_stats, peak_activation_bytes
     rows = node_stats(graph, batch)
     return {
         "batch": batch,

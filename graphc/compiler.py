@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends.common import CodegenOptions, safe_comment, safe_doc
 from .errors import Loc, OptionError, SpecError, collect_warnings, did_you_mean
 from .frontend.lua import LuaTable
 from .frontend.nngraph import Interpreter
@@ -36,6 +37,7 @@ class Options:
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
     no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
+    prelude: str | None = None  # --prelude FILE.lua: run first, in the spec's top-level scope
     weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
     plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
 
@@ -80,13 +82,15 @@ def parse_shape(text: str):
 
 
 def parse_define(text: str):
-    """-D name=value: value is a Lua number, true/false/nil, or else a string."""
+    """-D name=value (or name.field=value, a field of a table): value is a Lua number,
+    true/false/nil, or else a string."""
     if "=" not in text:
         raise ValueError(f"bad -D {text!r}: use -D name=value")
     name, value = text.split("=", 1)
     name = name.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier, or fields of one "
+                         "(opt.rnn_size)")
     v = value.strip()
     if v in ("true", "false"):
         return name, v == "true"
@@ -109,20 +113,26 @@ def build_graph(path: str, opts: Options, text: str | None = None):
         from .frontend.t7import import T7Source, read_model, t7_layout
         model, _ = read_model(path, opts.entry)
         graph = lower(model, opts.shapes)
-        graph.meta["t7_modules"] = t7_layout(model, graph)
+        graph.t7_modules = t7_layout(model, graph)
         return graph, T7Source(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SpecError(f"cannot read {path}: {e}") from None
-    interp = Interpreter(path, text, opts.defines)
+    prelude = None
+    if opts.prelude is not None:
+        try:
+            prelude = (str(opts.prelude), Path(opts.prelude).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise OptionError(f"--prelude {opts.prelude}: cannot read it: {e}") from None
+    interp = Interpreter(path, text, opts.defines, prelude, compile_module=spec_time_source)
     try:
         returned = interp.run()
         model = _choose_model(interp, returned, opts)
         graph = lower(model, opts.shapes)
         from .frontend.t7import import t7_layout
-        graph.meta["t7_modules"] = t7_layout(model, graph)
+        graph.t7_modules = t7_layout(model, graph)
     except RecursionError:
         raise SpecError("the spec nests too deeply to evaluate") from None
     return graph, interp
@@ -174,12 +184,12 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
     graph, interp = build_graph(path, opts, text)
     interp.files.extend(f for f in plugin_files if f not in interp.files)
     graph = check_sizes(validate(graph))
-    sequence_parts = None
+    sequence_parts = sequence_state = None
     no_grad = _no_grad_inputs(graph, opts.no_grad)
     if opts.unroll is not None:
         pairs = parse_state_pairs(graph, opts.state)
         if opts.unroll == "T":
-            graph.meta["sequence_state"] = tuple(pairs)  # a runtime-driven loop over steps
+            sequence_state = tuple(pairs)  # a runtime-driven loop over steps
             for _, i in pairs:  # Sequence carries BPTT's gradient through each state input
                 if i in no_grad:
                     raise OptionError(f"--no-grad {no_grad[i]}: a state input's gradient "
@@ -199,34 +209,35 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
         graph = validate(merge_slice_grads(graph))
     spec_text = interp.sources[path]
     name = Path(path).name
-    graph.meta.update(_meta(path, spec_text, opts, graph))
+    codegen = _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state)
     if sequence_parts is not None:  # the same passes for Sequence's two parts of the step
         prefix, rest, rest_inputs, prefix_inputs = sequence_parts
         parts = []
         for part in (prefix, rest):
             part = merge_slice_grads(validate(autodiff(validate(part), no_grad_names)))
-            part.meta = graph.meta
             parts.append(validate(part))
         sequence_parts = (parts[0], parts[1], tuple(rest_inputs), tuple(prefix_inputs))
     if opts.emit == "ir":
-        out = dump(graph)
+        out = dump(graph, codegen.source_name)
     elif opts.emit == "dot":
         from .backends.dot import to_dot
         out = to_dot(graph, False, name)
     elif opts.emit == "onnx":
+        if sequence_state:
+            raise SpecError("--emit onnx exports one step: compile without --unroll T")
         from .backends.onnx import export_weights, generate as generate_onnx
         t7 = (path, opts.entry) if path.endswith(".t7") else None
         out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
                             opts.dtype, Path(path).stem)
     elif opts.target == "cuda":
         from .backends.cuda import generate as generate_cuda
-        py, cu = generate_cuda(graph)
+        py, cu = generate_cuda(graph, codegen)
         out = cu if opts.emit == "cu" else py
     elif opts.emit == "cu":
         raise ValueError("--emit cu needs --target cuda")
     else:
         from .backends.numpy import generate
-        out = generate(graph, sequence_parts)
+        out = generate(graph, codegen, sequence_parts)
     return Result(graph, out, interp.files, interp.sources)
 
 
@@ -249,14 +260,15 @@ def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) ->
     opts = Options(dtype="float64", shapes=shapes)
     graph = check_sizes(validate(lower(mod, shapes)))
     graph = validate(merge_slice_grads(validate(autodiff(graph, ()))))
-    graph.meta.update(_meta(path, spec_text, opts, graph))
     from .backends.numpy import generate
-    return generate(graph, None)
+    return generate(graph, _codegen_options(path, spec_text, opts, graph, (), None))
 
 
-def _meta(path, spec_text, opts, graph):
+def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state) -> CodegenOptions:
     name = Path(path).name
     args = [name]
+    if opts.prelude is not None:
+        args.append(f"--prelude {_shell_quote(str(opts.prelude))}")
     if opts.entry:
         args.append(f"--entry {_shell_quote(opts.entry)}")
     for k, v in sorted(opts.defines.items()):
@@ -277,22 +289,22 @@ def _meta(path, spec_text, opts, graph):
     outs = ", ".join("grad_" + re.sub(r"[^0-9A-Za-z_]", "_", v.name) for v in graph.outputs)
     comma_i = "," if len(graph.inputs) == 1 else ""
     comma_o = "," if len(graph.outputs) == 1 else ""
-    from .backends.numpy import safe_comment, safe_doc
-    from .ir.stats import activation_elements, node_stats
+    from .passes.stats import activation_elements, node_stats
     summary = tuple((f"{Path(r.node.loc.file).name}:{r.node.loc.line}" if r.node.loc else "",
                      f"nn.{r.node.op}" + (f" [{r.node.name}]" if r.node.name else ""),
                      tuple(r.node.outputs[0].shape), r.params) for r in node_stats(graph))
-    return {
-        "activation_elements": activation_elements(graph),
-        "summary": summary,
-        "sequence_state": graph.meta.get("sequence_state"), "optimize": opts.optimize,
-        "source_name": safe_comment(name), "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-        "command": safe_comment(" ".join(args)), "dtype": opts.dtype, "module_name": stem,
-        "doc": safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
-                        f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
-        "usage_forward": safe_doc(f"out = m.forward({ins})"),
-        "usage_backward": safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
-    }
+    return CodegenOptions(
+        activation_elements=activation_elements(graph),
+        optimize=opts.optimize, no_grad=no_grad_names, sequence_state=sequence_state,
+        t7_modules=graph.t7_modules,
+        summary=summary, source_name=safe_comment(name),
+        sha256=hashlib.sha256(spec_text.encode()).hexdigest(),
+        command=safe_comment(" ".join(args)), dtype=opts.dtype, module_name=stem,
+        doc=safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
+                     f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
+        usage_forward=safe_doc(f"out = m.forward({ins})"),
+        usage_backward=safe_doc(f"grads = m.backward(({ins}{comma_i}), ({outs}{comma_o}))"),
+    )
 
 
 def _shape_text(s) -> str:

@@ -66,10 +66,14 @@ def modules_markdown() -> str:
             continue
         methods = ", ".join(f"`:{m}()`" for m in op.methods)
         lines.append(f"| nn.{name} | {_sig(op)} | {methods} | {op.doc} | {op.torch_diff} | {_cuda(op)} |")
+        for alias in op.aliases:
+            lines.append(f"| nn.{alias} | {_sig(op)} | {methods} | The same module as nn.{name}. | | "
+                         f"{_cuda(op)} |")
     for name, args, doc in CONTAINERS:
         adds = "`:add(m)`" if name not in ("gModule", "ModuleFromCriterion", "Bottle") else ""
         lines.append(f"| nn.{name} | {args} | {adds} | {doc} | | its modules' |")
-    lines += ["", f"{len(REGISTRY) + len(CONTAINERS)} modules.", ""]
+    count = len(REGISTRY) + sum(len(op.aliases) for op in REGISTRY.values()) + len(CONTAINERS)
+    lines += ["", f"{count} modules.", ""]
     return "\n".join(lines)
 
 

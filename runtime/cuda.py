@@ -137,9 +137,17 @@ class Backend(abc.ABC):
         """Torch's 1-based indices: every one in 1..n, or the numpy target's ValueError (the
         first bad index, naming `what`)."""
         if x.size and (int(x.min()) < 1 or int(x.max()) > n):
-            bad = int(x[(x < 1) | (x > n)].ravel()[0])
-            raise ValueError(f"{what}: index {bad} is out of range 1..{n} (indices are 1-based)")
+            bad = (x < 1) | (x > n)
+            raise ValueError(f"{what}: index {int(x[bad].ravel()[0])} is out of range 1..{n} "
+                             f"(indices are 1-based) at position {self.position(bad)}")
         return x
+
+    @staticmethod
+    def position(bad) -> str:
+        """The index of the first True element of boolean array `bad`, as text (as the numpy
+        target's graphc_runtime.kernels.position)."""
+        from .kernels import position
+        return position(bad)
 
     def stable_argsort(self, a):
         return self.xp.argsort(a, kind="stable")

@@ -10,6 +10,8 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .pad_norm_pool import *  # noqa: F401,F403 (generated code calls them as rt.<name>)
+
 __all__ = [
     "conv_output_size", "pool_output_size",
     "conv2d_forward", "conv2d_backward",
@@ -417,11 +419,18 @@ def maxpool2d_backward(gy, argmax, x_shape, kH, kW, dH, dW, padH, padW):
 
 # ---- indices, dropout, batch normalization ------------------------------------------------
 
+def position(bad) -> str:
+    """The index of the first True element of boolean array `bad` (C order), as text."""
+    at = np.unravel_index(int(bad.argmax()), bad.shape)
+    return "[" + ", ".join(str(int(i)) for i in at) + "]"
+
+
 def check_indices(x, n, module="LookupTable"):
     """x: integer indices that must lie in 1..n (Torch's 1-based indices)."""
     if x.size and (x.min() < 1 or x.max() > n):
-        bad = x[(x < 1) | (x > n)].flat[0]
-        raise ValueError(f"{module}: index {int(bad)} is out of range 1..{n} (indices are 1-based)")
+        bad = (x < 1) | (x > n)
+        raise ValueError(f"{module}: index {int(x[bad].flat[0])} is out of range 1..{n} "
+                         f"(indices are 1-based) at position {position(bad)}")
     return x
 
 
@@ -760,7 +769,7 @@ def _class_rows(x, t, weights, ignore_index, module):
     bad = keep & ((t < 1) | (t > C))
     if bad.any():
         raise ValueError(f"{module}: target {int(t[bad][0])} is out of range 1..{C} "
-                         "(class indices are 1-based)")
+                         f"(class indices are 1-based) at position {position(bad)}")
     rows = np.flatnonzero(keep)
     cls = t[rows] - 1
     w = np.ones(rows.size, x.dtype) if weights is None else np.asarray(weights, x.dtype)[cls]

@@ -325,7 +325,7 @@ class Module:
         if len(inputs) != len(self.INPUTS):
             names = ", ".join(n for n, _, _ in self.INPUTS)
             raise ValueError(f"expected {len(self.INPUTS)} inputs ({names}), got {len(inputs)}")
-        arrays = [self._asarray(x) for x in inputs]
+        arrays = self._int_indices([self._asarray(x) for x in inputs])
         specs = self._specs()[0]
         # A batched model given unbatched inputs (all of them) runs a batch of one.
         squeeze = all(sp[2] and x.ndim == sp[0] - 1 for x, sp in zip(arrays, specs))
@@ -335,6 +335,27 @@ class Module:
         for k, x in enumerate(arrays):
             batch = self._check_spec(x, specs[k], batch, lambda k=k: self._describe(k, False))
         return arrays, squeeze
+
+    def _int_indices(self, arrays: list) -> list:
+        """`arrays` (one per input) with index inputs given as floats converted to int64."""
+        for k, (x, sp) in enumerate(zip(arrays, self._specs()[0])):
+            if sp[3] == "index" and x.dtype.kind == "f":
+                arrays[k] = self._float_indices(x, lambda k=k: self._describe(k, False)[0])
+        return arrays
+
+    @staticmethod
+    def _float_indices(x, what):
+        """Torch's convention: indices may come as floats holding whole numbers (char-rnn
+        feeds LookupTable a float tensor). They are converted exactly to int64; a value that
+        is not a whole number (or NaN, or beyond 2^53 where floats stop being exact) is an
+        error naming the input (`what()`) and its first such position."""
+        bad = ~(abs(x) <= 2.0 ** 53) | (x != x.round())
+        if bad.any():
+            from .kernels import position
+            value = x[bad].ravel()[0]
+            raise ValueError(f"{what()}: index {float(value)!r} at position {position(bad)} is "
+                             "not a whole number (float indices must hold integers)")
+        return x.astype(np.int64)
 
     def _check_spec(self, x, spec, batch, describe):
         """`describe()` -> (what, expected shape text): only called to word an error."""
@@ -371,7 +392,8 @@ class Module:
                                  if x.dtype.kind == "f" else
                                  f"{describe()[0]}: expected dtype {self.dtype}, got {x.dtype}")
         elif kind == "index" and x.dtype.kind not in "iu":
-            raise ValueError(f"{describe()[0]}: expected an integer array, got {x.dtype}")
+            raise ValueError(f"{describe()[0]}: expected an integer array (or floats holding "
+                             f"integers), got {x.dtype}")
         return batch
 
     def _describe(self, k, output):

@@ -107,7 +107,7 @@ class Sequence:
         if len(inputs) != n_in:
             raise ValueError(f"expected {n_in} inputs, got {len(inputs)}")
         xp = _array_module(step)
-        arrays = [step._asarray(x) for x in inputs]
+        arrays = step._int_indices([step._asarray(x) for x in inputs])
         seq = [i for i in range(n_in) if i not in self._state_in]
         lengths = {arrays[i].shape[0] if arrays[i].ndim else 0 for i in seq}
         if len(lengths) != 1 or 0 in lengths:

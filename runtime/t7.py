@@ -514,7 +514,8 @@ def field_path(obj, path: str):
 # Torch class names that are another graphc kind; char-rnn's own OneHot class has no "nn."
 _KIND_ALIASES = {"SpatialConvolutionMM": "SpatialConvolution"}
 _BARE_CLASSES = {"OneHot": "OneHot"}
-_CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "ParallelTable", "Concat", "gModule")
+_CONTAINERS = ("Sequential", "Parallel", "ConcatTable", "ParallelTable", "Concat", "gModule",
+               "Bottle")
 
 
 def _kind_of(obj) -> str | None:

@@ -24,13 +24,25 @@ collect_ignore = [] if os.environ.get("GRAPHC_GPU_TESTS") else ["gpu"]
 # seconds to minutes. The README's test command runs them all.
 SLOW_FILES = {"test_fuzz.py", "test_train_samples.py", "test_makefile.py", "test_packaging.py",
               "test_memory_plan.py", "test_kernels_speed.py", "test_samples.py", "test_corpus.py",
-              "test_distributed_samples.py", "test_t7_roundtrip.py", "test_onnx.py"}
+              "test_distributed_samples.py", "test_t7_roundtrip.py", "test_onnx.py",
+              "test_distributed.py", "test_tooling.py"}
+# Single tests of over two seconds in otherwise quick files (processes, races, big inputs).
+SLOW_TESTS = {"test_bptt_memory_grows_only_with_the_activations_bptt_needs",
+              "test_concurrent_compiles_to_one_output_end_with_a_valid_file",
+              "test_deep_nesting_needs_no_recursion", "test_failed_compile_leaves_the_old_output_byte_identical",
+              "test_output_to_a_device_is_written_not_replaced",
+              "test_outputs_get_normal_permissions_and_keep_existing_ones",
+              "test_output_is_byte_identical_across_hash_seeds_and_directories",
+              "test_lbfgs_quadratic_converges_like_torch", "test_msr_init",
+              "test_a_generated_file_imports_its_plugin_and_refuses_a_changed_one",
+              "test_kill_during_compile_never_leaves_a_partial_file",
+              "test_import_graphc_and_compile_from_a_fresh_process"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = item.path.name
-        if name in SLOW_FILES or name.startswith("test_cuda"):
+        if name in SLOW_FILES or name.startswith("test_cuda") or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.backends.templates import resource_dir
+from graphc.paths import resource_dir
 from graphc.compiler import Options, compile_spec, parse_shape
 
 import graphc_runtime.cuda as rt

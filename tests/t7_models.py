@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.compiler import Options, _choose_model
+from graphc.compiler import Options, _choose_model, spec_time_source
 from graphc.frontend.nngraph import Interpreter
 from graphc.frontend.lower import _topo_order
-from graphc.frontend.nn import CONTAINERS
+from graphc.frontend.nn import CONTAINERS, resolve
 from graphc.frontend.t7import import DERIVED, RENAMED, torch_modules
 from graphc.ops import REGISTRY
 from graphc_runtime.t7 import LuaFunction, Table, TorchObject
@@ -23,8 +23,12 @@ def spec_model(path: str, opts: Options):
     from graphc.plugin import registered
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    prelude = None
+    if opts.prelude is not None:
+        with open(opts.prelude, encoding="utf-8") as f:
+            prelude = (str(opts.prelude), f.read())
     with registered(opts.plugins):
-        interp = Interpreter(path, text, opts.defines)
+        interp = Interpreter(path, text, opts.defines, prelude, compile_module=spec_time_source)
         return _choose_model(interp, interp.run(), opts)
 
 
@@ -65,6 +69,10 @@ class TorchSaver:
         if mod.serial in self.done:
             return self.done[mod.serial]
         f = Table(output=_empty(), gradInput=_empty(), train=self.train)
+        # a torch.class instance (class_cell.lua's nn.GatedCell, tied_memory.lua's
+        # nn.LinearNB) is saved under the nn class it derives from, with that class's fields
+        # (what its parent.__init stored): a real file names its own class, and holds neither
+        # its parent nor its Lua methods, so graphc cannot compile that name
         obj = TorchObject(self.typenames.get(mod.kind, "nn." + mod.kind), 1, f)
         self.done[mod.serial] = obj
         if mod.kind in CONTAINERS:
@@ -73,29 +81,69 @@ class TorchSaver:
             if mod.kind == "Parallel":
                 f["inputDimension"] = mod.attrs["inputDimension"]
                 f["outputDimension"] = mod.attrs["outputDimension"]
+            if mod.kind == "Bottle":  # Torch's __init stores nOutputDim = nInputDim if nil
+                f["nInputDim"] = mod.attrs["nInputDim"]
+                f["nOutputDim"] = mod.attrs["nOutputDim"] or mod.attrs["nInputDim"]
             if mod.kind == "gModule":
                 self.gmodule(mod, f)
             else:
                 f["modules"] = _table(self.module(c) for c in mod.children)
             return obj
         derived = DERIVED.get(mod.kind, {})
+        if mod.kind == "SpatialLPPooling":
+            self.lp_pooling(mod.attrs, f)
         for name, v in mod.attrs.items():
             if name in derived and mod.kind != "Dropout" or v is None or name == "bias":
                 continue  # (a bias is a tensor field, or nil after :noBias())
             key = RENAMED.get((mod.kind, name), name)
-            if isinstance(v, tuple) and v and isinstance(v[0], tuple):  # Transpose pairs
+            if mod.kind == "SpatialSubtractiveNormalization" and name == "kernel":
+                v = tensor(np.array(v, self.dtype))  # Torch keeps the kernel tensor
+            elif isinstance(v, tuple) and v and isinstance(v[0], tuple):  # Transpose pairs
                 v = _table(_table(p) for p in v)
             elif isinstance(v, tuple):  # a size: Torch keeps a LongStorage
                 v = Storage(np.array(v, np.int64))
             if mod.kind == "Dropout" and name == "v1":
                 key, v = "v2", not v
             f[key] = v
-        for field, what, i in self.slots.get(self.paths[mod.serial], ()):
-            arr = (self.model._weights if what == "param" else self.model._buffers)[i]
-            f[field] = tensor(np.array(arr, self.dtype))
-            if what == "param":
-                f["grad" + field[0].upper() + field[1:]] = tensor(np.zeros(arr.shape, self.dtype))
+        op = REGISTRY.get(mod.kind)
+        for spec in op.active_params(mod.attrs) if op is not None and mod.bound else ():
+            t = self.param_tensor(*resolve(mod, spec.name))
+            if t is None:
+                continue
+            # a slot tied to another module's (clone('weight', 'bias'), share): a tensor
+            # viewing the same storage, as Torch saves it
+            f[spec.name] = Tensor(t.storage, t.size, t.stride, t.offset)
+            if spec.trainable:
+                f["grad" + spec.name[0].upper() + spec.name[1:]] = tensor(
+                    np.zeros(t.size, self.dtype))
         return obj
+
+    def lp_pooling(self, a, f):
+        """Torch's SpatialLPPooling is a Sequential it fills (x^p, average pool, times
+        kW*kH, ^(1/p)), keeping kW, kH, dW, dH but neither nInputPlane nor pnorm."""
+        def leaf(kind, **fields):
+            return TorchObject("nn." + kind, 1, Table(output=_empty(), gradInput=_empty(),
+                                                      train=self.train, **fields))
+        p = a["pnorm"]
+        f["modules"] = _table([
+            leaf("Square") if p == 2 else leaf("Power", pow=p),
+            leaf("SpatialAveragePooling", kW=a["kW"], kH=a["kH"], dW=a["dW"], dH=a["dH"],
+                 padW=0, padH=0, ceil_mode=False, count_include_pad=True, divide=True),
+            leaf("MulConstant", constant_scalar=a["kW"] * a["kH"], inplace=False),
+            leaf("Sqrt", eps=0) if p == 2 else leaf("Power", pow=1 / p)])
+
+    def param_tensor(self, mod, slot):
+        """The saved tensor of `mod`'s parameter slot (made once: shared ties view it)."""
+        key = ("param", mod.serial, slot)
+        if key not in self.done:
+            found = [(what, i) for field, what, i in self.slots.get(self.paths.get(mod.serial), ())
+                     if field == slot]
+            if not found:
+                return None
+            what, i = found[0]
+            arr = (self.model._weights if what == "param" else self.model._buffers)[i]
+            self.done[key] = tensor(np.array(arr, self.dtype))
+        return self.done[key]
 
     def node_module(self, mod):
         obj = self.module(mod)

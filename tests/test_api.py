@@ -113,7 +113,7 @@ def test_check_lists_the_lua_names(capsys):
 def test_options_are_documented():
     for fn in (graphc.compile_file, graphc.load):
         for name in ("entry", "defines", "shapes", "dtype", "target", "unroll", "state",
-                     "optimize", "no_grad"):
+                     "optimize", "no_grad", "prelude"):
             assert f"    {name}: " in fn.__doc__, (fn.__name__, name)
 
 

@@ -49,13 +49,16 @@ def _load(res, name):
 _cache = {}
 
 
-def compiled(spec, entry=None, shapes=(), defines=(), text=None):
-    """Compile samples/corpus/<spec> (or `text`) in float64; cached per arguments."""
-    key = (spec, entry, tuple(shapes), tuple(defines), text)
+def compiled(spec, entry=None, shapes=(), defines=(), text=None, prelude=None, plugins=()):
+    """Compile samples/corpus/<spec> (or `text`) in float64, after `prelude` and with
+    `plugins` (paths under the repository) if given; cached per arguments."""
+    key = (spec, entry, tuple(shapes), tuple(defines), text, prelude, tuple(plugins))
     if key not in _cache:
         opts = Options(entry=entry, dtype="float64",
                        shapes={k: parse_shape(v) for k, v in (s.split("=", 1) for s in shapes)},
-                       defines=dict(parse_define(d) for d in defines))
+                       defines=dict(parse_define(d) for d in defines),
+                       prelude=None if prelude is None else str(ROOT / prelude),
+                       plugins=[str(ROOT / p) for p in plugins])
         path = str(CORPUS / spec) if text is None else spec
         res = compile_spec(path, opts, text=text) if text is not None else compile_spec(path, opts)
         _cache[key] = _load(res, re.sub(r"\W", "_", f"{spec}_{len(_cache)}"))
@@ -654,6 +657,117 @@ def test_annotated_names(rng):
     def twin(xs, p):
         return [linear(torch.sigmoid(linear(xs[0], p, "h")), p, "o")]
     compare(mod, twin, lin("h", 4, 4) + lin("o", 2, 4), rng)
+
+
+# ---- Torch7 image and sequence modules, cudnn, --prelude (issue 15) ---------------------------
+
+
+def conv_layout(name, nout, nin, kh, kw):
+    return [(name + ".weight", (nout, nin, kh, kw)), (name + ".bias", (nout,))]
+
+
+def gaussian1d(size, sigma=0.25, mean=0.5):
+    """Torch's image.gaussian1D: exp(-((i - center) / (sigma size))^2 / 2), i = 1..size."""
+    center = mean * size + 0.5
+    return [math.exp(-((i - center) / (sigma * size)) ** 2 / 2) for i in range(1, size + 1)]
+
+
+def subtractive_normalization(x, kernel):
+    """Torch7's SpatialSubtractiveNormalization: x minus the kernel-weighted mean of the
+    neighbourhood over all channels, divided by the kernel's weight inside the image."""
+    k = torch.tensor(kernel, dtype=torch.float64)
+    w = k.expand(1, x.shape[1], *k.shape)
+    pad = (k.shape[0] // 2, k.shape[1] // 2)
+    mean = F.conv2d(x, w, padding=pad)
+    coef = F.conv2d(torch.ones_like(x[:1]), w, padding=pad)
+    return x - mean / coef
+
+
+def lp_pool2(x, k):
+    """SpatialLPPooling(p = 2, k x k windows, stride k): sqrt of each window's sum of squares."""
+    return torch.sqrt(F.avg_pool2d(x * x, k) * (k * k))
+
+
+@pytest.mark.parametrize("size", ["small", "tiny"])
+def test_convnet_tutorial_with_a_prelude(size, rng):
+    defines = ("opt.size=tiny",) if size == "tiny" else ()
+    mod = compiled("convnet_tutorial.lua", shapes=("input1=Bx3x16x16",), defines=defines,
+                   prelude="samples/corpus/preludes/tutorial_opts.lua")
+    s1, s2, s3 = (4, 4, 8) if size == "tiny" else (8, 8, 16)
+    g = gaussian1d(5)
+    kernel = [[a * b for b in g] for a in g]  # a 1-D kernel acts as its outer product
+    layout = (conv_layout("c1", s1, 3, 3, 3) + conv_layout("c2", s2, s1, 3, 3)
+              + lin("l1", s3, s2 * 4) + lin("l2", 10, s3))
+
+    def twin(xs, p):
+        h = subtractive_normalization(lp_pool2(torch.tanh(
+            F.conv2d(xs[0], p["c1.weight"], p["c1.bias"])), 2), kernel)
+        h = subtractive_normalization(lp_pool2(torch.tanh(
+            F.conv2d(h, p["c2.weight"], p["c2.bias"])), 2), kernel)
+        h = torch.tanh(linear(h.reshape(h.shape[0], -1), p, "l1"))
+        return [linear(h, p, "l2")]
+    compare(mod, twin, layout, rng, train=False)
+
+
+def test_char_tdnn_takes_float_character_indices(rng):
+    entry = ("TDNN.encoder(10, {char_vocab_size = 12, char_vec_size = 5, feature_maps = {3, 4, 2}, "
+             "kernels = {1, 2, 3}})")
+    mod = compiled("char_tdnn.lua", entry, ("input1=Bx10",))
+    kernels, maps = (1, 2, 3), (3, 4, 2)
+    layout = [("embedded.weight", (12, 5))]
+    for k, m in zip(kernels, maps):
+        layout += [(f"conv{k}.weight", (m, k * 5)), (f"conv{k}.bias", (m,))]
+
+    def twin(xs, p):
+        e = F.embedding(xs[0] - 1, p["embedded.weight"])  # B x 10 x 5
+        outs = []
+        for k in kernels:
+            w = p[f"conv{k}.weight"]
+            wc = w.reshape(w.shape[0], k, 5).permute(0, 2, 1)  # frames k * F + f
+            conv = F.conv1d(e.transpose(1, 2), wc, p[f"conv{k}.bias"])
+            outs.append(torch.tanh(conv).max(2).values)
+        return [torch.cat(outs, 1)]
+    m = compare(mod, twin, layout, rng, index_high=12)
+    # Torch's char-CNN feeds the characters as a float tensor: the same numbers
+    idx = rng.integers(1, 13, (3, 10))
+    np.testing.assert_array_equal(m.forward(idx.astype(np.float64)), m.forward(idx))
+
+
+def test_alexnet_lrn_with_cudnn_modules(rng):
+    mod = compiled("alexnet_lrn.lua", shapes=("input1=Bx3x17x17",))
+    layout = conv_layout("c1", 8, 3, 3, 3) + conv_layout("c2", 12, 8, 3, 3) + lin("l", 10, 48)
+
+    def twin(xs, p):
+        h = F.relu(F.conv2d(xs[0], p["c1.weight"], p["c1.bias"], stride=2, padding=1))
+        h = F.max_pool2d(F.local_response_norm(h, 5, 0.0001, 0.75, 1), 3, 2)
+        h = F.relu6(F.conv2d(F.pad(h, (1, 1, 1, 1)), p["c2.weight"], p["c2.bias"]))
+        h = F.pad(h * 0.8, (-1, -1, -1, -1))  # SpatialDropout(0.2) at evaluation: x (1 - p)
+        return [F.log_softmax(linear(h.reshape(h.shape[0], -1), p, "l"), 1)]
+    compare(mod, twin, layout, rng, train=False)
+    assert compiled("alexnet_lrn.lua", shapes=("input1=Bx3x17x17",),
+                    defines=("nClasses=4",)).OUTPUTS[0][1] == ("B", 4)
+
+
+def test_style_net(rng):
+    mod = compiled("style_net.lua", "StyleNet.build(4)", ("input1=Bx3x12x12",))
+    w = 4
+    layout = (conv_layout("c1", w, 3, 5, 5) + conv_layout("c2", 2 * w, w, 3, 3)
+              + conv_layout("d", 2 * w, 2 * w, 3, 3) + conv_layout("c3", w, 2 * w, 3, 3)
+              + conv_layout("c4", 3, w, 9, 9))
+
+    def twin(xs, p):
+        def block(x, name, k, stride):
+            pad = k // 2
+            return F.relu(F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), p[name + ".weight"],
+                                   p[name + ".bias"], stride=stride))
+        h = block(xs[0], "c1", 5, 1)
+        h = block(h, "c2", 3, 2)
+        h = h + F.conv2d(F.pad(h, (2,) * 4, mode="replicate"), p["d.weight"], p["d.bias"],
+                         dilation=2)
+        h = block(F.interpolate(h, scale_factor=2, mode="nearest"), "c3", 3, 1)
+        h = F.conv2d(F.pad(h, (4,) * 4, mode="reflect"), p["c4.weight"], p["c4.bias"])
+        return [torch.tanh(h)]
+    compare(mod, twin, layout, rng)
 
 
 # ---- constructs of the real files beyond plain nn: char-rnn's global OneHot, dpnn's LinearNoBias --

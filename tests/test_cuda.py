@@ -31,7 +31,7 @@ import pytest
 
 from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
-from graphc.passes import fuse
+from graphc.backends import fuse
 
 from cuda_host import SIGNATURE, HostBackend, check_nvcc_log, nvcc_report, require_tool
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cuda_host import assert_close, load_text
+from graphc.compiler import parse_define
 from graphc.errors import SpecError
 from test_corpus import header_commands
 
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _options(args):
-    entry, shapes, defines, plugins = None, {}, {}, []
+    entry, shapes, defines, prelude, plugins = None, {}, {}, None, []
     it = iter(args)
     for a in it:
         if a == "--plugin":
@@ -26,11 +27,13 @@ def _options(args):
             name, shape = next(it).split("=", 1)
             shapes[name] = shape
         elif a == "-D":
-            name, value = next(it).split("=", 1)
-            defines[name] = float(value) if "." in value else int(value)
+            name, value = parse_define(next(it))
+            defines[name] = value
+        elif a == "--prelude":
+            prelude = str(ROOT / next(it))
         elif a == "-o":
             next(it)
-    return entry, shapes, defines, plugins
+    return entry, shapes, defines, prelude, plugins
 
 
 CASES = [(name, args) for name, _, args in header_commands()] + [
@@ -58,7 +61,7 @@ def _regroup(like, it):
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
 def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     path = ROOT / "samples" / "corpus" / name
-    entry, shapes, defines, plugins = _options(args)
+    entry, shapes, defines, prelude, plugins = _options(args)
     text = path.read_text()
     if plugins:  # modules written in Python without CUDA bodies: refused, at the module
         with pytest.raises(SpecError, match=r"ntm_head.lua:\d+:\d+: error: nn\.\w+ has no CUDA "):
@@ -68,7 +71,7 @@ def test_corpus_spec_on_cuda_matches_numpy(name, args, host):
     models = []
     for target in ("numpy", "cuda"):
         mod = load_text(text, shapes, target, "float64", name=str(path.with_suffix("")),
-                        entry=entry, defines=defines)
+                        entry=entry, defines=defines, prelude=prelude, plugins=plugins)
         models.append(mod.Model(dtype="float64", seed=0))
     ref, cuda = models
     rng = np.random.default_rng(5)

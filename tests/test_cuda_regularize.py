@@ -43,7 +43,28 @@ def test_index_out_of_range(op, bad, host):
         with pytest.raises(ValueError) as e:
             model.forward(idx)
         msgs.append(str(e.value))
-    assert msgs[0] == msgs[1] == f"nn.{op} (input input1): index {bad} is out of range 1..7 (indices are 1-based)"
+    assert msgs[0] == msgs[1] == (f"nn.{op} (input input1): index {bad} is out of range 1..7 "
+                                  "(indices are 1-based) at position [1, 3]")
+
+
+@pytest.mark.parametrize("op", ["LookupTable", "OneHot"])
+def test_float_indices(op, host):
+    # Torch's convention: floats holding integers are indices; both targets take them and
+    # refuse a fraction with the same error
+    spec = _module("nn.LookupTable(7, 4)(x)" if op == "LookupTable" else "nn.OneHot(7)(x)")
+    outs, msgs = [], []
+    for target in ("numpy", "cuda"):
+        model = load_text(spec, {"input1": "Bx5"}, target).Model(dtype="float64")
+        outs.append(host_array(model.forward(IDX.astype(np.float32))))
+        np.testing.assert_array_equal(outs[-1], host_array(model.forward(IDX)))
+        bad = IDX.astype(np.float64)
+        bad[0, 2] = 2.5
+        with pytest.raises(ValueError) as e:
+            model.forward(bad)
+        msgs.append(str(e.value))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert msgs[0] == msgs[1] == ("input 'input1': index 2.5 at position [0, 2] is not a whole "
+                                  "number (float indices must hold integers)")
 
 
 # ---- Dropout ----------------------------------------------------------------------------------

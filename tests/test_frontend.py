@@ -1,6 +1,7 @@
 """Frontend tests: every construct of DESIGN section 2 (the Lua subset, the nn/nngraph
 builders, model selection, -D), every spec error path with its message and location, and
 the CLI contract of section 6 (exit codes, messages, atomic unchanged-aware output)."""
+import math
 import os
 import subprocess
 import sys
@@ -752,10 +753,10 @@ def test_unknown_module_did_you_mean():
 
 
 def test_unsupported_torch_module():
-    e, text = compile_error(NN + "local p = nn.SpatialLPPooling(3, 2, 2, 2)\n")
+    e, text = compile_error(NN + "local p = nn.SpatialFractionalMaxPooling(2, 2, 4, 4)\n")
     assert (e.loc.line, e.loc.col) == (3, 11)
-    assert e.message.startswith("nn.SpatialLPPooling is a Torch nn module that graphc does not "
-                                "support")
+    assert e.message.startswith("nn.SpatialFractionalMaxPooling is a Torch nn module that "
+                                "graphc does not support")
 
 
 def test_undefined_global_function():
@@ -1129,3 +1130,22 @@ end
 """
     mod = build(spec, tmp_path, entry="Cell.build({n = 3, usegraph = true, graph = Cell.graph})")
     assert mod.PARAMETERS[0][1] == (2, 3) and mod.OUTPUTS[0][0] == "y"
+
+
+def test_require_image_gaussian1d():
+    """image.gaussian1D(size, sigma, amplitude, normalize, mean), positional or named: the
+    Gaussian amplitude * exp(-((i - center) / (sigma size))^2 / 2), i = 1..size, center =
+    mean size + 0.5 (independent of graphc's code: math here)."""
+    a, b, c = lua("require 'image'\nlocal a = image.gaussian1D(5)\n"
+                  "local b = image.gaussian1D{size = 4, sigma = 0.5, amplitude = 2, mean = 0.25}\n"
+                  "local c = image.gaussian1D(3, 0.25, 1, true)\n", "a", "b", "c")
+
+    def g(size, sigma=0.25, amplitude=1.0, mean=0.5):
+        return [amplitude * math.exp(-((i - (mean * size + 0.5)) / (sigma * size)) ** 2 / 2)
+                for i in range(1, size + 1)]
+    a, b, c = (t.a.tolist() for t in (a, b, c))  # tensors, as Torch's
+    assert a == pytest.approx(g(5), rel=1e-15)
+    assert b == pytest.approx(g(4, 0.5, 2.0, 0.25), rel=1e-15)
+    assert c == pytest.approx([v / sum(g(3)) for v in g(3)], rel=1e-15)
+    with pytest.raises(SpecError, match="image.gaussian1D.*size a whole number >= 1"):
+        lua("require 'image'\nlocal a = image.gaussian1D(0)\n", "a")

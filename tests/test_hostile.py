@@ -279,7 +279,7 @@ def test_out_of_range_indices_and_targets_name_the_input(tmp_path):
     with pytest.raises(ValueError, match=r"nn.ClassNLLCriterion \(targets input2\): target 0 is out of range 1..4"):
         m.forward(ok_i, np.array([0, 1]))
     with pytest.raises(ValueError, match="input 'input2': expected an integer array"):
-        m.forward(ok_i, np.array([1.0, 2.0]))
+        m.forward(ok_i, np.array(["1", "2"]))
 
 
 def test_escaping_functions_per_output_language():

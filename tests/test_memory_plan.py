@@ -139,7 +139,7 @@ m = nn.gModule({x}, {nn.Square()(SCRATCH)})
     np.testing.assert_allclose(fast[2], plain[2], rtol=1e-12, atol=1e-14)
 
 
-OP_TESTS = [(mod, case) for mod in ("test_ops", "test_ops_more")
+OP_TESTS = [(mod, case) for mod in ("test_ops", "test_ops_more", "test_ops_torch7_image")
             for case in sorted(__import__(mod).CASES)]
 
 
@@ -148,7 +148,8 @@ def test_every_op_against_torch_with_scratch_for_every_array(module, case, tmp_p
     """The op tests' cases are small, so the plan would leave them to numpy: with the size
     threshold at 1, every candidate array goes to scratch, and each op's forward, input and
     parameter gradients (and their accumulation) still match PyTorch (the op-test harness's
-    check, tests/op_harness.py, on the case tables of test_ops and test_ops_more)."""
+    check, tests/op_harness.py, on the case tables of test_ops, test_ops_more and
+    test_ops_torch7_image)."""
     from graphc.backends import memory
     from op_harness import check_forward_backward_vs_torch
     monkeypatch.setattr(memory, "MIN_ELEMENTS", 1)

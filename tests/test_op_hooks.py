@@ -17,7 +17,7 @@ from cuda_host import compare_with_numpy_target
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("path", ["graphc/backends/cuda.py", "graphc/passes/fuse.py",
+@pytest.mark.parametrize("path", ["graphc/backends/cuda.py", "graphc/backends/fuse.py",
                                   "graphc/docs.py"])
 def test_cuda_codegen_names_no_kernel_op(path):
     """The ops with kernels of their own (and their kernels) appear only in graphc/ops/."""

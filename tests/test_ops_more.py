@@ -256,8 +256,14 @@ def test_class_nll_targets_are_one_based_and_checked(tmp_path):
     assert m.forward(x, np.array([3, 1]))[0] == pytest.approx(-(x[0, 2] + x[1, 0]) / 2)
     with pytest.raises(ValueError, match=r"target 0 is out of range 1..3 \(class indices are 1-based\)"):
         m.forward(x, np.array([0, 1]))
-    with pytest.raises(ValueError, match="expected an integer array"):
-        m.forward(x, np.array([1.0, 2.0]))
+    # Torch's convention: float targets holding integers are taken as they are
+    assert m.forward(x, np.array([3.0, 1.0]))[0] == pytest.approx(-(x[0, 2] + x[1, 0]) / 2)
+    with pytest.raises(ValueError, match=r"input 'input2': index 2.5 at position \[1\] is not a "
+                                         r"whole number"):
+        m.forward(x, np.array([1.0, 2.5]))
+    with pytest.raises(ValueError, match=r"target 4 is out of range 1..3 \(class indices are "
+                                         r"1-based\) at position \[1\]"):
+        m.forward(x, np.array([1.0, 4.0]))
 
 
 def test_class_nll_ignore_index_and_zero_total_weight(tmp_path):

@@ -1,4 +1,6 @@
 """Table modules, index inputs, and train/evaluate modules: vs PyTorch and finite differences."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -123,7 +125,49 @@ def test_lookup_table_vs_torch(tmp_path, rng):
     with pytest.raises(ValueError, match=r"nn.LookupTable \(input input1\): index 8 is out of range 1..7"):
         m.forward(np.array([1, 8, 2, 3, 4]))
     with pytest.raises(ValueError, match="expected an integer array"):
-        m.forward(np.ones(5))
+        m.forward(np.ones(5, bool))
+
+
+def test_float_indices_are_torch_style(tmp_path):
+    """LookupTable and OneHot take float arrays holding integers (char-rnn feeds them a
+    float tensor), converted exactly; a fraction, NaN, or a value past 2^53 is a ValueError
+    naming the input and the first bad position; int arrays are unchanged."""
+    spec = ("i = nn.Identity()()\nreturn nn.gModule({i}, {nn.LookupTable(7, 3)(i), "
+            "nn.OneHot(7)(i)})\n")
+    m = build(spec, tmp_path, shapes={"input1": ("B", 4)}).Model(dtype="float64")
+    idx = np.array([[1, 7, 2, 2], [5, 3, 1, 4]])
+    want = m.forward(idx)
+    for dtype in (np.float32, np.float64):
+        got = m.forward(idx.astype(dtype))
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(m.forward(idx[0].astype(float))[0], want[0][0])  # unbatched
+    for value, text in [(2.5, "2.5"), (np.nan, "nan"), (2.0 ** 60, "1.152921504606847e+18")]:
+        bad = idx.astype(float)
+        bad[1, 2] = value
+        with pytest.raises(ValueError, match=rf"input 'input1': index {re.escape(text)} at "
+                                             r"position \[1, 2\] is not a whole number"):
+            m.forward(bad)
+    with pytest.raises(ValueError, match=r"nn.LookupTable \(input input1\): index 8 is out of "
+                                         r"range 1..7 \(indices are 1-based\) at position \[0, 3\]"):
+        m.forward(np.array([[1, 2, 3, 8], [9, 1, 1, 1]], float))
+
+
+def test_sequence_takes_float_indices(tmp_path, rng):
+    """--unroll T's Sequence (a T x B index input) takes them too, as char-rnn feeds it."""
+    spec = ("x = nn.Identity()()\nh = nn.Identity()()\n"
+            "nh = nn.Tanh()(nn.CAddTable()({nn.LookupTable(6, 3)(x), nn.Linear(3, 3)(h)}))\n"
+            "return nn.gModule({x, h}, {nh})\n")
+    mod = build(spec, tmp_path, shapes={"input1": ("B",), "input2": ("B", 3)}, unroll="T",
+                state=[("output1", "input2")])
+    seq = mod.Sequence(mod.Model(dtype="float64"))
+    idx, h0 = rng.integers(1, 7, (5, 2)), rng.standard_normal((2, 3))
+    want = seq.forward(idx, h0)
+    np.testing.assert_array_equal(seq.forward(idx.astype(np.float32), h0), want)
+    bad = idx.astype(float)
+    bad[3, 1] = 0.5
+    with pytest.raises(ValueError, match=r"input 'input1': index 0.5 at position \[3, 1\]"):
+        seq.forward(bad, h0)
 
 
 def test_lookup_padding_value_gets_no_gradient(tmp_path):

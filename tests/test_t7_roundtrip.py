@@ -49,6 +49,8 @@ def options(args, **kw) -> Options:
         elif a == "-D":
             k, v = parse_define(next(it))
             opts.defines[k] = v
+        elif a == "--prelude":
+            opts.prelude = str(ROOT / next(it))
         elif a == "--plugin":
             opts.plugins.append(str(ROOT / next(it)))
         elif a in ("-o", "--unroll", "--state"):  # the step module is what a .t7 holds
@@ -121,6 +123,7 @@ def test_round_trip(spec, args, tmp_path):
 
     t7opts = options(args)
     t7opts.entry = None
+    t7opts.prelude = None  # what the prelude set up is in the file's modules
     res = compile_spec(str(path), t7opts)
     m_t7 = load_module(res.source, "t7_model").Model(dtype="float64", seed=99)
     m_t7.load_t7(path)
@@ -312,7 +315,10 @@ def test_arguments_from_torch_fields(tmp_path):
         1: _m("nn.SpatialConvolutionMM", nInputPlane=2, nOutputPlane=4, kW=3, kH=3, dW=1, dH=1,
               padW=1, padH=1, weight=conv_w),  # bias nil: :noBias()
         2: _m("nn.SpatialMaxPooling", kW=2, kH=2, dW=2, dH=2, padW=0, padH=0, ceil_mode=True),
-        3: _m("nn.View", size=Storage(np.array([-1], np.int64)), numElements=-1),
+        # View(-1):setNumInputDims(3): without numInputDims Torch's View(-1) flattens the
+        # batch too (its batchsize() finds no batch when a size is -1), as graphc does
+        3: _m("nn.View", size=Storage(np.array([-1], np.int64)), numElements=1,
+              numInputDims=3),
         4: _m("nn.Narrow", dimension=2, index=3, length=5),
         5: _m("nn.HardTanh", min_val=-0.5, max_val=0.5, inplace=False),
         6: _m("nn.Dropout", p=0.25, v2=False, train=False, inplace=False,

@@ -2,13 +2,13 @@
 and a Python module whose Model (graphc_runtime.cuda.CudaModule) allocates CuPy arrays,
 calls cuBLAS for the GEMMs and launches the kernels.
 
-passes/fuse.py decides *what* each kernel stores; this file writes the code. Values are
-computed by `Emitter.value(v, index)`, which returns a C expression for one element: a load
-when `v` is stored, else the producer's expression (ops.registry.CudaRule templates for
-pointwise ops, index arithmetic for Narrow/Select/View/JoinTable, bias + layout for
-Linear/SpatialConvolution outputs, the ops' gradient rules for backward values). Results
-are bound to `const` locals and memoized per (value, index), so shared subexpressions are
-computed once per thread. Every kernel is a gather (each thread writes its own elements and
+backends/fuse.py decides *what* each kernel stores; this file writes the code. Values are
+computed by `CudaBackend.value(scope, v, index)`, which returns the name of a `const` C local
+holding one element of `v`: a load when `v` is stored, else the producer's expression
+(ops.registry.CudaRule templates for pointwise ops, index arithmetic for
+Narrow/Select/View/JoinTable, bias + layout for Linear/SpatialConvolution outputs, the ops'
+gradient rules for backward values). Locals are memoized per (value, index) in the kernel's
+scope, so shared subexpressions are computed once per thread. Every kernel is a gather (each thread writes its own elements and
 reads only inputs), which is what lets tests run them one thread at a time on the CPU.
 """
 from __future__ import annotations
@@ -19,14 +19,13 @@ import re
 import types
 from dataclasses import dataclass, field
 
-from .. import __version__
 from ..errors import SpecError
 from ..ir.graph import B, Graph, Node, Value, is_symbolic, per_batch
 from ..ops.registry import c_dim
 from ..ops import REGISTRY
-from ..passes import fuse
-from . import escape
-from .numpy import Namer, _loc_comment, _pystruct
+from . import escape, fuse
+from ..version import __version__
+from .common import CodegenOptions, Namer, loc_comment, pystruct
 from .templates import environment, string_template
 
 BLOCK = 256  # threads per block of every kernel (__launch_bounds__)
@@ -321,14 +320,15 @@ class Block:
 
 
 class CudaBackend:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
+        self.opts = options
         self.plan = fuse.plan(graph)
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
         self.node_rank = {n: k for k, n in enumerate(graph.nodes + graph.grad_nodes)}
-        self.prefix = escape.c_identifier(graph.meta.get("module_name", "model"))[:24]
+        self.prefix = escape.c_identifier(options.module_name)[:24]
         if not re.match(r"[A-Za-z_]", self.prefix):
             self.prefix = "m_" + self.prefix
         self.kernels: list[Kernel] = []
@@ -361,8 +361,8 @@ class CudaBackend:
         """Where a (forward or grad) node comes from: `lstm.lua:30:15  nn.Narrow [forget_gate]`
         (kernel comments: the templates escape it with |ccomment)."""
         if node.op == "grad":
-            return _loc_comment(node.attrs["fwd"]) + " (backward)"
-        return _loc_comment(node)
+            return loc_comment(node.attrs["fwd"]) + " (backward)"
+        return loc_comment(node)
 
     def pyshape(self, shape) -> str:
         dims = [c_dim(d) for d in shape]
@@ -888,9 +888,9 @@ class CudaBackend:
             if step.kind == "op":
                 n = step.node
                 if n.op == "grad":
-                    blocks.append(Block(_loc_comment(n.attrs["fwd"]) + " (backward)", self.op_backward(n)))
+                    blocks.append(Block(loc_comment(n.attrs["fwd"]) + " (backward)", self.op_backward(n)))
                 else:
-                    blocks.append(Block(_loc_comment(n), self.op_forward(n)))
+                    blocks.append(Block(loc_comment(n), self.op_forward(n)))
                 arrays.update(step.stores)
                 self.loadable.update(step.stores)
             elif step.kind == "view":
@@ -938,9 +938,9 @@ class CudaBackend:
                     saved.append(m.group(1))
         batch_from = next((f"{self.n(v)}.shape[{tuple(v.shape).index(B)}]" for v in g.inputs
                            if B in tuple(v.shape)), None)
-        meta = g.meta
+        meta = self.opts
         names = [k.name for k in self.kernels]
-        plan_lines = ["Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
+        plan_lines = ["Plan (backends/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,",
                       "'view' = an array view, no kernel."] + fuse.describe_lines(self.plan)
         # spec text in comments is escaped by the templates' filters (backends/escape.py)
         cu = self.env.get_template("cuda/module.cu.j2").render(
@@ -957,7 +957,7 @@ class CudaBackend:
                           if not _training_only(n)],
             graph_unsafe_training=[f"nn.{n.op} at {n.loc} runs host code when training"
                                    for n in self.host_code if _training_only(n)],
-            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
+            input_struct=pystruct(g.input_struct), output_struct=pystruct(g.output_struct),
             grad_outputs=[self.n(v) for v in g.grad_outputs], batch_from=batch_from,
             fwd_blocks=[(b.comment, b.lines) for b in fwd_blocks if b.lines],
             bwd_blocks=[(b.comment, b.lines) for b in bwd_blocks if b.lines],
@@ -1024,6 +1024,6 @@ def c_real(v) -> str:
     return f"(real){v!r}" if v >= 0 else f"(real)({v!r})"
 
 
-def generate(graph: Graph) -> tuple[str, str]:
+def generate(graph: Graph, options: CodegenOptions) -> tuple[str, str]:
     """(Python module, CUDA source) of a differentiated graph."""
-    return CudaBackend(graph).generate()
+    return CudaBackend(graph, options).generate()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..ir.graph import Graph, shape_str
-from ..ir.stats import node_stats
+from ..passes.stats import node_stats
 
 
 def _q(text: str) -> str:
@@ -67,10 +67,12 @@ def to_dot(g: Graph, backward: bool = False, title: str = "") -> str:
             lines.append(f"  {nid} [label={_q(what)}, style=dashed, color=firebrick];")
             for v in n.outputs:
                 producer[v] = nid
-            for v in n.inputs:
-                if v not in consts:
-                    lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}, "
-                                 "color=firebrick];")
+            n_given = len(n.inputs) - n.attrs.get("reads", 0)
+            for v in n.inputs[:n_given]:
+                lines.append(f"  {producer[v]} -> {nid} [label={_q(shape_str(v.shape))}, color=firebrick];")
+            for v in n.inputs[n_given:]:  # forward values this backward step reads
+                if v not in consts and v in producer:
+                    lines.append(f"  {producer[v]} -> {nid} [style=dotted, color=firebrick];")
         for i, v in enumerate(g.input_grads):
             if v is not None:
                 label = f"grad of {g.inputs[i].name}"

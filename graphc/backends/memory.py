@@ -51,9 +51,11 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
         tree = ast.parse("\n".join(lines))
         for s in tree.body:
             stmts.append((b, s, lines[s.lineno - 1: s.end_lineno]))
+    loads = [_loads(s) for _, s, _ in stmts]  # each statement's names, found once
+    stores = [_stores(s) for _, s, _ in stmts]
     bound = {}  # how often each name is bound
-    for _, s, _ in stmts:
-        for name in _stores(s):
+    for names in stores:
+        for name in names:
             bound[name] = bound.get(name, 0) + 1
     # a name bound twice may hold another shape in between (`y = y.reshape(...)`)
     shapes = {n: s for n, s in shapes.items() if bound.get(n, 0) <= 1}
@@ -67,8 +69,8 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
             if _fits_scratch(assigned, shapes) and assigned[0] not in leaving:
                 made[i] = assigned
             continue
-        reads = _loads(s)
-        for name in _stores(s):
+        reads = loads[i]
+        for name in stores[i]:
             closure = set()
             for r in reads:
                 if r != name:
@@ -79,8 +81,8 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
         kept |= bases.get(name, set())
 
     last = {}
-    for i, (_, s, _) in enumerate(stmts):
-        for name in _loads(s) | _stores(s):
+    for i in range(len(stmts)):
+        for name in loads[i] | stores[i]:
             for n in {name} | bases.get(name, set()):
                 last[n] = i
 

@@ -5,74 +5,18 @@ values, decides what the forward must keep for the backward, and lays the lines 
 """
 from __future__ import annotations
 
-import builtins
 import functools
 import hashlib
-import keyword
-import re
 import types
-from pathlib import Path
 
 import jinja2
 
-from .. import __version__
-from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic, shape_str
+from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic
 from ..ops import REGISTRY
-from . import escape
+from ..version import __version__
+from .common import CodegenOptions, Namer, loc_comment, pyshape, pyshape_from, pyshape_of, pystruct
 from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
-
-# names the generated methods read (SCRATCH: the memory plan's module constant)
-_RESERVED = {"np", "rt", "self", "inputs", "grad_outputs", "Model", "Module", "SCRATCH"} | set(dir(builtins))
-
-
-def mangle(name: str) -> str:
-    """A safe Python identifier for a spec-chosen name (ASCII only, never a keyword)."""
-    s = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "v"
-    if s[0].isdigit():
-        s = "v_" + s
-    if keyword.iskeyword(s) or s in _RESERVED or s.startswith("__"):
-        s = "v_" + s.lstrip("_")
-    return s
-
-
-class Namer:
-    def __init__(self):
-        self.names: dict[Value, str] = {}
-        self.taken: set[str] = set()
-        self.next_suffix: dict[str, int] = {}  # base -> the first k worth trying for base_k
-
-    def fresh(self, hint: str) -> str:
-        base = mangle(hint)
-        name = base
-        if name in self.taken:
-            # names taken only grow, so base_2 .. base_{k-1} stay taken: start at k
-            # (20,000 values all called 'h' stay linear)
-            k = self.next_suffix.get(base, 2)
-            while f"{base}_{k}" in self.taken:
-                k += 1
-            self.next_suffix[base] = k + 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
-
-    @classmethod
-    def for_graph(cls, g: Graph) -> "Namer":
-        """Inputs keep their names; weights are w_<name>, buffers buf_<name>."""
-        n = cls()
-        for v in g.inputs:
-            n(v)
-        for p in g.params:
-            n(p.value, "w_")
-        for p in g.buffers:
-            n(p.value, "buf_")
-        return n
-
-    def __call__(self, v: Value, prefix="") -> str:
-        if v not in self.names:
-            self.names[v] = self.fresh(prefix + v.name)
-        return self.names[v]
-
 
 _SNIPPETS: dict[str, str] = {}  # template name -> an op snippet's text
 
@@ -94,65 +38,21 @@ def _snippet_environment():
                                  bytecode_cache=bytecode_cache("snippets", False))
 
 
-def pyshape_of(like: str, shape) -> str:
-    """Python for `shape`, taking each symbolic dim (B, B*k) from the same dim of the array
-    named `like` (of the same rank, with the same symbolic dims) at run time."""
-    return "(" + ", ".join(f"{like}.shape[{k}]" if is_symbolic(d) else str(d)
-                           for k, d in enumerate(shape)) + ",)"
-
-
-def pyshape_from(shape, like: str, like_shape) -> str:
-    """Python for `shape` as a reshape target of the array named `like` (of shape
-    `like_shape`): a symbolic dim B*k is k times the batch size that `like` holds (its own
-    symbolic dim j is kj * B), computed at run time: View(-1, 4) of a Bx5x4 `x` is
-    x.reshape((x.shape[0] * 5, 4)), and back x.reshape((x.shape[0] // 5, 5, 4))."""
-    j = next((j for j, d in enumerate(like_shape) if is_symbolic(d)), None)
-    dims = []
-    for d in shape:
-        k = batch_factor(d)
-        if k is None:
-            dims.append(str(d))
-            continue
-        if j is None:
-            raise ValueError(f"shape {shape_str(shape)} has a batch dim, {shape_str(like_shape)} none")
-        kj, size = batch_factor(like_shape[j]), f"{like}.shape[{j}]"
-        dims.append(size if k == kj else f"{size} * {k // kj}" if k % kj == 0 else
-                    f"{size} // {kj // k}" if kj % k == 0 else f"{size} // {kj} * {k}")
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
-def pyshape(shape) -> str:
-    """Python for `shape` as a reshape target: its one symbolic dim (B, B*k) is -1, which
-    numpy sizes at run time from the batch the array holds (B*k rows for B*k)."""
-    if sum(is_symbolic(d) for d in shape) > 1:
-        raise ValueError(f"shape {shape_str(shape)} holds more than one symbolic dim")
-    dims = ["-1" if is_symbolic(d) else str(d) for d in shape]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
-def _loc_comment(node: Node) -> str:
-    loc = node.loc
-    where = f"{Path(loc.file).name}:{loc.line}:{loc.col}" if loc else "?"
-    what = f"nn.{node.op}"
-    if node.name:
-        what += f" [{node.name}]"
-    return safe_comment(f"{where}  {what}")
-
-
-safe_doc = escape.python_docstring  # spec text inside the module docstring
-safe_comment = escape.python_comment  # spec text in a # comment
-
-
 class NumpyBackend:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
+        self.opts = options
         self.env = environment()
         self.n = Namer.for_graph(graph)
 
     # ---- per-node rendering --------------------------------------------------------
 
-    def context(self, node: Node) -> dict:
+    def context(self, node: Node, readable=None) -> dict:
+        """The template context of `node`. readable: in a backward, the forward values its
+        grad node reads (the IR's word); any other value's name fails to render."""
         op = REGISTRY[node.op]
+        name = self.n if readable is None else (
+            lambda v: self.n(v) if v in readable else _Unread(node.op, v.name))
         n_params = len(op.active_params(node.attrs))
         data = node.inputs[: len(node.inputs) - n_params]
         pvals = dict(zip([p.name for p in op.active_params(node.attrs)], node.inputs[len(data):]))
@@ -162,19 +62,19 @@ class NumpyBackend:
             "rank": len(in_shapes[0]) if in_shapes else 0,
             # elements of the output per batch row (B counted as 1): size-dependent choices
             "elements": elements_per_row(node.outputs[0].shape or ()),
-            "y": self.n(node.outputs[0]),
-            "ys": [self.n(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
-            "aux": types.SimpleNamespace(**{a: self.n(v) for a, v in
+            "y": name(node.outputs[0]),
+            "ys": [name(v) for v in node.outputs[: len(node.outputs) - len(op.aux)]],
+            "aux": types.SimpleNamespace(**{a: name(v) for a, v in
                                             zip(op.aux, node.outputs[len(node.outputs) - len(op.aux):])}),
             "d": types.SimpleNamespace(**(op.derive(node.attrs, in_shapes) if op.derive else {})),
         }
         for spec in op.params:
-            ctx[spec.name] = self.n(pvals[spec.name]) if spec.name in pvals else None
+            ctx[spec.name] = name(pvals[spec.name]) if spec.name in pvals else None
         if op.table_input:
-            ctx["xs"] = [self.n(v) for v in data]
+            ctx["xs"] = [name(v) for v in data]
         else:
             for slot, v in zip(op.inputs, data):
-                ctx[slot] = self.n(v)
+                ctx[slot] = name(v)
 
         def as1(name, i):  # input i viewed with input 1's shape (Torch's nElement rule)
             return name if in_shapes[i] == in_shapes[0] else f"{name}.reshape({pyshape(in_shapes[0])})"
@@ -216,10 +116,12 @@ class NumpyBackend:
             return lines
         fwd: Node = gnode.attrs["fwd"]
         op = REGISTRY[fwd.op]
-        ctx = self.context(fwd)
+        n_reads = gnode.attrs["reads"]
+        ctx = self.context(fwd, set(gnode.inputs[len(gnode.inputs) - n_reads:]))
         given = iter(gnode.inputs)  # gradients of the outputs that have one ('has')
         ctx["gys"] = [self.n(next(given)) if h else None for h in gnode.attrs["has"]]
         ctx["gy"] = ctx["gys"][0]
+        ctx["xshape"] = self._input_shape_text(fwd, ctx["gys"])
         needs = gnode.attrs["needs"]
         outs = iter(gnode.outputs)
         targets = [next(outs) if need else None for need in needs]
@@ -248,6 +150,21 @@ class NumpyBackend:
                 assign = "+=" if t in param_grad else "="
                 lines.append(f"{name} {assign} {expr}")
         return lines + accumulate
+
+    def _input_shape_text(self, fwd: Node, gys):
+        """xshape(i) in backward templates: Python for data input i's shape, its batch size
+        taken from a given output gradient, so the backward need not keep the input for it."""
+        ys = [v for v in fwd.outputs if v.dtype != "aux"]
+        source = next(((g, y.shape) for g, y in zip(gys, ys)
+                       if g is not None and any(is_symbolic(d) for d in y.shape)), None)
+
+        def xshape(i, add_batch=False):  # add_batch: as x[None].shape
+            shape = (1,) * add_batch + tuple(fwd.inputs[i].shape)
+            if not any(is_symbolic(d) for d in shape):
+                return pyshape(shape)
+            assert source is not None, f"nn.{fwd.op}: no output gradient holds the batch size"
+            return pyshape_from(shape, *source)
+        return xshape
 
     def _slots(self, op, fwd: Node) -> list[tuple[str, int]]:
         """(template key, table index) for each IR input of the node."""
@@ -278,21 +195,21 @@ class NumpyBackend:
         parts, rest_inputs, prefix_inputs = [], None, None
         if sequence_parts is not None:
             prefix, rest, rest_inputs, prefix_inputs = sequence_parts
-            parts = [("_SequencePrefix", NumpyBackend(prefix).class_context(),
+            parts = [("_SequencePrefix", NumpyBackend(prefix, self.opts).class_context(),
                       "Sequence's first part of Model: what does not depend on the state, "
                       "run once over all steps."),
-                     ("_SequenceRest", NumpyBackend(rest).class_context(),
+                     ("_SequenceRest", NumpyBackend(rest, self.opts).class_context(),
                       "Sequence's per-step part of Model, given _SequencePrefix's outputs.")]
         m = self.class_context()
         return self.env.get_template("numpy/module.py.j2").render(
-            version=__version__, meta=g.meta, m=m, **m, scratch_name=SCRATCH,
-            input_struct=_pystruct(g.input_struct), output_struct=_pystruct(g.output_struct),
+            version=__version__, meta=self.opts, m=m, **m, scratch_name=SCRATCH,
+            input_struct=pystruct(g.input_struct), output_struct=pystruct(g.output_struct),
             parts=parts, rest_inputs=rest_inputs, prefix_inputs=prefix_inputs)
 
     def class_context(self) -> dict:
         """What the template needs for one Module class of this graph."""
         g = self.g
-        fwd_blocks = [(_loc_comment(node), self.forward_lines(node)) for node in g.nodes]
+        fwd_blocks = [(loc_comment(node), self.forward_lines(node)) for node in g.nodes]
         # one gradient-buffer view per parameter (a shared module accumulates into it twice)
         grad_view = {}
         for i, _ in g.param_grads:
@@ -303,25 +220,24 @@ class NumpyBackend:
             self.n(v)
         bwd_blocks = []
         for gnode in g.grad_nodes:
-            comment = (_loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
+            comment = (loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
             bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
-        bwd_text = "\n".join(line for _, lines in bwd_blocks for line in lines)
-
-        def used_in_backward(name):
-            return _reads(bwd_text, name)
+        # what the backward reads of the forward, as its grad nodes list it (OpDef.reads)
+        read = {v for n in g.grad_nodes if n.op == "grad"
+                for v in n.inputs[len(n.inputs) - n.attrs["reads"]:]}
         # what the forward keeps for the backward: the node outputs the backward reads
-        saved = [self.n(v) for node in g.nodes for v in node.outputs if used_in_backward(self.n(v))]
+        saved = [self.n(v) for node in g.nodes for v in node.outputs if v in read]
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
-            elif v.dtype == "float" and v.name not in g.meta.get("no_grad", ()):
+            elif v.dtype == "float" and v.name not in self.opts.no_grad:
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")
         scratch = {"forward": [], "backward": []}
-        if g.meta.get("optimize", True):
+        if self.opts.optimize:
             shapes = {name: v.shape for v, name in self.n.names.items()
                       if v.dtype == "float" and v.shape is not None}
             shapes.update((grad_view[i], g.params[i].value.shape) for i in grad_view)
@@ -333,8 +249,10 @@ class NumpyBackend:
                 planned[part] = [(comment, b) for (comment, _), b in zip(blocks, lines)]
             fwd_blocks, bwd_blocks = planned["forward"], planned["backward"]
         grad_batch = self._batch_size_expr(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
-        # all that _backward reads: its lines, the returned gradients, the scratch batch size
-        read_text = "\n".join([bwd_text, *input_grads, grad_batch if scratch["backward"] else ""])
+        # inputs _backward reads: for its grad nodes, np.zeros_like, the scratch batch size
+        zeros_like = {v for v, gv in zip(g.inputs, g.input_grads)
+                      if gv is None and v.dtype == "float" and v.name not in self.opts.no_grad}
+        batch_from = self._batch_size_source(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
         return dict(
             g=g, inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs],
@@ -342,14 +260,15 @@ class NumpyBackend:
             buffers=[(self.n(p.value), p) for p in g.buffers],
             grad_outputs=[self.n(v) for v in g.grad_outputs],
             fwd_blocks=fwd_blocks, bwd_blocks=bwd_blocks, saved=saved,
-            used_params=[p for p in g.params if used_in_backward(self.n(p.value))],
+            used_params=[p for p in g.params if p.value in read],
             grad_views=[(grad_view[i], i) for i in sorted(grad_view)],
             input_grads=input_grads, scratch=scratch,
             batch_size=self._batch_size_expr(list(zip(g.inputs, g.inputs))),
             # the backward's comes from a given gradient if an output has B (so that it
             # need not keep an input it does not read), else from an input (a loss)
             grad_batch_size=grad_batch,
-            backward_reads=tuple(_reads(read_text, self.n(v)) for v in g.inputs),
+            backward_reads=tuple(v in read or v in zeros_like or (v is batch_from and bool(scratch["backward"]))
+                                 for v in g.inputs),
         )
 
     def _batch_size_expr(self, candidates) -> str:
@@ -363,18 +282,23 @@ class NumpyBackend:
                     return f"{self.n(array)}.shape[{k}]" + (f" // {factor}" if factor > 1 else "")
         return "0"
 
-
-def _reads(text: str, name: str) -> bool:
-    return re.search(rf"\b{re.escape(name)}\b", text) is not None
-
-
-def _pystruct(s) -> str:
-    """Nested index lists as Python tuple source."""
-    if isinstance(s, int):
-        return str(s)
-    items = [_pystruct(x) for x in s]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    @staticmethod
+    def _batch_size_source(candidates):
+        """The array _batch_size_expr reads (None: none)."""
+        return next((array for v, array in candidates if any(is_symbolic(d) for d in v.shape or ())), None)
 
 
-def generate(graph: Graph, sequence_parts=None) -> str:
-    return NumpyBackend(graph).generate(sequence_parts)
+class _Unread:
+    """The name of a forward value a backward template may not read: the op's grad node
+    does not list it (OpDef.reads), so the forward may not have kept it."""
+
+    def __init__(self, op: str, value: str):
+        self.op, self.value = op, value
+
+    def __str__(self):
+        raise AssertionError(f"the backward of nn.{self.op} names {self.value}, which its grad "
+                             "node does not read: declare it in OpDef.reads")
+
+
+def generate(graph: Graph, options: CodegenOptions, sequence_parts=None) -> str:
+    return NumpyBackend(graph, options).generate(sequence_parts)

@@ -323,8 +323,6 @@ def generate(graph: Graph, weights: dict, dtype: str, name: str) -> bytes:
     except ImportError:
         raise SpecError("--emit onnx needs the onnx package: pip install \"graphc[onnx]\"") from None
     check_exportable(graph)
-    if graph.meta.get("sequence_state"):
-        raise SpecError("--emit onnx exports one step: compile without --unroll T")
     e = Emit(helper, dtype)
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[dtype]
     names: dict = {}
@@ -375,7 +373,7 @@ def export_weights(graph: Graph, dtype: str, weights_file: str | None, t7=None) 
     cls = type("ExportedModel", (Module,), {
         "PARAMETERS": tuple((p.name, p.value.shape, p.init) for p in graph.params),
         "BUFFERS": tuple((p.name, p.value.shape, p.init) for p in graph.buffers),
-        "T7_MODULES": graph.meta.get("t7_modules", ())})
+        "T7_MODULES": graph.t7_modules})
     m = cls(dtype=dtype, seed=0)
     try:
         if weights_file:

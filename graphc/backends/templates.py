@@ -3,29 +3,14 @@ when installed)."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import hashlib
+import os
 
 import jinja2
 
+from ..paths import cache_dir, resource_dir
 from . import escape
-
-
-def resource_dir(name: str) -> Path:
-    """grammar/ or templates/: inside the installed package, else at the repo root."""
-    here = Path(__file__).resolve().parent.parent
-    for base in (here, here.parent):
-        if (base / name).is_dir():
-            return base / name
-    raise FileNotFoundError(f"graphc is missing its {name}/ directory (broken install?)")
-
-
-def _pytuple(shape) -> str:
-    """A shape (or a tuple of them, or any tuple) as Python source; symbolic dims as 'B'
-    and 'B*5'."""
-    from ..ir.graph import dim_text, is_symbolic
-    items = [_pytuple(d) if isinstance(d, (tuple, list)) else repr(dim_text(d)) if is_symbolic(d)
-             else repr(d) for d in shape]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+from .common import pyshape, pytuple
 
 
 def _pyinit(init) -> str:
@@ -42,8 +27,6 @@ def bytecode_cache(kind: str, trim: bool):
     """Compiled templates kept on disk (compiling them was half of a compile's time) in the
     user's graphc cache dir, one directory per environment setting; None if unwritable.
     Jinja keys each file by template name and source checksum, and writes it atomically."""
-    import os
-    from ..cache import cache_dir
     d = cache_dir() / "jinja" / f"{kind}-jinja{jinja2.__version__}-trim{int(trim)}"
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -59,7 +42,6 @@ _STRINGS: dict[str, str] = {}  # template name -> the text of a template given a
 def string_template(text: str) -> jinja2.Template:
     """A template given as text (an op's CUDA rule), compiled once and cached on disk like
     the file templates."""
-    import hashlib
     name = "string-" + hashlib.sha256(text.encode()).hexdigest()
     _STRINGS[name] = text
     return environment().get_template(name)
@@ -74,10 +56,9 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True, keep_trailing_newline=True,
         bytecode_cache=bytecode_cache("files", True),
     )
-    from .numpy import pyshape  # noqa: cyclic at import time only
     env.filters["pyshape"] = pyshape
     env.filters["pyrepr"] = repr
-    env.filters["pytuple"] = _pytuple
+    env.filters["pytuple"] = pytuple
     env.filters["pyinit"] = _pyinit
     # spec text: every comment and embedded source in a template goes through one of these
     env.filters["pycomment"] = escape.python_comment

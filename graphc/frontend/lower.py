@@ -11,8 +11,8 @@ import math
 from ..errors import Loc, OptionError, SpecError, did_you_mean
 from ..ir.graph import Graph, Node, Param, Value, batch_factor, batch_times, is_symbolic, shape_str
 from ..ops import REGISTRY
-from ..passes.shapes import hint, node_shapes
-from .nn import CONTAINERS, ModuleObj, NodeObj, resolve
+from ..ops.shape_rules import hint, node_shapes
+from .nn import ModuleObj, NodeObj, resolve
 
 
 class NeedShape(Exception):
@@ -29,8 +29,8 @@ class Lowerer:
         self.graph = Graph()
         self.slot_values: dict[tuple, Value] = {}  # (module serial, slot) -> its Value
         self.labels: dict[int, str] = {}  # module serial -> readable label
-        self.taken: set[str] = set()  # the labels given so far
-        self.next_suffix: dict[str, int] = {}  # name -> the first k worth trying for name_k
+        self.taken_labels: set[str] = set()  # its values (a set: one lookup per new label)
+        self.label_k: dict[str, int] = {}  # name -> the suffix of its last label
         self.kind_count: dict[str, int] = {}
 
     # ---- top level ---------------------------------------------------------------
@@ -99,17 +99,14 @@ class Lowerer:
                 kind = mod.typename.rsplit(".", 1)[-1]
                 k = self.kind_count[kind] = self.kind_count.get(kind, 0) + 1
                 name = f"{kind.lower()}{k}"
-            label = name
-            if label in self.taken:
-                # taken labels only grow, so name_2 .. name_{k-1} stay taken: start at k
-                # (a chain of 20,000 'h's stays linear)
-                k = self.next_suffix.get(name, 2)
-                while f"{name}_{k}" in self.taken:
-                    k += 1
-                self.next_suffix[name] = k + 1
+            k = self.label_k.get(name, 1)  # labels are only added: start at the last one
+            label = name if k == 1 else f"{name}_{k}"
+            while label in self.taken_labels:
+                k += 1
                 label = f"{name}_{k}"
-            self.taken.add(label)
             self.labels[mod.serial] = label
+            self.taken_labels.add(label)
+            self.label_k[name] = k
         return self.labels[mod.serial]
 
     def lower_module(self, mod: ModuleObj, x, loc: Loc, name: str | None, ann=None):

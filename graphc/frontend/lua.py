@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 from ..errors import Loc, OptionError, SpecError, did_you_mean
 from . import ast as A
-from .nn import ModuleObj, NodeObj, ParamRef, module_text, unknown_module
-from .parse import parse
 from . import tensor as T
+from .nn import ModuleObj, NodeObj, ParamRef, lua_type, module_text, unknown_module
+from .parse import parse
 from .tensor import TensorObj
+from .values import Builtin, ClassObj, LuaFunction, LuaTable
 
 MAX_STEPS = 1_000_000  # statements + loop iterations before "too many steps" (~4 s)
 MAX_DEPTH = 200  # nested Lua calls
@@ -30,83 +31,6 @@ MAX_VALUES = 1_000_000  # values one unpack / split may produce
 class LimitError(SpecError):
     """A resource limit: not catchable by pcall."""
 _PY_RECURSION = 40_000  # Python frames allowed while evaluating (each Lua call takes ~10-30)
-
-
-class LuaTable:
-    __slots__ = ("d",)
-
-    def __init__(self, items=None):
-        self.d = {}
-        for k, v in (items or {}).items():
-            self[k] = v
-
-    def __getitem__(self, k):
-        return self.d.get(_key(k))
-
-    def __setitem__(self, k, v):
-        k = _key(k)
-        if v is None:
-            self.d.pop(k, None)
-        else:
-            self.d[k] = v
-
-    def length(self):
-        n = 0
-        while (n + 1) in self.d:
-            n += 1
-        return n
-
-    def array(self):
-        return [self.d[i] for i in range(1, self.length() + 1)]
-
-    @classmethod
-    def of(cls, values):
-        t = cls()
-        for i, v in enumerate(values, 1):
-            t[i] = v
-        return t
-
-
-def _key(k):
-    if isinstance(k, float) and k.is_integer():
-        return int(k)
-    return k
-
-
-class LuaFunction:
-    def __init__(self, node: A.Function, scope):
-        self.node, self.scope = node, scope
-
-
-class Builtin:
-    """A Python-side function: fn(args, loc) -> list of results (or one value)."""
-
-    def __init__(self, name, fn):
-        self.name, self.fn = name, fn
-
-
-class ClassObj(Builtin):
-    """A Torch class: one made by torch.class('pkg.Name', 'pkg.Parent'), or an nn module class
-    such as nn.Linear or nn.Module. Calling it makes an instance; `members` are the methods
-    and fields a spec sets on it (`function nn.Module:reuseMem() ... end`), which its
-    instances and subclasses see. `kind`: the nn module kind of a built-in class."""
-
-    def __init__(self, typename, fn, parent=None, kind=None):
-        super().__init__(typename, fn)
-        self.typename, self.parent, self.kind = typename, parent, kind
-        self.members: dict = {}
-
-    def lookup(self, key):
-        """(found, value) of a member here or in a parent class."""
-        c = self
-        while c is not None:
-            if key in c.members:
-                return True, c.members[key]
-            c = c.parent
-        return False, None
-
-    def __repr__(self):
-        return self.typename
 
 
 class _Break(Exception):
@@ -134,25 +58,6 @@ class Scope:
                 return s
             s = s.parent
         return None
-
-
-def lua_type(v) -> str:
-    """Lua's type(); modules and nodes are tables in Torch, so they are here too."""
-    if v is None:
-        return "nil"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, (LuaTable, ClassObj)):
-        return "table"
-    if isinstance(v, (LuaFunction, Builtin)):
-        return "function"
-    if isinstance(v, (ModuleObj, NodeObj)):
-        return "table"
-    return "userdata"  # tensors
 
 
 def torch_type(v) -> str:
@@ -222,11 +127,23 @@ class LuaInterpreter:
     call_module, g_module_builtin, module_method(_names), node_methods, nn, string_lib,
     forbidden_libs."""
 
-    def __init__(self, path: str, text: str, defines: dict | None = None):
+    def __init__(self, path: str, text: str, defines: dict | None = None,
+                 prelude: tuple[str, str] | None = None):
         self.path = path
         self.sources = {path: text}
-        self.files = [path]  # the spec and every file it requires (for --depfile)
-        self.defines = dict(defines or {})
+        self.files = [path]  # the spec, the prelude and every file they require (--depfile)
+        self.prelude = prelude  # --prelude (path, text): run first, in the spec's top scope
+        if prelude is not None:
+            self.sources[prelude[0]] = prelude[1]
+            self.files.append(prelude[0])
+        # -D name=v replaces a top-level assignment of name; -D name.f.g=v sets field f.g of
+        # the table a top-level assignment gives name (and replaces `name.f = ...` there)
+        self.defines = {k: v for k, v in (defines or {}).items() if "." not in k}
+        self.field_defines: dict[str, dict] = {}
+        for k, v in (defines or {}).items():
+            if "." in k:
+                base, *fields = k.split(".")
+                self.field_defines.setdefault(base, {})[tuple(fields)] = v
         self.define_names_seen: set[str] = set()
         self.steps = 0
         self.depth = 0
@@ -242,10 +159,19 @@ class LuaInterpreter:
 
     def run(self):
         chunk = parse(self.sources[self.path], self.path)
-        self._check_defines(chunk)
+        first = parse(self.prelude[1], self.prelude[0]) if self.prelude else None
+        self._check_defines([c for c in (first, chunk) if c is not None])
         self.top_scope = Scope(self.globals)
         self.top_scope.vars["..."] = []  # the main chunk is a vararg function (no arguments)
         with self._evaluating():
+            if first is not None:
+                try:
+                    self.exec_block(first, self.top_scope, top=True)
+                except _Return as r:
+                    raise SpecError("a --prelude file runs before the spec and cannot return: it "
+                                    "only sets what the spec reads", r.loc) from None
+                except _Break as b:
+                    raise SpecError("'break' outside a loop", b.loc) from None
             try:
                 self.exec_block(chunk, self.top_scope, top=True)
             except _Return as r:
@@ -288,19 +214,42 @@ class LuaInterpreter:
         finally:
             sys.setrecursionlimit(old)
 
-    def _check_defines(self, chunk: A.Block):
+    def _check_defines(self, chunks: list):
         assigned = set()
-        for st in chunk.stats:
-            if isinstance(st, A.Local):
-                assigned.update(st.names)
-            elif isinstance(st, A.Assign):
-                assigned.update(t.name for t in st.targets if isinstance(t, A.Name))
-        for name in self.defines:
+        for chunk in chunks:
+            for st in chunk.stats:
+                if isinstance(st, A.Local):
+                    assigned.update(st.names)
+                elif isinstance(st, A.Assign):
+                    assigned.update(t.name for t in st.targets if isinstance(t, A.Name))
+        where = self.path + (f" (or its prelude {self.prelude[0]})" if self.prelude else "")
+        for name in list(self.defines) + list(self.field_defines):
             if name not in assigned:
                 hint = did_you_mean(name, assigned)
-                raise OptionError(f"-D {name}=...: {self.path} never assigns '{name}' at top level, "
+                if name in self.field_defines:
+                    fields = ".".join(next(iter(self.field_defines[name])))
+                    raise OptionError(f"-D {name}.{fields}=...: {where} never assigns '{name}' at "
+                                    f"top level, so there is no table to set the field of{hint}; "
+                                    f"-D NAME.FIELD sets a field of the table a top-level "
+                                    f"assignment such as `{name} = {{...}}` gives")
+                raise OptionError(f"-D {name}=...: {where} never assigns '{name}' at top level, "
                                 f"so there is nothing to override{hint}; -D only replaces a top-"
                                 f"level assignment such as `{name} = 2` or `local {name} = 2`")
+
+    def _set_fields(self, name, table, loc):
+        """-D name.f=v: set field f of the table just assigned to `name` at top level."""
+        for fields, value in self.field_defines.get(name, {}).items():
+            text = f"-D {name}.{'.'.join(fields)}"
+            t = table
+            for k, f in enumerate(fields):
+                if not isinstance(t, LuaTable):
+                    what = ".".join((name,) + fields[:k])
+                    raise SpecError(f"{text}: {what} is a {describe(t)} here, not a table with "
+                                    "fields to set", loc)
+                if k == len(fields) - 1:
+                    t[f] = value
+                else:
+                    t = t[f]
 
     # ---- statements --------------------------------------------------------------
 
@@ -333,6 +282,8 @@ class LuaInterpreter:
                     v = self.defines[name]
                 _remember_name(v, name)
                 scope.vars[name] = v
+                if top and name in self.field_defines:
+                    self._set_fields(name, v, st.loc)
         elif t is A.Assign:
             # Lua evaluates all right-hand sides before assigning.
             targets = [(tg, self.eval(tg.obj, scope), self.eval(tg.key, scope))
@@ -344,7 +295,12 @@ class LuaInterpreter:
                         v = self.defines[tg.name]
                     _remember_name(v, tg.name)
                     self.set_name(tg.name, v, scope)
+                    if top and tg.name in self.field_defines:
+                        self._set_fields(tg.name, v, tg.loc)
                 else:
+                    if top and isinstance(tg.obj, A.Name) and isinstance(key, str):
+                        # `opt.rnn_size = 128` at top level: -D opt.rnn_size=8 wins
+                        v = self.field_defines.get(tg.obj.name, {}).get((key,), v)
                     if not isinstance(obj, _INDEXABLE):
                         raise SpecError(f"attempt to index a {describe(obj)} value"
                                         + self._named(tg.obj, scope, obj), tg.loc)
@@ -596,6 +552,11 @@ class LuaInterpreter:
             v = obj[key]
             if v is None and obj is self.nn and isinstance(key, str):
                 raise unknown_module(key, loc)
+            if v is None and obj is getattr(self, "cudnn", None) and str(key)[:1].isupper():
+                taken = ", ".join(sorted(k for k in obj.d if str(k)[:1].isupper()))
+                other = "" if key in self.nn.d else " (not supported either)"
+                raise SpecError(f"cudnn.{key}: graphc takes the cudnn modules that are nn modules "
+                                f"of the same semantics ({taken}); write nn.{key}{other}", loc)
             if v is None and obj is self.globals.vars.get("torch") and isinstance(key, str):
                 raise SpecError(f"torch.{key} is not available in graphc specs: a spec builds the "
                                 "model; create data and run it with the generated Model in Python", loc)

@@ -7,6 +7,8 @@ import re
 
 from ..errors import Loc, SpecError, did_you_mean
 from ..ops import REGISTRY
+from .tensor import TensorObj
+from .values import Builtin, ClassObj, LuaFunction, LuaTable
 
 # Containers (lowered structurally by lower.py): their Lua signatures. All but gModule
 # take children with :add(m).
@@ -167,7 +169,6 @@ def bind_args(kind: str, signature: str, args: list, loc: Loc) -> dict:
                 vals.append(_coerce(args[i], typ, kind, name, loc))
                 i += 1
             if typ == "table" and i < len(args) and args[i] is not None:
-                from .lua import lua_type
                 raise SpecError(f"nn.{kind}: argument {i + 1} must be a table such as {{1, 2}}, "
                                 f"got {lua_type(args[i])}; usage: {usage}", loc)
             out[name] = tuple(vals)
@@ -200,15 +201,12 @@ def _is(v, typ):
         return isinstance(v, bool)
     if typ == "str":
         return isinstance(v, str)
-    if typ == "table":
-        from .lua import LuaTable
-        return isinstance(v, LuaTable)
+    if typ == "table":  # a Lua table, or a spec-time tensor (torch.Tensor{...})
+        return isinstance(v, (LuaTable, TensorObj))
     return True
 
 
 def _coerce(v, typ, kind, name, loc):
-    from .lua import lua_type  # local import: lua imports this module
-
     if not _is(v, typ):
         want = {"int": "a number", "num": "a number", "bool": "a boolean", "str": "a string",
                 "table": "a table"}[typ]
@@ -218,6 +216,8 @@ def _coerce(v, typ, kind, name, loc):
             raise SpecError(f"nn.{kind}: argument '{name}' must be a whole number, got {v}", loc)
         return int(v)
     if typ == "table":  # a Lua array of numbers, e.g. Transpose's {1, 2} pairs
+        if hasattr(v, "a"):  # a tensor: its rows (a 2-D kernel) or numbers
+            return tuple(tuple(row) if isinstance(row, list) else row for row in v.a.tolist())
         return tuple(tuple(x.array()) if hasattr(x, "array") else x for x in v.array())
     return v
 
@@ -271,3 +271,22 @@ def unknown_module(kind: str, loc: Loc) -> SpecError:
         return SpecError(f"nn.{kind} is a Torch nn module that graphc does not support yet "
                          f"(see docs/modules.md for the supported ones)", loc)
     return SpecError(f"unknown module nn.{kind}" + did_you_mean(kind, list(REGISTRY) + list(CONTAINERS)), loc)
+
+
+def lua_type(v) -> str:
+    """Lua's type(); modules and nodes are tables in Torch, so they are here too."""
+    if v is None:
+        return "nil"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, (LuaTable, ClassObj)):
+        return "table"
+    if isinstance(v, (LuaFunction, Builtin)):
+        return "function"
+    if isinstance(v, (ModuleObj, NodeObj)):
+        return "table"
+    return "userdata"  # tensors

@@ -21,8 +21,14 @@ _NOOP_METHODS = ("cuda", "float", "double", "type", "clearState", "zeroGradParam
 
 
 class Interpreter(ObjectsMixin, LuaInterpreter):
-    def __init__(self, path: str, text: str, defines: dict | None = None):
-        super().__init__(path, text, defines)
+    def __init__(self, path: str, text: str, defines: dict | None = None,
+                 prelude: tuple[str, str] | None = None, compile_module=None):
+        """prelude: (path, text) of a Lua file run first in the spec's scope (--prelude).
+        compile_module(module, shapes, path, spec text) -> numpy module source: how a spec
+        runs a module at spec time (m:forward); the compiler passes its own (the frontend
+        does not import the compiler: no import cycle)."""
+        super().__init__(path, text, defines, prelude)
+        self.compile_module = compile_module
         self.serial = 0
         self.objects = 0  # modules + graph nodes made so far (MAX_OBJECTS)
         self.modules: list[ModuleObj] = []  # every module, in constructor order
@@ -44,6 +50,7 @@ class Interpreter(ObjectsMixin, LuaInterpreter):
         torch["getmetatable"] = Builtin("getmetatable", lambda a, l: self.classes.get(a[0] if a else None))
         # torch/graph's graph.dot(g.fg, title [, file]): a spec never writes files
         g["graph"] = LuaTable({"dot": Builtin("graph.dot", _graph_dot)})
+        self.cudnn = self._cudnn_lib()
         self.node_methods = {"split": Builtin("split", self.split),
                              "annotate": Builtin("annotate", self.annotate)}
 
@@ -277,11 +284,30 @@ class Interpreter(ObjectsMixin, LuaInterpreter):
         # each module kind is a class (nn.Linear): calling it makes a module, and methods a
         # spec adds to it (or to nn.Module) reach its modules (objects.py)
         self.g_module_builtin = t["gModule"] = self.make_classes(t)
+        for kind, op in REGISTRY.items():
+            for alias in op.aliases:
+                t[alias] = t[kind]
         t["ModuleFromCriterion"] = Builtin("nn.ModuleFromCriterion", module_from_criterion)
         # dpnn's LinearNoBias (FastLSTM): nn.Linear without a bias
         t["LinearNoBias"] = Builtin("nn.LinearNoBias", lambda a, l: self.new_module(
             "Linear", (list(a) + [None, None])[:2] + [False], l))
         return t
+
+
+    def _cudnn_lib(self):
+        """`require 'cudnn'`: cudnn's modules are the nn modules of the same name and
+        semantics (graphc picks the target with --target); cudnn.convert(net, ...) returns
+        net; settings such as cudnn.benchmark are plain fields."""
+        t = LuaTable({k: self.nn[k] for k in CUDNN_MODULES})
+        t["convert"] = Builtin("cudnn.convert", lambda a, l: a[0] if a else None)
+        return t
+
+
+# The cudnn modules that are nn modules with the same arguments and semantics.
+CUDNN_MODULES = ("SpatialConvolution", "SpatialFullConvolution", "SpatialMaxPooling",
+                 "SpatialAveragePooling", "SpatialCrossMapLRN", "SpatialBatchNormalization",
+                 "BatchNormalization", "TemporalConvolution", "ReLU", "Tanh", "Sigmoid",
+                 "SoftMax", "LogSoftMax")
 
 
 def module_from_criterion(args, loc):

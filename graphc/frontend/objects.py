@@ -357,8 +357,10 @@ class ObjectsMixin:
         runs = mod.__dict__.setdefault("_spec_time_models", {})
         if key not in runs:
             import types
-            from ..compiler import spec_time_source
-            source = spec_time_source(mod, shapes, self.path, self.sources[self.path])
+            if self.compile_module is None:
+                raise SpecError(f"running {mod!r} at spec time needs graphc's compiler: compile "
+                                "the spec (graphc.compile_spec) rather than evaluate it alone", loc)
+            source = self.compile_module(mod, shapes, self.path, self.sources[self.path])
             ns = types.ModuleType("graphc_spec_time")
             exec(compile(source, f"<graphc: {mod!r} at spec time>", "exec"), ns.__dict__)
             runs[key] = ns.Model(dtype="float64", seed=0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import Optional
 
 # lark imports the third-party `regex` module when it is installed, but uses it only with
@@ -23,6 +22,7 @@ finally:
         del sys.modules["regex"]
 
 from ..errors import Loc, SpecError
+from ..paths import cache_dir, resource_dir
 from . import ast
 
 __all__ = ["parse"]
@@ -49,16 +49,10 @@ def parse(text: str, filename: str) -> ast.Block:
 _PARSER: Optional[Lark] = None
 
 
-def _grammar_path() -> Path:
-    here = Path(__file__).resolve()
-    installed = here.parent.parent / "grammar" / "lua.lark"  # wheel: graphc/grammar/
-    return installed if installed.exists() else here.parents[2] / "grammar" / "lua.lark"
-
-
 def _parser() -> Lark:
     global _PARSER
     if _PARSER is None:
-        grammar = _grammar_path().read_text(encoding="utf-8")
+        grammar = (resource_dir("grammar") / "lua.lark").read_text(encoding="utf-8")
         _PARSER = Lark(
             grammar,
             parser="lalr",
@@ -76,7 +70,6 @@ def _table_cache(grammar: str):
     A damaged cache file only makes lark rebuild it."""
     import hashlib
     import lark
-    from ..cache import cache_dir
     try:
         d = cache_dir()
         d.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,13 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import SpecError
 from .lua import (MAX_STRING, MAX_VALUES, Builtin, LimitError, LuaTable, Scope, _Return, _isnum,
                   _norm, _tonumber, describe, lua_type, torch_type, tostring, truthy)
 from .parse import parse
+from .tensor import TensorObj
 
 
 def install(interp):
@@ -106,6 +109,14 @@ def install(interp):
             raise SpecError("require expects a module name string", loc)
         if name in ("nn", "nngraph", "torch", "optim"):
             return {"nn": interp.nn, "nngraph": interp.nngraph}.get(name, LuaTable())
+        if name == "cudnn":  # its modules are nn's; like the real package it sets a global
+            g["cudnn"] = interp.cudnn
+            return interp.cudnn
+        if name in ("cunn", "cutorch"):  # CUDA is graphc's --target, not the spec's business
+            return LuaTable()
+        if name == "image":  # the kernels models take from it (image.gaussian1D)
+            g["image"] = g.get("image") or _image_lib()
+            return g["image"]
         if name in interp.loaded:
             return interp.loaded[name]
         # beside the spec, or beside a folder above it: `require 's2sa.memory'` in
@@ -115,7 +126,8 @@ def install(interp):
         path = next((d / rel for d in [base, *base.parents][:4] if (d / rel).is_file()), base / rel)
         if not path.is_file():
             raise SpecError(f"require '{name}': no file {path} next to the spec (graphc loads "
-                            "only .lua files beside the spec, and nn, nngraph, torch, optim)", loc)
+                            "only .lua files beside the spec, and nn, nngraph, torch, optim, "
+                            "cudnn, cunn, cutorch, image)", loc)
         text = path.read_text(encoding="utf-8")
         p = str(path)
         interp.sources[p] = text
@@ -158,6 +170,32 @@ def install(interp):
                            "type": Builtin("type", lambda a, l: torch_type(a[0] if a else None)),
                            "typename": Builtin("typename", lambda a, l: torch_type(a[0] if a else None)),
                            "setdefaulttensortype": Builtin("setdefaulttensortype", lambda a, l: [])})
+
+
+def _image_lib():
+    def gaussian1d(args, loc):
+        """image.gaussian1D(size=3, sigma=0.25, amplitude=1, normalize=false, mean=0.5): a
+        Gaussian bump sampled at 1..size around mean * size + 0.5, its width sigma * size."""
+        names = ("size", "sigma", "amplitude", "normalize", "mean")
+        if len(args) == 1 and isinstance(args[0], LuaTable):  # image.gaussian1D{size = 7}
+            args = [args[0][k] for k in names]
+        size, sigma, amplitude, normalize, mean = (list(args) + [None] * 5)[:5]
+        size = 3 if size is None else size
+        sigma = 0.25 if sigma is None else sigma
+        amplitude = 1 if amplitude is None else amplitude
+        mean = 0.5 if mean is None else mean
+        if not all(_isnum(v) for v in (size, sigma, amplitude, mean)) or size != int(size) or size < 1:
+            raise SpecError("image.gaussian1D(size, sigma, amplitude, normalize, mean) takes "
+                            "numbers, size a whole number >= 1", loc)
+        center = mean * size + 0.5
+        g = [amplitude * math.exp(-(((i - center) / (sigma * size)) ** 2) / 2)
+             for i in range(1, int(size) + 1)]
+        if normalize:
+            total = sum(g)
+            g = [v / total for v in g]
+        return TensorObj(np.array(g, dtype=np.float64))  # a tensor, as Torch's
+
+    return LuaTable({"gaussian1D": Builtin("image.gaussian1D", gaussian1d)})
 
 
 def _table_lib():

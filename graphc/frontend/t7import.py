@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import Loc, SpecError
 from ..ops import REGISTRY
 from .lua import LuaTable
-from .nn import CONTAINERS, ModuleObj, NodeObj, bind_args, check_attrs
+from .nn import CONTAINERS, ModuleObj, NodeObj, bind_args, check_attrs, resolve
 from graphc_runtime.t7 import (T7Error, Table, TorchObject, _kind_of, field_path, load,
                                 shared_key)
 
@@ -66,10 +66,22 @@ DERIVED = {
     "Dropout": {"v1": lambda f: not f["v2"] if "v2" in f else None},
     "CAdd": {"size": lambda f: tuple(f["bias"].shape) if isinstance(f.get("bias"), np.ndarray)
              else None},
+    # Torch's SpatialLPPooling is a Sequential: Square or Power(pnorm) first; its newest
+    # version keeps no nInputPlane (which neither Torch nor graphc uses: 0 when absent)
+    "SpatialLPPooling": {"pnorm": lambda f: _lp_pnorm(f.get("modules")),
+                         "nInputPlane": lambda f: f.get("nInputPlane", 0)},
     "CMul": {"size": lambda f: tuple(f["weight"].shape) if isinstance(f.get("weight"),
                                                                         np.ndarray) else None},
 }
 
+
+
+def _lp_pnorm(modules):
+    first = modules.get(1) if isinstance(modules, Table) else None
+    kind = _kind_of(first)
+    if kind == "Square":
+        return 2
+    return first.get("pow") if kind == "Power" else None
 
 
 def _n(t):
@@ -119,6 +131,8 @@ class Importer:
             elif kind == "Parallel":
                 attrs = {"inputDimension": f.get("inputDimension"),
                          "outputDimension": f.get("outputDimension")}
+            elif kind == "Bottle":  # Torch's __init sets both (nOutputDim = nInputDim if nil)
+                attrs = {"nInputDim": f.get("nInputDim"), "nOutputDim": f.get("nOutputDim")}
             if any(v is None for v in attrs.values()):
                 raise SpecError(f"{obj.typename} lacks its {', '.join(attrs)} fields", loc)
             mod = ModuleObj(kind, attrs, loc, self.serial)
@@ -157,8 +171,11 @@ class Importer:
             v = derived[name](f) if name in derived else None
             if v is None:
                 v = _lua_value(f.get(RENAMED.get((kind, name), name)))
-            if typ == "table" and isinstance(v, tuple):
+            if typ == "table" and star and isinstance(v, tuple):  # Transpose's pairs
                 v = [LuaTable.of(list(p)) for p in v]
+            elif typ == "table" and isinstance(v, (tuple, np.ndarray)):  # a tensor (a kernel)
+                v = LuaTable.of([LuaTable.of(r) if isinstance(r, list) else r
+                                 for r in np.asarray(v).tolist()])
             if star:
                 args.extend(v if isinstance(v, (tuple, list)) else ([] if v is None else [v]))
             else:
@@ -372,6 +389,22 @@ def torch_modules(mod: ModuleObj) -> list[ModuleObj]:
     return [n.module for n in _topo_order(mod.outputs) if n.module is not None]
 
 
+def _clone_of(mod: ModuleObj) -> ModuleObj:
+    """The module whose weight and bias `mod` views (Torch's clone('weight', 'bias'), or
+    share of both): the saved tree lists the two once, as graphc_runtime.t7.shared_key
+    does; else `mod` itself."""
+    op = REGISTRY.get(mod.kind)
+    if op is None or mod.kind in CONTAINERS or not mod.shared or not mod.bound:
+        return mod
+    names = [p.name for p in op.active_params(mod.attrs) if p.name in ("weight", "bias")]
+    owners = [resolve(mod, n) for n in names]
+    root = owners[0][0] if owners else mod
+    if root is mod or root.kind != mod.kind or \
+            any(o is not root or slot != n for (o, slot), n in zip(owners, names)):
+        return mod
+    return root
+
+
 def t7_layout(top: ModuleObj, graph) -> tuple:
     """Every module of the model in Torch's module tree, depth first, once each (a shared
     module where it first appears): (field path from the top module, kind, parameter
@@ -386,10 +419,11 @@ def t7_layout(top: ModuleObj, graph) -> tuple:
     stack = [(top, "")]
     while stack:
         mod, path = stack.pop()
-        if mod.serial in seen:
+        owner = _clone_of(mod).serial
+        if mod.serial in seen or owner in seen:
             continue
-        seen.add(mod.serial)
-        out.append((path, mod.kind, tuple(slots.get(mod.serial, ()))))
+        seen.update((mod.serial, owner))
+        out.append((path, mod.kind, tuple(slots.get(owner, ()))))
         kids = torch_modules(mod) if mod.kind in CONTAINERS else []
         for i in range(len(kids), 0, -1):
             stack.append((kids[i - 1], f"{path}.modules.{i}" if path else f"modules.{i}"))

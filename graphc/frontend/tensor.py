@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import SpecError
+from .values import LuaTable
 
 MAX_ELEMENTS = 10_000_000  # elements one spec-time tensor may hold
 
@@ -61,7 +62,6 @@ def _isnum(v):
 
 def _sizes(args, what, loc) -> tuple:
     """Sizes given as numbers, or as one table of numbers (a LongStorage)."""
-    from .lua import LuaTable
     if len(args) == 1 and isinstance(args[0], LuaTable):
         args = args[0].array()
     if len(args) == 1 and isinstance(args[0], TensorObj):
@@ -78,7 +78,6 @@ def _sizes(args, what, loc) -> tuple:
 
 def from_table(t, loc, what="torch.Tensor") -> np.ndarray:
     """A (nested) table of numbers as an array; rows must agree in length."""
-    from .lua import LuaTable
 
     def rows(v):
         if _isnum(v):
@@ -105,7 +104,6 @@ class Tensors:
     def construct(self, kind):
         """torch.Tensor / torch.LongTensor (and Float/Double/Cuda aliases)."""
         def make(args, loc):
-            from .lua import LuaTable
             dtype = np.int64 if kind == "long" else np.float64
             if len(args) == 1 and isinstance(args[0], LuaTable) and any(
                     isinstance(v, LuaTable) or _isnum(v) for v in args[0].array()):
@@ -250,7 +248,6 @@ def _view(ts, t, args, loc):
 def _size(ts, t, args, loc):
     if args and args[0] is not None:
         return t.a.shape[_dim(t, args[0], loc, "size")]
-    from .lua import LuaTable
     return LuaTable.of(list(t.a.shape))
 
 
@@ -259,7 +256,6 @@ def _copy(ts, t, args, loc):
     if isinstance(src, TensorObj):
         b = src.a
     else:
-        from .lua import LuaTable
         if not isinstance(src, LuaTable):
             raise SpecError("copy: expected a tensor", loc)
         b = from_table(src, loc, "copy")
@@ -305,7 +301,6 @@ _METHODS = {
 
 
 def _totable(a):
-    from .lua import LuaTable
     if a.ndim == 0:
         return _num(a.item())
     return LuaTable.of([_totable(x) if a.ndim > 1 else _num(x.item()) for x in a])

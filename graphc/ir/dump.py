@@ -12,7 +12,8 @@ def text(s: str) -> str:
     return "".join(c if " " <= c < "\x7f" else repr(c)[1:-1] for c in s)
 
 
-def dump(g: Graph) -> str:
+def dump(g: Graph, title: str = "") -> str:
+    """`title`: the source file's name, for the first line."""
     ids: dict[Value, str] = {}
 
     def vid(v: Value) -> str:
@@ -28,7 +29,7 @@ def dump(g: Graph) -> str:
         items = [f"{k}={v!r}" for k, v in sorted(node.attrs.items()) if k not in ("fwd",)]
         return "{" + ", ".join(items) + "}" if items else ""
 
-    lines = [f"graph {g.meta.get('source_name', '')}".rstrip()]
+    lines = [f"graph {text(title)}".rstrip()]
     for v in g.inputs:
         lines.append(f"  input {vid(v)}: {shape_str(v.shape)} {v.dtype}{where(v)}")
     for p in g.params:
@@ -47,7 +48,10 @@ def dump(g: Graph) -> str:
             what = f"grad[{n.attrs['fwd'].op}]" if n.op == "grad" else n.op
             if n.op == "grad":
                 what += "(" + ", ".join(("d" if need else "-") for need in n.attrs["needs"]) + ")"
-            lines.append(f"  {outs} = {what}({', '.join(vid(v) for v in n.inputs)}){where(n)}")
+            args = ", ".join(vid(v) for v in n.inputs[: len(n.inputs) - n.attrs.get("reads", 0)])
+            if n.attrs.get("reads"):  # the forward values this backward step reads
+                args += "; reads " + ", ".join(vid(v) for v in n.inputs[-n.attrs["reads"]:])
+            lines.append(f"  {outs} = {what}({args}){where(n)}")
         for i, v in g.param_grads:
             lines.append(f"  accumulate {vid(g.params[i].value)} += {vid(v)}")
         rets = ", ".join(vid(v) if v is not None else "none" for v in g.input_grads)

@@ -9,7 +9,7 @@ most one symbolic dim.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from ..errors import Loc
 
@@ -69,9 +69,12 @@ class Value:
 
 @dataclass(eq=False)
 class Node:
-    op: str  # an OpDef name, 'grad' (of attrs['fwd']) or 'add' (gradient fan-in sum)
+    # an OpDef name; in the backward: 'grad' (of attrs['fwd']; its inputs are the given output
+    # gradients, then the attrs['reads'] forward values it reads), 'add' (gradient fan-in sum)
+    # or 'slices' (the gradients of slices of one value joined, passes/simplify.py)
+    op: str
     attrs: dict
-    inputs: list[Value]  # data inputs first, then the op's parameters
+    inputs: list[Value]  # forward: data inputs first, then the op's parameters
     outputs: list[Value]
     loc: Optional[Loc] = None
     name: Optional[str] = None  # annotate{name=...} (else the Lua variable it was assigned to)
@@ -110,7 +113,9 @@ class Graph:
     grad_outputs: list[Value] = field(default_factory=list)
     input_grads: list[Optional[Value]] = field(default_factory=list)
     param_grads: list[tuple[int, Value]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)  # source file, hash, options
+    # a model read from (or to be saved as) a Torch7 .t7: where each module's parameters sit in
+    # its module tree (frontend/t7import.py t7_layout), for the generated T7_MODULES
+    t7_modules: tuple = ()
 
     def find_input(self, name: str) -> int | None:
         """The index of the input called `name` (its own name or a Lua variable alias)."""

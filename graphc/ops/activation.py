@@ -203,3 +203,15 @@ defop(
     doc="Same dimension rule as SoftMax.",
     cuda=_SOFTMAX_CUDA,
 )
+
+defop(
+    name="ReLU6", signature="inplace:bool=false", shape=_same, elementwise=True, row_wise=True,
+    forward="{{y}} = np.clip({{x}}, 0, 6)",
+    # Torch7's ReLU6 runs THNN's HardTanh(0, 6): the gradient passes for 0 <= x <= 6
+    backward={"x": "{{gy}} * (({{x}} >= 0) & ({{x}} <= 6))"},
+    doc="min(max(x, 0), 6), Torch's HardTanh(0, 6); the gradient passes for 0 <= x <= 6.",
+    torch_diff="At x = 0 and x = 6 the gradient passes, as Torch's out-of-place kernel does "
+               "(its in-place kernel gives 0 there). `inplace` is accepted and ignored.",
+    cuda=CudaRule("pointwise", forward="({{x}} < 0 ? (real)0 : {{x}} > 6 ? (real)6 : {{x}})",
+                  backward={"x": "({{x}} >= 0 && {{x}} <= 6 ? {{gy}} : (real)0)"}),
+)

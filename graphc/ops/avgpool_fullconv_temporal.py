@@ -2,7 +2,7 @@
 order: kW before kH). The numpy kernels are in graphc_runtime.kernels."""
 import math
 
-from .registry import CudaRule, ParamSpec, ShapeError, defop, is_symbolic, uniform
+from .registry import CudaRule, ParamSpec, ShapeError, defop, is_symbolic, shape_text, uniform
 from .spatial import _image, pool_out
 
 _4D = "{% if rank == 3 %}[None]{% endif %}"  # kernels take NCHW; CHW gets a batch of one
@@ -22,10 +22,6 @@ def _loop(v, lo, hi, most, indent=""):
     return (f"{indent}for (int {v}_i = 0; {v}_i < {most}; ++{v}_i) {{\n"
             f"{indent}  const int {v} = {lo} + {v}_i;\n"
             f"{indent}  if ({v} >= {hi}) break;\n")
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
 
 
 def _positive(a, names):
@@ -277,11 +273,11 @@ def _temporal_check(a):
 def _temporal_shape(a, shapes):
     x = shapes[0]
     if len(x) not in (2, 3):
-        raise ShapeError(f"expects a 2D (TxF) or 3D (BxTxF) input, got {_s(x)}")
+        raise ShapeError(f"expects a 2D (TxF) or 3D (BxTxF) input, got {shape_text(x)}")
     t, f = x[-2], x[-1]
     if f != a["inputFrameSize"]:
         raise ShapeError(f"expects frames of {a['inputFrameSize']} features, got {f} "
-                         f"(input {_s(x)})")
+                         f"(input {shape_text(x)})")
     if is_symbolic(t):
         if a["kW"] == 1 and a["dW"] == 1:
             return x[:-1] + (a["outputFrameSize"],)
@@ -353,7 +349,7 @@ defop(
     forward=("{{y}}, {{aux.cols}} = rt.temporal_conv_forward({{x}}" + _T3 + ", {{weight}}, "
              "{{bias}}, kW={{a.kW}}, dW={{a.dW}})\n{% if rank == 2 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward_stmt=("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = "
-                   "rt.temporal_conv_backward({{gy}}" + _T3 + ", {{x}}" + _T3 + ".shape, "
+                   "rt.temporal_conv_backward({{gy}}" + _T3 + ", {{xshape(0, rank == 2)}}, "
                    "{{aux.cols}}, {{weight}}, kW={{a.kW}}, dW={{a.dW}}, need_input={{ g.x is not none }})\n"
                    "{% if g.x and rank == 2 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
     doc="1D convolution over time: input TxF or BxTxF (F = inputFrameSize); output frame t "

@@ -4,13 +4,10 @@ is the criterion's gradient times gradOutput[1], and the target gets a zero grad
 
 Class targets (ClassNLLCriterion, CrossEntropyCriterion) are 1-based integer indices, as in
 Torch, so they must come from a graph input (int_inputs)."""
-from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, numel, rows_of_input
+from .registry import (CudaRule, ShapeError, batched, defop, is_symbolic, numel, rows_of_input,
+                       shape_text)
 
 CRITERIA: set[str] = set()  # the ops that are criteria (what nn.ModuleFromCriterion accepts)
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
 
 
 def _weights_check(a):
@@ -37,7 +34,7 @@ def _same_numel_shape(a, shapes):
     x, t = _pair(shapes)
     if batched(x) != batched(t) or numel(x) != numel(t):
         raise ShapeError(f"input and target should have the same number of elements, got "
-                         f"{_s(x)} and {_s(t)}")
+                         f"{shape_text(x)} and {shape_text(t)}")
     return (1,)
 
 
@@ -50,13 +47,13 @@ def _class_shape(weights_needed=True):
     def rule(a, shapes):
         x, t = _pair(shapes)
         if len(x) not in (1, 2):
-            raise ShapeError(f"input tensor should be 1D (C) or 2D (BxC), got {_s(x)}")
+            raise ShapeError(f"input tensor should be 1D (C) or 2D (BxC), got {shape_text(x)}")
         if is_symbolic(x[-1]):
             raise ShapeError("the class dimension cannot be the batch dimension B")
         want = (1,) if len(x) == 1 else (x[0],)
         if tuple(t) != want:
-            raise ShapeError(f"expects a target of shape {_s(want)} (one 1-based class index "
-                             f"per row of the {_s(x)} input), got {_s(t)}")
+            raise ShapeError(f"expects a target of shape {shape_text(want)} (one 1-based class index "
+                             f"per row of the {shape_text(x)} input), got {shape_text(t)}")
         w = a.get("weights")
         if w is not None and len(w) != x[-1]:
             raise ShapeError(f"weights has {len(w)} element(s) but the input has {x[-1]} classes")
@@ -154,7 +151,7 @@ def _class_cuda(name, log_softmax):
             "{{in_shapes[0][-1]}}))\n"
             "if bool(_bad.any()): raise ValueError(f\"nn." + name + " (targets {{t}}): target "
             "{int({{t}}[_bad][0])} is out of range 1..{{in_shapes[0][-1]}} (class indices are "
-            "1-based)\")")
+            "1-based) at position {rt.position(_bad)}\")")
     lsm = ("({{ X('r', 'cls - 1') }} - {{max}}[r] - {{lse}}[r])" if log_softmax
            else "{{ X('r', 'cls - 1') }}")
     aux = dict(_C_WEIGHTS_AUX)
@@ -291,7 +288,7 @@ def _bce_shape(a, shapes):
     w = a.get("weights")
     if w is not None and (not x or x[-1] != len(w)):
         raise ShapeError(f"weights has {len(w)} element(s) but the input's last dimension is "
-                         f"{x[-1] if x else 1} (input {_s(x)})")
+                         f"{x[-1] if x else 1} (input {shape_text(x)})")
     return (1,)
 
 

@@ -3,11 +3,8 @@ indexing/padding modules Index and Padding. The kernels are in graphc_runtime.ke
 import math
 
 from .pointwise import _lit
-from .registry import B, CudaRule, ParamSpec, ShapeError, defop, is_symbolic, rows_of_input, uniform
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
+from .registry import (B, CudaRule, ParamSpec, ShapeError, defop, is_symbolic, rows_of_input,
+                       shape_text, uniform)
 
 
 def _two_rows(shapes, what):
@@ -17,7 +14,7 @@ def _two_rows(shapes, what):
     x1, x2 = shapes
     if len(x1) not in (1, 2) or tuple(x1) != tuple(x2):
         raise ShapeError(f"expects two vectors (N) or two batches of vectors (BxN) of the same "
-                         f"shape, got {_s(x1)} and {_s(x2)}")
+                         f"shape, got {shape_text(x1)} and {shape_text(x2)}")
     if is_symbolic(x1[-1]):
         raise ShapeError(f"the batch dimension B would be {what}")
     return (1,) if len(x1) == 1 else (x1[0],)
@@ -33,7 +30,6 @@ def _sibling(a, slot, shapes):
 # (dims before the last); in an input-shaped gradient body, `rowout` is the output's index.
 _ROWIN = "{% set rowin = o[:1] if in_shapes[0]|length == 2 else [] %}"
 _ROWOUT = "{% set rowout = o[:-1] if in_shapes[0]|length == 2 else [0] %}"
-
 
 
 # ---- CosineDistance ---------------------------------------------------------------------------
@@ -153,7 +149,7 @@ def _normalize_check(a):
 def _normalize_shape(a, shapes):
     (x,) = shapes
     if len(x) not in (1, 2):
-        raise ShapeError(f"only 1D (N) or 2D (BxN) input supported, got {_s(x)}")
+        raise ShapeError(f"only 1D (N) or 2D (BxN) input supported, got {shape_text(x)}")
     if is_symbolic(x[-1]):
         raise ShapeError("cannot normalize over the batch dimension B")
     return x
@@ -238,13 +234,13 @@ def _bilinear_shape(a, shapes):
         raise ShapeError(f"input should be a table containing two data Tensors, got {len(shapes)}")
     x1, x2 = shapes
     if len(x1) != 2 or len(x2) != 2:
-        raise ShapeError(f"input Tensors should be two-dimensional, got {_s(x1)} and {_s(x2)}")
+        raise ShapeError(f"input Tensors should be two-dimensional, got {shape_text(x1)} and {shape_text(x2)}")
     if x1[0] != x2[0]:
-        raise ShapeError(f"input Tensors should have the same number of rows, got {_s(x1)} and "
-                         f"{_s(x2)}")
+        raise ShapeError(f"input Tensors should have the same number of rows, got {shape_text(x1)} and "
+                         f"{shape_text(x2)}")
     if x1[1] != a["inputSize1"] or x2[1] != a["inputSize2"]:
         raise ShapeError(f"expects Bx{a['inputSize1']} and Bx{a['inputSize2']} inputs, got "
-                         f"{_s(x1)} and {_s(x2)}")
+                         f"{shape_text(x1)} and {shape_text(x2)}")
     return (x1[0], a["outputSize"])
 
 
@@ -319,7 +315,7 @@ def _index_derive(a, shapes):
         raise ShapeError(f"expects a table {{tensor, indices}}, got {len(shapes)} element(s)")
     x, idx = shapes
     if len(idx) != 1:
-        raise ShapeError(f"the indices must be a 1D tensor, got {_s(idx)}")
+        raise ShapeError(f"the indices must be a 1D tensor, got {shape_text(idx)}")
     if a["dimension"] < 1 or a["dimension"] > len(x):
         raise ShapeError(f"dimension {a['dimension']} is out of range for a {len(x)}-D tensor")
     axis = a["dimension"] - 1
@@ -327,7 +323,7 @@ def _index_derive(a, shapes):
         raise ShapeError("cannot index along the batch dimension B")
     out = x[:axis] + idx + x[axis + 1:]
     if out.count(B) > 1:
-        raise ShapeError(f"the output {_s(out)} would have two batch dimensions B")
+        raise ShapeError(f"the output {shape_text(out)} would have two batch dimensions B")
     return {"axis": axis, "size": x[axis], "out": out}
 
 

@@ -1,7 +1,7 @@
 """Identity and Linear."""
 import math
 
-from .registry import CudaRule, ParamSpec, ShapeError, defop, uniform, B
+from .registry import B, CudaRule, ParamSpec, ShapeError, defop, shape_text, uniform
 
 
 def _no_bias(a):
@@ -14,7 +14,7 @@ def _linear_shape(a, shapes):
     ranks = (1, 2, 3) if a.get("sequence") else (1, 2)
     if len(x) not in ranks or x[-1] != a["inputSize"]:
         raise ShapeError(f"Linear({a['inputSize']} -> {a['outputSize']}) expects input of shape "
-                         f"{a['inputSize']} or Nx{a['inputSize']}, got {'x'.join(map(str, x))}")
+                         f"{a['inputSize']} or Nx{a['inputSize']}, got {shape_text(x)}")
     return x[:-1] + (a["outputSize"],)
 
 

@@ -2,11 +2,7 @@
 the batch of a 3D (bmm) product, or the rows of a 2D left operand; it is never contracted."""
 import math
 
-from .registry import CudaRule, ShapeError, defop, is_symbolic
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
+from .registry import CudaRule, ShapeError, defop, is_symbolic, shape_text
 
 
 def _pair(shapes, what):
@@ -27,22 +23,22 @@ def _no_b(dims, why):
 def _mm_shape(a, shapes):
     x1, x2 = _pair(shapes, "matrices")
     if len(x1) not in (2, 3):
-        raise ShapeError(f"input tensors must be 2D or 3D, got {_s(x1)}")
+        raise ShapeError(f"input tensors must be 2D or 3D, got {shape_text(x1)}")
     if len(x2) != len(x1):
-        raise ShapeError(f"second input tensor must be {len(x1)}D like the first, got {_s(x2)}")
+        raise ShapeError(f"second input tensor must be {len(x1)}D like the first, got {shape_text(x2)}")
     batch = ()
     if len(x1) == 3:
         if x1[0] != x2[0]:
-            raise ShapeError(f"inputs must contain the same number of minibatches ({_s(x1)} "
-                             f"and {_s(x2)})")
+            raise ShapeError(f"inputs must contain the same number of minibatches ({shape_text(x1)} "
+                             f"and {shape_text(x2)})")
         batch, x1, x2 = (x1[0],), x1[1:], x2[1:]
     r, k1 = (x1[1], x1[0]) if a["transA"] else x1
     k2, c = (x2[1], x2[0]) if a["transB"] else x2
     _no_b((k1, k2), "summed over")
     _no_b((c,), "moved from dimension 1")
     if k1 != k2:
-        raise ShapeError(f"matrix sizes do not match: {_s(shapes[0])}{'^T' if a['transA'] else ''}"
-                         f" times {_s(shapes[1])}{'^T' if a['transB'] else ''}")
+        raise ShapeError(f"matrix sizes do not match: {shape_text(shapes[0])}{'^T' if a['transA'] else ''}"
+                         f" times {shape_text(shapes[1])}{'^T' if a['transB'] else ''}")
     return batch + (r, c)
 
 
@@ -90,20 +86,20 @@ defop(
 def _mv_shape(a, shapes):
     m, v = _pair(shapes, "tensors (a matrix and a vector)")
     if len(m) not in (2, 3):
-        raise ShapeError(f"input matrix must be 2D or 3D, got {_s(m)}")
+        raise ShapeError(f"input matrix must be 2D or 3D, got {shape_text(m)}")
     if len(v) != len(m) - 1:
-        raise ShapeError(f"the vector must be {len(m) - 1}D for a {len(m)}D matrix, got {_s(v)}")
+        raise ShapeError(f"the vector must be {len(m) - 1}D for a {len(m)}D matrix, got {shape_text(v)}")
     batch = ()
     if len(m) == 3:
         if m[0] != v[0]:
-            raise ShapeError(f"inputs must contain the same number of minibatches ({_s(m)} "
-                             f"and {_s(v)})")
+            raise ShapeError(f"inputs must contain the same number of minibatches ({shape_text(m)} "
+                             f"and {shape_text(v)})")
         batch, m, v = (m[0],), m[1:], v[1:]
     r, k = (m[1], m[0]) if a["trans"] else m
     _no_b((k, v[0]), "summed over")
     if k != v[0]:
         raise ShapeError(f"matrix row count and vector length do not match: "
-                         f"{_s(shapes[0])}{'^T' if a['trans'] else ''} times {_s(shapes[1])}")
+                         f"{shape_text(shapes[0])}{'^T' if a['trans'] else ''} times {shape_text(shapes[1])}")
     return batch + (r,)
 
 
@@ -140,7 +136,7 @@ def _dot_shape(a, shapes):
     x1, x2 = _pair(shapes, "tensors")
     if len(x1) not in (1, 2) or tuple(x1) != tuple(x2):
         raise ShapeError(f"expects two vectors (N) or two batches of vectors (BxN) of the same "
-                         f"shape, got {_s(x1)} and {_s(x2)}")
+                         f"shape, got {shape_text(x1)} and {shape_text(x2)}")
     _no_b(x1[-1:], "summed over")
     return (1,) if len(x1) == 1 else (x1[0],)
 

@@ -7,7 +7,8 @@ math.huge becomes np.inf and negative numbers are parenthesised."""
 import math
 
 from .activation import _OVER_B, _softmax_axis, _softmax_shape, softmax_over_batch
-from .registry import CudaRule, ParamSpec, ShapeError, batched, defop, is_symbolic, numel, uniform
+from .registry import (CudaRule, ParamSpec, ShapeError, batched, defop, is_symbolic, numel,
+                       shape_text, uniform)
 from .table import _same_numel, _sibling_hint
 
 
@@ -28,10 +29,6 @@ def _lit(v) -> str:
 def _consts(a, shapes=None):
     return {k: _lit(v) for k, v in a.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
 
 
 def _pointwise(name, signature, forward, backward, doc, torch_diff="", check=None, derive=_consts):
@@ -314,15 +311,15 @@ def _bcast(size, x):
             if bad:
                 k = bad[0]
                 why = "the batch dimension B" if is_symbolic(x[k]) else f"{x[k]}"
-                raise ShapeError(f"the parameter's size {_s(size)} does not expand to the input "
-                                 f"{_s(x)}: dimension {k + 1} is {size[k]}, not 1 or {why}")
+                raise ShapeError(f"the parameter's size {shape_text(size)} does not expand to the input "
+                                 f"{shape_text(x)}: dimension {k + 1} is {size[k]}, not 1 or {why}")
             return {"wview": None, "axes": tuple(k for k, (w, s) in enumerate(zip(size, x))
                                                  if w == 1 and s != 1), "wshape": tuple(size),
                     "pmap": "dims"}
         per = x[1:]
         if len(x) < 2 or numel(per) != numel(size):
-            raise ShapeError(f"the parameter has {numel(size)} elements ({_s(size)}), but the "
-                             f"input {_s(x)} has {numel(per) if len(x) > 1 else numel(x)} per "
+            raise ShapeError(f"the parameter has {numel(size)} elements ({shape_text(size)}), but the "
+                             f"input {shape_text(x)} has {numel(per) if len(x) > 1 else numel(x)} per "
                              f"row: they must match")
         return {"wview": (1,) + tuple(per), "axes": (0,), "wshape": tuple(size), "pmap": "row",
                 "wnumel": numel(size)}
@@ -405,7 +402,7 @@ def _add_derive(a, shapes):
     per = x[1:]
     if len(x) < 2 or numel(per) != n:
         raise ShapeError(f"expects {n} elements per sample (input {n} or Bx{n}, or Bx... "
-                         f"holding {n}), got {_s(x)}")
+                         f"holding {n}), got {shape_text(x)}")
     return {"scalar": False, "wview": (1,) + tuple(per), "axes": (0,), "wshape": (n,),
             "pmap": "row", "wnumel": n}
 
@@ -493,7 +490,7 @@ _select_op("CMaxTable", "argmax", "maximum", ">")
 _select_op("CMinTable", "argmin", "minimum", "<")
 
 
-# ---- CUDA rules (passes/fuse.py, backends/cuda.py): C expressions fused into kernels ------
+# ---- CUDA rules (backends/fuse.py, backends/cuda.py): C expressions fused into kernels ------
 # `c(v)` writes a number as a `real` literal; g_* are templates/cuda/module.cu.j2's helpers.
 
 def _cuda(name, forward, backward):

@@ -3,11 +3,7 @@ Unsqueeze. Dims are Torch's: 1-based over the full shape (B included), negative 
 end; an `nInputDims` / `numInputDims` argument shifts them by one for batch input."""
 import math
 
-from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, torch_dim
-
-
-def _s(shape):
-    return "x".join(map(str, shape))
+from .registry import CudaRule, ShapeError, batched, defop, is_symbolic, shape_text, torch_dim
 
 
 def _set_num_input_dims(a, n):
@@ -22,7 +18,7 @@ def _reduce_axis(a, x, what):
     axis = torch_dim(dim, len(x))
     if is_symbolic(x[axis]):
         raise ShapeError(f"cannot {what} over the batch dimension B (dimension {dim} of "
-                         f"{_s(x)}); count B as dimension 1, or give nInputDims")
+                         f"{shape_text(x)}); count B as dimension 1, or give nInputDims")
     return axis
 
 
@@ -124,7 +120,7 @@ for _name, _fn, _cmp in (("Max", "argmax", ">"), ("Min", "argmin", "<")):
         forward=("{{aux.idx}} = {{x}}." + _fn + "({{d.axis}}, keepdims=True)\n"
                  "{{y}} = np.take_along_axis({{x}}, {{aux.idx}}, {{d.axis}})"
                  "{% if d.squeeze %}.squeeze({{d.axis}}){% endif %}"),
-        backward_stmt=("{{g.x}} = np.zeros_like({{x}})\n"
+        backward_stmt=("{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n"
                        "np.put_along_axis({{g.x}}, {{aux.idx}}, {% if d.squeeze %}np.expand_dims("
                        "{{gy}}, {{d.axis}}){% else %}{{gy}}{% endif %}, {{d.axis}})"),
         doc=f"{_name} over `dimension` (values only; the dim is dropped unless the input is "

@@ -6,10 +6,14 @@ Template context: the data input slots by name (`x`, or `xs` for table ops), par
 names (`weight`, `bias`), `y` (the output; `ys` for several), `gy` (its gradient),
 `a` (attrs), `in_shapes`, `out_shape`, `rank` (of the first input), `elements` (of the
 output per batch row, for choices that depend on size) and, in backward,
-`g` (slot -> target variable name, or None when that gradient is not needed).
+`g` (slot -> target variable name, or None when that gradient is not needed) and
+`xshape(i)` (Python for data input i's shape, its batch size read from the output gradient:
+a backward that needs only an input's shape then does not keep the input). A backward
+template may name only the forward values its grad node reads (OpDef.reads).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -32,7 +36,7 @@ class ParamSpec:
 
 @dataclass
 class CudaRule:
-    """How the CUDA target (passes/fuse.py, backends/cuda.py) computes an op.
+    """How the CUDA target (backends/fuse.py, backends/cuda.py) computes an op.
 
     kind 'pointwise': an elementwise op fused into its neighbours' kernels. `forward` is a
       C expression (jinja) of the input scalars `x` (or `xs[i]`) and `a`/`d` as in the numpy
@@ -122,8 +126,13 @@ class OpDef:
     aux: tuple[str, ...] = ()  # extra forward outputs kept for backward (e.g. argmax)
     flops: Optional[Callable] = None  # (attrs, in_shapes, out_shape), concrete -> forward FLOPs
     doc: str = ""
+    aliases: tuple = ()  # other nn names of this very module (SpatialConvolutionMM)
     torch_diff: str = ""  # any difference from Torch, for docs/modules.md
     cuda: Optional[CudaRule] = None  # how --target cuda computes it; None: not supported there
+    # What the backward reads of the forward's values (passes/autodiff.py puts exactly these
+    # on the grad node): data input slots ('x', 'xs', ...), parameter names, 'y'/'ys' (the
+    # outputs) and 'aux.<name>'. None: what the backward templates name (see backward_reads).
+    reads: Optional[tuple[str, ...]] = None
 
     @property
     def table_input(self) -> bool:
@@ -135,6 +144,18 @@ class OpDef:
     def active_params(self, attrs) -> list[ParamSpec]:
         """Parameters and buffers this instance has, in IR input order."""
         return [p for p in self.params if p.present(attrs)]
+
+    def backward_reads(self, needed: set[str]) -> frozenset[str]:
+        """The forward values (slot names, as in OpDef.reads) the backward reads when the
+        gradients of the slots in `needed` are wanted: the declared `reads`, else every value
+        slot the backward templates name (one `backward` entry per needed slot; all of
+        `backward_stmt`). Read from the op's own templates, once per op and slot."""
+        if self.reads is not None:
+            return frozenset(self.reads)
+        if self.backward_stmt is not None:
+            return _template_reads(self, self.backward_stmt)
+        return frozenset().union(*(_template_reads(self, self.backward[k])
+                                   for k in needed if k in self.backward))
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -189,5 +210,35 @@ def rows_of_input(a, in_shapes, out_shape) -> tuple:
     return (in_shapes[0][0],) if len(in_shapes[0]) > 1 else (1,)
 
 
-def same_shape(a, b) -> bool:
-    return tuple(a) == tuple(b)
+def shape_text(shape) -> str:
+    """'Bx3x4' (for error messages)."""
+    return "x".join(map(str, shape))
+
+
+@functools.lru_cache(maxsize=None)
+def _parser():
+    import jinja2
+    return jinja2.Environment()
+
+
+def _template_reads(op: OpDef, text: str) -> frozenset[str]:
+    return _names_read(text, tuple(op.inputs) + tuple(p.name for p in op.params), op.aux)
+
+
+@functools.lru_cache(maxsize=None)
+def _names_read(text: str, slots: tuple, aux: tuple) -> frozenset[str]:
+    """The value slots a template names: its free variables that are data input slots,
+    parameters or outputs ('y', 'ys'), and `aux.<name>` (every aux when `aux` is used whole)."""
+    import jinja2  # here: importing the registry (the frontend does) need not load jinja2
+    tree = _parser().parse(text)
+    # names the template reads and does not set itself ({% set %}, {% for %} targets); a walk
+    # of the parsed template, which costs half of jinja2.meta's (it compiles the template)
+    names = {(n.name, n.ctx) for n in tree.find_all(jinja2.nodes.Name)}
+    free = {name for name, ctx in names if ctx == "load"} - {name for name, ctx in names if ctx == "store"}
+    values = set(slots) | {"y", "ys"}
+    reads = {name for name in free if name in values}
+    if "aux" in free:
+        named = {f"aux.{n.attr}" for n in tree.find_all(jinja2.nodes.Getattr)
+                 if isinstance(n.node, jinja2.nodes.Name) and n.node.name == "aux"}
+        reads |= named or {f"aux.{a}" for a in aux}
+    return frozenset(reads)

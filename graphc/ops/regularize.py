@@ -182,3 +182,44 @@ for _name, _ranks, _doc in (("BatchNormalization", (2,), "Input BxN"),
                    "statistics; graphc does the same.",
         cuda=_BN_CUDA,
     )
+
+
+# ---- SpatialDropout ----------------------------------------------------------------------------
+
+def _spatial_dropout_shape(a, shapes):
+    x = shapes[0]
+    if len(x) not in (3, 4):
+        raise ShapeError(f"expects a 3D (CxHxW) or 4D (NxCxHxW) input, got {len(x)}D")
+    return x
+
+
+# CUDA: the numpy target's mask (one value per plane, same host RNG draws), read per element
+_SPATIAL_DROPOUT_CUDA = CudaRule(
+    "kernel", kernel="elem",
+    aux={"mask": ("real", lambda a, s, out: out[:-2] + (1, 1), "")},
+    host=("{% set draw = 'rt.dropout_mask(self._rng, %s[:-2] + (1, 1), dt, %s, True)' % (shape.x, a.p) %}"
+          "{% if a.stochasticInference %}{{aux.mask}} = {{draw}}"
+          "{% else %}{{aux.mask}} = ({{draw}} if self.train\n"
+          "    else rt.full({{shape.x}}[:-2] + (1, 1), {{ 1 - a.p }}, dt)){% endif %}"),
+    host_training_only=lambda a: not a["stochasticInference"],
+    forward="return {{x}}[{{i}}] * {{ ld(mask, *(o[:-2] + [0, 0])) }};",
+    backward={"x": "return {{gy}}[{{i}}] * {{ ld(mask, *(o[:-2] + [0, 0])) }};"},
+)
+
+defop(
+    name="SpatialDropout", signature="p:num=0.5, stochasticInference:bool=false",
+    shape=_spatial_dropout_shape, check=_dropout_check, aux=("mask",),
+    # Torch7's SpatialDropout is v1-style: no scaling when training, times (1-p) at evaluation
+    forward=("if self.train or {{a.stochasticInference}}:\n"
+             "    {{aux.mask}} = rt.dropout_mask(self._rng, {{x}}[..., :1, :1], {{a.p}}, True)\n"
+             "else:\n"
+             "    {{aux.mask}} = {{ 1 - a.p }}\n"
+             "{{y}} = {{x}} * {{aux.mask}}"),
+    backward={"x": "{{gy}} * {{aux.mask}}"},
+    doc="Dropout of whole feature maps: when training each plane of a CxHxW or NxCxHxW input "
+        "is zeroed with probability p (kept ones are not scaled); at evaluation the output is "
+        "x (1-p), as Torch7's SpatialDropout.",
+    torch_diff="The backward at evaluation is gradOutput (1-p) (Torch7 raises an error). The "
+               "mask comes from the model's seeded numpy RNG.",
+    cuda=_SPATIAL_DROPOUT_CUDA,
+)

@@ -1,9 +1,7 @@
 """Views and slices: View, Reshape, Narrow, Select. In the generated code these are numpy
 views (no copies); gradients are reshaped or scattered back."""
-from .registry import CudaRule, ShapeError, batch_times, batched, defop, is_symbolic, numel, torch_dim
-
-def _s(shape):
-    return "x".join(map(str, shape))
+from .registry import (CudaRule, ShapeError, batch_times, batched, defop, is_symbolic, numel,
+                       shape_text, torch_dim)
 
 
 def _resolve(sizes, n, what):
@@ -13,7 +11,7 @@ def _resolve(sizes, n, what):
     known = numel([d for d in sizes if d != -1])
     if -1 in sizes:
         if known == 0 or n % known:
-            raise ShapeError(f"{what}: cannot fit {n} elements into {_s(sizes)}")
+            raise ShapeError(f"{what}: cannot fit {n} elements into {shape_text(sizes)}")
         return tuple(n // known if d == -1 else d for d in sizes)
     return tuple(sizes)
 
@@ -21,7 +19,7 @@ def _resolve(sizes, n, what):
 def _symbolic_count(x, what) -> int:
     """Elements of x per unit of B, for an x holding the batch in one dim."""
     if sum(is_symbolic(d) for d in x) > 1:
-        raise ShapeError(f"{what}: the input {_s(x)} holds the batch in more than one dim")
+        raise ShapeError(f"{what}: the input {shape_text(x)} holds the batch in more than one dim")
     return numel(x)
 
 
@@ -38,11 +36,11 @@ def _view_shape(a, shapes):
         lead, per = x[: len(x) - nid], x[len(x) - nid:]
         if any(is_symbolic(d) for d in per):
             raise ShapeError(f"{what} with setNumInputDims({nid}): the batch dim of the input "
-                             f"{_s(x)} is not among its leading dims, which Torch takes as the batch")
+                             f"{shape_text(x)} is not among its leading dims, which Torch takes as the batch")
         out = _resolve(sizes, numel(per), what)
         if numel(out) != numel(per):
-            raise ShapeError(f"{what} with setNumInputDims({nid}): the input {_s(x)} has "
-                             f"{_s(per)} = {numel(per)} elements per sample, but the view holds "
+            raise ShapeError(f"{what} with setNumInputDims({nid}): the input {shape_text(x)} has "
+                             f"{shape_text(per)} = {numel(per)} elements per sample, but the view holds "
                              f"{numel(out)}")
         if any(is_symbolic(d) for d in lead):
             return (batch_times(_symbolic_count(lead, what)),) + out
@@ -53,10 +51,10 @@ def _view_shape(a, shapes):
             k = _resolve(sizes, n, what)[sizes.index(-1)]
             return tuple(batch_times(k) if d == -1 else d for d in sizes)
         if not batched(x):
-            raise ShapeError(f"{what}: the input {_s(x)} has its batch dim inside; say where "
+            raise ShapeError(f"{what}: the input {shape_text(x)} has its batch dim inside; say where "
                              f"the batch goes with a -1 size")
         if numel(x[1:]) != numel(sizes):
-            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
+            raise ShapeError(f"{what}: the input has {shape_text(x[1:])} = {numel(x[1:])} elements per "
                              f"sample, but the view holds {numel(sizes)}")
         return (x[0],) + sizes
     n = numel(x)
@@ -64,7 +62,7 @@ def _view_shape(a, shapes):
         return _resolve(sizes, n, what)
     want = numel(sizes)
     if n % want:
-        raise ShapeError(f"{what}: the input {_s(x)} has {n} elements, not a multiple of {want}")
+        raise ShapeError(f"{what}: the input {shape_text(x)} has {n} elements, not a multiple of {want}")
     bsz = n // want
     return tuple(sizes) if bsz == 1 else (bsz,) + tuple(sizes)
 
@@ -80,9 +78,9 @@ def _view_guess(a, shapes):
     n, want = numel(x), numel(sizes)
     if n % want or n == want:
         return None
-    return (f"Torch's batch-size guess: the input {_s(x)} has {n} elements and the view holds "
+    return (f"Torch's batch-size guess: the input {shape_text(x)} has {n} elements and the view holds "
             f"{want}, so the first dimension becomes a batch of {n // want} (output "
-            f"{n // want}x{_s(sizes)}); if the model's input has a batch dimension, give its "
+            f"{n // want}x{shape_text(sizes)}); if the model's input has a batch dimension, give its "
             f"shape with a leading B (e.g. --shape input1=Bx1x32x32) so the sizes apply per "
             f"sample, or use View(-1, ...) to say the batch is meant")
 
@@ -124,19 +122,19 @@ def _reshape_shape(a, shapes):
     what = f"Reshape({', '.join(map(str, sizes))})"
     if any(is_symbolic(d) for d in x):
         if not batched(x):
-            raise ShapeError(f"{what}: the batch dim of the input {_s(x)} must come first")
+            raise ShapeError(f"{what}: the batch dim of the input {shape_text(x)} must come first")
         if mode is False:
             raise ShapeError(f"{what}: batchMode=false cannot reshape across the batch dim {x[0]}")
         if numel(x[1:]) != numel(sizes):
-            raise ShapeError(f"{what}: the input has {_s(x[1:])} = {numel(x[1:])} elements per "
+            raise ShapeError(f"{what}: the input has {shape_text(x[1:])} = {numel(x[1:])} elements per "
                              f"sample, but the shape holds {numel(sizes)}")
         return (x[0],) + sizes
     if mode is False or (mode is None and numel(x) == numel(sizes) and x[0] != 1):
         if numel(x) != numel(sizes):
-            raise ShapeError(f"{what}: the input {_s(x)} has {numel(x)} elements, not {numel(sizes)}")
+            raise ShapeError(f"{what}: the input {shape_text(x)} has {numel(x)} elements, not {numel(sizes)}")
         return sizes
     if numel(x[1:]) != numel(sizes):
-        raise ShapeError(f"{what}: the input {_s(x)} does not hold {numel(sizes)} elements per sample")
+        raise ShapeError(f"{what}: the input {shape_text(x)} does not hold {numel(sizes)} elements per sample")
     return (x[0],) + sizes
 
 
@@ -171,7 +169,7 @@ def _narrow_derive(a, shapes):
         length = size - offset + length + 2
     if length < 1 or offset + length - 1 > size:
         raise ShapeError(f"elements {offset}..{offset + length - 1} are out of range for "
-                         f"dimension {a['dimension']} of size {size} (input {_s(x)})")
+                         f"dimension {a['dimension']} of size {size} (input {shape_text(x)})")
     return {"axis": axis, "start": offset - 1, "stop": offset - 1 + length}
 
 
@@ -188,7 +186,7 @@ defop(
     shape=_narrow_shape, derive=_narrow_derive, view=True,
     row_wise=lambda a, shapes: _narrow_derive(a, shapes)["axis"] > 0,  # not a slice of rows
     forward="{{y}} = {{x}}" + _SLICE,
-    backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _SLICE + " = {{gy}}",
+    backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _SLICE + " = {{gy}}",
     doc="Slice `length` elements of `dimension` from 1-based `offset` (a view).",
     cuda=CudaRule("index", index="narrow"),
 )
@@ -219,7 +217,7 @@ defop(
     shape=_select_shape, derive=_select_derive, view=True,
     row_wise=lambda a, shapes: _select_derive(a, shapes)["axis"] > 0,
     forward="{{y}} = {{x}}" + _PICK,
-    backward_stmt="{{g.x}} = np.zeros_like({{x}})\n{{g.x}}" + _PICK + " = {{gy}}",
+    backward_stmt="{{g.x}} = np.zeros({{xshape(0)}}, {{gy}}.dtype)\n{{g.x}}" + _PICK + " = {{gy}}",
     doc="Picks index `index` (1-based, negative from the end) of `dimension`; drops that dim.",
     cuda=CudaRule("index", index="select"),
 )

@@ -2,7 +2,8 @@
 (kW before kH). The heavy lifting is in graphc_runtime.kernels (im2col + GEMM)."""
 import math
 
-from .registry import CudaRule, ParamSpec, ShapeError, c_dim, defop, is_symbolic, uniform
+from .registry import (CudaRule, ParamSpec, ShapeError, c_dim, defop, is_symbolic, shape_text,
+                       uniform)
 
 
 def conv_out(size, k, d, pad):
@@ -20,11 +21,11 @@ def pool_out(size, k, d, pad, ceil_mode, keep_outside=False):
 def _image(shape, channels, what):
     if len(shape) not in (3, 4):
         raise ShapeError(f"{what} expects a 3D (CxHxW) or 4D (NxCxHxW) input, got "
-                         f"{'x'.join(map(str, shape))}")
+                         f"{shape_text(shape)}")
     c, h, w = shape[-3:]
     if channels is not None and c != channels:
         raise ShapeError(f"{what} expects {channels} input planes, got {c} "
-                         f"(input {'x'.join(map(str, shape))})")
+                         f"(input {shape_text(shape)})")
     return c, h, w
 
 
@@ -288,11 +289,12 @@ defop(
     forward=("{{y}}, {{aux.cols}} = rt.conv2d_forward({{x}}" + _4D + ", {{weight}}, {{bias}}, " + _HW + ")\n"
              "{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
     backward_stmt=("{{g.x or '_'}}, {{g.weight or '_'}}, {{g.bias or '_'}} = rt.conv2d_backward("
-                   "{{gy}}" + _4D + ", {{x}}" + _4D + ".shape, {{aux.cols}}, {{weight}}, " + _HW +
+                   "{{gy}}" + _4D + ", {{xshape(0, rank == 3)}}, {{aux.cols}}, {{weight}}, " + _HW +
                    ", need_input={{ g.x is not none }})\n"
                    "{% if g.x and rank == 3 %}{{g.x}} = {{g.x}}[0]\n{% endif %}"),
     doc="2D cross-correlation (im2col + GEMM); weight nOutputPlane x nInputPlane x kH x kW; "
         "padH defaults to padW. Input CxHxW or NxCxHxW.",
+    aliases=("SpatialConvolutionMM",),
     # im2col kernel (reading x through a fused prologue) + cuBLAS GEMM; bias and the
     # NHWC -> NCHW layout join the consumers' fused kernel; backward GEMMs on (N*H*W) x C rows
     cuda=CudaRule("kernel", kernel="conv2d", reads="prologue", grad_reads="rows", epilogue="nhwc",
@@ -338,8 +340,8 @@ defop(
     methods={"ceil": _set_ceil(True), "floor": _set_ceil(False)},
     forward=("{{y}}, {{aux.argmax}} = rt.maxpool2d_forward({{x}}" + _4D + ", " + _POOL +
              ", ceil_mode={{a.ceil_mode}})\n{% if rank == 3 %}{{y}} = {{y}}[0]\n{% endif %}"),
-    backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{x}}" + _4D +
-                   ".shape, " + _POOL + ")" + _3D},
+    backward={"x": "rt.maxpool2d_backward({{gy}}" + _4D + ", {{aux.argmax}}, {{xshape(0, rank == 3)}}, " +
+                   _POOL + ")" + _3D},
     doc="Max over kH x kW windows (dW, dH default to kW, kH); `:ceil()` rounds the output "
         "size up. Ties go to the first max. In ceil mode with no padding, a last window that "
         "starts past the input (a stride larger than the kernel) is kept, as in Torch7: its "

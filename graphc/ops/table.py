@@ -1,5 +1,6 @@
 """Ops over a table of tensors: CAddTable, CMulTable, JoinTable."""
-from .registry import CudaRule, ShapeError, batched, c_count, defop, is_symbolic, numel, torch_dim
+from .registry import (CudaRule, ShapeError, batched, c_count, defop, is_symbolic, numel,
+                       shape_text, torch_dim)
 
 
 def _same_numel(a, shapes):
@@ -9,8 +10,8 @@ def _same_numel(a, shapes):
     first = shapes[0]
     for i, s in enumerate(shapes[1:], 2):
         if batched(s) != batched(first) or numel(s) != numel(first):
-            raise ShapeError(f"input {i} has shape {'x'.join(map(str, s))} but input 1 has "
-                             f"{'x'.join(map(str, first))}: element counts must match")
+            raise ShapeError(f"input {i} has shape {shape_text(s)} but input 1 has "
+                             f"{shape_text(first)}: element counts must match")
     return first
 
 
@@ -49,8 +50,8 @@ def _join_derive(a, shapes):
     axis = torch_dim(dim, rank)
     for i, s in enumerate(shapes[1:], 2):
         if len(s) != rank or any(p != q for k, (p, q) in enumerate(zip(s, shapes[0])) if k != axis):
-            raise ShapeError(f"input {i} has shape {'x'.join(map(str, s))}, which cannot be "
-                             f"joined with {'x'.join(map(str, shapes[0]))} along dimension {dim}")
+            raise ShapeError(f"input {i} has shape {shape_text(s)}, which cannot be "
+                             f"joined with {shape_text(shapes[0])} along dimension {dim}")
     if any(is_symbolic(s[axis]) for s in shapes):
         raise ShapeError("cannot join along the batch dimension B")
     offsets = [0]
@@ -100,7 +101,7 @@ defop(
     name="SplitTable", signature="dimension:int, nInputDims:int=nil", table_output=True,
     shape=_split_shape, derive=_split_axis, view=True,
     forward="{% for y in ys %}{{y}} = {{x}}[{{ ':, ' * d.axis }}{{loop.index0}}]\n{% endfor %}",
-    backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ x ~ '[' ~ (':, ' * d.axis) ~ '0])' }}"
+    backward_stmt=("{{g.x}} = np.stack([{% for gy in gys %}{{ gy if gy else 'np.zeros_like(' ~ (gys|select|first) ~ ')' }}"
                    "{{ ', ' if not loop.last }}{% endfor %}], {{d.axis}})"),
     doc="A table of the slices along `dimension` (views).",
     # CUDA: output m is the slice at position m; the gradient of x takes, at position p,
@@ -190,7 +191,7 @@ def _c_count(shape):
 def _mixture_derive(a, shapes):
     g, experts = shapes[0], shapes[1:]
     if len(g) not in (1, 2):
-        raise ShapeError(f"the gater must be 1D (n) or 2D (Bxn), got {'x'.join(map(str, g))}")
+        raise ShapeError(f"the gater must be 1D (n) or 2D (Bxn), got {shape_text(g)}")
     n = g[-1]
     if len(experts) == 1 and len(experts[0]) == len(g) + 1 and tuple(experts[0][:len(g)]) == tuple(g):
         return {"tensor": True, "axis": len(g) - 1, "view": None,  # experts: one Bxnx... tensor
@@ -199,8 +200,8 @@ def _mixture_derive(a, shapes):
         raise ShapeError(f"the gater has {n} weights but there are {len(experts)} experts")
     for i, e in enumerate(experts, 1):
         if e != experts[0]:
-            raise ShapeError(f"expert {i} has shape {'x'.join(map(str, e))}, expert 1 has "
-                             f"{'x'.join(map(str, experts[0]))}")
+            raise ShapeError(f"expert {i} has shape {shape_text(e)}, expert 1 has "
+                             f"{shape_text(experts[0])}")
         if len(g) == 2 and (not e or e[0] != g[0]):
             raise ShapeError("experts must have the gater's batch dimension")
     # the gater column for expert i, shaped to broadcast over the expert's trailing dims

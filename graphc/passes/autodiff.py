@@ -2,14 +2,17 @@
 
 One `grad` node per forward node that gets a gradient and has an input that needs one
 (a parameter or a float graph input, or something computed from them); its template is
-the forward op's backward rule. A value used in several places gets an `add` node summing
-its partial gradients (fan-out). Parameter gradients are accumulated straight into the
+the forward op's backward rule. Its inputs are the gradients of the forward node's outputs,
+then the forward values that rule reads (OpDef.reads): the IR says what the backward keeps
+alive, so backends and the memory plan never look into generated text for it. A value used
+in several places gets an `add` node summing its partial gradients (fan-out). Parameter gradients are accumulated straight into the
 gradient buffer, so a module shared by several nodes sums its gradients for free.
 """
 from __future__ import annotations
 
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value
+from ..ops import REGISTRY
 
 
 def autodiff(graph: Graph, no_grad=()) -> Graph:
@@ -54,10 +57,28 @@ def autodiff(graph: Graph, no_grad=()) -> Graph:
                 g.param_grads.append((param_index[v], gv))
             else:
                 partials.setdefault(v, []).append(gv)
-        # `has`: which outputs got a gradient (a table output may be partly unused)
-        g.grad_nodes.append(Node("grad", {"fwd": node, "needs": tuple(needs), "has": has},
-                                 [total(y) for y in ys if y in partials], grads,
-                                 node.loc, node.name, node.module))
+        # `has`: which outputs got a gradient (a table output may be partly unused); after
+        # those gradients come the forward values the backward reads (`reads` of them)
+        given = [total(y) for y in ys if y in partials]
+        reads = backward_reads(node, needs)
+        g.grad_nodes.append(Node("grad", {"fwd": node, "needs": tuple(needs), "has": has,
+                                          "reads": len(reads)},
+                                 given + reads, grads, node.loc, node.name, node.module))
     g.input_grads = [total(v) if v in partials and v in needs_grad else None for v in g.inputs]
-    g.meta["no_grad"] = tuple(no_grad)
     return g
+
+
+def backward_reads(node: Node, needs) -> list[Value]:
+    """The forward values (inputs, parameters, outputs, aux) node's backward reads when the
+    inputs marked in `needs` want a gradient, in that order, each once (OpDef.reads)."""
+    op = REGISTRY[node.op]
+    params = op.active_params(node.attrs)
+    n_data = len(node.inputs) - len(params)
+    slots = ["xs" if op.table_input else op.inputs[i] for i in range(n_data)] + [p.name for p in params]
+    wanted = op.backward_reads({slot for slot, need in zip(slots, needs) if need})
+    ys = [v for v in node.outputs if v.dtype != "aux"]
+    aux = node.outputs[len(ys):]
+    found = [v for slot, v in zip(slots, node.inputs) if slot in wanted]
+    found += [v for k, v in enumerate(ys) if "ys" in wanted or (k == 0 and "y" in wanted)]
+    found += [v for name, v in zip(op.aux, aux) if f"aux.{name}" in wanted]
+    return list(dict.fromkeys(found))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import OptionError, SpecError, did_you_mean
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value, shape_str
-from ..passes.shapes import node_shapes
+from ..ops.shape_rules import node_shapes
 
 
 def parse_state_pairs(g: Graph, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
@@ -52,7 +52,7 @@ def unroll(g: Graph, steps: int, state: list[tuple[int, int]]) -> Graph:
     check_unroll_size(g, steps, state)
     state_in = {i: o for o, i in state}
     state_out = {o: i for o, i in state}
-    u = Graph(params=g.params, buffers=g.buffers, meta=dict(g.meta))
+    u = Graph(params=g.params, buffers=g.buffers, t7_modules=g.t7_modules)
     seq_inputs = {}
     for i, v in enumerate(g.inputs):
         name = v.name if i in state_in else f"{v.name}_seq"
@@ -146,7 +146,7 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     prefix = Graph(inputs=[p.inputs[i] for i in prefix_inputs], outputs=outs, params=p.params,
                    buffers=p.buffers, nodes=[p.nodes[k] for k in sorted(hoisted_at)],
                    input_struct=list(range(len(prefix_inputs))), output_struct=list(range(len(outs))),
-                   output_names=[f"{v.name}_projected" for v in outs], meta=dict(g.meta))
+                   output_names=[f"{v.name}_projected" for v in outs])
     r = copy_graph(g)
     ins = [r.nodes[k].outputs[j] for k, j in frontier]
     taken = {v.name for v in g.inputs}
@@ -160,6 +160,6 @@ def split_sequence_prefix(g: Graph, state: list[tuple[int, int]]):
     rest = Graph(inputs=ins + [r.inputs[i] for i in kept], outputs=r.outputs, params=r.params,
                  buffers=r.buffers, nodes=[n for k, n in enumerate(r.nodes) if k not in hoisted_at],
                  input_struct=list(range(len(ins) + len(kept))), output_struct=r.output_struct,
-                 output_names=r.output_names, meta=dict(g.meta))
+                 output_names=r.output_names)
     sources = [("prefix", k) for k in range(len(ins))] + [("input", i) for i in kept]
     return prefix, rest, sources, prefix_inputs

@@ -1,5 +1,5 @@
 """Structural checks of the IR between passes: a broken invariant here is a graphc bug,
-so it raises AssertionError-like InternalError rather than a SpecError."""
+so it raises InvalidIR (reported as an internal error) rather than a SpecError."""
 from __future__ import annotations
 
 from ..ir.graph import Graph
@@ -40,5 +40,11 @@ def validate(g: Graph) -> Graph:
         for v in n.inputs:
             if v not in defined and v not in g.grad_outputs:
                 raise InvalidIR(f"backward {n.op} uses an undefined value ({v.name})")
+        if n.op == "grad":  # it reads its forward node's values, after the given gradients
+            fwd = n.attrs["fwd"]
+            given = len(n.inputs) - n.attrs["reads"]
+            if given != sum(n.attrs["has"]) or not set(n.inputs[given:]) <= set(fwd.inputs + fwd.outputs):
+                raise InvalidIR(f"grad of {fwd.op}: inputs are not its output gradients, then "
+                                "values of its forward node")
         defined.update(n.outputs)
     return g

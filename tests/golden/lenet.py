@@ -128,14 +128,14 @@ class Model(Module):
         # lenet.lua:19:9  nn.LogSoftMax
         output1 = linear3 - linear3.max(1, keepdims=True)
         output1 -= np.log(np.exp(output1).sum(1, keepdims=True))
-        self._saved = (spatialconvolution1_cols, relu1, spatialmaxpooling1, spatialmaxpooling1_argmax, spatialconvolution2_cols, relu2, spatialmaxpooling2_argmax, view1, relu3, relu4, output1)
+        self._saved = (spatialconvolution1_cols, relu1, spatialmaxpooling1_argmax, spatialconvolution2_cols, relu2, spatialmaxpooling2_argmax, view1, relu3, relu4, output1)
         return (output1,)
 
     def _backward(self, inputs, grad_outputs):
         input1, = inputs
         grad_output1, = grad_outputs
         _scratch = self._scratch_arrays(SCRATCH, 'backward', grad_output1.shape[0])
-        spatialconvolution1_cols, relu1, spatialmaxpooling1, spatialmaxpooling1_argmax, spatialconvolution2_cols, relu2, spatialmaxpooling2_argmax, view1, relu3, relu4, output1, = self._saved
+        spatialconvolution1_cols, relu1, spatialmaxpooling1_argmax, spatialconvolution2_cols, relu2, spatialmaxpooling2_argmax, view1, relu3, relu4, output1, = self._saved
         w_spatialconvolution1_weight, w_spatialconvolution1_bias, w_spatialconvolution2_weight, w_spatialconvolution2_bias, w_linear1_weight, w_linear1_bias, w_linear2_weight, w_linear2_bias, w_linear3_weight, w_linear3_bias, = self._weights
         g_spatialconvolution1_weight = self._grads[0]
         g_spatialconvolution1_bias = self._grads[1]
@@ -171,19 +171,19 @@ class Model(Module):
         # lenet.lua:13:9  nn.View (backward)
         grad_spatialmaxpooling2 = grad_view1.reshape((grad_view1.shape[0], 16, 5, 5))
         # lenet.lua:12:9  nn.SpatialMaxPooling (backward)
-        grad_relu2 = rt.maxpool2d_backward(grad_spatialmaxpooling2, spatialmaxpooling2_argmax, relu2.shape, kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
+        grad_relu2 = rt.maxpool2d_backward(grad_spatialmaxpooling2, spatialmaxpooling2_argmax, (grad_spatialmaxpooling2.shape[0], 16, 10, 10), kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
         # lenet.lua:11:9  nn.ReLU (backward)
         grad_spatialconvolution2 = grad_relu2 * (relu2 > 0)
         # lenet.lua:10:9  nn.SpatialConvolution (backward)
-        grad_spatialmaxpooling1, grad_spatialconvolution2_weight, grad_spatialconvolution2_bias = rt.conv2d_backward(grad_spatialconvolution2, spatialmaxpooling1.shape, spatialconvolution2_cols, w_spatialconvolution2_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
+        grad_spatialmaxpooling1, grad_spatialconvolution2_weight, grad_spatialconvolution2_bias = rt.conv2d_backward(grad_spatialconvolution2, (grad_spatialconvolution2.shape[0], 6, 14, 14), spatialconvolution2_cols, w_spatialconvolution2_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
         g_spatialconvolution2_weight += grad_spatialconvolution2_weight
         g_spatialconvolution2_bias += grad_spatialconvolution2_bias
         # lenet.lua:9:9  nn.SpatialMaxPooling (backward)
-        grad_relu1 = rt.maxpool2d_backward(grad_spatialmaxpooling1, spatialmaxpooling1_argmax, relu1.shape, kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
+        grad_relu1 = rt.maxpool2d_backward(grad_spatialmaxpooling1, spatialmaxpooling1_argmax, (grad_spatialmaxpooling1.shape[0], 6, 28, 28), kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
         # lenet.lua:8:9  nn.ReLU (backward)
         grad_spatialconvolution1 = grad_relu1 * (relu1 > 0)
         # lenet.lua:7:9  nn.SpatialConvolution (backward)
-        grad_input1, grad_spatialconvolution1_weight, grad_spatialconvolution1_bias = rt.conv2d_backward(grad_spatialconvolution1, input1.shape, spatialconvolution1_cols, w_spatialconvolution1_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
+        grad_input1, grad_spatialconvolution1_weight, grad_spatialconvolution1_bias = rt.conv2d_backward(grad_spatialconvolution1, (grad_spatialconvolution1.shape[0], 1, 32, 32), spatialconvolution1_cols, w_spatialconvolution1_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
         g_spatialconvolution1_weight += grad_spatialconvolution1_weight
         g_spatialconvolution1_bias += grad_spatialconvolution1_bias
         return (grad_input1,)

@@ -112,7 +112,7 @@ CUDA_SOURCE = '''\
 // contiguous and indexed with 32-bit ints (the runtime refuses larger arrays). GEMMs are not
 // here: the host code calls cuBLAS for them.
 //
-// Plan (passes/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,
+// Plan (backends/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,
 // 'view' = an array view, no kernel.
 // forward:
 //   op SpatialConvolution

@@ -1,4 +1,4 @@
 require 'nn'
 local net = nn.Sequential()
-net:add(nn.SpatialConvolutionMM(1, 6, 5, 5))
+net:add(nn.SpatialConvolutionLocal(1, 6, 32, 32, 5, 5))
 return net

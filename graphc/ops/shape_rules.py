@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..errors import SpecError, warn
 from ..ir.copy import copy_graph
 from ..ir.graph import Graph, Node, Value, shape_str
-from ..ops import REGISTRY, ShapeError
+from .registry import REGISTRY, ShapeError
 
 
 def data_inputs(node: Node) -> list[Value]:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..ops import REGISTRY
-from .graph import Graph, Node, batch_factor, is_symbolic, per_batch
+from ..ir.graph import Graph, Node, batch_factor, is_symbolic, per_batch
 
 
 @dataclass
