@@ -289,3 +289,23 @@ def test_located_errors(body, shape, message):
 def test_bottle_needs_a_module():
     with pytest.raises(SpecError, match=r"nn\.Bottle expects a module first"):
         compile_spec("bad.lua", Options(), text="return nn.Bottle(2)")
+
+
+def test_a_batch_dim_in_an_image_s_height_is_a_located_error():
+    """A View that moves B into a convolution's height was an internal error (found by
+    compiling lstm-char-cnn without its --shape): now it is located at the convolution."""
+    from conftest import compile_error
+    err, text = compile_error(
+        "local input = nn.Identity()()\n"
+        "local out = nn.SpatialConvolution(1, 2, 3, 1)(nn.View(1, -1, 3):setNumInputDims(2)(input))\n"
+        "return nn.gModule({input}, {out})\n", shapes={"input1": ("B", 3)})
+    assert (err.loc.line, err.loc.col) == (2, 13)
+    assert "nn.SpatialConvolution: an image's height and width must be fixed sizes, but one is " \
+           "the batch dimension B" in text
+
+
+def test_cudnn_reports_a_version():
+    from conftest import build
+    mod = build("require 'cudnn'\nlocal x = nn.Identity()()\nlocal n = cudnn.version >= 4000 "
+                "and 3 or 1\nreturn nn.gModule({x}, {cudnn.ReLU()(nn.Linear(3, n)(x))})\n")
+    assert mod.OUTPUTS[0][1] == ("B", 3)

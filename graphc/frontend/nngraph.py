@@ -297,9 +297,12 @@ class Interpreter(ObjectsMixin, LuaInterpreter):
     def _cudnn_lib(self):
         """`require 'cudnn'`: cudnn's modules are the nn modules of the same name and
         semantics (graphc picks the target with --target); cudnn.convert(net, ...) returns
-        net; settings such as cudnn.benchmark are plain fields."""
+        net; settings such as cudnn.benchmark are plain fields. cudnn.version is the
+        cuDNN that cudnn.torch's R5 bindings report (5105): files compare it to pick modules
+        (fb.resnet.torch), and every choice they make computes the same."""
         t = LuaTable({k: self.nn[k] for k in CUDNN_MODULES})
         t["convert"] = Builtin("cudnn.convert", lambda a, l: a[0] if a else None)
+        t["version"] = 5105
         return t
 
 

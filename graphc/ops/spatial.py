@@ -6,12 +6,20 @@ from .registry import (CudaRule, ParamSpec, ShapeError, c_dim, defop, is_symboli
                        uniform)
 
 
+def _fixed(size):
+    if not isinstance(size, int):  # B or B*k where an image's height or width should be
+        raise ShapeError(f"an image's height and width must be fixed sizes, but one is the "
+                         f"batch dimension {size}: give the input with the batch first "
+                         "(NxCxHxW), or fold it with View(...):setNumInputDims(3)")
+    return size
+
+
 def conv_out(size, k, d, pad):
-    return (size + 2 * pad - k) // d + 1
+    return (_fixed(size) + 2 * pad - k) // d + 1
 
 
 def pool_out(size, k, d, pad, ceil_mode, keep_outside=False):
-    span = size + 2 * pad - k
+    span = _fixed(size) + 2 * pad - k
     out = (-(-span // d) if ceil_mode else span // d) + 1
     if ceil_mode and not keep_outside and (out - 1) * d >= size + pad:
         out -= 1  # the last window must start inside the (left-padded) input
@@ -23,6 +31,8 @@ def _image(shape, channels, what):
         raise ShapeError(f"{what} expects a 3D (CxHxW) or 4D (NxCxHxW) input, got "
                          f"{shape_text(shape)}")
     c, h, w = shape[-3:]
+    for size in (c, h, w):
+        _fixed(size)
     if channels is not None and c != channels:
         raise ShapeError(f"{what} expects {channels} input planes, got {c} "
                          f"(input {shape_text(shape)})")
