@@ -21,6 +21,7 @@ from graphc.testing import check_module
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "samples" / "plugins"
 NTM, TREELSTM = str(PLUGINS / "ntm.py"), str(PLUGINS / "treelstm.py")
+MEMNN = str(PLUGINS / "memnn.py")
 
 
 def positive(rng, shapes):
@@ -50,6 +51,20 @@ CASES = {
                   lambda a, b: a.unsqueeze(-1) * b.unsqueeze(-2)),
     "Normalize": (NTM, "nn.Normalize()", [(5,)], positive, lambda x: x / x.sum(-1, keepdim=True)),
 }
+
+
+def test_memnn_linearnb_matches_finite_differences_and_pytorch(tmp_path):
+    errors = check_module(MEMNN, "nn.LinearNB(4, 3)", [(4,)])
+    assert max(errors.values()) < 1e-5
+    spec = tmp_path / "nb.lua"
+    spec.write_text("require 'nngraph'\nx = nn.Identity()()\n"
+                    "return nn.gModule({x}, {nn.LinearNB(4, 3)(x)})\n")
+    m = graphc.compile_file(spec, plugins=MEMNN, dtype="float64").Model(seed=1)
+    assert [(n, s, i) for n, s, i in m.PARAMETERS] == [("linearnb1.weight", (3, 4), ("uniform", 0.5))]
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    w = m.parameters()[0][1]
+    np.testing.assert_allclose(m.forward(x), F.linear(torch.tensor(x), torch.tensor(w)).numpy(),
+                               rtol=1e-13)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
