@@ -17,12 +17,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
-from .paths import cache_dir, resource_dir
+from .paths import atomic_write, cache_dir, resource_dir
 from .version import __version__
 from .api import _options_doc, make_options
 from .compiler import Options, compile_spec
@@ -66,20 +65,7 @@ def compiler_fingerprint() -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    # a unique temporary name per writer (threads of one process too), renamed into place
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data)
 
 
 def _fresh(record: Path) -> bool:

@@ -6,9 +6,9 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from .paths import atomic_write
 from .version import __version__
 from .compiler import Options, compile_spec
 from .api import make_options
@@ -205,20 +205,7 @@ def _replace_if_changed(p: Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent.resolve()))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(p))  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(p, data, _mode_for(p))  # outputs get the usual permissions
     return True
 
 

@@ -4,6 +4,7 @@ cache can all use it."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -22,3 +23,24 @@ def resource_dir(name: str) -> Path:
         if (base / name).is_dir():
             return base / name
     raise FileNotFoundError(f"graphc is missing its {name}/ directory (broken install?)")
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data`: written to a unique temporary name beside it (one per
+    writer, threads included), synced, then renamed into place, so a reader sees the old
+    bytes or the new ones, never part of them; `mode` for the new file (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent.resolve()))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

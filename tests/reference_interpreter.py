@@ -1,6 +1,6 @@
 """A plain reference interpreter of graphc's forward IR, for the differential fuzz tests.
 
-It is written from Torch7's nn semantics (see /work/shared/research/nngraph.md section 2),
+It is written from Torch7's nn semantics (the nn sources and their documentation),
 one small numpy function per op, and deliberately shares nothing with graphc's templates,
 runtime kernels or shape rules: it only reads the IR (`graph.nodes` in forward order, each
 node's op name, attrs, input and output Values) and evaluates it. Where graphc documents a
