@@ -190,6 +190,10 @@ def _fail(text: str, code: int):
     sys.stderr.write(f"[rank {w.rank} of {w.size}] {text.rstrip()}\n"
                      f"[rank {w.rank} of {w.size}] aborting all {w.size} ranks\n")
     sys.stderr.flush()
+    # The launcher forwards each rank's output on its own time and drops what it has not
+    # forwarded when the job is torn down: give it a moment, or the error can go unseen
+    # (seen in CI: an empty log from an aborted 2-rank job).
+    time.sleep(1.0)
     w.comm.Abort(code)
     os._exit(code)
 
