@@ -51,8 +51,9 @@ def plan_memory(blocks: list[list[str]], shapes: dict[str, tuple], leaving: set[
         tree = ast.parse("\n".join(lines))
         for s in tree.body:
             stmts.append((b, s, lines[s.lineno - 1: s.end_lineno]))
-    loads = [_loads(s) for _, s, _ in stmts]  # each statement's names, found once
-    stores = [_stores(s) for _, s, _ in stmts]
+    names = [_names(s) for _, s, _ in stmts]  # each statement's names, found in one walk
+    loads = [read for read, _ in names]
+    stores = [bound for _, bound in names]
     bound = {}  # how often each name is bound
     for names in stores:
         for name in names:
@@ -124,19 +125,22 @@ def _take(slots, free, shape) -> int:
     return len(slots) - 1
 
 
-def _stores(s) -> set:
-    """Names (re)bound; `x += y` changes x's array in place and binds nothing new."""
-    augmented = {id(n.target) for n in ast.walk(s) if isinstance(n, ast.AugAssign)}
-    return {n.id for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-            and id(n) not in augmented}
-
-
-def _loads(s) -> set:
-    names = {n.id for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    for n in ast.walk(s):  # `x += y` reads x too
-        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name):
-            names.add(n.target.id)
-    return names
+def _names(s) -> tuple[set, set]:
+    """(names read, names (re)bound) by one statement. `x += y` reads x and changes its
+    array in place: it binds nothing new. ast.walk visits a node before its children, so an
+    augmented target is known before its Name is seen."""
+    loads, stores, augmented = set(), set(), set()
+    for n in ast.walk(s):
+        if isinstance(n, ast.AugAssign):
+            augmented.add(id(n.target))
+            if isinstance(n.target, ast.Name):
+                loads.add(n.target.id)
+        elif isinstance(n, ast.Name):
+            if isinstance(n.ctx, ast.Load):
+                loads.add(n.id)
+            elif isinstance(n.ctx, ast.Store) and id(n) not in augmented:
+                stores.add(n.id)
+    return loads, stores
 
 
 def _assigned_call(s, shapes):
