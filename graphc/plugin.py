@@ -85,11 +85,8 @@ class Module:
     def shape(attrs, in_shapes):  # noqa: N805 (called on the class)
         return in_shapes[0]
 
-    def forward(attrs, inputs, params):  # noqa: N805
-        raise NotImplementedError
-
-    def backward(attrs, inputs, params, output, grad_output):  # noqa: N805
-        raise NotImplementedError
+    # forward and backward have no default: a class without them is refused when its
+    # plugin file is loaded (registered), not when a model runs
 
 
 _MADE: dict = {}  # module kind -> (sha256 of its plugin file, the OpDef made for it)
@@ -128,6 +125,10 @@ def registered(paths):
                 if kind in saved and not getattr(cls, "overrides_builtin", False):
                     raise SpecError(f"--plugin {path}: graphc already has nn.{kind}; set "
                                     f"overrides_builtin = True in the class to replace it")
+                missing = [m for m in ("forward", "backward") if not callable(getattr(cls, m, None))]
+                if missing:
+                    raise SpecError(f"--plugin {path}: module {kind} defines no "
+                                    f"{' and no '.join(missing)} (see graphc.plugin)")
                 REGISTRY[kind] = _opdef(cls, name, digest, path)
                 _MADE[kind] = (digest, REGISTRY[kind])
                 defined[kind] = name

@@ -2,7 +2,6 @@
 import ast
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -122,9 +121,8 @@ def test_an_injected_name_is_inert_in_every_target_and_emit_kind(payload, target
             assert ns["CUDA_SOURCE"] == _compile_injected(INJECTS[payload], "cuda", "cu", unroll)
     elif emit == "cu":
         assert "PWNED = 1" not in _code_outside_c_comments(src)  # mangled names may hold PWNED
-        from cuda_host import SIGNATURE, HostBackend
-        if shutil.which("g++") is None:
-            pytest.skip("the .cu syntax check needs g++ (Debian: apt-get install g++)")
+        from cuda_host import SIGNATURE, HostBackend, require_tool
+        require_tool("g++")  # the .cu syntax check
         names = [name for _, name, _ in SIGNATURE.findall(src)]
         assert sorted(HostBackend(tmp_path).load(src, "float64", names)) == sorted(names)
     else:  # the IR dump and dot: one line per item, so no spec text starts a line of its own

@@ -201,6 +201,15 @@ def test_a_plugin_may_not_take_a_builtin_name_unless_it_says_so(tmp_path):
         graphc.compile_file(_spec(tmp_path, "nn.Tanh()(nn.CAddTable()({m, v}))"), plugins=str(plugin))
 
 
+def test_a_plugin_module_without_forward_or_backward_is_refused_at_load(tmp_path):
+    plugin = tmp_path / "half.py"
+    plugin.write_text("from graphc.plugin import Module\nclass RowAdd(Module):\n"
+                      "    def forward(a, i, p): return i[0]\n")
+    with pytest.raises(graphc.SpecError, match="module RowAdd defines no backward"):
+        graphc.compile_file(_spec(tmp_path, "nn.RowAdd()(nn.CAddTable()({m, v}))"),
+                            plugins=str(plugin))
+
+
 def test_plugin_shape_errors_are_located_at_the_node(tmp_path, capsys):
     spec = _spec(tmp_path)
     rc = cli.main(["compile", str(spec), "--plugin", TREELSTM, "--shape", "input1=Bx3x4",
