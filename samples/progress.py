@@ -1,5 +1,5 @@
 """What the training samples share: a small terminal progress bar (no dependencies), the
-loss plot, and OneProcess (graphc_runtime.distributed's calls for a run on one process).
+loss plot, and run (one process, or every rank of mpiexec with --distributed).
 
 It writes to stderr, so stdout keeps only the samples' result lines:
 
@@ -212,3 +212,15 @@ class OneProcess:
 
     def allgather(self, array, axis=0):
         return array
+
+
+def run(train, args):
+    """train(args, dist) on this process alone, or with --distributed on every rank of
+    mpiexec (graphc_runtime.distributed), where an error on one rank ends them all."""
+    if not args.distributed:
+        return train(args, OneProcess())
+    from graphc_runtime import distributed as dist
+
+    dist.init()
+    with dist.fail_together():
+        return train(args, dist)

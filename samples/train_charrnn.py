@@ -55,7 +55,7 @@ from graphc_runtime import ClassNLLCriterion, SequencerCriterion, optim  # noqa:
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from progress import OneProcess, Progress, plot_losses  # noqa: E402
+from progress import Progress, plot_losses, run  # noqa: E402
 
 DATA = HERE / "data" / "tinyshakespeare.txt"
 BUILD = HERE / "build"  # git-ignored
@@ -347,13 +347,7 @@ DEFAULTS = {"data": str(DATA), "rnn_size": 128, "num_layers": 2, "dropout": 0.0,
 
 def main(argv=None):
     args = parse_args(argv)
-    if not args.distributed:
-        return train(args, OneProcess())
-    from graphc_runtime import distributed as dist
-
-    dist.init()
-    with dist.fail_together():  # an error on one rank ends them all
-        return train(args, dist)
+    return run(train, args)
 
 
 def train(args, dist):

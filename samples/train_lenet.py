@@ -42,7 +42,7 @@ from graphc_runtime import ClassNLLCriterion, optim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from progress import OneProcess, Progress, plot_losses  # noqa: E402
+from progress import Progress, plot_losses, run  # noqa: E402
 
 
 def load_digits_32x32(seed: int, test_fraction: float = 0.25):
@@ -145,13 +145,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.resume and args.checkpoint is None:
         p.error("--resume needs --checkpoint PATH (the file to continue from)")
-    if not args.distributed:
-        return train(args, OneProcess())
-    from graphc_runtime import distributed as dist
-
-    dist.init()
-    with dist.fail_together():  # an error on one rank ends them all
-        return train(args, dist)
+    return run(train, args)
 
 
 def train(args, dist):

@@ -94,6 +94,19 @@ def build(spec: str, tmp_path=None, dtype="float64", **options):
     return mod
 
 
+def cli_options(args, **overrides):
+    """The Options the CLI reads from `graphc compile SPEC ARGS` (graphc's own reading of its
+    flags; --prelude and --plugin paths relative to the repository root), then `overrides`."""
+    from graphc import cli
+    rooted, it = [], iter(args)
+    for a in it:
+        rooted += [a, str(ROOT / next(it))] if a in ("--prelude", "--plugin") else [a]
+    opts = cli._options(cli._parser().parse_args(["compile", "spec.lua", *rooted]))
+    for name, value in overrides.items():
+        setattr(opts, name, value)
+    return opts
+
+
 def compile_error(spec: str, **options):
     """The SpecError raised compiling `spec` (fails the test if none)."""
     from graphc.errors import SpecError

@@ -22,6 +22,7 @@ import pytest
 from graphc.cli import _options, _parser, main
 from graphc.compiler import Options, compile_spec
 from graphc.errors import OptionError, SpecError
+from test_fuzz import header_command_args
 
 ROOT = Path(__file__).resolve().parent.parent
 LSTM = str(ROOT / "samples" / "lstm.lua")
@@ -29,29 +30,11 @@ SPEC_FILES = sorted(list((ROOT / "samples").glob("*.lua")) +
                     list((ROOT / "samples" / "corpus").glob("*.lua")))
 
 
-def header_commands(path: Path) -> list[list[str]]:
-    """The `graphc compile ...` command lines in a spec's header comment (continuation
-    lines joined; "(fails ...)" notes cut off), as argument lists without -o."""
-    joined = re.sub(r"\\\n--\s*", " ", path.read_text())
-    commands = []
-    for m in re.finditer(r"^--\s+graphc compile (\S+)(.*)$", joined, re.M):
-        args, out = iter(shlex.split(m.group(2).split("(fails")[0])), []
-        for a in args:
-            if a in ("-o", "--output"):
-                next(args)
-            elif a == "--plugin":  # a path from the repository root
-                out += [a, str(ROOT / next(args))]
-            else:
-                out.append(a)
-        commands.append(out)
-    return commands
-
-
 def spec_commands():
     """(spec, options) for every sample and corpus spec: each of its header commands, or
     no options for a spec without one (a library that another spec requires)."""
     return [pytest.param(path, args, id=f"{path.name}:{k}") for path in SPEC_FILES
-            for k, args in enumerate(header_commands(path) or [[]])]
+            for k, args in enumerate(header_command_args(path))]
 
 
 EMITS = [("numpy", "py"), ("numpy", "ir"), ("numpy", "dot"), ("cuda", "py"), ("cuda", "cu")]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from graphc import t7
-from graphc.compiler import Options, compile_spec, parse_define, parse_shape
+from conftest import cli_options
+from graphc.compiler import Options, compile_spec, parse_shape
 from graphc.errors import SpecError
 from t7_models import save_like_torch, spec_model
 from t7_writer import save, tensor
@@ -38,26 +39,15 @@ def header_commands():
 
 
 def options(args, **kw) -> Options:
-    opts = Options(dtype="float64", **kw)
-    it = iter(args)
+    """The header command's options in float64; the step module is what a .t7 holds, so
+    --unroll and --state (and -o) are left out."""
+    kept, it = [], iter(args)
     for a in it:
-        if a == "--entry":
-            opts.entry = next(it)
-        elif a == "--shape":
-            k, v = next(it).split("=", 1)
-            opts.shapes[k] = parse_shape(v)
-        elif a == "-D":
-            k, v = parse_define(next(it))
-            opts.defines[k] = v
-        elif a == "--prelude":
-            opts.prelude = str(ROOT / next(it))
-        elif a == "--plugin":
-            opts.plugins.append(str(ROOT / next(it)))
-        elif a in ("-o", "--unroll", "--state"):  # the step module is what a .t7 holds
+        if a in ("-o", "--unroll", "--state"):
             next(it)
         else:
-            raise AssertionError(f"unexpected argument {a!r}")
-    return opts
+            kept.append(a)
+    return cli_options(kept, dtype="float64", **kw)
 
 
 def load_module(source: str, name: str):
