@@ -329,7 +329,7 @@ class CudaBackend:
     def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
         self.opts = options
-        self.plan = fuse.plan(graph)
+        self.plan = fuse.plan(graph, keep_backward_reads=options.target == "cpu")
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
@@ -952,6 +952,7 @@ class CudaBackend:
         # spec text in comments is escaped by the templates' filters (backends/escape.py)
         cu = self.env.get_template("cuda/module.cu.j2").render(
             version=__version__, meta=meta, kernels=[k.source for k in self.kernels],
+            cpu=self.opts.target == "cpu",
             plan_lines=plan_lines)
         cpu = self.opts.target == "cpu"
         if cpu:
