@@ -366,18 +366,20 @@ def main(argv=None) -> int:
     ap.add_argument("modules", nargs="+", metavar="MODEL.py")
     ap.add_argument("--dtype", choices=("float32", "float64"), help="default: each module's own")
     args = ap.parse_args(argv)
+    # under `python -m` this file runs as __main__: the modules import graphc_runtime.cpu itself
+    from graphc_runtime import cpu
     for path in args.modules:
         spec = importlib.util.spec_from_file_location(Path(path).stem, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         model = getattr(mod, "Model", None)
-        if model is None or not issubclass(model, CpuModule):
+        if model is None or not issubclass(model, cpu.CpuModule):
             print(f"{path}: not a CPU-target module (graphc compile --target cpu)", file=sys.stderr)
             return 2
-        b = backend()
+        b = cpu.backend()
         before = b.stats["compiles"]
         b.load(model.CPU_SOURCE, args.dtype or model.DEFAULT_DTYPE, model.KERNELS)
-        print(f"{path}: {'built' if b.stats['compiles'] > before else 'cached'} in {cache_dir()}")
+        print(f"{path}: {'built' if b.stats['compiles'] > before else 'cached'} in {cpu.cache_dir()}")
     return 0
 
 
