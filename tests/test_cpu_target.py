@@ -208,3 +208,11 @@ def test_module_runner_builds_ahead_of_time_and_refuses_other_modules(tmp_path, 
     r = subprocess.run([sys.executable, "-m", "graphc_runtime.cpu", str(numpy_out)],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "not a CPU-target module" in r.stderr
+
+
+def test_no_grad_inputs_get_none_as_on_the_numpy_target(cache):
+    m = load(no_grad=("input1", "prev_c")).Model()
+    xs = lstm_inputs()
+    out = m.forward(*xs)
+    g1, g2, g3 = m.backward(xs, tuple(np.ones_like(o) for o in out))
+    assert g1 is None and g2 is None and g3.shape == xs[2].shape

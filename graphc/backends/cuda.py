@@ -929,8 +929,8 @@ class CudaBackend:
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
-            elif v.dtype == "index":
-                input_grads.append("None")
+            elif v.dtype == "index" or v.name in self.opts.no_grad:
+                input_grads.append("None")  # as the numpy target: --no-grad inputs get None
             else:
                 input_grads.append(f"rt.zeros({self.n(v)}.shape, dt)")
         bwd_text = "\n".join(line for b in bwd_blocks for line in b.lines) + "\n" + " ".join(input_grads)
