@@ -9,7 +9,8 @@ argument checking) and builds the whole as a Python extension module with a C++ 
 
     $CXX (default g++) -O3 -march=native -fopenmp -shared -fPIC ... $GRAPHC_CPU_CXXFLAGS
 
-once per (source, dtype, compiler and its version, flags, CPU, Python ABI), cached on disk:
+once per (source, dtype, compiler (its path, size and date), flags, CPU, Python ABI), cached
+on disk:
 
     $GRAPHC_CPU_CACHE_DIR, else $XDG_CACHE_HOME/graphc/cpu, else ~/.cache/graphc/cpu
     <sha256 of all that>.so
@@ -200,24 +201,26 @@ _TOOL_IDS: dict = {}
 
 
 def _tool_id(cxx: list[str]) -> str:
-    """The compiler's own version line, and this CPU's flags (for -march=native): the cache
-    key changes when either does."""
+    """The compiler's identity (its resolved path, size and modification time: an upgrade
+    changes them, and no process is started to ask its version) and this CPU's flags (for
+    -march=native): the cache key changes when either does."""
     key = tuple(cxx)
     if key not in _TOOL_IDS:
-        try:
-            r = subprocess.run(cxx + ["--version"], capture_output=True, text=True, timeout=60)
-            version = (r.stdout or r.stderr).splitlines()[0] if (r.stdout or r.stderr) else ""
-        except OSError:
-            version = "?"
+        found = shutil.which(cxx[0])
+        compiler_id = cxx[0]
+        if found:
+            real = os.path.realpath(found)
+            st = os.stat(real)
+            compiler_id = f"{real}:{st.st_size}:{st.st_mtime_ns}"
         cpu = ""
         try:
             for line in Path("/proc/cpuinfo").read_text().splitlines():
                 if line.startswith(("flags", "Features", "model name")):
-                    cpu += line
+                    cpu = cpu + line if line not in cpu else cpu
         except OSError:
             import platform
             cpu = platform.processor() or platform.machine()
-        _TOOL_IDS[key] = f"{version}\0{hashlib.sha256(cpu.encode()).hexdigest()}"
+        _TOOL_IDS[key] = f"{compiler_id}\0{hashlib.sha256(cpu.encode()).hexdigest()}"
     return _TOOL_IDS[key]
 
 
