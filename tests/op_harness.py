@@ -2,7 +2,7 @@
 test_ops_more.py): each case is one module applied to graph inputs, checked forward against
 PyTorch, backward against PyTorch autograd and against central finite differences (float64),
 non-batch input as a batch of one, and float32 kept float32, on the numpy target and on the
-CPU target (--target cpu: the fused kernels, built at -O0 here to keep the suite quick).
+CPU target (--target cpu: the fused kernels, built at -O2 here, vectorized as at -O3).
 
 A CASES table maps a case name to (body, shapes, torch reference[, input makers[, rtol]]):
 `body` is Lua applied to the inputs named in `shapes` (name -> "Bx3"...), `reference(xs, ps)`

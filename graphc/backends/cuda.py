@@ -317,6 +317,7 @@ class Kernel:
     name: str
     source: str
     params: list  # its C parameter declarations, in launch-argument order
+    loop: bool = False  # CPU form: one call runs every element (else: one thread's work)
 
 
 @dataclass
@@ -629,9 +630,10 @@ class CudaBackend:
             comment = [f"fused: {', '.join(dict.fromkeys(kb.ops)) or 'copy'}"]
             if kb.nodes:
                 comment += ["source nodes:"] + self.sources(kb.nodes)
-            src = self.env.get_template("cuda/fused.cu.j2").render(
+            loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
+            src = self.env.get_template("cpu/fused.cpp.j2" if loop else "cuda/fused.cu.j2").render(
                 comment=comment, block=BLOCK, name=name, params=kb.declarations(), segments=segs)
-            self.kernels.append(Kernel(name, src.rstrip("\n"), kb.declarations()))
+            self.kernels.append(Kernel(name, src.rstrip("\n"), kb.declarations(), loop))
             lines += py_alloc
             n_threads = " + ".join(s["pycount"] for s in segs)
             lines.append(self.launch(name, n_threads, kb))
@@ -956,7 +958,7 @@ class CudaBackend:
             plan_lines=plan_lines)
         cpu = self.opts.target == "cpu"
         if cpu:
-            entries = [{"name": k.name, "params": [entry_param(d) for d in k.params]}
+            entries = [{"name": k.name, "loop": k.loop, "params": [entry_param(d) for d in k.params]}
                        for k in self.kernels]
             cu += self.env.get_template("cpu/entries.cpp.j2").render(kernels=entries)
         py = self.env.get_template("cuda/module.py.j2").render(cpu=cpu,
