@@ -253,6 +253,8 @@ class Index:
         self.sc, self.shape = sc, tuple(shape)
         self._flat, self._dims = flat, (list(dims) if dims is not None else None)
         assert flat is not None or dims is not None
+        if flat is not None and dims is not None:  # both known: the same element either way
+            sc.memo[("flat", self.shape, tuple(map(str, self._dims)))] = flat
 
     def flat(self):
         if self._flat is None:
@@ -592,9 +594,18 @@ class CudaBackend:
             shape = tuple(d.value.shape) if d.layout == "plain" else fuse.conv_gemm_shape(d.value.shape)
             segments.setdefault((shape, d.layout == "plain"), {"shape": shape, "demands": []})["demands"].append(d)
         py_alloc, aliases, segs = [], [], []
+        loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
         for seg in segments.values():
             sc = Scope(kb)
-            it = Index(sc, seg["shape"], flat="i")
+            shape = seg["shape"]
+            if loop and len(shape) >= 2 and isinstance(shape[-1], int) and shape[-1] > 1:
+                # rows x columns: the column is the inner (vectorized) loop's counter, and
+                # conditions on it (which slice of a JoinTable) split that loop, not mask it
+                rows = Index(sc, shape[:-1], flat="r").dims()
+                it = Index(sc, shape, flat="i", dims=list(rows) + ["c"])
+                seg["rows"], seg["cols"] = kb.count_expr(shape[:-1]), shape[-1]
+            else:
+                it = Index(sc, shape, flat="i")
             written: dict[str, str] = {}  # C result -> python name already holding it
             writes, what = [], []
             for d in seg["demands"]:
@@ -623,6 +634,7 @@ class CudaBackend:
                     what.append(v.name + ("" if d.layout == "plain" else " (NHWC rows)"))
             if writes:
                 segs.append({"count": kb.count_expr(seg["shape"]), "pycount": self.pynumel(seg["shape"]),
+                             "rows": seg.get("rows"), "cols": seg.get("cols"),
                              "lines": dead_code_free(sc.lines + writes), "what": ", ".join(what) + f": {'x'.join(map(str, seg['shape']))}"})
         lines = []
         if segs:
@@ -631,7 +643,6 @@ class CudaBackend:
             comment = [f"fused: {', '.join(dict.fromkeys(kb.ops)) or 'copy'}"]
             if kb.nodes:
                 comment += ["source nodes:"] + self.sources(kb.nodes)
-            loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
             src = self.env.get_template("cpu/fused.cpp.j2" if loop else "cuda/fused.cu.j2").render(
                 comment=comment, block=BLOCK, name=name, params=kb.declarations(), segments=segs)
             self.kernels.append(Kernel(name, src.rstrip("\n"), kb.declarations(), loop))
