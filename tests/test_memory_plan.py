@@ -191,3 +191,35 @@ def test_every_op_against_torch_with_scratch_for_every_array(module, case, tmp_p
     cases = __import__(module).CASES
     criteria = getattr(__import__(module), "CRITERIA", ())
     check_forward_backward_vs_torch(cases[case], tmp_path, rng, case.startswith(criteria))
+
+
+def test_unrolled_lstm_with_joined_gradients_in_scratch_matches_O0():
+    """--unroll: the per-step gate gradients joined by np.concatenate and the steps' i2h
+    gradients joined by np.stack write into scratch arrays, and a step's gradient that is
+    read only by the final np.stack (through an alias) keeps its array until then."""
+    state = [("output1", "input2"), ("output2", "input3"), ("output3", "input4"), ("output4", "input5")]
+    results = []
+    for optimize in (True, False):
+        res = compile_spec(str(ROOT / "benchmarks" / "specs" / "charrnn_lstm.lua"),
+                           Options(entry="LSTM.lstm(65, 128, 2, 0)", unroll=4, state=state,
+                                   dtype="float64", optimize=optimize))
+        if optimize:
+            assert "np.stack([grad_i2h_1_1, grad_i2h_1_2, grad_i2h_1_3, grad_i2h_1_4], 0, out=_scratch[" in res.source
+        ns = {}
+        exec(compile(res.source, "unrolled", "exec"), ns)
+        m = ns["Model"](dtype="float64", seed=0)
+        calls = []
+        for batch in (5, 3, 5):
+            rng = np.random.default_rng(batch)
+            dims = [[batch if d == B else d for d in v.shape] for v in res.graph.inputs]
+            xs = [rng.integers(1, 66, s) if v.dtype == "index" else rng.standard_normal(s)
+                  for v, s in zip(res.graph.inputs, dims)]
+            m.zeroGradParameters()
+            out = m.forward(*xs)
+            grads = m.backward(tuple(xs), tuple(np.ones_like(o) for o in out))
+            calls.append([a.copy() for a in out] + [g.copy() for g in grads if g is not None]
+                         + [m.getParameters()[1].copy()])
+        results.append(calls)
+    for fast, plain in zip(*results):
+        for a, b in zip(fast, plain):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
