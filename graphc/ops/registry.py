@@ -242,6 +242,12 @@ def _parser():
     return jinja2.Environment()
 
 
+def template_reads(text: str, names) -> frozenset[str]:
+    """Which of `names` (and 'y', 'ys', 'aux.<name>') a template reads (a CUDA rule's bodies:
+    what the CUDA target's backward reads of the forward)."""
+    return _names_read(text, tuple(names), ())
+
+
 def _template_reads(op: OpDef, text: str) -> frozenset[str]:
     return _names_read(text, tuple(op.inputs) + tuple(p.name for p in op.params), op.aux)
 
