@@ -347,6 +347,15 @@ class CudaBackend:
             if i not in self.grad_view:
                 self.grad_view[i] = self.n.fresh("g_" + self.n.names[graph.params[i].value][2:])
             self.param_grad[v] = self.grad_view[i]
+        # lazy zeroGradParameters (graphc_runtime Module): each parameter's first gradient
+        # contribution in backward order; those whose op writes it (beta_of) need no zeroing
+        self.first_grads: set[Value] = set()
+        seen = set()
+        for i, v in graph.param_grads:
+            if i not in seen:
+                self.first_grads.add(v)
+                seen.add(i)
+        self.written_first: set[Value] = set()
 
     # ---- names ---------------------------------------------------------------------------
 
@@ -700,6 +709,15 @@ class CudaBackend:
         """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
         return self.plan.gemm.get(node)
 
+    def beta_of(self, v: Value) -> str:
+        """`, beta=...` for a GEMM accumulating parameter gradient `v` into its buffer
+        (rt.addmm, rt.add_colsum): 0 (the GEMM writes) on the parameter's first contribution
+        when the buffer is pending zero (`_zeroed`), else empty (beta 1, it adds)."""
+        if v not in self.first_grads:
+            return ""
+        self.written_first.add(v)
+        return ", beta=0.0 if _zeroed else 1.0"
+
     def grad_buffer(self, v: Value) -> str:
         """The python name of the gradient buffer view that parameter gradient `v` adds to."""
         return self.param_grad[v]
@@ -961,6 +979,13 @@ class CudaBackend:
             self.n(v)
         self.kernel_reads = set()  # now the arrays that the backward's 'elem' kernels read
         bwd_blocks = self.run_steps(self.plan.backward, arrays, True)
+        written = {i for i, v in g.param_grads if v in self.written_first}
+        if g.params and len(written) < len(g.params):  # zeroed here: the others' kernels add
+            unwritten = tuple(i for i in range(len(g.params)) if i not in written)
+            zero = ([f"self._grads[{unwritten[0]}][...] = 0"] if len(unwritten) == 1 else
+                    [f"for i in {unwritten}:", "    self._grads[i][...] = 0"])
+            bwd_blocks.insert(0, Block("gradients this backward does not write: zero when pending",
+                                       ["if _zeroed:"] + ["    " + line for line in zero]))
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:

@@ -131,7 +131,10 @@ class NumpyBackend:
         ctx["out"] = self.scratch(node.outputs[0])
         return self.render(REGISTRY[node.op].forward, ctx)
 
-    def backward_lines(self, gnode: Node, param_grad: dict[Value, str]) -> list[str]:
+    def backward_lines(self, gnode: Node, param_grad: dict[Value, str], first=frozenset()) -> list[str]:
+        """The lines of one backward step. param_grad: the gradient buffer view each
+        parameter gradient adds to; first: those that are their parameter's first
+        contribution in this backward, written instead when the buffer is pending zero."""
         if gnode.op == "add":
             out, names = self.n(gnode.outputs[0]), [self.n(v) for v in gnode.inputs]
             scratch = self.scratch(gnode.outputs[0])
@@ -179,7 +182,9 @@ class NumpyBackend:
             else:
                 names.append(self.n(t))
                 if t in param_grad:
-                    accumulate.append(f"{param_grad[t]} += {self.n(t)}")
+                    added = [f"{param_grad[t]} += {self.n(t)}"]
+                    accumulate += ([_Either([f"{param_grad[t]}[...] = {self.n(t)}"], added)]
+                                   if t in first else added)
         if op.backward_stmt is not None:
             ctx["g"] = self._g_namespace(op, slots, names)
             # an op with one gradient statement set writes it into `out` (OpDef.out)
@@ -193,10 +198,17 @@ class NumpyBackend:
                 scratch = self.scratch(t)
                 expr = compiled_template(op.backward[key]).render(dict(ctx, i=idx, out=scratch)).strip()
                 if t in param_grad and scratch is not None:  # made in scratch, then added
-                    lines += [expr, f"{name} += {scratch}"]
+                    added = [expr, f"{name} += {scratch}"]
                 else:
-                    lines.append(f"{name} {'+=' if t in param_grad else '='} {expr}")
-        return lines + accumulate
+                    added = [f"{name} {'+=' if t in param_grad else '='} {expr}"]
+                if t in first:  # written into the buffer: with out= where the op can
+                    template = compiled_template(op.backward[key])
+                    write = (template.render(dict(ctx, i=idx, out=name)).strip()
+                             if key in op.out_slots(fwd.attrs, [v.shape for v in self._data(fwd)])
+                             else f"{name}[...] = {expr}")
+                    added = [_Either([write], added)]
+                lines += added
+        return _unless_zeroed(lines + accumulate)
 
     def _input_shape_text(self, fwd: Node, gys):
         """xshape(i) in backward templates: Python for data input i's shape, its batch size
@@ -212,6 +224,10 @@ class NumpyBackend:
             assert source is not None, f"nn.{fwd.op}: no output gradient holds the batch size"
             return pyshape_from(shape, *source)
         return xshape
+
+    @staticmethod
+    def _data(node: Node) -> list[Value]:
+        return node.inputs[: len(node.inputs) - len(REGISTRY[node.op].active_params(node.attrs))]
 
     def _g_namespace(self, op, slots, names):
         g = {p.name: None for p in op.params}
@@ -258,11 +274,24 @@ class NumpyBackend:
         param_grad = {v: grad_view[i] for i, v in g.param_grads}
         for v in g.grad_outputs:  # the given gradients get the plain names (grad_output1...)
             self.n(v)
+        # lazy zeroGradParameters (graphc_runtime Module): each parameter's first gradient
+        # contribution in backward order writes the buffer when it is pending zero
+        first, seen = set(), set()
+        for i, v in g.param_grads:  # in backward order
+            if i not in seen:
+                first.add(v)
+                seen.add(i)
+        unwritten = [i for i in range(len(g.params)) if i not in seen]
         bwd_blocks = []
+        if g.params and unwritten:
+            lines = ([f"self._grads[{unwritten[0]}][...] = 0"] if len(unwritten) == 1 else
+                     [f"for i in {tuple(unwritten)}:", "    self._grads[i][...] = 0"])
+            bwd_blocks.append(("gradients this backward does not write: zero when pending",
+                               _unless_zeroed([_Either(lines, [])])))
         for gnode in g.grad_nodes:
             comment = (loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
-            bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
+            bwd_blocks.append((comment, self.backward_lines(gnode, param_grad, first)))
         # what the backward reads of the forward, as its grad nodes list it (OpDef.reads)
         read = {v for n in g.grad_nodes if n.op == "grad"
                 for v in n.inputs[len(n.inputs) - n.attrs["reads"]:]}
@@ -315,6 +344,31 @@ class NumpyBackend:
     def _batch_size_source(candidates):
         """The array _batch_size_expr reads (None: none)."""
         return next((array for v, array in candidates if any(is_symbolic(d) for d in v.shape or ())), None)
+
+
+class _Either:
+    """Lines for a gradient buffer pending zero (`_zeroed`: written) or not (added)."""
+
+    def __init__(self, written: list[str], added: list[str]):
+        self.written, self.added = written, added
+
+
+def _unless_zeroed(items: list) -> list[str]:
+    """Lines and _Either items as lines; consecutive _Either items share one if/else."""
+    lines, group = [], []
+    for item in items + [None]:
+        if isinstance(item, _Either):
+            group.append(item)
+            continue
+        if group:
+            lines.append("if _zeroed:")
+            lines += ["    " + line for e in group for line in e.written]
+            added = [line for e in group for line in e.added]
+            lines += ["else:"] + ["    " + line for line in added] if added else []
+            group = []
+        if item is not None:
+            lines.append(item)
+    return lines
 
 
 class _Unread:

@@ -35,9 +35,9 @@ def _cuda_backward(cx, gnode, fwd, targets):
     if 0 in targets:
         lines.append(f"{cx.n(targets[0])} = rt.matmul({gy}, {cx.n(w)})")
     if 1 in targets:
-        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2})")
+        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2}{cx.beta_of(targets[1])})")
     if 2 in targets:
-        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {gy2})")
+        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {gy2}{cx.beta_of(targets[2])})")
     return lines
 
 
