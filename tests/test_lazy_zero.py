@@ -27,10 +27,16 @@ return nn.gModule({x}, {out})
 """
 
 
-@pytest.fixture(params=["numpy", "cuda"])
-def target(request, tmp_path_factory):
-    """The numpy target, and the CUDA target in host emulation (tests/cuda_host.py)."""
-    if request.param == "cuda":
+@pytest.fixture(params=["numpy", "cuda", "cpu"])
+def target(request, tmp_path_factory, monkeypatch):
+    """The numpy target, the CUDA target in host emulation (tests/cuda_host.py), and the
+    CPU target (built at -O2, as the op harness builds it)."""
+    if request.param == "cpu":
+        from cuda_host import require_cpu_target
+        require_cpu_target()
+        monkeypatch.setenv("GRAPHC_CPU_CXXFLAGS", "-O2")
+        yield "cpu"
+    elif request.param == "cuda":
         import graphc_runtime.cuda as rt
         from cuda_host import HostBackend, require_tool
         require_tool("g++")

@@ -42,7 +42,7 @@ typedef union unsigned void volatile while bool true false class delete new oper
 protected public template this throw try catch namespace using virtual friend mutable explicit
 typename nullptr constexpr decltype static_assert alignas alignof noexcept thread_local
 exp expf log logf tanh tanhf sqrt sqrtf pow powf fabs fabsf fmax fmaxf fmin fminf expm1 log1p
-sin cos tan abs max min floor ceil isnan isinf real i t B train""".split())
+sin cos tan abs max min floor ceil isnan isinf real i t r c B train""".split())  # r, c: CPU loops
 
 
 # ---- integer index expressions (ints fold; strings are C) ---------------------------------
