@@ -57,6 +57,7 @@ PRELUDE = r"""// graphc_runtime.cpu's prelude: what the generated kernels and en
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #include <omp.h>
 
 #ifndef GRAPHC_REAL
@@ -175,11 +176,11 @@ struct graphc_args {
   PyObject* const* args;
   bool bad = false;
   int held = 0;
-  Py_buffer views[64];
+  std::vector<Py_buffer> views;  // one per array argument (an unrolled model's kernels take many)
 
-  graphc_args(const char* k, PyObject* const* a, Py_ssize_t n, Py_ssize_t want) : kernel(k), args(a) {
+  graphc_args(const char* k, PyObject* const* a, Py_ssize_t n, Py_ssize_t want)
+      : kernel(k), args(a), views(want) {
     if (n != want) fail(PyExc_TypeError, "%s takes %zd arguments (%zd given)", k, want, n);
-    if (want > 65) fail(PyExc_TypeError, "%s: too many arguments", k);
   }
   ~graphc_args() { for (int k = 0; k < held; ++k) PyBuffer_Release(&views[k]); }
   template <class... A> void fail(PyObject* type, const char* fmt, A... a) {
@@ -197,7 +198,7 @@ struct graphc_args {
   int integer(int k) { return (int)count(k); }
   void* array(int k, char kind, Py_ssize_t itemsize, bool write) {
     if (bad) return nullptr;
-    Py_buffer* v = &views[held];
+    Py_buffer* v = &views[held];  // held < want: each argument is taken once
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (write ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(args[k], v, flags) < 0) { bad = true; return nullptr; }
     ++held;

@@ -232,3 +232,20 @@ def test_spec_names_never_clash_with_the_loops_names(cache):
     r = np.tanh(x)
     c = 1 / (1 + np.exp(-r))
     np.testing.assert_allclose(y, np.concatenate([r * c, c], 1), rtol=1e-12)
+
+
+def test_a_kernel_with_a_hundred_arrays(cache):
+    """An unrolled model's fused kernels read many arrays: entry points take any number."""
+    n = 100
+    names = [f"x{k}" for k in range(n)]
+    spec = "".join(f"local {x} = nn.Identity()()\n" for x in names) + \
+        f"local s = nn.Tanh()(nn.CAddTable()({{{', '.join(names)}}}))\n" + \
+        f"return nn.gModule({{{', '.join(names)}}}, {{s}})\n"
+    res = compile_spec("wide.lua", Options(target="cpu", dtype="float64",
+                                           shapes={f"input{k + 1}": ("B", 3) for k in range(n)}),
+                       text=spec)
+    mod = types.ModuleType("wide")
+    exec(compile(res.source, "<generated wide>", "exec"), mod.__dict__)
+    xs = [np.full((2, 3), 0.001 * k) for k in range(n)]
+    y = mod.Model(dtype="float64").forward(*xs)
+    np.testing.assert_allclose(y, np.tanh(sum(xs)), rtol=1e-12)
