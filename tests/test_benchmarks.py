@@ -1,0 +1,73 @@
+"""benchmarks/run.py as a tool: a quick row runs with every peer, each side's loss and
+gradients are checked against PyTorch eager before timing, the table and the JSON rows come
+out. The timings themselves are not tested (they depend on the machine)."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("graphc_bench_run", RUN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("key", ["lstm3", "lstm128x50", "lenet1", "mlp128"])
+def test_every_side_agrees_with_pytorch_eager_and_a_wrong_side_is_caught(key):
+    pytest.importorskip("torch")
+    bench = _run_module()
+    w = bench.WORKLOADS[key]()
+    g = bench.graphc_sides(w)[0]
+    eager = bench.TorchSide("PyTorch eager", w.torch_module(), w.torch_loss, w.torch_inputs,
+                            bench._param_grads)
+    sides = [g, eager]
+    fused = w.fused()
+    if fused is not None:
+        label, module, loss_fn, grads = fused
+        sides.append(bench.TorchSide(label, module, loss_fn, w.torch_inputs, grads))
+    if importlib.util.find_spec("jax") is not None:
+        sides.append(bench.JaxSide(w.jax_loss, w.params0, w.jax_data))
+    assert bench.check(sides, eager) == {}
+    # graphc computes no input gradient (--no-grad on every input)
+    assert all(x is None for x in g.input_grads())
+    # a graphc side that forgets to zero its gradients accumulates two steps: caught
+    g.m.zeroGradParameters = lambda: None
+    problems = bench.check([g, eager], eager)
+    assert "parameter gradients differ" in problems["graphc numpy"]
+
+
+@pytest.mark.slow
+def test_quick_row_runs_and_prints_the_table(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "rows.json"
+    r = subprocess.run([sys.executable, str(RUN), "--quick", "--only", "lstm3", "--threads", "1",
+                        "--no-compile-time", "--block-ms", "0", "--json", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    assert row["key"] == "lstm3" and row["threads"] == 1 and not row["mismatch"]
+    sides = {s["label"]: s for s in row["sides"]}
+    expected = ["graphc numpy", "graphc cpu", "PyTorch eager", "torch.compile",
+                "nn.LSTMCell (fused)", "JAX jit"]
+    assert list(sides) == expected
+    for label in ("graphc numpy", "PyTorch eager", "nn.LSTMCell (fused)"):
+        assert sides[label]["median"] > 0 and sides[label]["absent"] is None
+    for s in sides.values():  # timed, or absent with a reason; never a disagreement
+        assert (s["median"] or 0) > 0 or s["absent"]
+        assert not (s["absent"] or "").startswith("MISMATCH"), s
+    assert row["verdict"] in ("pass", "FAIL") and row["ratio"] > 0
+    # the summary table: one line for the row, a ratio or 'absent' per side, the verdict
+    lines = r.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("row ") and "graphc/best" in ln)
+    cells = lines[head + 2].split()
+    assert cells[0] == "lstm3" and cells[1] == "1" and cells[-1] == row["verdict"]
+    assert cells[4] == f"{sides['graphc numpy']['median'] / sides['PyTorch eager']['median']:.3f}"
+    assert "GEMMs of one graphc numpy step" in r.stdout
