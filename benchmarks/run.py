@@ -1018,8 +1018,9 @@ def cold_start(targets, n: int) -> list:
             cold, warm, error = [], [], None
             for _ in range(n):
                 with tempfile.TemporaryDirectory() as d:
-                    env = dict(env0, GRAPHC_CACHE_DIR=str(Path(d) / "graphc"),
-                               GRAPHC_CPU_CACHE_DIR=str(Path(d) / "cpu"))
+                    # (not named graphc: run in d, that would shadow the package)
+                    env = dict(env0, GRAPHC_CACHE_DIR=str(Path(d) / "cache-py"),
+                               GRAPHC_CPU_CACHE_DIR=str(Path(d) / "cache-cpu"))
                     for out in (cold, warm):
                         r = subprocess.run([sys.executable, "-c", probe], cwd=d, env=env,
                                            capture_output=True, text=True)
