@@ -9,7 +9,7 @@ their C interface (cblas_sgemm, via ctypes), as a native target could link them.
 
 The GEMMs are those of one graphc numpy-target training step of the row (recorded by
 run.py's machinery: shapes and strides, so transposed operands stay transposed), each timed
-alone per library (median of repeated calls, results checked against numpy's), plus a
+alone per library (best of repeated calls, results checked against numpy's), plus a
 square sgemm as each library's peak. Measuring only: graphc's runtime links none of these.
 """
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main(argv=None):
                 if err > 1e-4:
                     cells.append(f"WRONG ({err:.1e})")
                     continue
-                t = run._median_time(lambda: mm(a, b), args.budget)
+                t = run._best_time(lambda: mm(a, b), args.budget)
                 cells.append(f"{run._fmt_time(t)} {run._gflops(run.gemm_flops(run._layout(a), run._layout(b)), t)}")
             table.append((text, str(n), *cells))
         print(f"\n{key}: time and GFLOP/s of one call (calls: per step; the square ones: each "
