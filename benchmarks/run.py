@@ -1169,10 +1169,10 @@ def print_row(row):
 SUMMARY_SIDES = ("graphc numpy", "graphc cpu", "torch.compile", "fused", "JAX jit")
 
 
-def print_summary(rows):
+def print_summary(rows, markdown=False):
     """One line per row and thread count: PyTorch eager's median, every other side as a
-    ratio to it, and the verdict."""
-    hdr = ("row", "threads", "eager") + SUMMARY_SIDES + ("graphc/best peer", "result")
+    ratio to it, and the verdict; as a Markdown table with `markdown`."""
+    hdr = ("row", "threads", "PyTorch eager") + SUMMARY_SIDES + ("graphc / best peer", "result")
     table = []
     for r in rows:
         by = {("fused" if "fused" in s["label"] else s["label"]): s for s in r["sides"]}
@@ -1186,11 +1186,17 @@ def print_summary(rows):
         best = (f"{r['ratio']:.2f} ({r['best_peer']})" if r.get("ratio") is not None else "-")
         table.append((r["key"], str(r["threads"]), _fmt_time(eager) if eager else "-", *cells,
                       best, r["verdict"]))
-    _table(hdr, table)
-    print("Each side's median step time over PyTorch eager's (lower is faster); graphc/best "
-          "peer: graphc's best target over the fastest peer (target <= 1.0; lstm3 also "
-          "<= 0.05 of eager). absent: not installed or not built here (the reason is printed "
-          "with the row).")
+    if markdown:
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "---|" * len(hdr))
+        for t in table:
+            print("| " + " | ".join(t) + " |")
+    else:
+        _table(hdr, table)
+    print("Each side's median step time over PyTorch eager's (lower is faster); fused: "
+          "nn.LSTMCell / nn.LSTM; graphc / best peer: graphc's best target over the fastest "
+          "peer (target <= 1.0; lstm3 also <= 0.05 of eager). absent: not installed or not "
+          "built here (the reason is printed with the row).")
 
 
 def _gflops(flops, seconds) -> str:
@@ -1200,6 +1206,7 @@ def _gflops(flops, seconds) -> str:
 
 def print_gemms(rows, peaks, peak_n, threads):
     np_peak, t_peak = peaks
+    peak = max(peaks)  # the machine's measured peak: the faster of the two libraries
     print(f"\nGEMMs of one graphc numpy step, each timed alone through numpy and through torch "
           f"on the same strided operands ({threads} thread(s)). Machine peak: sgemm "
           f"{peak_n}x{peak_n} float32 {np_peak:.1f} GFLOP/s through numpy "
@@ -1213,21 +1220,21 @@ def print_gemms(rows, peaks, peak_n, threads):
         flops = sum(g["n"] * g["flops"] for g in r["gemms"])
         table.append((r["key"], "all", str(sum(g["n"] for g in r["gemms"])),
                       _fmt_time(total), _gflops(flops, total),
-                      f"{flops / total / 1e9 / np_peak:.0%}",
+                      f"{flops / total / 1e9 / peak:.0%}",
                       _fmt_time(sum(g["n"] * g["torch"] for g in r["gemms"])),
                       _gflops(flops, sum(g["n"] * g["torch"] for g in r["gemms"])),
                       f"{total / step:.0%}" if step else "-"))
         for g in sorted(r["gemms"], key=lambda g: -g["n"] * g["numpy"])[:6]:
             table.append(("", g["gemm"], str(g["n"]), _fmt_time(g["numpy"]),
                           _gflops(g["flops"], g["numpy"]),
-                          f"{g['flops'] / g['numpy'] / 1e9 / np_peak:.0%}",
+                          f"{g['flops'] / g['numpy'] / 1e9 / peak:.0%}",
                           _fmt_time(g["torch"]), _gflops(g["flops"], g["torch"]), ""))
         if r.get("uncounted"):
             print(f"  note: {r['key']}: np.{', np.'.join(r['uncounted'])} called, not counted")
     _table(("row", "GEMM", "calls", "numpy", "GFLOP/s", "of peak", "torch", "GFLOP/s",
             "of graphc step"), table, left=2)
     print("numpy/torch: one call, best of repeated calls (the 'all' line: the sum over the "
-          "step's calls); of peak: numpy's GFLOP/s over numpy's sgemm peak; of graphc step: the "
+          "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of graphc step: the "
           "numpy GEMMs' sum over graphc numpy's step median (warm caches: a lower bound). ^T: "
           "a transposed view.")
 
@@ -1255,7 +1262,7 @@ def run_one(args, threads: int) -> list:
         rows.append(row)
     load1 = _loadavg()
     print(f"\nsummary, {threads} thread(s):")
-    print_summary(rows)
+    print_summary(rows, args.markdown)
     print(f"load average at start/end: {load0:.2f} / {load1:.2f}")
     if max(load0, load1) > 0.5 * os.cpu_count():
         print(f"warning: other processes are using the CPUs (load {max(load0, load1):.2f} on "
@@ -1351,6 +1358,7 @@ def main(argv=None):
                     help="each side runs back-to-back steps for about this long per round "
                          "(default 1 ms); 0: one step per round, strictly alternating")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    ap.add_argument("--markdown", action="store_true", help="print the summary as Markdown")
     args = ap.parse_args(argv)
     try:
         threads = [int(t) for t in args.threads.split(",")]
@@ -1388,7 +1396,7 @@ def _reexec(argv, threads, args):
         print(flush=True)
     if len(threads) > 1:
         print(f"summary, threads {', '.join(map(str, threads))}:")
-        print_summary(rows)
+        print_summary(rows, args.markdown)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return rc

@@ -49,7 +49,7 @@ def test_quick_row_runs_and_prints_the_table(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "rows.json"
     r = subprocess.run([sys.executable, str(RUN), "--quick", "--only", "lstm3", "--threads", "1",
-                        "--no-compile-time", "--block-ms", "0", "--json", str(out)],
+                        "--no-compile-time", "--block-ms", "0", "--markdown", "--json", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     (row,) = json.loads(out.read_text())
@@ -64,10 +64,18 @@ def test_quick_row_runs_and_prints_the_table(tmp_path):
         assert (s["median"] or 0) > 0 or s["absent"]
         assert not (s["absent"] or "").startswith("MISMATCH"), s
     assert row["verdict"] in ("pass", "FAIL") and row["ratio"] > 0
-    # the summary table: one line for the row, a ratio or 'absent' per side, the verdict
+    # the summary table (Markdown): a ratio to eager or 'absent' per side, the verdict
     lines = r.stdout.splitlines()
-    head = next(i for i, ln in enumerate(lines) if ln.startswith("row ") and "graphc/best" in ln)
-    cells = lines[head + 2].split()
-    assert cells[0] == "lstm3" and cells[1] == "1" and cells[-1] == row["verdict"]
-    assert cells[4] == f"{sides['graphc numpy']['median'] / sides['PyTorch eager']['median']:.3f}"
+    hdr = next(ln for ln in lines if ln.startswith("| row |"))
+    (line,) = [ln for ln in lines if ln.startswith("| lstm3 |")]
+    cells = dict(zip([c.strip() for c in hdr.strip("|").split("|")],
+                     [c.strip() for c in line.strip("|").split("|")]))
+    assert cells["threads"] == "1" and cells["result"] == row["verdict"]
+    for label in ("graphc numpy", "torch.compile", "JAX jit", "fused"):
+        s = sides["nn.LSTMCell (fused)" if label == "fused" else label]
+        want = (f"{s['median'] / sides['PyTorch eager']['median']:.3f}" if s["median"]
+                else "absent")
+        assert cells[label] == want
+    assert cells["graphc cpu"] == ("absent" if sides["graphc cpu"]["absent"] else
+                                   f"{sides['graphc cpu']['median'] / sides['PyTorch eager']['median']:.3f}")
     assert "GEMMs of one graphc numpy step" in r.stdout
