@@ -42,6 +42,11 @@ def test_every_side_agrees_with_pytorch_eager_and_a_wrong_side_is_caught(key):
     g.m.zeroGradParameters = lambda: None
     problems = bench.check([g, eager], eager)
     assert "parameter gradients differ" in problems["graphc numpy"]
+    # one that raises is reported with its error, and the others still check
+    g.m.forward = lambda *xs: 1 / 0
+    problems = bench.check(sides, eager)
+    assert list(problems) == ["graphc numpy"]
+    assert problems["graphc numpy"].startswith("the step raised ZeroDivisionError")
 
 
 @pytest.mark.slow
