@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """BLAS builds from PyPI on graphc's GEMM shapes: numpy's own OpenBLAS, torch's BLAS (MKL on
 x86-64), and, where installed, the scipy-openblas32 wheel and Intel's mkl wheel called through
-their C interface (cblas_sgemm, via ctypes), as a native target could link them.
+their C interface (cblas_sgemm, via ctypes), as a native target could link them, and BLIS
+(the `blis` wheel's gemm, single-threaded).
 
     pip install -e ".[bench]"                 # brings scipy-openblas32 and mkl (x86-64)
     python benchmarks/blas.py                 # LSTM-1024's GEMMs, at 1 and 2 threads
@@ -69,6 +70,15 @@ class Cblas:
         return c
 
 
+def _contiguous(a):
+    """(a C-contiguous array, whether to transpose it) that give `a`."""
+    if a.flags.c_contiguous:
+        return a, False
+    if a.T.flags.c_contiguous:
+        return a.T, True
+    return np.ascontiguousarray(a), False
+
+
 def libraries() -> tuple[list, list]:
     """(label, matmul) for every BLAS found, and why each missing one is missing."""
     import torch
@@ -82,6 +92,15 @@ def libraries() -> tuple[list, list]:
                                                 "scipy_cblas_sgemm").matmul))
     except (ImportError, OSError, AttributeError) as e:
         missing.append(f"scipy-openblas32: {run._why(e)}")
+    try:
+        from blis.py import gemm as blis_gemm
+
+        def blis_matmul(a, b):
+            (a, ta), (b, tb) = _contiguous(a), _contiguous(b)
+            return blis_gemm(a, b, trans1=ta, trans2=tb, beta=0.0)
+        found.append(("blis (single-threaded)", blis_matmul))
+    except ImportError as e:
+        missing.append(f"blis: {run._why(e)}")
     mkl = Path(sys.prefix) / "lib" / "libmkl_rt.so.3"  # where the mkl wheel puts it
     if mkl.exists():
         found.append(("mkl", Cblas("mkl", mkl, "cblas_sgemm").matmul))
