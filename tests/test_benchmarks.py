@@ -84,3 +84,33 @@ def test_quick_row_runs_and_prints_the_table(tmp_path):
     assert cells["graphc cpu"] == ("absent" if sides["graphc cpu"]["absent"] else
                                    f"{sides['graphc cpu']['median'] / sides['PyTorch eager']['median']:.3f}")
     assert "GEMMs of one graphc numpy step" in r.stdout
+
+
+def test_verdict_is_graphc_best_against_the_best_peer_with_each_target():
+    bench = _run_module()
+
+    def row(times, eager_target=None):
+        sides = [dict(label=k, kind="graphc" if k.startswith("graphc") else "peer",
+                      median=v, absent=None if v else "absent: why") for k, v in times.items()]
+        r = dict(sides=sides, eager_target=eager_target, mismatch=False)
+        bench.verdict(r)
+        return r
+
+    r = row({"graphc numpy": 2.0, "graphc cpu": 0.9, "PyTorch eager": 3.0, "JAX jit": 1.0})
+    assert (r["verdict"], r["graphc_best"], r["best_peer"]) == ("pass", "graphc cpu", "JAX jit")
+    assert r["ratio"] == pytest.approx(0.9)
+    r = row({"graphc numpy": 1.1, "graphc cpu": None, "PyTorch eager": 3.0, "JAX jit": 1.0})
+    assert r["verdict"] == "FAIL" and "graphc numpy / JAX jit = 1.10 > 1.0" in r["why"]
+    # the B=1 cell's own bound against PyTorch eager
+    r = row({"graphc numpy": 0.2, "PyTorch eager": 3.0, "JAX jit": 1.0}, eager_target=0.05)
+    assert r["verdict"] == "FAIL" and r["eager_ratio"] == pytest.approx(0.2 / 3.0)
+    # the cpu target may not be slower than the numpy target, even when it beats the peers
+    r = row({"graphc numpy": 0.5, "graphc cpu": 0.6, "PyTorch eager": 3.0})
+    assert r["verdict"] == "FAIL" and r["why"] == ["graphc cpu slower than graphc numpy"]
+
+
+def test_thread_counts_are_taken_off_the_command_line_for_each_fresh_process():
+    bench = _run_module()
+    argv = ["--quick", "--threads", "1,2", "--only", "lstm3", "--json=x.json"]
+    assert bench._without(argv, ("--threads", "--json")) == ["--quick", "--only", "lstm3"]
+    assert bench._threads_arg(["run.py", "--threads=2"]) == "2"
