@@ -21,7 +21,7 @@ OPTIONS = {
     "shapes": "input shapes (--shape): a dict {input: 'Bx1x32x32' or ('B', 1, 32, 32)}, or "
               "'NAME=SHAPE' strings",
     "dtype": "the Model's default dtype: 'float32' (default) or 'float64' (--dtype)",
-    "target": "'numpy' (default) or 'cuda' (--target)",
+    "target": "'numpy' (default), 'cuda' or 'cpu' (--target)",
     "emit": "'py' (default), 'ir', 'dot', 'cu' or 'onnx' (--emit; compile_file needs 'py')",
     "unroll": "a number of steps, or 'T' for any length (--unroll); needs state",
     "state": "with unroll: output -> input pairs (--state): 'OUT=IN' strings, (out, in) "
@@ -50,10 +50,10 @@ def make_options(caller: str = "graphc.compile_file()", **kw) -> Options:
     opts.defines = _defines(kw.get("defines"))
     opts.shapes = _shapes(kw.get("shapes"))
     opts.dtype = _choice(kw.get("dtype", "float32"), "dtype", ("float32", "float64"))
-    opts.target = _choice(kw.get("target", "numpy"), "target", ("numpy", "cuda"))
+    opts.target = _choice(kw.get("target", "numpy"), "target", ("numpy", "cuda", "cpu"))
     opts.emit = _choice(kw.get("emit", "py"), "emit", ("py", "ir", "dot", "cu", "onnx"))
-    if opts.emit == "cu" and opts.target != "cuda":
-        raise OptionError("--emit cu writes the CUDA kernels: it needs --target cuda")
+    if opts.emit == "cu" and opts.target not in ("cuda", "cpu"):
+        raise OptionError("--emit cu writes the kernels: it needs --target cuda or --target cpu")
     opts.unroll = _unroll(kw.get("unroll"))
     opts.state = _state(kw.get("state"))
     if opts.unroll is not None and not opts.state:

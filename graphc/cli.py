@@ -24,6 +24,7 @@ EPILOG_COMPILE = """examples:
   graphc compile lm_lstm_epoch30.t7 --entry protos.rnn -o char_rnn.py
   graphc compile samples/lstm.lua --unroll T --state output1=input2 --state output2=input3 -o seq.py
   graphc compile samples/lstm.lua --target cuda -o lstm_cuda.py
+  graphc compile samples/lstm.lua --target cpu -o lstm_cpu.py
   graphc compile samples/lstm.lua -o build/lstm.py --depfile build/lstm.d
 """
 EPILOG_CHECK = """examples:
@@ -131,12 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout); "
                    "written atomically and only when its bytes change")
-    c.add_argument("--target", choices=("numpy", "cuda"), default="numpy",
-                   help="code target: numpy (default), or cuda (CuPy arrays, generated fused "
-                   "CUDA kernels and cuBLAS GEMMs; the module needs CuPy to run)")
+    c.add_argument("--target", choices=("numpy", "cuda", "cpu"), default="numpy",
+                   help="code target: numpy (default); cuda (CuPy arrays, generated fused "
+                   "CUDA kernels and cuBLAS GEMMs; the module needs CuPy to run); or cpu (the "
+                   "same fused kernels built for this CPU with a C++ compiler and OpenMP, "
+                   "numpy arrays)")
     c.add_argument("--emit", choices=("py", "ir", "dot", "cu", "onnx"), default="py",
                    help="py: the Python module (default); ir: the IR text dump; dot: Graphviz; "
-                   "cu: the CUDA kernels alone (--target cuda); onnx: the forward graph as "
+                   "cu: the kernels alone (--target cuda or cpu); onnx: the forward graph as "
                    "an ONNX model with the weights (needs -o; pip install \"graphc[onnx]\")")
     c.add_argument("--weights", metavar="FILE", help="with --emit onnx: the weights, a file "
                    "written by Model.save (default: a .t7's own weights, else the seed-0 init)")

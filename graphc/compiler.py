@@ -32,7 +32,9 @@ class Options:
     shapes: dict = field(default_factory=dict)  # input name -> shape tuple
     dtype: str = "float32"
     emit: str = "py"  # py | ir | dot | cu (the CUDA target's kernels alone)
-    target: str = "numpy"  # numpy | cuda (backends/cuda.py: CuPy arrays, generated kernels)
+    # numpy | cuda (backends/cuda.py: CuPy arrays, generated kernels) | cpu (the same kernels
+    # built for the host by graphc_runtime.cpu, numpy arrays)
+    target: str = "numpy"
     unroll: int | str | None = None  # --unroll: a step count, or "T" for any length
     state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
     optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
@@ -229,12 +231,12 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
         t7 = (path, opts.entry) if path.endswith(".t7") else None
         out = generate_onnx(graph, export_weights(graph, opts.dtype, opts.weights, t7),
                             opts.dtype, Path(path).stem)
-    elif opts.target == "cuda":
+    elif opts.target in ("cuda", "cpu"):
         from .backends.cuda import generate as generate_cuda
         py, cu = generate_cuda(graph, codegen)
         out = cu if opts.emit == "cu" else py
     elif opts.emit == "cu":
-        raise ValueError("--emit cu needs --target cuda")
+        raise ValueError("--emit cu needs --target cuda or cpu")
     else:
         from .backends.numpy import generate
         out = generate(graph, codegen, sequence_parts)
@@ -299,7 +301,8 @@ def _codegen_options(path, spec_text, opts, graph, no_grad_names, sequence_state
         t7_modules=graph.t7_modules,
         summary=summary, source_name=safe_comment(name),
         sha256=hashlib.sha256(spec_text.encode()).hexdigest(),
-        command=safe_comment(" ".join(args)), dtype=opts.dtype, module_name=stem,
+        command=safe_comment(" ".join(args)), dtype=opts.dtype, target=opts.target,
+        module_name=stem,
         doc=safe_doc(f"Model compiled by graphc from {name}: {len(graph.inputs)} input(s), "
                      f"{len(graph.outputs)} output(s), {len(graph.params)} parameter array(s)."),
         usage_forward=safe_doc(f"out = m.forward({ins})"),

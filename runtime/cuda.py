@@ -117,7 +117,9 @@ class Backend(abc.ABC):
         self.call(kernels, name, ((n + BLOCK - 1) // BLOCK,), (BLOCK,), args)
 
     def asarray(self, x):
-        return self.xp.ascontiguousarray(self.xp.asarray(x))
+        # (ascontiguousarray alone would make a 0-d array, e.g. a loss's gradient, 1-d)
+        a = self.xp.asarray(x)
+        return a if a.flags.c_contiguous else self.xp.ascontiguousarray(a)
 
     def full(self, shape, value, dtype):
         return self.xp.full(shape, value, dtype)
@@ -358,8 +360,15 @@ class CudaModule(Module):
     CUDA_SOURCE = ""
     KERNELS: tuple = ()
 
+    @classmethod
+    def _backend(cls) -> Backend:
+        return backend()
+
+    def _kernel_source(self) -> str:
+        return self.CUDA_SOURCE
+
     def __init__(self, dtype: str | None = None, seed: int | None = 0):
-        self._rt = backend()
+        self._rt = self._backend()
         super().__init__(dtype, seed)  # host buffers and Torch's init
         xp = self._rt.xp
         self._flat_w = xp.asarray(self._flat_w)
@@ -367,7 +376,7 @@ class CudaModule(Module):
         self._weights, self._grads = self._views(self._flat_w), self._views(self._flat_g)
         self._buffers = [xp.asarray(b) for b in self._buffers]
         self._on_device = True
-        self._kernels = self._rt.load(self.CUDA_SOURCE, self.dtype, self.KERNELS)
+        self._kernels = self._rt.load(self._kernel_source(), self.dtype, self.KERNELS)
 
     def _views(self, flat):
         out, offset = [], 0

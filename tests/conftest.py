@@ -42,7 +42,9 @@ SLOW_TESTS = {"test_bptt_memory_grows_only_with_the_activations_bptt_needs",
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = item.path.name
-        if name in SLOW_FILES or name.startswith("test_cuda") or item.originalname in SLOW_TESTS:
+        on_cpu = getattr(item, "callspec", None) is not None and item.callspec.params.get("target") == "cpu"
+        if name in SLOW_FILES or name.startswith(("test_cuda", "test_cpu")) or \
+                item.originalname in SLOW_TESTS or on_cpu:
             item.add_marker(pytest.mark.slow)
 
 
@@ -67,6 +69,11 @@ def _tree_files() -> dict:
 
 def pytest_sessionstart(session):
     session.config._graphc_tree = _tree_files()
+    # the CPU target's built kernels go to a folder of this run, not the user's cache
+    if "GRAPHC_CPU_CACHE_DIR" not in os.environ:
+        import tempfile
+        session.config._graphc_cpu_cache = tempfile.TemporaryDirectory(prefix="graphc-cpu-tests-")
+        os.environ["GRAPHC_CPU_CACHE_DIR"] = session.config._graphc_cpu_cache.name
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -134,6 +141,18 @@ def central_differences(f, x, eps=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def target(request, monkeypatch):
+    """The code target a test runs on (an indirect `target` parameter): on 'cpu', skipped
+    with the reason when no C++ compiler is here, and built at -O2 (vectorized, with the
+    vector math library, as at the default -O3; quicker to build)."""
+    if request.param == "cpu":
+        from cuda_host import require_cpu_target
+        require_cpu_target()
+        monkeypatch.setenv("GRAPHC_CPU_CXXFLAGS", "-O2")
+    return request.param
 
 
 @pytest.fixture(scope="module")

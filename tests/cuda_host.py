@@ -143,33 +143,53 @@ def assert_close(a, b, dtype, what):
 
 def compare_with_numpy_target(text, shapes, dtype="float64", batch=3, inputs=None, train=True,
                               steps=1, name="op"):
-    """Compile `text` for both targets, run forward+backward `steps` times on the same inputs
-    (`inputs`: list of arrays, else standard normal), and assert every output, input
-    gradient, parameter gradient and buffer agree. Returns (numpy model, cuda model)."""
+    """Compile `text` for the numpy target and for each kernel target (cuda in host
+    emulation; cpu, built at -O0, where a C++ compiler is here), run forward+backward `steps`
+    times on the same inputs (`inputs`: list of arrays, else standard normal), and assert
+    every output, input gradient, parameter gradient and buffer agree. Returns (numpy model,
+    cuda model)."""
     ref = load_text(text, shapes, "numpy", dtype, name).Model(dtype=dtype, seed=0)
-    cuda = load_text(text, shapes, "cuda", dtype, name).Model(dtype=dtype, seed=0)
-    for m in (ref, cuda):
-        m.training() if train else m.evaluate()
     rng = np.random.default_rng(7)
     if inputs is None:
         inputs = [rng.standard_normal([batch if d == "B" else d for d in s]).astype(dtype)
                   for _, s, _ in ref.INPUTS]
+    cuda = load_text(text, shapes, "cuda", dtype, name).Model(dtype=dtype, seed=0)
+    _compare(ref, cuda, inputs, dtype, train, steps)
+    from graphc_runtime.cpu import available
+    if available()[0]:
+        old = os.environ.get("GRAPHC_CPU_CXXFLAGS")
+        os.environ["GRAPHC_CPU_CXXFLAGS"] = "-O0"
+        try:
+            cpu = load_text(text, shapes, "cpu", dtype, name).Model(dtype=dtype, seed=0)
+        finally:
+            if old is None:
+                del os.environ["GRAPHC_CPU_CXXFLAGS"]
+            else:
+                os.environ["GRAPHC_CPU_CXXFLAGS"] = old
+        ref = load_text(text, shapes, "numpy", dtype, name).Model(dtype=dtype, seed=0)
+        _compare(ref, cpu, inputs, dtype, train, steps, "cpu target: ")
+    return ref, cuda
+
+
+def _compare(ref, other, inputs, dtype, train, steps, label=""):
+    for m in (ref, other):
+        m.training() if train else m.evaluate()
+    rng = np.random.default_rng(8)
     for step in range(steps):
-        out_r, out_c = ref.forward(*inputs), cuda.forward(*inputs)
+        out_r, out_c = ref.forward(*inputs), other.forward(*inputs)
         outs = _flat(out_r)
         for i, (a, b) in enumerate(zip(outs, _flat(out_c))):
-            assert_close(a, b, dtype, f"step {step}: output {i + 1}")
+            assert_close(a, b, dtype, f"{label}step {step}: output {i + 1}")
             assert host_array(b).dtype == np.dtype(dtype)
         gys = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
         g = _regroup(out_r, iter(gys))
-        gin_r, gin_c = ref.backward(tuple(inputs), g), cuda.backward(tuple(inputs), g)
+        gin_r, gin_c = ref.backward(tuple(inputs), g), other.backward(tuple(inputs), g)
         for i, (a, b) in enumerate(zip(_flat(gin_r), _flat(gin_c))):
-            assert_close(a, b, dtype, f"step {step}: gradient of input {i + 1}")
-        assert_close(ref.getParameters()[1], cuda.getParameters()[1], dtype,
-                     f"step {step}: parameter gradients")
-        for i, (a, b) in enumerate(zip(ref._buffers, cuda._buffers)):
-            assert_close(a, b, dtype, f"step {step}: buffer {i + 1}")
-    return ref, cuda
+            assert_close(a, b, dtype, f"{label}step {step}: gradient of input {i + 1}")
+        assert_close(ref.getParameters()[1], other.getParameters()[1], dtype,
+                     f"{label}step {step}: parameter gradients")
+        for i, (a, b) in enumerate(zip(ref._buffers, other._buffers)):
+            assert_close(a, b, dtype, f"{label}step {step}: buffer {i + 1}")
 
 
 def _regroup(like, it):
@@ -222,6 +242,16 @@ TOOLS = {
     "nvcc": "nvcc comes with the CUDA toolkit (https://developer.nvidia.com/cuda-downloads; "
             "Debian/Ubuntu: apt-get install nvidia-cuda-toolkit)",
 }
+
+
+def require_cpu_target() -> None:
+    """Skip (with what is missing) where the CPU target cannot build: no C++ compiler or no
+    Python headers, which no pip package installs."""
+    import pytest
+    from graphc_runtime.cpu import available
+    ok, why = available()
+    if not ok:
+        pytest.skip(f"the CPU target cannot build here: {why}")
 
 
 def require_tool(name: str) -> None:

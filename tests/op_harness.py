@@ -1,7 +1,8 @@
 """The op-test harness, shared by the op case tables (tests/test_ops.py, test_ops_library.py,
 test_ops_more.py): each case is one module applied to graph inputs, checked forward against
 PyTorch, backward against PyTorch autograd and against central finite differences (float64),
-non-batch input as a batch of one, and float32 kept float32.
+non-batch input as a batch of one, and float32 kept float32, on the numpy target and on the
+CPU target (--target cpu: the fused kernels, built at -O2 here, vectorized as at -O3).
 
 A CASES table maps a case name to (body, shapes, torch reference[, input makers[, rtol]]):
 `body` is Lua applied to the inputs named in `shapes` (name -> "Bx3"...), `reference(xs, ps)`
@@ -40,16 +41,21 @@ def shape_opts(shapes):
 _compiled = {}
 
 
-def compiled(entry, tmp_path, dtype="float64"):
+def compiled(entry, tmp_path, dtype="float64", target="numpy"):
     """The compiled case (cached, since compiling is most of a test's time; the key holds
     the memory plan's threshold, which tests/test_memory_plan.py lowers)."""
     from graphc.backends import memory
     body, shapes = entry[:2]
-    key = (body, tuple(shapes.items()), dtype, memory.MIN_ELEMENTS)
+    key = (body, tuple(shapes.items()), dtype, memory.MIN_ELEMENTS, target)
     if key not in _compiled:
         _compiled[key] = build(make_spec(body, shapes), tmp_path, dtype=dtype,
-                               shapes=shape_opts(shapes))
+                               shapes=shape_opts(shapes), target=target)
     return _compiled[key]
+
+
+TARGETS = ("numpy", "cpu")  # the `target` fixture (conftest.py) of the harness tests
+
+
 
 
 def tolerance(entry):
@@ -88,11 +94,11 @@ def as_tuple(g):
     return g if isinstance(g, tuple) else (g,)
 
 
-def check_forward_backward_vs_torch(entry, tmp_path, rng, target_zero_grad=False):
+def check_forward_backward_vs_torch(entry, tmp_path, rng, target_zero_grad=False, target="numpy"):
     """Forward, input and parameter gradients against PyTorch (float64), and gradients
     accumulating across backward calls (accGradParameters). `target_zero_grad`: input 2 is a
     criterion's target, which gets a zero gradient (ModuleFromCriterion), not its derivative."""
-    mod = compiled(entry, tmp_path)
+    mod = compiled(entry, tmp_path, target=target)
     ref = entry[2]
     m = mod.Model(dtype="float64", seed=3)
     flat_w, flat_g = m.getParameters()
@@ -123,8 +129,8 @@ def check_forward_backward_vs_torch(entry, tmp_path, rng, target_zero_grad=False
         np.testing.assert_allclose(flat_g, 2 * before, rtol=1e-12)
 
 
-def check_backward_vs_finite_differences(entry, tmp_path, rng, target_zero_grad=False):
-    mod = compiled(entry, tmp_path)
+def check_backward_vs_finite_differences(entry, tmp_path, rng, target_zero_grad=False, target="numpy"):
+    mod = compiled(entry, tmp_path, target=target)
     m = mod.Model(dtype="float64", seed=5)
     flat_w, flat_g = m.getParameters()
     xs = random_inputs(entry, 2, rng)
@@ -146,8 +152,8 @@ def check_backward_vs_finite_differences(entry, tmp_path, rng, target_zero_grad=
     np.testing.assert_allclose(flat_g, central_differences(loss, flat_w), rtol=1e-5, atol=1e-7)
 
 
-def check_non_batch_input_is_a_batch_of_one(entry, tmp_path, rng):
-    mod = compiled(entry, tmp_path)
+def check_non_batch_input_is_a_batch_of_one(entry, tmp_path, rng, target="numpy"):
+    mod = compiled(entry, tmp_path, target=target)
     m = mod.Model(dtype="float64")
     xs = random_inputs(entry, 1, rng)
     batched = m.forward(*xs)
@@ -164,8 +170,8 @@ def check_non_batch_input_is_a_batch_of_one(entry, tmp_path, rng):
         assert g is None or g.shape == x.shape[1:]
 
 
-def check_float32_stays_float32(entry, tmp_path, rng):
-    mod = compiled(entry, tmp_path, dtype="float32")
+def check_float32_stays_float32(entry, tmp_path, rng, target="numpy"):
+    mod = compiled(entry, tmp_path, dtype="float32", target=target)
     m = mod.Model()
     xs = [x.astype("float32") if is_float(x) else x for x in random_inputs(entry, 2, rng)]
     with warnings.catch_warnings():
@@ -182,21 +188,28 @@ def op_tests(cases, criteria=()):
     whose second input is a criterion's target (it gets a zero gradient)."""
     batched = sorted(c for c in cases if all(s.startswith("B") for s in cases[c][1].values()))
 
-    @pytest.mark.parametrize("case", sorted(cases))
-    def test_forward_backward_vs_torch(case, tmp_path, rng):
-        check_forward_backward_vs_torch(cases[case], tmp_path, rng, case.startswith(criteria))
+    on_targets = pytest.mark.parametrize("target", TARGETS, indirect=True)
 
+    @on_targets
     @pytest.mark.parametrize("case", sorted(cases))
-    def test_backward_vs_finite_differences(case, tmp_path, rng):
-        check_backward_vs_finite_differences(cases[case], tmp_path, rng, case.startswith(criteria))
+    def test_forward_backward_vs_torch(case, tmp_path, rng, target):
+        check_forward_backward_vs_torch(cases[case], tmp_path, rng, case.startswith(criteria), target)
 
+    @on_targets
+    @pytest.mark.parametrize("case", sorted(cases))
+    def test_backward_vs_finite_differences(case, tmp_path, rng, target):
+        check_backward_vs_finite_differences(cases[case], tmp_path, rng, case.startswith(criteria),
+                                             target)
+
+    @on_targets
     @pytest.mark.parametrize("case", batched)
-    def test_non_batch_input_is_a_batch_of_one(case, tmp_path, rng):
-        check_non_batch_input_is_a_batch_of_one(cases[case], tmp_path, rng)
+    def test_non_batch_input_is_a_batch_of_one(case, tmp_path, rng, target):
+        check_non_batch_input_is_a_batch_of_one(cases[case], tmp_path, rng, target)
 
+    @on_targets
     @pytest.mark.parametrize("case", sorted(cases))
-    def test_float32_stays_float32(case, tmp_path, rng):
-        check_float32_stays_float32(cases[case], tmp_path, rng)
+    def test_float32_stays_float32(case, tmp_path, rng, target):
+        check_float32_stays_float32(cases[case], tmp_path, rng, target)
 
     return (test_forward_backward_vs_torch, test_backward_vs_finite_differences,
             test_non_batch_input_is_a_batch_of_one, test_float32_stays_float32)

@@ -14,6 +14,8 @@ change in parameter order fails loudly here.
 
 A few cases exercise constructs of the real files beyond plain nn (a global `OneHot` as
 char-rnn's files use it, nn.LinearNoBias, nn.MixtureTable): full comparisons like the rest.
+
+Every test runs on the numpy target and on the CPU target (--target cpu, built at -O0).
 """
 import math
 import re
@@ -47,14 +49,26 @@ def _load(res, name):
 
 
 _cache = {}
+TARGET = "numpy"  # set per test by the `target` fixture below
+
+
+@pytest.fixture(autouse=True, params=["numpy", "cpu"])
+def target(request, monkeypatch):
+    """Each test once per code target (conftest's `target` does the CPU target's set-up)."""
+    if request.param == "cpu":
+        from cuda_host import require_cpu_target
+        require_cpu_target()
+        monkeypatch.setenv("GRAPHC_CPU_CXXFLAGS", "-O0")
+    monkeypatch.setattr(f"{__name__}.TARGET", request.param)
+    return request.param
 
 
 def compiled(spec, entry=None, shapes=(), defines=(), text=None, prelude=None, plugins=()):
     """Compile samples/corpus/<spec> (or `text`) in float64, after `prelude` and with
     `plugins` (paths under the repository) if given; cached per arguments."""
-    key = (spec, entry, tuple(shapes), tuple(defines), text, prelude, tuple(plugins))
+    key = (spec, entry, tuple(shapes), tuple(defines), text, prelude, tuple(plugins), TARGET)
     if key not in _cache:
-        opts = Options(entry=entry, dtype="float64",
+        opts = Options(entry=entry, dtype="float64", target=TARGET,
                        shapes={k: parse_shape(v) for k, v in (s.split("=", 1) for s in shapes)},
                        defines=dict(parse_define(d) for d in defines),
                        prelude=None if prelude is None else str(ROOT / prelude),

@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make(cwd):
-    env = dict(os.environ, GRAPHC=f"{sys.executable} -m graphc")
-    r = subprocess.run(["make", "-j2"], cwd=cwd, capture_output=True, text=True, env=env)
+def make(cwd, *goals, **env_vars):
+    env = dict(os.environ, GRAPHC=f"{sys.executable} -m graphc", PYTHON=sys.executable, **env_vars)
+    r = subprocess.run(["make", "-j2", *goals], cwd=cwd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return [line for line in r.stdout.splitlines() if " compile " in line], r.stdout
 
@@ -32,3 +32,22 @@ def test_make_builds_once_and_tracks_required_files(tmp_path):
     (tmp_path / "highway_layers.lua").touch()
     rebuilt, _ = make(tmp_path)
     assert len(rebuilt) == 1 and "highway_lm.lua" in rebuilt[0]
+
+
+def test_make_cpu_builds_the_kernels_ahead_of_time(tmp_path):
+    from cuda_host import require_cpu_target
+    require_cpu_target()
+    for f in [ROOT / "samples" / "lstm.lua", ROOT / "samples" / "Makefile"]:
+        shutil.copy(f, tmp_path)
+    cache = tmp_path / "cache"
+    _, out = make(tmp_path, "cpu", GRAPHC_CPU_CACHE_DIR=str(cache))
+    assert "build/lstm_cpu.py: built in" in out
+    assert len(list(cache.glob("graphc_cpu_*.so"))) == 1
+    _, out = make(tmp_path, "cpu", GRAPHC_CPU_CACHE_DIR=str(cache))
+    assert "Nothing to be done" in out
+    code = ("import sys; sys.path.insert(0, 'build'); import lstm_cpu, graphc_runtime.cpu as c; "
+            "lstm_cpu.Model(); print(c.backend().stats)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, GRAPHC_CPU_CACHE_DIR=str(cache)))
+    assert r.returncode == 0, r.stderr
+    assert "'compiles': 0, 'cache_hits': 1" in r.stdout  # the import built nothing

@@ -77,7 +77,7 @@ def _twice_kernel(cx, node, v, out, what, forward):
     n = kb.count_expr(v.shape)
     cx.add_kernel(name, cx.render(_TWICE, loader=loader, comment=f"{node.name}: {what}",
                                   name=name, params=kb.declarations(), n=n, x=load,
-                                  forward=forward))
+                                  forward=forward), kb)
     return [f"{out} = rt.empty({cx.pyshape(v.shape)}, dt)",
             cx.launch(name, cx.pynumel(v.shape), kb)]
 

@@ -30,6 +30,7 @@ def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "graphc/grammar/lua.lark" in names
     assert "graphc/templates/numpy/module.py.j2" in names
+    assert "graphc/templates/cpu/entries.cpp.j2" in names
     assert {"graphc/templates/cuda/host_shim.h"} <= names and any(
         n.startswith("graphc/templates/cuda/") and n.endswith(".j2") for n in names)
     assert "graphc_runtime/module.py" in names and "graphc_runtime/kernels.py" in names

@@ -3,6 +3,8 @@
 Each sample is compiled in float64; the PyTorch model gets the very same flat parameter
 vector (sliced in PARAMETERS order), and forward outputs, input gradients and the flat
 parameter gradient must agree to ~1e-10 for random inputs and random output gradients.
+The comparisons run on the numpy target and on the CPU target (--target cpu, built with its
+default flags: the code users get).
 """
 import importlib.util
 import math
@@ -35,9 +37,9 @@ SHAPES = {
 }
 
 
-def compile_sample(name, dtype="float64"):
+def compile_sample(name, dtype="float64", target="numpy"):
     shapes = {k: parse_shape(v) for k, v in SHAPES[name].items()}
-    res = compile_spec(str(SAMPLES / f"{name}.lua"), Options(shapes=shapes, dtype=dtype))
+    res = compile_spec(str(SAMPLES / f"{name}.lua"), Options(shapes=shapes, dtype=dtype, target=target))
     mod = types.ModuleType(f"sample_{name}")
     exec(compile(res.source, f"<generated {name}.lua>", "exec"), mod.__dict__)
     return mod
@@ -46,10 +48,10 @@ def compile_sample(name, dtype="float64"):
 _cache = {}
 
 
-def sample(name):
-    if name not in _cache:
-        _cache[name] = compile_sample(name)
-    return _cache[name]
+def sample(name, target="numpy"):
+    if (name, target) not in _cache:
+        _cache[name, target] = compile_sample(name, target=target)
+    return _cache[name, target]
 
 
 # ---- the PyTorch twins: f(inputs, params) -> tuple of outputs --------------------------
@@ -128,9 +130,9 @@ def shape_of(dims, batch):
     return tuple(batch if d == "B" else d for d in dims)
 
 
-def compare(name, batch, rng):
+def compare(name, batch, rng, target="numpy"):
     """batch: an int, or None for inputs given without their batch dimension."""
-    mod = sample(name)
+    mod = sample(name, target)
     fn, layers = TWINS[name]
     m = mod.Model(dtype="float64", seed=0)
     flat_w, flat_g = m.getParameters()
@@ -179,15 +181,28 @@ def compare(name, batch, rng):
     return m, xs, gs, flat_g.copy()
 
 
+ON_TARGETS = pytest.mark.parametrize("target", ["numpy", "cpu"])
+
+
+def require(target):
+    if target == "cpu":
+        from cuda_host import require_cpu_target
+        require_cpu_target()
+
+
+@ON_TARGETS
 @pytest.mark.parametrize("name", ["cadd", "rnn", "lstm", "lenet"])
 @pytest.mark.parametrize("batch", [1, 5, None], ids=["B1", "B5", "nobatch"])
-def test_sample_matches_torch(name, batch, rng):
-    compare(name, batch, rng)
+def test_sample_matches_torch(name, batch, rng, target):
+    require(target)
+    compare(name, batch, rng, target)
 
 
-def test_parallel_matches_torch(rng):
+@ON_TARGETS
+def test_parallel_matches_torch(rng, target):
     # the tutorial's input is a plain 10x2 matrix: nn.Parallel's dims are absolute
-    compare("parallel", None, rng)
+    require(target)
+    compare("parallel", None, rng, target)
     assert sample("parallel").INPUTS[0][1] == (10, 2)
     assert sample("parallel").OUTPUTS[0][1] == (5,)
 

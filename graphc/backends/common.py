@@ -22,6 +22,7 @@ class CodegenOptions:
     no_grad: tuple = ()  # names of float inputs whose gradient nobody needs (None returned)
     sequence_state: Optional[tuple] = None  # --unroll T: (output index, input index) pairs
     dtype: str = "float32"
+    target: str = "numpy"  # numpy | cuda | cpu (cpu: the CUDA backend's kernels run on the host)
     # forward values: (elements per sample, elements independent of B), for the generated
     # Model's GRAPHC_MAX_BYTES check before a forward allocates (passes.stats.activation_elements)
     activation_elements: tuple = (0, 0)

@@ -2,6 +2,11 @@
 and a Python module whose Model (graphc_runtime.cuda.CudaModule) allocates CuPy arrays,
 calls cuBLAS for the GEMMs and launches the kernels.
 
+The CPU target (--target cpu) is the same program on the host: the same kernels, plus one
+C++ entry point per kernel (templates/cpu/entries.cpp.j2) that runs it over its n threads as
+a loop (OpenMP-parallel when long); graphc_runtime.cpu builds them into a Python extension,
+and its CpuModule runs the host lines on numpy arrays with numpy's BLAS.
+
 backends/fuse.py decides *what* each kernel stores; this file writes the code. Values are
 computed by `CudaBackend.value(scope, v, index)`, which returns the name of a `const` C local
 holding one element of `v`: a load when `v` is stored, else the producer's expression
@@ -311,6 +316,8 @@ class Lazy:
 class Kernel:
     name: str
     source: str
+    params: list  # its C parameter declarations, in launch-argument order
+    loop: bool = False  # CPU form: one call runs every element (else: one thread's work)
 
 
 @dataclass
@@ -323,7 +330,7 @@ class CudaBackend:
     def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
         self.opts = options
-        self.plan = fuse.plan(graph)
+        self.plan = fuse.plan(graph, keep_backward_reads=options.target == "cpu")
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
@@ -623,9 +630,10 @@ class CudaBackend:
             comment = [f"fused: {', '.join(dict.fromkeys(kb.ops)) or 'copy'}"]
             if kb.nodes:
                 comment += ["source nodes:"] + self.sources(kb.nodes)
-            src = self.env.get_template("cuda/fused.cu.j2").render(
+            loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
+            src = self.env.get_template("cpu/fused.cpp.j2" if loop else "cuda/fused.cu.j2").render(
                 comment=comment, block=BLOCK, name=name, params=kb.declarations(), segments=segs)
-            self.kernels.append(Kernel(name, src.rstrip("\n")))
+            self.kernels.append(Kernel(name, src.rstrip("\n"), kb.declarations(), loop))
             lines += py_alloc
             n_threads = " + ".join(s["pycount"] for s in segs)
             lines.append(self.launch(name, n_threads, kb))
@@ -691,9 +699,10 @@ class CudaBackend:
         """An op's CUDA source template (jinja text), with `block` (threads per block)."""
         return string_template(template).render(block=BLOCK, **ctx)
 
-    def add_kernel(self, name: str, source: str):
-        """Put a rendered kernel (its __global__ function is `name`) into the .cu module."""
-        self.kernels.append(Kernel(name, source.strip("\n")))
+    def add_kernel(self, name: str, source: str, kb: KernelBuilder):
+        """Put a rendered kernel (its __global__ function is `name`, with the parameters of
+        `kb`, its KernelBuilder: kb.declarations()) into the .cu module."""
+        self.kernels.append(Kernel(name, source.strip("\n"), kb.declarations()))
 
     def gemm(self, node: Node):
         """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
@@ -791,7 +800,7 @@ class CudaBackend:
             comment=f"{self.describe(node)}: {what}, one thread per element", block=BLOCK,
             name=name, ctype=ctype, fparams=fparams, kparams=kparams, fargs=fargs,
             lines=lines, count=count, accumulate=accumulate)
-        self.kernels.append(Kernel(name, src.strip("\n")))
+        self.kernels.append(Kernel(name, src.strip("\n"), kparams))
         py = [] if accumulate else [f"{out} = rt.empty({self.pyshape(shape)}, "
                                     f"{'dt' if ctype == 'real' else repr('int32')})"]
         args = kb.py_args() + (["np.int32(self.train)"] if uses_train else [])
@@ -922,8 +931,8 @@ class CudaBackend:
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
                 input_grads.append(self.n(gv))
-            elif v.dtype == "index":
-                input_grads.append("None")
+            elif v.dtype == "index" or v.name in self.opts.no_grad:
+                input_grads.append("None")  # as the numpy target: --no-grad inputs get None
             else:
                 input_grads.append(f"rt.zeros({self.n(v)}.shape, dt)")
         bwd_text = "\n".join(line for b in bwd_blocks for line in b.lines) + "\n" + " ".join(input_grads)
@@ -945,8 +954,14 @@ class CudaBackend:
         # spec text in comments is escaped by the templates' filters (backends/escape.py)
         cu = self.env.get_template("cuda/module.cu.j2").render(
             version=__version__, meta=meta, kernels=[k.source for k in self.kernels],
+            cpu=self.opts.target == "cpu",
             plan_lines=plan_lines)
-        py = self.env.get_template("cuda/module.py.j2").render(
+        cpu = self.opts.target == "cpu"
+        if cpu:
+            entries = [{"name": k.name, "loop": k.loop, "params": [entry_param(d) for d in k.params]}
+                       for k in self.kernels]
+            cu += self.env.get_template("cpu/entries.cpp.j2").render(kernels=entries)
+        py = self.env.get_template("cuda/module.py.j2").render(cpu=cpu,
             version=__version__, meta=meta,
             inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs], output_names=g.output_names,
@@ -1022,6 +1037,23 @@ def c_real(v) -> str:
     if math.isinf(v):
         return "g_inf((real)0)" if v > 0 else "(-g_inf((real)0))"
     return f"(real){v!r}" if v >= 0 else f"(real)({v!r})"
+
+
+_POINTER = re.compile(r"(const )?(real|int)\* __restrict__ (\w+)")
+_SCALAR = re.compile(r"int (\w+)")
+
+
+def entry_param(decl: str) -> dict:
+    """How a CPU entry point takes one kernel parameter (a KernelBuilder declaration): its C
+    local, the graphc_args getter that checks and converts the Python argument, its name."""
+    m = _POINTER.fullmatch(decl)
+    if m:
+        const, ctype, name = m.groups()
+        return {"local": f"{const or ''}{ctype}* {name}", "name": name,
+                "getter": f"{'reals' if ctype == 'real' else 'ints'}_{'in' if const else 'out'}"}
+    m = _SCALAR.fullmatch(decl)
+    assert m, decl  # KernelBuilder declares only these forms
+    return {"local": f"const int {m.group(1)}", "name": m.group(1), "getter": "integer"}
 
 
 def generate(graph: Graph, options: CodegenOptions) -> tuple[str, str]:

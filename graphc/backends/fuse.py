@@ -97,8 +97,9 @@ def conv_gemm_shape(out_shape):
 
 
 class _Planner:
-    def __init__(self, g: Graph):
+    def __init__(self, g: Graph, keep_backward_reads: bool = False):
         self.g = g
+        self.keep_backward_reads = keep_backward_reads
         self.producer: dict[Value, Node] = {}
         for n in g.nodes + g.grad_nodes:
             for v in n.outputs:
@@ -200,9 +201,10 @@ class _Planner:
 
     # ---- scheduling --------------------------------------------------------------------
 
-    def schedule(self, nodes, needs, finals, loadable: set, arrays: set) -> list[Step]:
+    def schedule(self, nodes, needs, finals, loadable: set, arrays: set, keep=()) -> list[Step]:
         """Steps for `nodes` in order: each kernel op after a fused kernel (or views) that
-        stores the virtual values it needs; `finals` are stored at the end."""
+        stores the virtual values it needs; `finals` are stored at the end, after a kernel
+        of their own for `keep` (values a later part reads), which `finals` then load."""
         ops = [n for n in nodes if not self.is_virtual_node(n)]
         pending: list[Demand] = [d for n in ops for d in needs(n)] + finals
         done: set = set()
@@ -211,7 +213,7 @@ class _Planner:
         def key(d):
             return (d.value, d.layout)
 
-        def flush(missing):
+        def flush(missing, absorb=True):
             fused = []
             for d in missing:
                 if key(d) in done:
@@ -226,7 +228,7 @@ class _Planner:
             if not fused:
                 return
             # every other demand computable now joins the same kernel
-            for d in pending:
+            for d in pending if absorb else ():
                 if key(d) not in done and d.layout == "plain" and d.value not in arrays \
                         and self.view_base(d.value, arrays) is None \
                         and self.leaves(d.value, loadable) <= loadable:
@@ -240,7 +242,7 @@ class _Planner:
             # (an unrolled recurrence's c_t, and its gradient) is stored here instead: else
             # each step recomputes the chain from the start (quadratic work, huge kernels)
             later = [d.value for d in pending if key(d) not in done]
-            if later:
+            if later and absorb:
                 stop = frozenset(loadable)
                 shared = self.inner([d.value for d in fused], loadable) & self.inner(later, loadable)
                 for v in sorted(shared, key=self.rank.__getitem__):
@@ -258,7 +260,14 @@ class _Planner:
             steps.append(Step("op", node=n, stores=stores))
             loadable.update(stores)
             arrays.update(stores)
-        flush(finals)
+        # kept values that read a final output (tanh(next_c)) are stored by the finals'
+        # kernel, which computes that output anyway; the others by a kernel before it
+        final_values = {d.value for d in finals}
+        after = [d for d in keep if self.inner([d.value], loadable) & final_values]
+        before = [d for d in keep if d not in after]
+        if before:
+            flush(before, absorb=False)
+        flush(finals + after)
         return steps
 
     @staticmethod
@@ -294,6 +303,18 @@ class _Planner:
         return [Demand(gy) for gy in n.inputs if gy in self.virtual
                 and (r.grad_reads == "plain" or self.cost(gy) > PROLOGUE_OPS)]
 
+    def backward_reads(self, outs: list) -> list[Demand]:
+        """The forward values (computed, not mere slices of inputs) that grad nodes read
+        (OpDef.reads), in creation order: stored by the forward's last kernel, so the
+        backward loads them instead of computing them again."""
+        forward = {v for n in self.g.nodes for v in n.outputs}
+        have = {d.value for d in outs}
+        reads = {v for n in self.g.grad_nodes if n.op == "grad" for v in n.inputs
+                 if v in forward and v in self.virtual and v not in have and self.cost(v) > 0}
+        # a slice of another kept value is read through that one (a view, not a copy)
+        reads = {v for v in reads if self.view_base(v, reads) is None}
+        return [Demand(v) for v in sorted(reads, key=self.rank.__getitem__)]
+
     def plan(self) -> Plan:
         g = self.g
         inputs = set(g.inputs) | {p.value for p in g.params} | {p.value for p in g.buffers}
@@ -302,7 +323,8 @@ class _Planner:
         for v in g.outputs:
             if v in self.virtual and all(d.value is not v for d in outs):
                 outs.append(Demand(v))
-        fwd = self.schedule(g.nodes, self.forward_needs, outs, loadable, arrays)
+        keep = self.backward_reads(outs) if self.keep_backward_reads else []
+        fwd = self.schedule(g.nodes, self.forward_needs, outs, loadable, arrays, keep)
         # the backward reads what the forward stored (and only that), plus the gradients given
         loadable |= set(g.grad_outputs)
         arrays |= set(g.grad_outputs)
@@ -314,11 +336,15 @@ class _Planner:
         return Plan(fwd, bwd, self.virtual, self.gemm)
 
 
-def plan(graph: Graph) -> Plan:
-    """The CUDA step plan of a differentiated graph (see the module docstring)."""
+def plan(graph: Graph, keep_backward_reads: bool = False) -> Plan:
+    """The step plan of a differentiated graph (see the module docstring).
+    keep_backward_reads (the CPU target): the forward also stores the computed values its
+    backward reads, so the backward loads them. A GPU recomputes them (memory traffic costs
+    more than arithmetic there); a CPU core computes exp/tanh one element at a time, and
+    recomputing every gate in the backward made the LSTM cell's step about twice as slow."""
     for node in graph.nodes:
         rule_of(node)
-    return _Planner(graph).plan()
+    return _Planner(graph, keep_backward_reads).plan()
 
 
 def describe(p: Plan) -> str:

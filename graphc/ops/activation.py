@@ -96,7 +96,7 @@ def _softmax_cuda_forward(cx, node):
     src = cx.render(_SOFTMAX_FWD, loader=loader_src, comment=cx.describe(node), name=name,
                     fwd_params=kb.declarations(), rows=n_rows, x=load, C=C, inner=inner,
                     log=node.op == "LogSoftMax", row_stride=_row_stride(C, inner))
-    cx.add_kernel(name + "_fwd", src)
+    cx.add_kernel(name + "_fwd", src, kb)
     return [f"{cx.n(y)} = rt.empty({cx.pyshape(y.shape)}, dt)",
             cx.launch(name + "_fwd", cx.pynumel(rows) if rows else "1", kb)]
 
@@ -115,7 +115,7 @@ def _softmax_cuda_backward(cx, gnode, fwd, targets):
     src = cx.render(_SOFTMAX_BWD, loader=loader_src, comment=cx.describe(gnode), name=name,
                     bwd_params=kb.declarations(), rows=n_rows, gy=load, C=C, inner=inner,
                     row_stride=_row_stride(C, inner), log=fwd.op == "LogSoftMax")
-    cx.add_kernel(name + "_bwd", src)
+    cx.add_kernel(name + "_bwd", src, kb)
     return [f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
             cx.launch(name + "_bwd", cx.pynumel(rows) if rows else "1", kb)]
 

@@ -137,7 +137,7 @@ def _conv_cuda_forward(cx, node):
     src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{cx.describe(node)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
                     fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
                     oH=oH, oW=oW, K=K, **_window(a))
-    cx.add_kernel(name + "_im2col", src)
+    cx.add_kernel(name + "_im2col", src, kb)
     gemm = cx.gemm(node)
     return [
         f"{cx.n(cols)} = rt.empty(({pyN} * {oH * oW}, {K}), dt)",
@@ -174,7 +174,7 @@ def _conv_cuda_backward(cx, gnode, fwd, targets):
         src = cx.render(_CONV_COL2IM, comment=f"{cx.describe(gnode)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
                         bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
                         oH=oH, oW=oW, K=K, **_window(a))
-        cx.add_kernel(name + "_col2im", src)
+        cx.add_kernel(name + "_col2im", src, kb)
         lines += [f"{gcols} = rt.matmul({rows}, {cx.n(w)}.reshape({nOut}, {K}))",
                   f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
                   cx.launch(name + "_col2im", cx.pynumel(x.shape), kb)]
@@ -250,7 +250,7 @@ def _pool_cuda_forward(cx, node):
     src = cx.render(_MAXPOOL_FWD, loader=loader_src, comment=f"{cx.describe(node)}: {a['kH']}x{a['kW']}", name=name,
                     fwd_params=kb.declarations(), n_out=n_out, x=load, H=H, W=W, oH=oH,
                     oW=oW, **_window(a))
-    cx.add_kernel(name + "_fwd", src)
+    cx.add_kernel(name + "_fwd", src, kb)
     shape = cx.pyshape(y.shape)
     return [f"{cx.n(y)} = rt.empty({shape}, dt)",
             f"{cx.n(argmax)} = rt.empty({shape}, 'int32')",
@@ -273,7 +273,7 @@ def _pool_cuda_backward(cx, gnode, fwd, targets):
     src = cx.render(_MAXPOOL_BWD, loader=loader_src, comment=f"{cx.describe(gnode)}: {a['kH']}x{a['kW']}", name=name,
                     bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
                     oW=oW, **_window(a))
-    cx.add_kernel(name + "_bwd", src)
+    cx.add_kernel(name + "_bwd", src, kb)
     return [f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
             cx.launch(name + "_bwd", cx.pynumel(x.shape), kb)]
 
