@@ -3,6 +3,7 @@ gradients are checked against PyTorch eager before timing, the table and the JSO
 out. The timings themselves are not tested (they depend on the machine)."""
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_quick_row_runs_and_prints_the_table(tmp_path):
     out = tmp_path / "rows.json"
     r = subprocess.run([sys.executable, str(RUN), "--quick", "--only", "lstm3", "--threads", "1",
                         "--no-compile-time", "--block-ms", "0", "--markdown", "--json", str(out)],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, GRAPHC_CPU_CACHE_DIR=str(tmp_path / "cpu-cache")))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     (row,) = json.loads(out.read_text())
     assert row["key"] == "lstm3" and row["threads"] == 1 and not row["mismatch"]
