@@ -1303,8 +1303,10 @@ def run_one(args, threads: int) -> list:
         print(f"warning: other processes are using the CPUs (load {max(load0, load1):.2f} on "
               f"{os.cpu_count()} CPUs): the medians measure the machine as much as the "
               "libraries; multi-threaded calls stall behind other processes most.")
-    peak_n = 1024 if args.quick else 2048
-    print_gemms(rows, sgemm_peak(peak_n, 3 if args.quick else 5), peak_n, threads)
+    # 1024: a call short enough (~25 ms on one core) that some of many run undisturbed by
+    # other processes; the best of them is the peak
+    peak_n = 1024
+    print_gemms(rows, sgemm_peak(peak_n, 8 if args.quick else 20), peak_n, threads)
 
     if not args.no_compile_time:
         ci = compile_and_import(3)
