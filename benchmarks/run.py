@@ -1100,20 +1100,24 @@ def verdict(row: dict) -> None:
     bg, bp = min(g, key=lambda s: s["median"]), min(p, key=lambda s: s["median"])
     row.update(graphc_best=bg["label"], best_peer=bp["label"],
                ratio=bg["median"] / bp["median"], eager_ratio=bg["median"] / eager["median"])
-    why = []
+    why, short = [], []  # short: the summary table's words for each target missed
     if row["ratio"] > 1.0:
         why.append(f"{bg['label']} / {bp['label']} = {row['ratio']:.2f} > 1.0")
+        short.append("peer")
     if row["eager_target"] is not None and row["eager_ratio"] > row["eager_target"]:
         why.append(f"{bg['label']} / PyTorch eager = {row['eager_ratio']:.3f} > "
                    f"{row['eager_target']}")
+        short.append("eager")
     by = {s["label"]: s for s in g}
     if "graphc cpu" in by and "graphc numpy" in by and \
             by["graphc cpu"]["median"] > by["graphc numpy"]["median"]:
         why.append("graphc cpu slower than graphc numpy")
+        short.append("cpu>numpy")
     if any(s["kind"] == "graphc" and s["absent"] and s["absent"].startswith("MISMATCH")
            for s in row["sides"]):
         why.append("a graphc target failed its check (MISMATCH)")
-    row.update(verdict="FAIL" if why else "pass", why=why)
+        short.append("check")
+    row.update(verdict="FAIL" if why else "pass", why=why, short=short)
 
 
 def run_row(key, args, threads) -> tuple[dict, object]:
@@ -1219,8 +1223,9 @@ def print_summary(rows, markdown=False):
                          f"{s['median'] / eager:.3f}" if s["median"] and eager else
                          "MISMATCH" if (s["absent"] or "").startswith("MISMATCH") else "absent")
         best = (f"{r['ratio']:.2f} ({r['best_peer']})" if r.get("ratio") is not None else "-")
+        result = r["verdict"] + (f" ({', '.join(r['short'])})" if r.get("short") else "")
         table.append((r["key"], str(r["threads"]), _fmt_time(eager) if eager else "-", *cells,
-                      best, r["verdict"]))
+                      best, result))
     if markdown:
         print("| " + " | ".join(hdr) + " |")
         print("|" + "---|" * len(hdr))
@@ -1230,8 +1235,10 @@ def print_summary(rows, markdown=False):
         _table(hdr, table)
     print("Each side's median step time over PyTorch eager's (lower is faster); fused: "
           "nn.LSTMCell / nn.LSTM; graphc / best peer: graphc's best target over the fastest "
-          "peer (target <= 1.0; lstm3 also <= 0.05 of eager). absent: not installed or not "
-          "built here (the reason is printed with the row).")
+          "peer (target <= 1.0; lstm3 also <= 0.05 of eager). FAIL (peer, eager, cpu>numpy, "
+          "check): the targets missed: the best peer, lstm3's bound on eager, the cpu target "
+          "no slower than numpy, a graphc target's correctness check. absent: not installed "
+          "or not built here (the reason is printed with the row).")
 
 
 def _gflops(flops, seconds) -> str:
