@@ -339,6 +339,7 @@ class CudaBackend:
         if not re.match(r"[A-Za-z_]", self.prefix):
             self.prefix = "m_" + self.prefix
         self.kernels: list[Kernel] = []
+        self.loop_kernel = False  # the kernel being rendered uses `threads` (see render())
         self.loadable: set[Value] = set(graph.inputs) | {p.value for p in graph.params} | \
             {p.value for p in graph.buffers}
         self.elem_aux: dict = {}  # (forward node, aux name) -> Arr, for 'elem' ops' backward
@@ -696,13 +697,29 @@ class CudaBackend:
         return KernelBuilder()
 
     def render(self, template: str, **ctx) -> str:
-        """An op's CUDA source template (jinja text), with `block` (threads per block)."""
-        return string_template(template).render(block=BLOCK, **ctx)
+        """An op's CUDA source template (jinja text), with `block` (threads per block) and
+        the kernel's thread loop: `{{ threads("i", n) }}` at the top of its body (i: the
+        thread's index, n: the thread count) and `{{ end_threads }}` before its closing
+        brace. On a GPU that is the thread's index and an early return past n; on the CPU
+        target a vectorized loop over i (a kernel so written is a loop kernel there)."""
+        return string_template(template).render(block=BLOCK, **ctx, **self.thread_loop())
+
+    def thread_loop(self) -> dict:
+        if self.opts.target != "cpu":
+            return {"threads": lambda i, n: f"const int {i} = (int)(blockIdx.x * blockDim.x + "
+                                            f"threadIdx.x);\n  if ({i} >= {n}) return;",
+                    "end_threads": ""}
+
+        def threads(i, n):
+            self.loop_kernel = True
+            return f"graphc_loop({n}, [=](const int {i}) {{"
+        return {"threads": threads, "end_threads": "  });\n"}
 
     def add_kernel(self, name: str, source: str, kb: KernelBuilder):
         """Put a rendered kernel (its __global__ function is `name`, with the parameters of
         `kb`, its KernelBuilder: kb.declarations()) into the .cu module."""
-        self.kernels.append(Kernel(name, source.strip("\n"), kb.declarations()))
+        loop, self.loop_kernel = self.loop_kernel, False  # rendered with `threads` (render())
+        self.kernels.append(Kernel(name, source.strip("\n"), kb.declarations(), loop))
 
     def gemm(self, node: Node):
         """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
@@ -799,8 +816,9 @@ class CudaBackend:
         src = self.env.get_template("cuda/elem.cu.j2").render(
             comment=f"{self.describe(node)}: {what}, one thread per element", block=BLOCK,
             name=name, ctype=ctype, fparams=fparams, kparams=kparams, fargs=fargs,
-            lines=lines, count=count, accumulate=accumulate)
-        self.kernels.append(Kernel(name, src.strip("\n"), kparams))
+            lines=lines, count=count, accumulate=accumulate, **self.thread_loop())
+        self.kernels.append(Kernel(name, src.strip("\n"), kparams, self.opts.target == "cpu"))
+        self.loop_kernel = False
         py = [] if accumulate else [f"{out} = rt.empty({self.pyshape(shape)}, "
                                     f"{'dt' if ctype == 'real' else repr('int32')})"]
         args = kb.py_args() + (["np.int32(self.train)"] if uses_train else [])

@@ -45,8 +45,7 @@ _SOFTMAX_FWD = (
     '{{ loader }}\n'
     "// {{ comment|ccomment }}: forward, one thread per row of {{ C }} ({{ 'log(' if log }}exp(x - max) / sum{{ ')' if log }}, stable)\n"
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
-    '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (r >= {{ rows }}) return;\n'
+    '  {{ threads("r", rows) }}\n'
     '  const int base = {% if inner == 1 %}r * {{ C }}{% else %}(r / {{ inner }}) * {{ row_stride }} + r % {{ inner }}{% endif %};\n'
     '  real m = {{ x("base") }};\n'
     '  for (int c = 1; c < {{ C }}; ++c) m = g_fmax(m, {{ x("base + c * " ~ inner) }});\n'
@@ -59,13 +58,13 @@ _SOFTMAX_FWD = (
     '  const real inv = (real)1 / s;\n'
     '  for (int c = 0; c < {{ C }}; ++c) o_y[base + c * {{ inner }}] = g_exp({{ x("base + c * " ~ inner) }} - m) * inv;\n'
     '{% endif %}\n'
+    '{{ end_threads }}'
     '}\n')
 _SOFTMAX_BWD = (
     '{{ loader }}\n'
     '// {{ comment|ccomment }}: backward, one thread per row of {{ C }}\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
-    '  const int r = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (r >= {{ rows }}) return;\n'
+    '  {{ threads("r", rows) }}\n'
     '  const int base = {% if inner == 1 %}r * {{ C }}{% else %}(r / {{ inner }}) * {{ row_stride }} + r % {{ inner }}{% endif %};\n'
     '  real s = 0;\n'
     '{% if log %}\n'
@@ -81,6 +80,7 @@ _SOFTMAX_BWD = (
     '    o_gx[k] = i_y[k] * ({{ gy("k") }} - s);\n'
     '  }\n'
     '{% endif %}\n'
+    '{{ end_threads }}'
     '}\n')
 
 

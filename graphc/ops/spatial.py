@@ -85,8 +85,7 @@ _CONV_IM2COL = (
     '// {{ comment|ccomment }}: im2col, one thread per element of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
     '// row (n, oh, ow), column (c, kh, kw)); the GEMM with the weight is cuBLAS\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_im2col({{ fwd_params|join(\', \') }}) {\n'
-    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (i >= {{ n_cols }}) return;\n'
+    '  {{ threads("i", n_cols) }}\n'
     '  const int k = i % {{ K }}, r = i / {{ K }};\n'
     '  const int kw = k % {{ kW }}, kh = (k / {{ kW }}) % {{ kH }}, c = k / {{ kH * kW }};\n'
     '  const int ow = r % {{ oW }}, oh = (r / {{ oW }}) % {{ oH }}, n = r / {{ oH * oW }};\n'
@@ -94,13 +93,13 @@ _CONV_IM2COL = (
     '  real v = 0;\n'
     '  if (h >= 0 && h < {{ H }} && w >= 0 && w < {{ W }}) v = {{ x("((n * " ~ C ~ " + c) * " ~ H ~ " + h) * " ~ W ~ " + w") }};\n'
     '  o_cols[i] = v;\n'
+    '{{ end_threads }}'
     '}\n')
 _CONV_COL2IM = (
     '// {{ comment|ccomment }}: col2im, one thread per input element, summing the columns that read it\n'
     '// (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_col2im({{ bwd_params|join(\', \') }}) {\n'
-    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (i >= {{ n_in }}) return;\n'
+    '  {{ threads("i", n_in) }}\n'
     '  const int w = i % {{ W }}, h = (i / {{ W }}) % {{ H }}, c = (i / {{ H * W }}) % {{ C }}, n = i / {{ C * H * W }};\n'
     '  real s = 0;\n'
     '  for (int kh = 0; kh < {{ kH }}; ++kh) {\n'
@@ -114,6 +113,7 @@ _CONV_COL2IM = (
     '    }\n'
     '  }\n'
     '  o_gx[i] = s;\n'
+    '{{ end_threads }}'
     '}\n')
 
 
@@ -186,8 +186,7 @@ _MAXPOOL_FWD = (
     '// {{ comment|ccomment }}: forward, one thread per output; argmax = h * W + w of the winner in its\n'
     '// plane (padding never wins; ties go to the first maximum in row-major window order)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_fwd({{ fwd_params|join(\', \') }}) {\n'
-    '  const int o = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (o >= {{ n_out }}) return;\n'
+    '  {{ threads("o", n_out) }}\n'
     '  const int ow = o % {{ oW }}, oh = (o / {{ oW }}) % {{ oH }}, plane = o / {{ oH * oW }};\n'
     '  const int h0 = oh * {{ dH }} - {{ padH }}, w0 = ow * {{ dW }} - {{ padW }};\n'
     '  int best = (h0 < 0 ? 0 : h0) * {{ W }} + (w0 < 0 ? 0 : w0);\n'
@@ -210,14 +209,14 @@ _MAXPOOL_FWD = (
     '  }\n'
     '  o_y[o] = m;\n'
     '  o_argmax[o] = best;\n'
+    '{{ end_threads }}'
     '}\n')
 _MAXPOOL_BWD = (
     '{{ loader }}\n'
     '// {{ comment|ccomment }}: backward, one thread per input element, summing the gradients of the\n'
     '// windows it won (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
-    '  const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);\n'
-    '  if (i >= {{ n_in }}) return;\n'
+    '  {{ threads("i", n_in) }}\n'
     '  const int w = i % {{ W }}, h = (i / {{ W }}) % {{ H }}, plane = i / {{ H * W }};\n'
     '  const int me = h * {{ W }} + w;\n'
     '  const int th = h + {{ padH - kH + 1 }}, tw = w + {{ padW - kW + 1 }};\n'
@@ -232,6 +231,7 @@ _MAXPOOL_BWD = (
     '    }\n'
     '  }\n'
     '  o_gx[i] = s;\n'
+    '{{ end_threads }}'
     '}\n')
 
 
