@@ -1157,9 +1157,12 @@ def run_row(key, args, threads) -> tuple[dict, object]:
     mem["PyTorch eager"] = torch_peak(ref.step)
     row = dict(key=key, name=w.name, threads=threads, sides=out, reps=len(times[0]),
                load=[load0, load1], memory=mem, eager_target=w.eager_target,
-               mismatch=bool(problems), gemms=None)
+               mismatch=bool(problems))
     verdict(row)
-    if g_np.absent is None:  # the GEMMs of one numpy-target step, each timed alone
+    # the GEMMs of one step of each graphc target, each timed alone
+    budget = 0.01 if args.quick else 0.03
+    row["gemms"], row["uncounted"] = {}, []
+    if g_np.absent is None:
         rec = GemmRecorder()
         saved = g_np.m, g_np.mod
         mod = recording_module(g_np.source, g_np.key, rec)
@@ -1168,12 +1171,44 @@ def run_row(key, args, threads) -> tuple[dict, object]:
             g_np.step()
         finally:
             g_np.m, g_np.mod = saved
-        gemm_rows = time_gemms(rec.calls, 0.01 if args.quick else 0.03)
-        row["gemms"] = [dict(gemm=gemm_text(la, lb), n=n, numpy=tn, torch=tt, flops=f)
-                        for la, lb, n, tn, tt, f in gemm_rows]
+        row["gemms"]["graphc numpy"] = _gemm_dicts(time_gemms(rec.calls, budget))
         row["uncounted"] = sorted(rec.uncounted)
+    g_cpu = next(s for s in sides if s.label == "graphc cpu")
+    if g_cpu.absent is None and hasattr(g_cpu.m, "_rt"):
+        rec = GemmRecorder()
+        inner = g_cpu.m._rt
+        g_cpu.m._rt = _RecordingBackend(inner, rec)
+        try:
+            g_cpu.step()
+        finally:
+            g_cpu.m._rt = inner
+        row["gemms"]["graphc cpu"] = _gemm_dicts(time_gemms(rec.calls, budget))
     print(f"  {key}: {row['reps']} rounds, {perf() - t_row:.1f} s", file=sys.stderr)
     return row, g_np
+
+
+def _gemm_dicts(rows) -> list:
+    return [dict(gemm=gemm_text(la, lb), n=n, numpy=tn, torch=tt, flops=f)
+            for la, lb, n, tn, tt, f in rows]
+
+
+class _RecordingBackend:
+    """A kernel target's backend (the generated code's `rt`) whose GEMMs, `matmul` and
+    `addmm` (out += a @ b), are recorded; everything else passes through."""
+
+    def __init__(self, inner, recorder):
+        self._inner, self._rec = inner, recorder
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def matmul(self, a, b):
+        self._rec.calls.append((_layout(a), _layout(b)))
+        return self._inner.matmul(a, b)
+
+    def addmm(self, out, a, b):
+        self._rec.calls.append((_layout(a), _layout(b)))
+        return self._inner.addmm(out, a, b)
 
 
 def print_row(row):
@@ -1249,36 +1284,38 @@ def _gflops(flops, seconds) -> str:
 def print_gemms(rows, peaks, peak_n, threads):
     np_peak, t_peak = peaks
     peak = max(peaks)  # the machine's measured peak: the faster of the two libraries
-    print(f"\nGEMMs of one graphc numpy step, each timed alone through numpy and through torch "
-          f"on the same strided operands ({threads} thread(s)). Machine peak: sgemm "
-          f"{peak_n}x{peak_n} float32 {np_peak:.1f} GFLOP/s through numpy "
+    print(f"\nGEMMs of one step of each graphc target, each timed alone through numpy and "
+          f"through torch on the same strided operands ({threads} thread(s)). Machine peak: "
+          f"sgemm {peak_n}x{peak_n} float32 {np_peak:.1f} GFLOP/s through numpy "
           f"({np.__version__}), {t_peak:.1f} GFLOP/s through torch.")
     table = []
     for r in rows:
-        if not r["gemms"]:
-            continue
-        step = next(s for s in r["sides"] if s["label"] == "graphc numpy")["median"]
-        total = sum(g["n"] * g["numpy"] for g in r["gemms"])
-        flops = sum(g["n"] * g["flops"] for g in r["gemms"])
-        table.append((r["key"], "all", str(sum(g["n"] for g in r["gemms"])),
-                      _fmt_time(total), _gflops(flops, total),
-                      f"{flops / total / 1e9 / peak:.0%}",
-                      _fmt_time(sum(g["n"] * g["torch"] for g in r["gemms"])),
-                      _gflops(flops, sum(g["n"] * g["torch"] for g in r["gemms"])),
-                      f"{total / step:.0%}" if step else "-"))
-        for g in sorted(r["gemms"], key=lambda g: -g["n"] * g["numpy"])[:6]:
-            table.append(("", g["gemm"], str(g["n"]), _fmt_time(g["numpy"]),
-                          _gflops(g["flops"], g["numpy"]),
-                          f"{g['flops'] / g['numpy'] / 1e9 / peak:.0%}",
-                          _fmt_time(g["torch"]), _gflops(g["flops"], g["torch"]), ""))
+        for label, gemms in r["gemms"].items():
+            if not gemms:
+                continue
+            step = next(s for s in r["sides"] if s["label"] == label)["median"]
+            total = sum(g["n"] * g["numpy"] for g in gemms)
+            t_total = sum(g["n"] * g["torch"] for g in gemms)
+            flops = sum(g["n"] * g["flops"] for g in gemms)
+            table.append((f"{r['key']} ({label.split()[-1]})", "all",
+                          str(sum(g["n"] for g in gemms)), _fmt_time(total),
+                          _gflops(flops, total), f"{flops / total / 1e9 / peak:.0%}",
+                          _fmt_time(t_total), _gflops(flops, t_total),
+                          f"{total / step:.0%}" if step else "-"))
+            for g in sorted(gemms, key=lambda g: -g["n"] * g["numpy"])[:6]:
+                table.append(("", g["gemm"], str(g["n"]), _fmt_time(g["numpy"]),
+                              _gflops(g["flops"], g["numpy"]),
+                              f"{g['flops'] / g['numpy'] / 1e9 / peak:.0%}",
+                              _fmt_time(g["torch"]), _gflops(g["flops"], g["torch"]), ""))
         if r.get("uncounted"):
             print(f"  note: {r['key']}: np.{', np.'.join(r['uncounted'])} called, not counted")
-    _table(("row", "GEMM", "calls", "numpy", "GFLOP/s", "of peak", "torch", "GFLOP/s",
-            "of graphc step"), table, left=2)
+    _table(("row (target)", "GEMM", "calls", "numpy", "GFLOP/s", "of peak", "torch", "GFLOP/s",
+            "of step"), table, left=2)
     print("numpy/torch: one call, best of repeated calls (the 'all' line: the sum over the "
-          "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of graphc step: the "
-          "numpy GEMMs' sum over graphc numpy's step median (warm caches: a lower bound). ^T: "
-          "a transposed view.")
+          "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of step: the "
+          "numpy GEMMs' sum over that target's step median (warm caches: a lower bound). The "
+          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm adds the "
+          "product to the gradient). ^T: a transposed view.")
 
 
 def run_one(args, threads: int) -> list:

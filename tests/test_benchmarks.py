@@ -85,7 +85,7 @@ def test_quick_row_runs_and_prints_the_table(tmp_path):
         assert cells[label] == want
     assert cells["graphc cpu"] == ("absent" if sides["graphc cpu"]["absent"] else
                                    f"{sides['graphc cpu']['median'] / sides['PyTorch eager']['median']:.3f}")
-    assert "GEMMs of one graphc numpy step" in r.stdout
+    assert "GEMMs of one step of each graphc target" in r.stdout
 
 
 def test_verdict_is_graphc_best_against_the_best_peer_with_each_target():
