@@ -19,6 +19,7 @@ from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
 from .ir.graph import B, Graph
 from .passes.autodiff import autodiff
+from .passes.memory import plan_memory
 from .passes.limits import check_sizes
 from .passes.simplify import hoist_sequence_projections, merge_slice_grads
 from .passes.unroll import parse_state_pairs, split_sequence_prefix, unroll
@@ -239,6 +240,11 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
         raise ValueError("--emit cu needs --target cuda or cpu")
     else:
         from .backends.numpy import generate
+        if opts.optimize:  # scratch arrays written with out= (the numpy target's memory plan)
+            graph = plan_memory(graph)
+            if sequence_parts is not None:
+                sequence_parts = (plan_memory(sequence_parts[0]), plan_memory(sequence_parts[1]),
+                                  *sequence_parts[2:])
         out = generate(graph, codegen, sequence_parts)
     return Result(graph, out, interp.files, interp.sources)
 
@@ -261,7 +267,7 @@ def spec_time_source(mod: ModuleObj, shapes: dict, path: str, spec_text: str) ->
     `m:forward(x)` runs while the spec is evaluated (frontend/objects.py)."""
     opts = Options(dtype="float64", shapes=shapes)
     graph = check_sizes(validate(lower(mod, shapes)))
-    graph = validate(merge_slice_grads(validate(autodiff(graph, ()))))
+    graph = plan_memory(validate(merge_slice_grads(validate(autodiff(graph, ())))))
     from .backends.numpy import generate
     return generate(graph, _codegen_options(path, spec_text, opts, graph, (), None))
 

@@ -57,7 +57,8 @@ def modules_markdown() -> str:
              "Generated from graphc's op registry by `python -m graphc.docs`; do not edit.",
              "Arguments keep Torch7's order and 1-based dimensions. The CUDA column says how",
              "`--target cuda` computes each one: *fused* into the generated kernel of its",
-             "neighbours, cuBLAS, or kernels of its own.", "",
+             "neighbours, cuBLAS, or kernels of its own. `--target cpu` runs the same kernels",
+             "on the CPU (numpy's BLAS for the GEMMs).", "",
              "| module | arguments | methods | what it does | difference from Torch | CUDA |",
              "|---|---|---|---|---|---|"]
     for name in sorted(REGISTRY):

@@ -132,6 +132,29 @@ static inline void graphc_loop(long n, Body body) {
   }
 }
 
+// The same over rows x cols elements: body(r, c), the inner loop over c vectorized.
+template <class Body>
+static inline void graphc_loop2(long rows, int cols, Body body) {
+  if (rows * cols >= GRAPHC_PARALLEL_MIN && rows > 1 && omp_in_parallel() == 0 &&
+      omp_get_max_threads() > 1) {
+    #pragma omp parallel
+    {
+      const long nt = omp_get_num_threads(), k = omp_get_thread_num();
+      const long lo = rows * k / nt, hi = rows * (k + 1) / nt;
+      Body own = body;
+      for (long r = lo; r < hi; ++r) {
+        #pragma omp simd
+        for (int c = 0; c < cols; ++c) own((int)r, c);
+      }
+    }
+  } else {
+    for (long r = 0; r < rows; ++r) {
+      #pragma omp simd
+      for (int c = 0; c < cols; ++c) body((int)r, c);
+    }
+  }
+}
+
 // A loop kernel's call, with the GIL released when it runs on several threads.
 template <class Call>
 static inline void graphc_call(long n, Call call) {

@@ -101,13 +101,20 @@ class Backend(abc.ABC):
     def matmul(self, a, b):
         return self.xp.matmul(a, b)
 
-    def addmm(self, out, a, b):
-        """out += a @ b (Torch's addmm with beta = 1)."""
-        out += self.xp.matmul(a, b)
+    def addmm(self, out, a, b, beta: float = 1.0):
+        """out = beta * out + a @ b (Torch's addmm); beta 0 writes (out's old values, even
+        NaN, are not read: a gradient's first contribution after zeroGradParameters)."""
+        if beta == 0:
+            out[...] = self.xp.matmul(a, b)
+        else:
+            out += self.xp.matmul(a, b)
 
-    def add_colsum(self, out, a):
-        """out += a.sum(0) for a 2-D a (a bias gradient)."""
-        out += a.sum(0)
+    def add_colsum(self, out, a, beta: float = 1.0):
+        """out = beta * out + a.sum(0) for a 2-D a (a bias gradient); beta 0 as addmm's."""
+        if beta == 0:
+            out[...] = a.sum(0)
+        else:
+            out += a.sum(0)
 
     def launch(self, kernels, name: str, n: int, args):
         """Run kernel `name` on n threads (blocks of BLOCK)."""
@@ -208,15 +215,14 @@ class CupyBackend(Backend):
             return x.T, "T"
         return x.copy(), "N"
 
-    def addmm(self, out, a, b):
+    def addmm(self, out, a, b, beta: float = 1.0):
         if not out.flags.c_contiguous:
-            out += self.cupy.matmul(a, b)
-            return
+            return Backend.addmm(self, out, a, b, beta)
         a, ta = self._operand(a)
         b, tb = self._operand(b)
-        self.cupy.cublas.gemm(ta, tb, a, b, out=out, alpha=1.0, beta=1.0)
+        self.cupy.cublas.gemm(ta, tb, a, b, out=out, alpha=1.0, beta=beta)
 
-    def add_colsum(self, out, a):
+    def add_colsum(self, out, a, beta: float = 1.0):
         rows = a.shape[0]
         key = (rows, a.dtype.str)
         ones = self._ones.get(key)
@@ -224,10 +230,9 @@ class CupyBackend(Backend):
             ones = self._ones[key] = self.cupy.ones((1, rows), a.dtype)
         o = out.reshape(1, -1)
         if not o.flags.c_contiguous:
-            out += a.sum(0)
-            return
+            return Backend.add_colsum(self, out, a, beta)
         a, ta = self._operand(a)
-        self.cupy.cublas.gemm("N", ta, ones, a, out=o, alpha=1.0, beta=1.0)
+        self.cupy.cublas.gemm("N", ta, ones, a, out=o, alpha=1.0, beta=beta)
 
     def to_host(self, x) -> np.ndarray:
         return self.cupy.asnumpy(x)
@@ -412,6 +417,8 @@ class CudaModule(Module):
         unsafe = self.GRAPH_UNSAFE + (self.GRAPH_UNSAFE_TRAINING if self.train else ())
         if unsafe:
             raise ValueError("this model cannot run as a CUDA graph: " + "; ".join(unsafe))
+        # a graph replays the device work of one run: its backward adds to the gradients
+        self.materialize_zero()
         arrays, squeeze = self._check_inputs(self._flatten_args(inputs))
         self._check_activations_of(arrays)
         grads = self._check_grads(grad_outputs, arrays, squeeze)
@@ -638,12 +645,13 @@ class GraphBackend(Backend):
         self._gemm(out, a2, b, False)
         return out.reshape(a.shape[:-1] + (b.shape[1],))
 
-    def addmm(self, out, a, b):
-        assert out.flags.c_contiguous
+    def addmm(self, out, a, b, beta: float = 1.0):
+        # CudaModule.step zeroes a pending zeroGradParameters() before it runs a graph
+        assert out.flags.c_contiguous and beta == 1
         self._gemm(out, a, b, True)
 
-    def add_colsum(self, out, a):
-        assert out.flags.c_contiguous
+    def add_colsum(self, out, a, beta: float = 1.0):
+        assert out.flags.c_contiguous and beta == 1
         M, N = a.shape
         a, oa, sam, san = self._operand(a)
         ints = [np.int32(v) for v in (M, N, oa, sam, san)]

@@ -30,6 +30,18 @@ def _size_text(n: float) -> str:
         n /= 1024
 
 
+class _PendingZero:
+    """zeroGradParameters() done lazily: while `pending`, the gradient buffer still holds old
+    values that stand for zeros. The next backward writes each gradient's first contribution
+    instead of adding it (and zeroes the gradients it does not write); anything else that
+    reads the gradients first zeroes the buffer (Module.materialize_zero). One object per
+    gradient buffer: clone_shared()'s models and Sequence's parts share it."""
+    __slots__ = ("pending",)
+
+    def __init__(self):
+        self.pending = False
+
+
 class Module:
     INPUTS: tuple = ()
     OUTPUTS: tuple = ()
@@ -62,6 +74,7 @@ class Module:
         self._saved = None
         self._rng = np.random.default_rng(seed)  # dropout masks
         self._scratch = {}  # (part, batch size) -> the memory plan's scratch arrays
+        self._lazy_zero = _PendingZero()  # zeroGradParameters() not yet applied
         self.reset(seed)
 
     # ---- parameters ----------------------------------------------------------------
@@ -100,7 +113,12 @@ class Module:
                 w[...] = by_name[init[1]].reshape(w.shape)
 
     def getParameters(self):
-        """(flat weights, flat gradients): 1-D views; writing them changes the model."""
+        """(flat weights, flat gradients): 1-D views; writing them changes the model. The
+        gradient buffer is zeroed lazily (zeroGradParameters): between zeroGradParameters()
+        and the next backward(), flat gradients returned earlier hold the old values (and
+        what is written there is overwritten by that backward); calling getParameters() (or
+        gradParameters()) zeroes them first."""
+        self.materialize_zero()
         return self._flat_w, self._flat_g
 
     def parameters(self):
@@ -108,6 +126,7 @@ class Module:
         return [(name, w) for (name, _, _), w in zip(self.PARAMETERS, self._weights)]
 
     def gradParameters(self):
+        self.materialize_zero()
         return [(name, g) for (name, _, _), g in zip(self.PARAMETERS, self._grads)]
 
     def clone_shared(self):
@@ -133,7 +152,17 @@ class Module:
         return arrays
 
     def zeroGradParameters(self):
-        self._flat_g[...] = 0
+        """The gradients become zero, lazily: no pass over the buffer now; the next backward
+        writes each gradient instead of adding to it (Torch's accumulate semantics hold: a
+        backward without zeroGradParameters() adds). getParameters() and gradParameters()
+        zero the buffer first if no backward came in between."""
+        self._lazy_zero.pending = True
+
+    def materialize_zero(self):
+        """Apply a pending zeroGradParameters() to the buffer now."""
+        if self._lazy_zero.pending:
+            self._flat_g[...] = 0
+            self._lazy_zero.pending = False
 
     def training(self):
         self.train = True

@@ -44,7 +44,7 @@ _compiled = {}
 def compiled(entry, tmp_path, dtype="float64", target="numpy"):
     """The compiled case (cached, since compiling is most of a test's time; the key holds
     the memory plan's threshold, which tests/test_memory_plan.py lowers)."""
-    from graphc.backends import memory
+    from graphc.passes import memory
     body, shapes = entry[:2]
     key = (body, tuple(shapes.items()), dtype, memory.MIN_ELEMENTS, target)
     if key not in _compiled:

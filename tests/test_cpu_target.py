@@ -216,3 +216,19 @@ def test_no_grad_inputs_get_none_as_on_the_numpy_target(cache):
     out = m.forward(*xs)
     g1, g2, g3 = m.backward(xs, tuple(np.ones_like(o) for o in out))
     assert g1 is None and g2 is None and g3.shape == xs[2].shape
+
+
+def test_spec_names_never_clash_with_the_loops_names(cache):
+    """Lua locals named like the CPU loops' counters (r, c) or the kernels' index (i, t)."""
+    spec = ("local x = nn.Identity()()\n"
+            "local r = nn.Tanh()(x)\nlocal c = nn.Sigmoid()(r)\nlocal i = nn.CMulTable()({r, c})\n"
+            "local t = nn.JoinTable(2)({i, c})\nreturn nn.gModule({x}, {t})\n")
+    res = compile_spec("names.lua", Options(target="cpu", dtype="float64", shapes={"input1": ("B", 4)}),
+                       text=spec)
+    mod = types.ModuleType("names")
+    exec(compile(res.source, "<generated names>", "exec"), mod.__dict__)
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    y = mod.Model(dtype="float64").forward(x)
+    r = np.tanh(x)
+    c = 1 / (1 + np.exp(-r))
+    np.testing.assert_allclose(y, np.concatenate([r * c, c], 1), rtol=1e-12)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SpecError
 from ..ir.graph import B, Graph, Node, Value, is_symbolic, per_batch
-from ..ops.registry import c_dim
+from ..ops.registry import c_dim, template_reads
 from ..ops import REGISTRY
 from . import escape, fuse
 from ..version import __version__
@@ -42,7 +42,7 @@ typedef union unsigned void volatile while bool true false class delete new oper
 protected public template this throw try catch namespace using virtual friend mutable explicit
 typename nullptr constexpr decltype static_assert alignas alignof noexcept thread_local
 exp expf log logf tanh tanhf sqrt sqrtf pow powf fabs fabsf fmax fmaxf fmin fminf expm1 log1p
-sin cos tan abs max min floor ceil isnan isinf real i t B train""".split())
+sin cos tan abs max min floor ceil isnan isinf real i t r c B train""".split())  # r, c: CPU loops
 
 
 # ---- integer index expressions (ints fold; strings are C) ---------------------------------
@@ -253,6 +253,8 @@ class Index:
         self.sc, self.shape = sc, tuple(shape)
         self._flat, self._dims = flat, (list(dims) if dims is not None else None)
         assert flat is not None or dims is not None
+        if flat is not None and dims is not None:  # both known: the same element either way
+            sc.memo[("flat", self.shape, tuple(map(str, self._dims)))] = flat
 
     def flat(self):
         if self._flat is None:
@@ -344,6 +346,7 @@ class CudaBackend:
             {p.value for p in graph.buffers}
         self.elem_aux: dict = {}  # (forward node, aux name) -> Arr, for 'elem' ops' backward
         self.strided: set[Value] = set()  # arrays that are views made by view steps
+        self.kernel_reads: set[str] = set()  # python arrays given to 'elem' kernels (backward_reads)
         self.host_code: list[Node] = []  # nodes whose forward runs host lines
         self.rows: dict[Value, str] = {}  # value -> python name of its NHWC ('rows') array
         self.param_index = {p.value: i for i, p in enumerate(graph.params)}
@@ -354,6 +357,15 @@ class CudaBackend:
             if i not in self.grad_view:
                 self.grad_view[i] = self.n.fresh("g_" + self.n.names[graph.params[i].value][2:])
             self.param_grad[v] = self.grad_view[i]
+        # lazy zeroGradParameters (graphc_runtime Module): each parameter's first gradient
+        # contribution in backward order; those whose op writes it (beta_of) need no zeroing
+        self.first_grads: set[Value] = set()
+        seen = set()
+        for i, v in graph.param_grads:
+            if i not in seen:
+                self.first_grads.add(v)
+                seen.add(i)
+        self.written_first: set[Value] = set()
 
     # ---- names ---------------------------------------------------------------------------
 
@@ -592,9 +604,18 @@ class CudaBackend:
             shape = tuple(d.value.shape) if d.layout == "plain" else fuse.conv_gemm_shape(d.value.shape)
             segments.setdefault((shape, d.layout == "plain"), {"shape": shape, "demands": []})["demands"].append(d)
         py_alloc, aliases, segs = [], [], []
+        loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
         for seg in segments.values():
             sc = Scope(kb)
-            it = Index(sc, seg["shape"], flat="i")
+            shape = seg["shape"]
+            if loop and len(shape) >= 2 and isinstance(shape[-1], int) and shape[-1] > 1:
+                # rows x columns: the column is the inner (vectorized) loop's counter, and
+                # conditions on it (which slice of a JoinTable) split that loop, not mask it
+                rows = Index(sc, shape[:-1], flat="r").dims()
+                it = Index(sc, shape, flat="i", dims=list(rows) + ["c"])
+                seg["rows"], seg["cols"] = kb.count_expr(shape[:-1]), shape[-1]
+            else:
+                it = Index(sc, shape, flat="i")
             written: dict[str, str] = {}  # C result -> python name already holding it
             writes, what = [], []
             for d in seg["demands"]:
@@ -623,6 +644,7 @@ class CudaBackend:
                     what.append(v.name + ("" if d.layout == "plain" else " (NHWC rows)"))
             if writes:
                 segs.append({"count": kb.count_expr(seg["shape"]), "pycount": self.pynumel(seg["shape"]),
+                             "rows": seg.get("rows"), "cols": seg.get("cols"),
                              "lines": dead_code_free(sc.lines + writes), "what": ", ".join(what) + f": {'x'.join(map(str, seg['shape']))}"})
         lines = []
         if segs:
@@ -631,7 +653,6 @@ class CudaBackend:
             comment = [f"fused: {', '.join(dict.fromkeys(kb.ops)) or 'copy'}"]
             if kb.nodes:
                 comment += ["source nodes:"] + self.sources(kb.nodes)
-            loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
             src = self.env.get_template("cpu/fused.cpp.j2" if loop else "cuda/fused.cu.j2").render(
                 comment=comment, block=BLOCK, name=name, params=kb.declarations(), segments=segs)
             self.kernels.append(Kernel(name, src.rstrip("\n"), kb.declarations(), loop))
@@ -725,6 +746,15 @@ class CudaBackend:
         """The raw GEMM result Value of an epilogue op's node (fuse.Plan.gemm), or None."""
         return self.plan.gemm.get(node)
 
+    def beta_of(self, v: Value) -> str:
+        """`, beta=...` for a GEMM accumulating parameter gradient `v` into its buffer
+        (rt.addmm, rt.add_colsum): 0 (the GEMM writes) on the parameter's first contribution
+        when the buffer is pending zero (`_zeroed`), else empty (beta 1, it adds)."""
+        if v not in self.first_grads:
+            return ""
+        self.written_first.add(v)
+        return ", beta=0.0 if _zeroed else 1.0"
+
     def grad_buffer(self, v: Value) -> str:
         """The python name of the gradient buffer view that parameter gradient `v` adds to."""
         return self.param_grad[v]
@@ -771,6 +801,7 @@ class CudaBackend:
             return self.n(v)
         name = self.n.fresh(self.n(v) + "_dense")
         prep.append(f"{name} = rt.contiguous({self.n(v)})")
+        self.kernel_reads.add(self.n(v))
         return name
 
     def elem_arrays(self, node: Node, prep: list) -> dict:
@@ -805,6 +836,7 @@ class CudaBackend:
         for arr in _arrays_in(ctx):
             if re.search(rf"\b{arr.cname}\b", code):
                 kb.array(arr.pyname, arr.ctype, cname=arr.cname)
+                self.kernel_reads.add(arr.pyname)
         kb.uses_B = kb.uses_B or re.search(r"\bB\b", code) is not None
         uses_train = re.search(r"\btrain\b", code) is not None
         fparams = kb.declarations() + (["int train"] if uses_train else []) + ["int i"]
@@ -934,6 +966,45 @@ class CudaBackend:
                 arrays.update(d.value for d in step.demands if d.layout == "plain")
         return blocks
 
+    def backward_reads(self) -> set[str]:
+        """The python names of the arrays the backward's steps read: what the plan says each
+        step reads (fuse.Step.reads); a kernel op's gradient computed by its CUDA rule's
+        'blas' expressions reads what they name, by its 'elem' kernels the arrays those were
+        given (and the sliced inputs it copies dense first: elem_kernel, dense)."""
+        names = set(self.kernel_reads)
+        for step in self.plan.backward:
+            names.update(self.n.names[v] for v in step.reads if v in self.n.names)
+            if step.kind == "op" and step.node.op == "grad":
+                fwd = step.node.attrs["fwd"]
+                if REGISTRY[fwd.op].cuda.kernel == "blas":
+                    names |= self.blas_reads(step.node, fwd)
+        return names
+
+    def blas_reads(self, gnode: Node, fwd: Node) -> set[str]:
+        """The forward arrays that the CUDA rule's 'blas' gradient expressions of `gnode` name."""
+        op = REGISTRY[fwd.op]
+        slots = op.slots(fwd.attrs, len(fwd.inputs))
+        needed = {key for (key, _), need in zip(slots, gnode.attrs["needs"]) if need}
+        named = set().union(*(template_reads(op.cuda.backward[k], {key for key, _ in slots})
+                              for k in sorted(needed) if k in op.cuda.backward))
+        ys = [v for v in fwd.outputs if v.dtype != "aux"]
+        values = [x for (key, _), x in zip(slots, fwd.inputs) if key in named]
+        values += [y for k, y in enumerate(ys) if "ys" in named or (k == 0 and "y" in named)]
+        return {self.n(v) for v in values}
+
+    def forward_arrays(self) -> list[str]:
+        """The python names of the arrays the forward's steps make, in order (not the inputs
+        and parameters)."""
+        names = []
+        for step in self.plan.forward:
+            if step.kind == "op":  # an op's aux arrays are made before its outputs
+                names += [a.pyname for (n, _), a in self.elem_aux.items() if n is step.node]
+                stores = sorted(step.stores, key=lambda v: v.dtype != "aux")
+                names += [self.n(v) for v in stores]
+            else:
+                names += [self.rows[d.value] if d.layout == "rows" else self.n(d.value) for d in step.demands]
+        return list(dict.fromkeys(names))
+
     def generate(self) -> tuple[str, str]:
         """(python module source, CUDA source)."""
         g = self.g
@@ -944,7 +1015,15 @@ class CudaBackend:
         arrays |= set(g.grad_outputs)
         for v in g.grad_outputs:
             self.n(v)
+        self.kernel_reads = set()  # now the arrays that the backward's 'elem' kernels read
         bwd_blocks = self.run_steps(self.plan.backward, arrays, True)
+        written = {i for i, v in g.param_grads if v in self.written_first}
+        if g.params and len(written) < len(g.params):  # zeroed here: the others' kernels add
+            unwritten = tuple(i for i in range(len(g.params)) if i not in written)
+            zero = ([f"self._grads[{unwritten[0]}][...] = 0"] if len(unwritten) == 1 else
+                    [f"for i in {unwritten}:", "    self._grads[i][...] = 0"])
+            bwd_blocks.insert(0, Block("gradients this backward does not write: zero when pending",
+                                       ["if _zeroed:"] + ["    " + line for line in zero]))
         input_grads = []
         for v, gv in zip(g.inputs, g.input_grads):
             if gv is not None:
@@ -953,16 +1032,9 @@ class CudaBackend:
                 input_grads.append("None")  # as the numpy target: --no-grad inputs get None
             else:
                 input_grads.append(f"rt.zeros({self.n(v)}.shape, dt)")
-        bwd_text = "\n".join(line for b in bwd_blocks for line in b.lines) + "\n" + " ".join(input_grads)
-        input_names = {self.n(v) for v in g.inputs}
-        param_names = {self.n(p.value) for p in g.params + g.buffers}
-        saved = []
-        for b in fwd_blocks:
-            for line in b.lines:
-                m = re.match(r"\s*(\w+) = ", line)  # host lines may assign in an if/else
-                if m and m.group(1) not in saved and m.group(1) not in input_names | param_names \
-                        and re.search(rf"\b{m.group(1)}\b", bwd_text):
-                    saved.append(m.group(1))
+        # what the forward keeps for the backward: the arrays it makes that backward steps read
+        read = self.backward_reads()
+        saved = [name for name in self.forward_arrays() if name in read]
         batch_from = next((f"{self.n(v)}.shape[{tuple(v.shape).index(B)}]" for v in g.inputs
                            if B in tuple(v.shape)), None)
         meta = self.opts

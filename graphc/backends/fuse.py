@@ -29,6 +29,7 @@ from typing import Optional
 from ..errors import SpecError
 from ..ir.graph import B, Graph, Node, Value
 from ..ops import REGISTRY
+from ..ops.registry import template_reads
 
 VIEW_INDEX = ("view", "narrow", "select")  # index maps that are a view of their input
 # A kernel with a 'prologue' read evaluates its virtual input for every element it reads
@@ -52,6 +53,10 @@ class Step:
     node: Optional[Node] = None
     demands: list = field(default_factory=list)  # 'fused', 'view': what the step stores
     stores: list = field(default_factory=list)  # values readable by later kernels after it
+    # the stored values its kernels (or view) read: a fused kernel's loads, a view's base, a
+    # kernel op's inputs (_Planner.kernel_inputs), each virtual one as the stored values its
+    # expression reads
+    reads: set = field(default_factory=set)
 
 
 @dataclass
@@ -140,6 +145,50 @@ class _Planner:
             return [self.gemm[n]] + list(n.inputs[2:])
         return list(n.inputs)
 
+    def named(self, v: Value) -> list[Value]:
+        """The values a virtual value's expression names: as `reads`, but a gradient of a
+        pointwise op reads only what its CUDA backward expression names (and the output
+        gradients), an index op's gradient only the output gradients."""
+        n = self.producer[v]
+        if n.op != "grad":
+            return self.reads(v)
+        fwd = n.attrs["fwd"]
+        op = REGISTRY[fwd.op]
+        gys = n.inputs[: len(n.inputs) - n.attrs["reads"]]
+        if op.cuda.kind != "pointwise":
+            return list(gys)
+        k = [i for i, need in enumerate(n.attrs["needs"]) if need][n.outputs.index(v)]
+        slots = op.slots(fwd.attrs, len(fwd.inputs))
+        names = template_reads(op.cuda.backward.get(slots[k][0], ""), {key for key, _ in slots})
+        ys = [y for y in fwd.outputs if y.dtype != "aux"]
+        return (list(gys) + [x for (key, _), x in zip(slots, fwd.inputs) if key in names]
+                + [y for j, y in enumerate(ys) if "ys" in names or (j == 0 and "y" in names)])
+
+    @staticmethod
+    def kernel_inputs(n: Node) -> list[Value]:
+        """What a kernel op's node reads: its inputs; for a grad node, the output gradients
+        and the forward values its backward reads (OpDef.reads), but only the output
+        gradients for one computed by 'elem' or 'blas' rule bodies, whose arrays the
+        backend finds where it writes the kernels and expressions."""
+        if n.op == "grad" and REGISTRY[n.attrs["fwd"].op].cuda.emit_backward is None:
+            return n.inputs[: len(n.inputs) - n.attrs["reads"]]
+        return n.inputs
+
+    def loads(self, values, stored: set) -> set:
+        """The stored arrays that computing `values` reads (Step.reads): each one in `stored`,
+        or what its expression names, down to stored arrays."""
+        out, seen, todo = set(), set(), list(values)
+        while todo:
+            x = todo.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x in stored or x not in self.virtual:
+                out.add(x)
+            else:
+                todo.extend(self.named(x))
+        return out
+
     def leaves(self, v: Value, loadable: set) -> set:
         out, seen, todo = set(), set(), [v]
         while todo:
@@ -221,7 +270,7 @@ class _Planner:
                 done.add(key(d))
                 if d.layout == "plain" and (d.value in arrays or self.view_base(d.value, arrays)):
                     if d.value not in arrays:
-                        steps.append(Step("view", demands=[d]))
+                        steps.append(Step("view", demands=[d], reads={self.view_base(d.value, arrays)}))
                         arrays.add(d.value)
                 else:
                     fused.append(d)
@@ -250,14 +299,16 @@ class _Planner:
                         done.add((v, "plain"))
                         fused.append(Demand(v))
             stores = [d.value for d in fused if d.layout == "plain"]
-            steps.append(Step("fused", demands=fused, stores=stores))
+            reads = self.loads([d.value for d in fused], loadable)
+            steps.append(Step("fused", demands=fused, stores=stores, reads=reads))
             loadable.update(stores)
             arrays.update(stores)
 
         for n in ops:
             flush(needs(n))
             stores = self.stores(n)
-            steps.append(Step("op", node=n, stores=stores))
+            reads = self.loads(self.kernel_inputs(n), loadable | arrays)
+            steps.append(Step("op", node=n, stores=stores, reads=reads))
             loadable.update(stores)
             arrays.update(stores)
         # kept values that read a final output (tanh(next_c)) are stored by the finals'

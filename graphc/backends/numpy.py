@@ -13,12 +13,37 @@ import jinja2
 
 from ..ir.graph import Graph, Node, Value, batch_factor, is_symbolic
 from ..ops import REGISTRY
+from ..passes.memory import elements_per_row
 from ..version import __version__
 from .common import CodegenOptions, Namer, loc_comment, pyshape, pyshape_from, pyshape_of, pystruct
-from .memory import SCRATCH, elements_per_row, plan_memory
 from .templates import bytecode_cache, environment
 
 _SNIPPETS: dict[str, str] = {}  # template name -> an op snippet's text
+SCRATCH = "_scratch"  # generated names never start with "_" (common.mangle)
+
+
+INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "matmul": "@"}
+
+
+@jinja2.pass_context
+def binop(ctx, fn: str, *args) -> str:
+    """Template helper: `a + b + c` (left to right), or, when the context's `out` is set, the
+    same as numpy calls whose last writes into it: np.add(np.add(a, b), c, out=OUT)."""
+    out = ctx.get("out")
+    if out is None:
+        return f" {INFIX[fn]} ".join(map(str, args))
+    text = str(args[0])
+    for k, a in enumerate(args[1:]):
+        last = k == len(args) - 2
+        text = f"np.{fn}({text}, {a}{', out=' + str(out) if last else ''})"
+    return text
+
+
+@jinja2.pass_context
+def ufunc(ctx, fn: str, *args) -> str:
+    """Template helper: np.fn(args), with out= when the context's `out` is set."""
+    out = ctx.get("out")
+    return f"np.{fn}({', '.join(map(str, args))}{'' if out is None else ', out=' + str(out)})"
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,11 +92,15 @@ class NumpyBackend:
             "aux": types.SimpleNamespace(**{a: name(v) for a, v in
                                             zip(op.aux, node.outputs[len(node.outputs) - len(op.aux):])}),
             "d": types.SimpleNamespace(**(op.derive(node.attrs, in_shapes) if op.derive else {})),
+            "out": None, "binop": binop, "ufunc": ufunc,
         }
         for spec in op.params:
             ctx[spec.name] = name(pvals[spec.name]) if spec.name in pvals else None
         if op.table_input:
             ctx["xs"] = [name(v) for v in data]
+            if readable is None:  # forward: each input viewed with input 1's shape (as1 below)
+                ctx["xs1"] = [x if s == in_shapes[0] else f"{x}.reshape({pyshape(in_shapes[0])})"
+                              for x, s in zip(ctx["xs"], in_shapes)]
         else:
             for slot, v in zip(op.inputs, data):
                 ctx[slot] = name(v)
@@ -91,18 +120,35 @@ class NumpyBackend:
         text = compiled_template(template).render(ctx)
         return [line for line in text.split("\n") if line.strip()]
 
-    def forward_lines(self, node: Node) -> list[str]:
-        return self.render(REGISTRY[node.op].forward, self.context(node))
+    def scratch(self, v: Value):
+        """The scratch array the memory plan gives v (`_scratch[k]`), else None."""
+        if self.g.memory is None or v not in self.g.memory.scratch:
+            return None
+        return f"{SCRATCH}[{self.g.memory.scratch[v][1]}]"
 
-    def backward_lines(self, gnode: Node, param_grad: dict[Value, str]) -> list[str]:
+    def forward_lines(self, node: Node) -> list[str]:
+        ctx = self.context(node)
+        ctx["out"] = self.scratch(node.outputs[0])
+        return self.render(REGISTRY[node.op].forward, ctx)
+
+    def backward_lines(self, gnode: Node, param_grad: dict[Value, str], first=frozenset()) -> list[str]:
+        """The lines of one backward step. param_grad: the gradient buffer view each
+        parameter gradient adds to; first: those that are their parameter's first
+        contribution in this backward, written instead when the buffer is pending zero."""
         if gnode.op == "add":
-            parts = " + ".join(self.n(v) for v in gnode.inputs)
-            return [f"{self.n(gnode.outputs[0])} = {parts}"]
+            out, names = self.n(gnode.outputs[0]), [self.n(v) for v in gnode.inputs]
+            scratch = self.scratch(gnode.outputs[0])
+            if scratch is None:
+                return [f"{out} = {' + '.join(names)}"]
+            return ([f"{out} = np.add({names[0]}, {names[1]}, out={scratch})"] +
+                    [f"{out} += {name}" for name in names[2:]])
         if gnode.op == "slices":  # gradients of slices of one value (passes/simplify.py)
             out, a = self.n(gnode.outputs[0]), gnode.attrs
             if a["tiles"]:
                 join = "stack" if a["picks"] else "concatenate"
-                return [f"{out} = np.{join}([{', '.join(self.n(v) for v in gnode.inputs)}], {a['axis']})"]
+                scratch = self.scratch(gnode.outputs[0])
+                into = "" if scratch is None else f", out={scratch}"
+                return [f"{out} = np.{join}([{', '.join(self.n(v) for v in gnode.inputs)}], {a['axis']}{into})"]
             first = self.n(gnode.inputs[0])
             shape, axis = gnode.outputs[0].shape, a["axis"]
             if a["picks"]:  # put the picked axis back into a slice's shape
@@ -125,10 +171,10 @@ class NumpyBackend:
         needs = gnode.attrs["needs"]
         outs = iter(gnode.outputs)
         targets = [next(outs) if need else None for need in needs]
-        slots = self._slots(op, fwd)
+        slots = op.slots(fwd.attrs, len(fwd.inputs))
         lines, accumulate = [], []
         names = []
-        for slot, t in zip(slots, targets):
+        for t in targets:
             if t is None:
                 names.append(None)
             elif t in param_grad and op.backward_stmt is None:
@@ -136,20 +182,33 @@ class NumpyBackend:
             else:
                 names.append(self.n(t))
                 if t in param_grad:
-                    accumulate.append(f"{param_grad[t]} += {self.n(t)}")
+                    added = [f"{param_grad[t]} += {self.n(t)}"]
+                    accumulate += ([_Either([f"{param_grad[t]}[...] = {self.n(t)}"], added)]
+                                   if t in first else added)
         if op.backward_stmt is not None:
             ctx["g"] = self._g_namespace(op, slots, names)
+            # an op with one gradient statement set writes it into `out` (OpDef.out)
+            ctx["out"] = next((self.scratch(t) for t in targets if t is not None), None)
             lines = self.render(op.backward_stmt, ctx)
         else:
             for k, (slot, name, t) in enumerate(zip(slots, names, targets)):
                 if name is None:
                     continue
                 key, idx = slot
-                expr_ctx = dict(ctx, i=idx)
-                expr = compiled_template(op.backward[key]).render(expr_ctx).strip()
-                assign = "+=" if t in param_grad else "="
-                lines.append(f"{name} {assign} {expr}")
-        return lines + accumulate
+                scratch = self.scratch(t)
+                expr = compiled_template(op.backward[key]).render(dict(ctx, i=idx, out=scratch)).strip()
+                if t in param_grad and scratch is not None:  # made in scratch, then added
+                    added = [expr, f"{name} += {scratch}"]
+                else:
+                    added = [f"{name} {'+=' if t in param_grad else '='} {expr}"]
+                if t in first:  # written into the buffer: with out= where the op can
+                    template = compiled_template(op.backward[key])
+                    write = (template.render(dict(ctx, i=idx, out=name)).strip()
+                             if key in op.out_slots(fwd.attrs, [v.shape for v in self._data(fwd)])
+                             else f"{name}[...] = {expr}")
+                    added = [_Either([write], added)]
+                lines += added
+        return _unless_zeroed(lines + accumulate)
 
     def _input_shape_text(self, fwd: Node, gys):
         """xshape(i) in backward templates: Python for data input i's shape, its batch size
@@ -166,12 +225,9 @@ class NumpyBackend:
             return pyshape_from(shape, *source)
         return xshape
 
-    def _slots(self, op, fwd: Node) -> list[tuple[str, int]]:
-        """(template key, table index) for each IR input of the node."""
-        n_params = len(op.active_params(fwd.attrs))
-        n_data = len(fwd.inputs) - n_params
-        data = [("xs", i) for i in range(n_data)] if op.table_input else [(s, 0) for s in op.inputs[:n_data]]
-        return data + [(p.name, 0) for p in op.active_params(fwd.attrs)]
+    @staticmethod
+    def _data(node: Node) -> list[Value]:
+        return node.inputs[: len(node.inputs) - len(REGISTRY[node.op].active_params(node.attrs))]
 
     def _g_namespace(self, op, slots, names):
         g = {p.name: None for p in op.params}
@@ -218,11 +274,24 @@ class NumpyBackend:
         param_grad = {v: grad_view[i] for i, v in g.param_grads}
         for v in g.grad_outputs:  # the given gradients get the plain names (grad_output1...)
             self.n(v)
+        # lazy zeroGradParameters (graphc_runtime Module): each parameter's first gradient
+        # contribution in backward order writes the buffer when it is pending zero
+        first, seen = set(), set()
+        for i, v in g.param_grads:  # in backward order
+            if i not in seen:
+                first.add(v)
+                seen.add(i)
+        unwritten = [i for i in range(len(g.params)) if i not in seen]
         bwd_blocks = []
+        if g.params and unwritten:
+            lines = ([f"self._grads[{unwritten[0]}][...] = 0"] if len(unwritten) == 1 else
+                     [f"for i in {tuple(unwritten)}:", "    self._grads[i][...] = 0"])
+            bwd_blocks.append(("gradients this backward does not write: zero when pending",
+                               _unless_zeroed([_Either(lines, [])])))
         for gnode in g.grad_nodes:
             comment = (loc_comment(gnode.attrs["fwd"]) + " (backward)" if gnode.op == "grad" else
                        "gradient sum" if gnode.op == "add" else "gradients of slices, joined")
-            bwd_blocks.append((comment, self.backward_lines(gnode, param_grad)))
+            bwd_blocks.append((comment, self.backward_lines(gnode, param_grad, first)))
         # what the backward reads of the forward, as its grad nodes list it (OpDef.reads)
         read = {v for n in g.grad_nodes if n.op == "grad"
                 for v in n.inputs[len(n.inputs) - n.attrs["reads"]:]}
@@ -236,18 +305,7 @@ class NumpyBackend:
                 input_grads.append(f"np.zeros_like({self.n(v)})")
             else:
                 input_grads.append("None")
-        scratch = {"forward": [], "backward": []}
-        if self.opts.optimize:
-            shapes = {name: v.shape for v, name in self.n.names.items()
-                      if v.dtype == "float" and v.shape is not None}
-            shapes.update((grad_view[i], g.params[i].value.shape) for i in grad_view)
-            leaving = {"forward": set(saved) | {self.n(v) for v in g.outputs},
-                       "backward": set(input_grads)}
-            planned = {}
-            for part, blocks in (("forward", fwd_blocks), ("backward", bwd_blocks)):
-                lines, scratch[part] = plan_memory([b for _, b in blocks], shapes, leaving[part])
-                planned[part] = [(comment, b) for (comment, _), b in zip(blocks, lines)]
-            fwd_blocks, bwd_blocks = planned["forward"], planned["backward"]
+        scratch = {"forward": [], "backward": []} if g.memory is None else g.memory.slots
         grad_batch = self._batch_size_expr(list(zip(g.outputs, g.grad_outputs)) + list(zip(g.inputs, g.inputs)))
         # inputs _backward reads: for its grad nodes, np.zeros_like, the scratch batch size
         zeros_like = {v for v, gv in zip(g.inputs, g.input_grads)
@@ -286,6 +344,31 @@ class NumpyBackend:
     def _batch_size_source(candidates):
         """The array _batch_size_expr reads (None: none)."""
         return next((array for v, array in candidates if any(is_symbolic(d) for d in v.shape or ())), None)
+
+
+class _Either:
+    """Lines for a gradient buffer pending zero (`_zeroed`: written) or not (added)."""
+
+    def __init__(self, written: list[str], added: list[str]):
+        self.written, self.added = written, added
+
+
+def _unless_zeroed(items: list) -> list[str]:
+    """Lines and _Either items as lines; consecutive _Either items share one if/else."""
+    lines, group = [], []
+    for item in items + [None]:
+        if isinstance(item, _Either):
+            group.append(item)
+            continue
+        if group:
+            lines.append("if _zeroed:")
+            lines += ["    " + line for e in group for line in e.written]
+            added = [line for e in group for line in e.added]
+            lines += ["else:"] + ["    " + line for line in added] if added else []
+            group = []
+        if item is not None:
+            lines.append(item)
+    return lines
 
 
 class _Unread:

@@ -90,6 +90,16 @@ class Param:
     order: tuple  # (module serial, slot): constructor order decides the flat layout
 
 
+@dataclass
+class MemoryPlan:
+    """Scratch memory for the numpy target (passes/memory.py): `scratch` maps each value
+    written into a scratch array to its slot k in its part ('forward' or 'backward'), whose
+    arrays have the shapes `slots[part]` (slot k: `_scratch[k]`, allocated once per batch size
+    by the runtime)."""
+    scratch: dict = field(default_factory=dict)  # Value -> (part, k)
+    slots: dict = field(default_factory=lambda: {"forward": [], "backward": []})
+
+
 @dataclass(eq=False)
 class Graph:
     inputs: list[Value] = field(default_factory=list)
@@ -116,6 +126,8 @@ class Graph:
     # a model read from (or to be saved as) a Torch7 .t7: where each module's parameters sit in
     # its module tree (frontend/t7import.py t7_layout), for the generated T7_MODULES
     t7_modules: tuple = ()
+    # the numpy target's scratch arrays (passes/memory.py; None: each value a new array)
+    memory: Optional[MemoryPlan] = None
 
     def find_input(self, name: str) -> int | None:
         """The index of the input called `name` (its own name or a Lua variable alias)."""

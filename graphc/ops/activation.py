@@ -153,9 +153,9 @@ def softmax_over_batch(constant):
 
 defop(
     name="Tanh", signature="", shape=_same, elementwise=True, row_wise=True,
-    forward="{{y}} = np.tanh({{x}})", doc="Elementwise tanh.",
+    forward="{{y}} = {{ ufunc('tanh', x) }}", doc="Elementwise tanh.", out=("y", "x"),
     # in place: one new array instead of three temporaries
-    backward_stmt="{{g.x}} = {{y}} * {{y}}\nnp.subtract(1, {{g.x}}, out={{g.x}})\n{{g.x}} *= {{gy}}",
+    backward_stmt="{{g.x}} = {{ binop('multiply', y, y) }}\nnp.subtract(1, {{g.x}}, out={{g.x}})\n{{g.x}} *= {{gy}}",
     cuda=CudaRule("pointwise", forward="g_tanh({{x}})", backward={"x": "{{gy}} * (1 - {{y}} * {{y}})"}),
 )
 
@@ -165,18 +165,18 @@ defop(
     # on large arrays (numpy's float32 exp is twice as fast as its tanh; exp(-x) = inf
     # below about -88 gives exactly 0, so that overflow warning is silenced), but np.errstate
     # costs more than it saves on small ones (the tutorial's cell ran 7% slower).
-    forward=("{% if elements < 256 %}{{y}} = np.multiply({{x}}, 0.5)\nnp.tanh({{y}}, out={{y}})\n"
+    forward=("{% if elements < 256 %}{{y}} = {{ ufunc('multiply', x, 0.5) }}\nnp.tanh({{y}}, out={{y}})\n"
              "{{y}} += 1\n{{y}} *= 0.5{% else %}with np.errstate(over='ignore'):\n"
-             "    {{y}} = np.negative({{x}})\n    np.exp({{y}}, out={{y}})\n{{y}} += 1\n"
+             "    {{y}} = {{ ufunc('negative', x) }}\n    np.exp({{y}}, out={{y}})\n{{y}} += 1\n"
              "np.reciprocal({{y}}, out={{y}}){% endif %}"),
-    backward_stmt="{{g.x}} = 1 - {{y}}\n{{g.x}} *= {{y}}\n{{g.x}} *= {{gy}}",
-    doc="Elementwise logistic sigmoid.",
+    backward_stmt="{{g.x}} = {{ binop('subtract', 1, y) }}\n{{g.x}} *= {{y}}\n{{g.x}} *= {{gy}}",
+    doc="Elementwise logistic sigmoid.", out=("y", "x"),
     cuda=CudaRule("pointwise", forward="g_sigmoid({{x}})", backward={"x": "{{gy}} * {{y}} * (1 - {{y}})"}),
 )
 
 defop(
     name="ReLU", signature="inplace:bool=false", shape=_same, elementwise=True, row_wise=True,
-    forward="{{y}} = np.maximum({{x}}, 0)",
+    forward="{{y}} = {{ ufunc('maximum', x, 0) }}", out=("y",),
     backward={"x": "{{gy}} * ({{y}} > 0)"}, doc="max(x, 0); the gradient is 0 at x = 0.",
     torch_diff="`inplace` is accepted and ignored: graphc never aliases activations.",
     # `x <= 0 ? 0 : x` keeps NaN, as np.maximum does

@@ -35,9 +35,9 @@ def _cuda_backward(cx, gnode, fwd, targets):
     if 0 in targets:
         lines.append(f"{cx.n(targets[0])} = rt.matmul({gy}, {cx.n(w)})")
     if 1 in targets:
-        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2})")
+        lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2}{cx.beta_of(targets[1])})")
     if 2 in targets:
-        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {gy2})")
+        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {gy2}{cx.beta_of(targets[2])})")
     return lines
 
 
@@ -59,15 +59,18 @@ defop(
     input_hint=lambda a, slot, shapes: (B, a["inputSize"]),
     # A rank-3 (sequence) input is flattened to rows so that it is one GEMM, not T.
     forward=("{% set x2 = x ~ '.reshape(-1, ' ~ a.inputSize ~ ')' if rank == 3 else x %}"
-             "{{y}} = {{x2}} @ {{weight}}.T{% if bias %}\n{{y}} += {{bias}}{% endif %}"
+             "{{y}} = {{ binop('matmul', x2, weight ~ '.T') }}{% if bias %}\n{{y}} += {{bias}}{% endif %}"
              "{% if rank == 3 %}\n{{y}} = {{y}}.reshape({{x}}.shape[:2] + ({{a.outputSize}},)){% endif %}"),
     backward={
-        "x": "{{gy}} @ {{weight}}",
+        "x": "{{ binop('matmul', gy, weight) }}",
+        # rt.matmul_into: a product over one row (batch size 1) as a broadcast multiply
         "weight": "{% if rank == 1 %}np.outer({{gy}}, {{x}}){% elif rank == 3 %}{{gy}}.reshape(-1, {{a.outputSize}}).T"
-                  " @ {{x}}.reshape(-1, {{a.inputSize}}){% else %}{{gy}}.T @ {{x}}{% endif %}",
+                  " @ {{x}}.reshape(-1, {{a.inputSize}}){% elif out %}rt.matmul_into({{gy}}.T, {{x}}, {{out}})"
+                  "{% else %}{{gy}}.T @ {{x}}{% endif %}",
         "bias": "{% if rank == 1 %}{{gy}}{% elif rank == 3 %}{{gy}}.sum((0, 1)){% else %}{{gy}}.sum(0){% endif %}",
     },
     flops=lambda a, ins, out: 2 * math.prod(ins[0]) * a["outputSize"],
+    out=lambda a, ins: {1: ("y", "x"), 2: ("y", "x", "weight")}.get(len(ins[0]), ("x",)),
     doc="y = x W^T + b. Input N or BxN.",
     # cuBLAS GEMM (x @ W.T); the bias joins the consumers' fused kernel as an epilogue
     cuda=CudaRule("kernel", kernel="linear", reads="plain", grad_reads="plain", epilogue="bias",

@@ -65,7 +65,8 @@ _MM_CUDA = CudaRule(
 defop(
     name="MM", signature="transA:bool=false, transB:bool=false", inputs=("xs",),
     shape=_mm_shape,
-    forward="{{y}} = {{xs[0]}}" + _t("a.transA") + " @ {{xs[1]}}" + _t("a.transB"),
+    forward=("{% set p %}{{xs[0]}}" + _t("a.transA") + "{% endset %}{% set q %}{{xs[1]}}" + _t("a.transB") +
+             "{% endset %}{{y}} = {{ binop('matmul', p, q) }}"), out=("y",),
     backward={"xs": (
         "{% if i == 0 %}"
         "{% if a.transA %}{{xs[1]}}" + _t("a.transB") + " @ {{gy}}" + _T +

@@ -31,26 +31,30 @@ def _consts(a, shapes=None):
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _pointwise(name, signature, forward, backward, doc, torch_diff="", check=None, derive=_consts):
+def _pointwise(name, signature, forward, backward, doc, torch_diff="", check=None, derive=_consts,
+               out=()):
     return defop(name=name, signature=signature, shape=_same, elementwise=True, derive=derive,
                  forward=forward, backward={"x": backward}, doc=doc, torch_diff=torch_diff,
-                 check=check)
+                 check=check, out=out)
 
 
 _INPLACE = "`inplace` is accepted and ignored: graphc never aliases activations."
 
 # ---- elementwise functions ----------------------------------------------------------
 
-_pointwise("Exp", "", "{{y}} = np.exp({{x}})", "{{gy}} * {{y}}", "Elementwise exp.")
-_pointwise("Log", "", "{{y}} = np.log({{x}})", "{{gy}} / {{x}}", "Elementwise natural log.")
-_pointwise("Abs", "", "{{y}} = np.abs({{x}})", "np.where({{x}} >= 0, {{gy}}, -{{gy}})",
-           "abs(x); the gradient is sign(x), with +1 at x = 0 (as Torch).")
-_pointwise("Square", "", "{{y}} = {{x}} * {{x}}", "2 * {{x}} * {{gy}}", "x * x.")
+_pointwise("Exp", "", "{{y}} = {{ ufunc('exp', x) }}", "{{ binop('multiply', gy, y) }}",
+           "Elementwise exp.", out=("y", "x"))
+_pointwise("Log", "", "{{y}} = {{ ufunc('log', x) }}", "{{ binop('divide', gy, x) }}",
+           "Elementwise natural log.", out=("y", "x"))
+_pointwise("Abs", "", "{{y}} = {{ ufunc('abs', x) }}", "np.where({{x}} >= 0, {{gy}}, -{{gy}})",
+           "abs(x); the gradient is sign(x), with +1 at x = 0 (as Torch).", out=("y",))
+_pointwise("Square", "", "{{y}} = {{ binop('multiply', x, x) }}", "2 * {{x}} * {{gy}}", "x * x.",
+           out=("y",))
 # 0 where y == 0: dividing by inf there avoids a numpy divide-by-zero warning.
-_pointwise("Sqrt", "b:num=0", "{{y}} = np.sqrt({{x}})",
+_pointwise("Sqrt", "b:num=0", "{{y}} = {{ ufunc('sqrt', x) }}",
            "0.5 * {{gy}} / np.where({{y}} == 0, np.inf, {{y}})",
            "Elementwise square root; the gradient is 0.5 g / y, and 0 where y = 0. The `b` (eps) "
-           "argument is ignored, as in Torch's forward.")
+           "argument is ignored, as in Torch's forward.", out=("y",))
 
 
 def _power_derive(a, shapes):
@@ -127,11 +131,12 @@ _pointwise("Threshold", "th:num=1e-6, v:num=0, inplace:bool=false",
            check=_threshold_check)
 
 _pointwise("MulConstant", "constant_scalar:num, inplace:bool=false",
-           "{{y}} = {{x}} * {{d.constant_scalar}}", "{{gy}} * {{d.constant_scalar}}",
-           "x * constant_scalar.", torch_diff=_INPLACE)
+           "{{y}} = {{ binop('multiply', x, d.constant_scalar) }}",
+           "{{ binop('multiply', gy, d.constant_scalar) }}",
+           "x * constant_scalar.", torch_diff=_INPLACE, out=("y", "x"))
 _pointwise("AddConstant", "constant_scalar:num, inplace:bool=false",
-           "{{y}} = {{x}} + {{d.constant_scalar}}", "{{gy}}",
-           "x + constant_scalar.",
+           "{{y}} = {{ binop('add', x, d.constant_scalar) }}", "{{gy}}",
+           "x + constant_scalar.", out=("y",),
            torch_diff="The constant must be a number (Torch also takes a tensor). " + _INPLACE)
 
 
@@ -360,8 +365,8 @@ def _one_param(a, shapes):
 defop(
     name="Mul", signature="", shape=_same, elementwise=True, derive=_one_param,
     params=(ParamSpec("weight", lambda a: (1,), lambda a: ("uniform", 1.0)),),
-    forward="{{y}} = {{x}} * {{weight}}",
-    backward={"x": "{{gy}} * {{weight}}", "weight": "({{x}} * {{gy}}).sum()"},
+    forward="{{y}} = {{ binop('multiply', x, weight) }}", out=("y", "x"),
+    backward={"x": "{{ binop('multiply', gy, weight) }}", "weight": "({{x}} * {{gy}}).sum()"},
     doc="x times one learned scalar (init U(-1, 1)).",
     cuda=_MUL_CUDA,
 )
@@ -371,8 +376,9 @@ defop(
     check=_size_check, elementwise=True,
     params=(ParamSpec("weight", lambda a: tuple(a["size"]),
                       uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
-    forward="{{y}} = {{x}} * {{weight}}" + _PV,
-    backward={"x": "{{gy}} * {{weight}}" + _PV, "weight": "({{x}} * {{gy}})" + _PG},
+    forward="{% set w %}{{weight}}" + _PV + "{% endset %}{{y}} = {{ binop('multiply', x, w) }}",
+    out=("y", "x"),
+    backward={"x": "{% set w %}{{weight}}" + _PV + "{% endset %}{{ binop('multiply', gy, w) }}", "weight": "({{x}} * {{gy}})" + _PG},
     doc="x times a learned weight of shape `size`. " + _BCAST_DOC, cuda=_MUL_CUDA,
     torch_diff="With a batch dim B the rules see the batched shape, as Torch7's saw a real "
                "batch (`nn.CMul(4, 1, 3)` on Bx4x2x3 is refused, as Torch7 refused a real "
@@ -385,7 +391,7 @@ defop(
     check=_size_check, elementwise=True,
     params=(ParamSpec("bias", lambda a: tuple(a["size"]),
                       uniform(lambda a: 1 / math.sqrt(numel(a["size"])))),),
-    forward="{{y}} = {{x}} + {{bias}}" + _PV,
+    forward="{% set b %}{{bias}}" + _PV + "{% endset %}{{y}} = {{ binop('add', x, b) }}", out=("y",),
     backward={"x": "{{gy}}", "bias": "{{gy}}" + _PG},
     doc="x plus a learned bias of shape `size`. " + _BCAST_DOC, cuda=_ADD_CUDA,
     torch_diff="As CMul.",
@@ -417,7 +423,8 @@ defop(
     derive=_add_derive, elementwise=True,
     params=(ParamSpec("bias", lambda a: (1,) if a["scalar"] else (a["inputSize"],),
                       uniform(lambda a: 1 / math.sqrt(1 if a["scalar"] else a["inputSize"]))),),
-    forward="{{y}} = {{x}} + {% if d.scalar %}{{bias}}{% else %}{{bias}}" + _PV + "{% endif %}",
+    forward="{% set b %}{{bias}}{% if not d.scalar %}" + _PV + "{% endif %}{% endset %}"
+            "{{y}} = {{ binop('add', x, b) }}", out=("y",),
     backward={"x": "{{gy}}",
               "bias": "{% if d.scalar %}{{gy}}.sum(){% else %}{{gy}}" + _PG + "{% endif %}"},
     doc="x plus a learned bias of `inputSize` elements, per sample (a batch is viewed as "
@@ -436,14 +443,14 @@ def _pair_numel(a, shapes):
 
 defop(
     name="CSubTable", signature="", inputs=("xs",), shape=_pair_numel, input_hint=_sibling_hint,
-    forward="{{y}} = {{xs[0]}} - {{ as1(xs[1], 1) }}",
+    forward="{{y}} = {{ binop('subtract', *xs1) }}", out=("y",),
     backward={"xs": "{% if i == 0 %}{{gy}}{% else %}{{ like('-' ~ gy, 1) }}{% endif %}"},
     doc="x1 - x2.",
 )
 
 defop(
     name="CDivTable", signature="", inputs=("xs",), shape=_pair_numel, input_hint=_sibling_hint,
-    forward="{{y}} = {{xs[0]}} / {{ as1(xs[1], 1) }}",
+    forward="{{y}} = {{ binop('divide', *xs1) }}", out=("y",),
     backward={"xs": "{% if i == 0 %}{{gy}} / {{ as1(xs[1], 1) }}{% else %}{% set x2 = as1(xs[1], 1) %}"
                     "{{ like('-' ~ gy ~ ' / ' ~ x2 ~ ' / ' ~ x2 ~ ' * ' ~ xs[0], 1) }}{% endif %}"},
     doc="x1 / x2.",

@@ -10,6 +10,11 @@ output per batch row, for choices that depend on size) and, in backward,
 `xshape(i)` (Python for data input i's shape, its batch size read from the output gradient:
 a backward that needs only an input's shape then does not keep the input). A backward
 template may name only the forward values its grad node reads (OpDef.reads).
+
+`out`: the array the value being rendered is written into, or None (a new array). The memory
+plan (passes/memory.py) sets it for the values an op lists in OpDef.out; such a template
+writes there with `out=` through backends/numpy.py's `binop('add', a, b)` (`a + b`, or `np.add(a, b, out=...)`)
+and `ufunc('tanh', x)` (`np.tanh(x)`, or `np.tanh(x, out=...)`), or tests `out` itself.
 """
 from __future__ import annotations
 
@@ -133,6 +138,22 @@ class OpDef:
     # on the grad node): data input slots ('x', 'xs', ...), parameter names, 'y'/'ys' (the
     # outputs) and 'aux.<name>'. None: what the backward templates name (see backward_reads).
     reads: Optional[tuple[str, ...]] = None
+    # The values whose templates can write into a given array (`out`, see above), each a new
+    # array whether or not it is given one: 'y' (the forward's one output) and the input and
+    # parameter slots whose gradient expression can (a parameter's gradient is then made in
+    # `out` and added to the gradient buffer). A tuple, or (attrs, in_shapes) -> tuple.
+    out: Any = ()
+
+    def out_slots(self, attrs, in_shapes) -> tuple:
+        return tuple(self.out(attrs, in_shapes) if callable(self.out) else self.out)
+
+    def slots(self, attrs, n_inputs: int) -> list[tuple[str, int]]:
+        """(slot name, table index) of each IR input of a node of this op (data, then
+        parameters): ('x', 0), ('xs', 2), ('weight', 0)."""
+        params = self.active_params(attrs)
+        n_data = n_inputs - len(params)
+        data = [("xs", i) for i in range(n_data)] if self.table_input else [(s, 0) for s in self.inputs[:n_data]]
+        return data + [(p.name, 0) for p in params]
 
     @property
     def table_input(self) -> bool:
@@ -219,6 +240,12 @@ def shape_text(shape) -> str:
 def _parser():
     import jinja2
     return jinja2.Environment()
+
+
+def template_reads(text: str, names) -> frozenset[str]:
+    """Which of `names` (and 'y', 'ys', 'aux.<name>') a template reads (a CUDA rule's bodies:
+    what the CUDA target's backward reads of the forward)."""
+    return _names_read(text, tuple(names), ())
 
 
 def _template_reads(op: OpDef, text: str) -> frozenset[str]:

@@ -160,9 +160,9 @@ def _conv_cuda_backward(cx, gnode, fwd, targets):
     lines = []
     if 1 in targets:
         lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}.reshape({nOut}, {K}), {rows}.T, "
-                     f"{cx.n(cols)})")
+                     f"{cx.n(cols)}{cx.beta_of(targets[1])})")
     if 2 in targets:
-        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {rows})")
+        lines.append(f"rt.add_colsum({cx.grad_buffer(targets[2])}, {rows}{cx.beta_of(targets[2])})")
     if 0 in targets:
         gx = cx.n(targets[0])
         gcols = cx.n.fresh(gx + "_cols")

@@ -24,7 +24,7 @@ def _sibling_hint(a, slot, shapes):
 defop(
     name="CAddTable", signature="inplace:bool=false", inputs=("xs",), shape=_same_numel,
     input_hint=_sibling_hint, row_wise=True,
-    forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' + ' if not loop.last }}{% endfor %}",
+    forward="{{y}} = {{ binop('add', *xs1) }}", out=("y",),
     backward={"xs": "{{ like(gy, i) }}"},
     doc="Sum of its inputs.", torch_diff="`inplace` is accepted and ignored.",
     cuda=CudaRule("pointwise", forward="{{ xs|join(' + ') }}", backward={"xs": "{{gy}}"}),
@@ -33,9 +33,12 @@ defop(
 defop(
     name="CMulTable", signature="", inputs=("xs",), shape=_same_numel,
     input_hint=_sibling_hint, row_wise=True,
-    forward="{{y}} = {% for x in xs %}{{ as1(x, loop.index0) }}{{ ' * ' if not loop.last }}{% endfor %}",
-    backward={"xs": "{% set p %}{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{ as1(x, loop.index0) }}"
-                    "{% endif %}{% endfor %}{% endset %}{{ like(p, i) }}"},
+    forward="{{y}} = {{ binop('multiply', *xs1) }}",
+    # the gradients write into `out` only when the inputs have one shape (no reshapes)
+    out=lambda a, ins: ("y", "xs") if len(set(ins)) == 1 else ("y",),
+    backward={"xs": "{% if out %}{{ binop('multiply', gy, *(xs[:i] + xs[i + 1:])) }}{% else %}"
+                    "{% set p %}{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{ as1(x, loop.index0) }}"
+                    "{% endif %}{% endfor %}{% endset %}{{ like(p, i) }}{% endif %}"},
     doc="Elementwise product of its inputs.",
     cuda=CudaRule("pointwise", forward="{{ xs|join(' * ') }}",
                   backward={"xs": "{{gy}}{% for x in xs %}{% if loop.index0 != i %} * {{x}}{% endif %}{% endfor %}"}),
@@ -70,7 +73,8 @@ def _join_shape(a, shapes):
 defop(
     name="JoinTable", signature="dimension:int, nInputDims:int=nil", inputs=("xs",),
     shape=_join_shape, derive=_join_derive,
-    forward="{{y}} = np.concatenate([{{ xs|join(', ') }}], {{d.axis}})",
+    forward="{{y}} = np.concatenate([{{ xs|join(', ') }}], {{d.axis}}{% if out %}, out={{out}}{% endif %})",
+    out=("y",),
     backward={"xs": "{{gy}}[{{ ':, ' * d.axis }}{{d.offsets[i]}}:{{d.offsets[i + 1]}}]"},
     doc="Concatenates its inputs along `dimension` (1-based; shifted by one for batch "
         "input when nInputDims is given).",

@@ -260,13 +260,18 @@ class Model(Module):
         g_h2h_2_bias = self._grads[7]
         g_decoder_weight = self._grads[8]
         g_decoder_bias = self._grads[9]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # charrnn.lua:75:19  nn.LogSoftMax [logsoft] (backward)
         grad_decoder = grad_logsoft - np.exp(logsoft) * grad_logsoft.sum(1, keepdims=True)
         # charrnn.lua:74:16  nn.Linear [decoder] (backward)
         grad_next_h_3 = grad_decoder @ w_decoder_weight
-        rt.matmul_into(grad_decoder.T, next_h_2, _scratch[0])
-        g_decoder_weight += _scratch[0]
-        g_decoder_bias += grad_decoder.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_decoder.T, next_h_2, g_decoder_weight)
+            g_decoder_bias[...] = grad_decoder.sum(0)
+        else:
+            rt.matmul_into(grad_decoder.T, next_h_2, _scratch[0])
+            g_decoder_weight += _scratch[0]
+            g_decoder_bias += grad_decoder.sum(0)
         # gradient sum
         grad_next_h_total = grad_next_h_2 + grad_next_h_3
         # charrnn.lua:65:20  nn.CMulTable [next_h] (backward)
@@ -312,14 +317,22 @@ class Model(Module):
         grad_h2h_2 = grad_all_input_sums
         # charrnn.lua:48:17  nn.Linear [h2h_2] (backward)
         grad_input5 = grad_h2h_2 @ w_h2h_2_weight
-        rt.matmul_into(grad_h2h_2.T, input5, _scratch[1])
-        g_h2h_2_weight += _scratch[1]
-        g_h2h_2_bias += grad_h2h_2.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h_2.T, input5, g_h2h_2_weight)
+            g_h2h_2_bias[...] = grad_h2h_2.sum(0)
+        else:
+            rt.matmul_into(grad_h2h_2.T, input5, _scratch[1])
+            g_h2h_2_weight += _scratch[1]
+            g_h2h_2_bias += grad_h2h_2.sum(0)
         # charrnn.lua:47:17  nn.Linear [i2h_2] (backward)
         grad_next_h_4 = grad_i2h_2 @ w_i2h_2_weight
-        rt.matmul_into(grad_i2h_2.T, next_h, _scratch[1])
-        g_i2h_2_weight += _scratch[1]
-        g_i2h_2_bias += grad_i2h_2.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h_2.T, next_h, g_i2h_2_weight)
+            g_i2h_2_bias[...] = grad_i2h_2.sum(0)
+        else:
+            rt.matmul_into(grad_i2h_2.T, next_h, _scratch[1])
+            g_i2h_2_weight += _scratch[1]
+            g_i2h_2_bias += grad_i2h_2.sum(0)
         # gradient sum
         grad_next_h_total_2 = grad_next_h + grad_next_h_4
         # charrnn.lua:65:20  nn.CMulTable [next_h] (backward)
@@ -365,13 +378,22 @@ class Model(Module):
         grad_h2h_1 = grad_all_input_sums_2
         # charrnn.lua:48:17  nn.Linear [h2h_1] (backward)
         grad_input3 = grad_h2h_1 @ w_h2h_1_weight
-        rt.matmul_into(grad_h2h_1.T, input3, _scratch[1])
-        g_h2h_1_weight += _scratch[1]
-        g_h2h_1_bias += grad_h2h_1.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h_1.T, input3, g_h2h_1_weight)
+            g_h2h_1_bias[...] = grad_h2h_1.sum(0)
+        else:
+            rt.matmul_into(grad_h2h_1.T, input3, _scratch[1])
+            g_h2h_1_weight += _scratch[1]
+            g_h2h_1_bias += grad_h2h_1.sum(0)
         # charrnn.lua:47:17  nn.Linear [i2h_1] (backward)
-        rt.matmul_into(grad_i2h_1.T, x, _scratch[2])
-        g_i2h_1_weight += _scratch[2]
-        g_i2h_1_bias += grad_i2h_1.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h_1.T, x, g_i2h_1_weight)
+            g_i2h_1_bias[...] = grad_i2h_1.sum(0)
+        else:
+            rt.matmul_into(grad_i2h_1.T, x, _scratch[2])
+            g_i2h_1_weight += _scratch[2]
+            g_i2h_1_bias += grad_i2h_1.sum(0)
+        self._lazy_zero.pending = False
         return (None, grad_input2, grad_input3, grad_input4, grad_input5,)
 
 
@@ -409,10 +431,20 @@ class _SequencePrefix(Module):
         x, = self._saved
         g_i2h_1_weight = self._grads[0]
         g_i2h_1_bias = self._grads[1]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
+        # gradients this backward does not write: zero when pending
+        if _zeroed:
+            for i in (2, 3, 4, 5, 6, 7, 8, 9):
+                self._grads[i][...] = 0
         # charrnn.lua:47:17  nn.Linear [i2h_1] (backward)
-        rt.matmul_into(grad_i2h_1.T, x, _scratch[0])
-        g_i2h_1_weight += _scratch[0]
-        g_i2h_1_bias += grad_i2h_1.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h_1.T, x, g_i2h_1_weight)
+            g_i2h_1_bias[...] = grad_i2h_1.sum(0)
+        else:
+            rt.matmul_into(grad_i2h_1.T, x, _scratch[0])
+            g_i2h_1_weight += _scratch[0]
+            g_i2h_1_bias += grad_i2h_1.sum(0)
+        self._lazy_zero.pending = False
         return (None,)
 
 
@@ -548,13 +580,22 @@ class _SequenceRest(Module):
         g_h2h_2_bias = self._grads[7]
         g_decoder_weight = self._grads[8]
         g_decoder_bias = self._grads[9]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
+        # gradients this backward does not write: zero when pending
+        if _zeroed:
+            for i in (0, 1):
+                self._grads[i][...] = 0
         # charrnn.lua:75:19  nn.LogSoftMax [logsoft] (backward)
         grad_decoder = grad_logsoft - np.exp(logsoft) * grad_logsoft.sum(1, keepdims=True)
         # charrnn.lua:74:16  nn.Linear [decoder] (backward)
         grad_next_h_3 = grad_decoder @ w_decoder_weight
-        rt.matmul_into(grad_decoder.T, next_h_2, _scratch[0])
-        g_decoder_weight += _scratch[0]
-        g_decoder_bias += grad_decoder.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_decoder.T, next_h_2, g_decoder_weight)
+            g_decoder_bias[...] = grad_decoder.sum(0)
+        else:
+            rt.matmul_into(grad_decoder.T, next_h_2, _scratch[0])
+            g_decoder_weight += _scratch[0]
+            g_decoder_bias += grad_decoder.sum(0)
         # gradient sum
         grad_next_h_total = grad_next_h_2 + grad_next_h_3
         # charrnn.lua:65:20  nn.CMulTable [next_h] (backward)
@@ -600,14 +641,22 @@ class _SequenceRest(Module):
         grad_h2h_2 = grad_all_input_sums
         # charrnn.lua:48:17  nn.Linear [h2h_2] (backward)
         grad_input5 = grad_h2h_2 @ w_h2h_2_weight
-        rt.matmul_into(grad_h2h_2.T, input5, _scratch[1])
-        g_h2h_2_weight += _scratch[1]
-        g_h2h_2_bias += grad_h2h_2.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h_2.T, input5, g_h2h_2_weight)
+            g_h2h_2_bias[...] = grad_h2h_2.sum(0)
+        else:
+            rt.matmul_into(grad_h2h_2.T, input5, _scratch[1])
+            g_h2h_2_weight += _scratch[1]
+            g_h2h_2_bias += grad_h2h_2.sum(0)
         # charrnn.lua:47:17  nn.Linear [i2h_2] (backward)
         grad_next_h_4 = grad_i2h_2 @ w_i2h_2_weight
-        rt.matmul_into(grad_i2h_2.T, next_h, _scratch[1])
-        g_i2h_2_weight += _scratch[1]
-        g_i2h_2_bias += grad_i2h_2.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h_2.T, next_h, g_i2h_2_weight)
+            g_i2h_2_bias[...] = grad_i2h_2.sum(0)
+        else:
+            rt.matmul_into(grad_i2h_2.T, next_h, _scratch[1])
+            g_i2h_2_weight += _scratch[1]
+            g_i2h_2_bias += grad_i2h_2.sum(0)
         # gradient sum
         grad_next_h_total_2 = grad_next_h + grad_next_h_4
         # charrnn.lua:65:20  nn.CMulTable [next_h] (backward)
@@ -653,9 +702,14 @@ class _SequenceRest(Module):
         grad_h2h_1 = grad_all_input_sums_2
         # charrnn.lua:48:17  nn.Linear [h2h_1] (backward)
         grad_input3 = grad_h2h_1 @ w_h2h_1_weight
-        rt.matmul_into(grad_h2h_1.T, input3, _scratch[1])
-        g_h2h_1_weight += _scratch[1]
-        g_h2h_1_bias += grad_h2h_1.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h_1.T, input3, g_h2h_1_weight)
+            g_h2h_1_bias[...] = grad_h2h_1.sum(0)
+        else:
+            rt.matmul_into(grad_h2h_1.T, input3, _scratch[1])
+            g_h2h_1_weight += _scratch[1]
+            g_h2h_1_bias += grad_h2h_1.sum(0)
+        self._lazy_zero.pending = False
         return (grad_i2h_1_projected, grad_input2, grad_input3, grad_input4, grad_input5,)
 
 

@@ -147,27 +147,40 @@ class Model(Module):
         g_linear2_bias = self._grads[7]
         g_linear3_weight = self._grads[8]
         g_linear3_bias = self._grads[9]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # lenet.lua:19:9  nn.LogSoftMax (backward)
         grad_linear3 = grad_output1 - np.exp(output1) * grad_output1.sum(1, keepdims=True)
         # lenet.lua:18:9  nn.Linear (backward)
         grad_relu4 = grad_linear3 @ w_linear3_weight
-        rt.matmul_into(grad_linear3.T, relu4, _scratch[0])
-        g_linear3_weight += _scratch[0]
-        g_linear3_bias += grad_linear3.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_linear3.T, relu4, g_linear3_weight)
+            g_linear3_bias[...] = grad_linear3.sum(0)
+        else:
+            rt.matmul_into(grad_linear3.T, relu4, _scratch[0])
+            g_linear3_weight += _scratch[0]
+            g_linear3_bias += grad_linear3.sum(0)
         # lenet.lua:17:9  nn.ReLU (backward)
         grad_linear2 = grad_relu4 * (relu4 > 0)
         # lenet.lua:16:9  nn.Linear (backward)
         grad_relu3 = grad_linear2 @ w_linear2_weight
-        rt.matmul_into(grad_linear2.T, relu3, _scratch[1])
-        g_linear2_weight += _scratch[1]
-        g_linear2_bias += grad_linear2.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_linear2.T, relu3, g_linear2_weight)
+            g_linear2_bias[...] = grad_linear2.sum(0)
+        else:
+            rt.matmul_into(grad_linear2.T, relu3, _scratch[1])
+            g_linear2_weight += _scratch[1]
+            g_linear2_bias += grad_linear2.sum(0)
         # lenet.lua:15:9  nn.ReLU (backward)
         grad_linear1 = grad_relu3 * (relu3 > 0)
         # lenet.lua:14:9  nn.Linear (backward)
         grad_view1 = grad_linear1 @ w_linear1_weight
-        rt.matmul_into(grad_linear1.T, view1, _scratch[2])
-        g_linear1_weight += _scratch[2]
-        g_linear1_bias += grad_linear1.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_linear1.T, view1, g_linear1_weight)
+            g_linear1_bias[...] = grad_linear1.sum(0)
+        else:
+            rt.matmul_into(grad_linear1.T, view1, _scratch[2])
+            g_linear1_weight += _scratch[2]
+            g_linear1_bias += grad_linear1.sum(0)
         # lenet.lua:13:9  nn.View (backward)
         grad_spatialmaxpooling2 = grad_view1.reshape((grad_view1.shape[0], 16, 5, 5))
         # lenet.lua:12:9  nn.SpatialMaxPooling (backward)
@@ -176,16 +189,25 @@ class Model(Module):
         grad_spatialconvolution2 = grad_relu2 * (relu2 > 0)
         # lenet.lua:10:9  nn.SpatialConvolution (backward)
         grad_spatialmaxpooling1, grad_spatialconvolution2_weight, grad_spatialconvolution2_bias = rt.conv2d_backward(grad_spatialconvolution2, (grad_spatialconvolution2.shape[0], 6, 14, 14), spatialconvolution2_cols, w_spatialconvolution2_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
-        g_spatialconvolution2_weight += grad_spatialconvolution2_weight
-        g_spatialconvolution2_bias += grad_spatialconvolution2_bias
+        if _zeroed:
+            g_spatialconvolution2_weight[...] = grad_spatialconvolution2_weight
+            g_spatialconvolution2_bias[...] = grad_spatialconvolution2_bias
+        else:
+            g_spatialconvolution2_weight += grad_spatialconvolution2_weight
+            g_spatialconvolution2_bias += grad_spatialconvolution2_bias
         # lenet.lua:9:9  nn.SpatialMaxPooling (backward)
         grad_relu1 = rt.maxpool2d_backward(grad_spatialmaxpooling1, spatialmaxpooling1_argmax, (grad_spatialmaxpooling1.shape[0], 6, 28, 28), kH=2, kW=2, dH=2, dW=2, padH=0, padW=0)
         # lenet.lua:8:9  nn.ReLU (backward)
         grad_spatialconvolution1 = grad_relu1 * (relu1 > 0)
         # lenet.lua:7:9  nn.SpatialConvolution (backward)
         grad_input1, grad_spatialconvolution1_weight, grad_spatialconvolution1_bias = rt.conv2d_backward(grad_spatialconvolution1, (grad_spatialconvolution1.shape[0], 1, 32, 32), spatialconvolution1_cols, w_spatialconvolution1_weight, dH=1, dW=1, padH=0, padW=0, need_input=True)
-        g_spatialconvolution1_weight += grad_spatialconvolution1_weight
-        g_spatialconvolution1_bias += grad_spatialconvolution1_bias
+        if _zeroed:
+            g_spatialconvolution1_weight[...] = grad_spatialconvolution1_weight
+            g_spatialconvolution1_bias[...] = grad_spatialconvolution1_bias
+        else:
+            g_spatialconvolution1_weight += grad_spatialconvolution1_weight
+            g_spatialconvolution1_bias += grad_spatialconvolution1_bias
+        self._lazy_zero.pending = False
         return (grad_input1,)
 
 

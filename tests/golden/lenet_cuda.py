@@ -603,27 +603,28 @@ class Model(CudaModule):
         g_linear2_bias = self._grads[7]
         g_linear3_weight = self._grads[8]
         g_linear3_bias = self._grads[9]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # lenet.lua:19:9  nn.LogSoftMax (backward)
         grad_linear3 = rt.empty((B, 10), dt)
         self._launch('lenet_k7_logsoftmax_bwd', B, grad_output1, output1, grad_linear3, np.int32(B))
         # lenet.lua:18:9  nn.Linear (backward)
         grad_relu4 = rt.matmul(grad_linear3, w_linear3_weight)
-        rt.addmm(g_linear3_weight, grad_linear3.T, relu4)
-        rt.add_colsum(g_linear3_bias, grad_linear3)
+        rt.addmm(g_linear3_weight, grad_linear3.T, relu4, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_linear3_bias, grad_linear3, beta=0.0 if _zeroed else 1.0)
         # fused kernel lenet_k8_bwd_relu: grad_linear2
         grad_linear2 = rt.empty((B, 84), dt)
         self._launch('lenet_k8_bwd_relu', B * 84, relu4, grad_relu4, grad_linear2, np.int32(B))
         # lenet.lua:16:9  nn.Linear (backward)
         grad_relu3 = rt.matmul(grad_linear2, w_linear2_weight)
-        rt.addmm(g_linear2_weight, grad_linear2.T, relu3)
-        rt.add_colsum(g_linear2_bias, grad_linear2)
+        rt.addmm(g_linear2_weight, grad_linear2.T, relu3, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_linear2_bias, grad_linear2, beta=0.0 if _zeroed else 1.0)
         # fused kernel lenet_k9_bwd_relu: grad_linear1
         grad_linear1 = rt.empty((B, 120), dt)
         self._launch('lenet_k9_bwd_relu', B * 120, relu3, grad_relu3, grad_linear1, np.int32(B))
         # lenet.lua:14:9  nn.Linear (backward)
         grad_view1 = rt.matmul(grad_linear1, w_linear1_weight)
-        rt.addmm(g_linear1_weight, grad_linear1.T, view1)
-        rt.add_colsum(g_linear1_bias, grad_linear1)
+        rt.addmm(g_linear1_weight, grad_linear1.T, view1, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_linear1_bias, grad_linear1, beta=0.0 if _zeroed else 1.0)
         # lenet.lua:12:9  nn.SpatialMaxPooling (backward)
         grad_relu2 = rt.empty((B, 16, 10, 10), dt)
         self._launch('lenet_k10_maxpool2d_bwd', B * 1600, grad_view1, spatialmaxpooling2_argmax, grad_relu2, np.int32(B))
@@ -631,8 +632,8 @@ class Model(CudaModule):
         grad_spatialconvolution2_rows = rt.empty((B, 10, 10, 16), dt)
         self._launch('lenet_k11_bwd_relu_spatialconvolution', B * 1600, spatialconvolution2_nhwc, w_spatialconvolution2_bias, grad_relu2, grad_spatialconvolution2_rows, np.int32(B))
         # lenet.lua:10:9  nn.SpatialConvolution (backward)
-        rt.addmm(g_spatialconvolution2_weight.reshape(16, 150), grad_spatialconvolution2_rows.reshape(-1, 16).T, spatialconvolution2_cols)
-        rt.add_colsum(g_spatialconvolution2_bias, grad_spatialconvolution2_rows.reshape(-1, 16))
+        rt.addmm(g_spatialconvolution2_weight.reshape(16, 150), grad_spatialconvolution2_rows.reshape(-1, 16).T, spatialconvolution2_cols, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_spatialconvolution2_bias, grad_spatialconvolution2_rows.reshape(-1, 16), beta=0.0 if _zeroed else 1.0)
         grad_spatialmaxpooling1_cols = rt.matmul(grad_spatialconvolution2_rows.reshape(-1, 16), w_spatialconvolution2_weight.reshape(16, 150))
         grad_spatialmaxpooling1 = rt.empty((B, 6, 14, 14), dt)
         self._launch('lenet_k12_conv2d_col2im', B * 1176, grad_spatialmaxpooling1_cols, grad_spatialmaxpooling1, np.int32(B))
@@ -643,11 +644,12 @@ class Model(CudaModule):
         grad_spatialconvolution1_rows = rt.empty((B, 28, 28, 6), dt)
         self._launch('lenet_k14_bwd_relu_spatialconvolution', B * 4704, spatialconvolution1_nhwc, w_spatialconvolution1_bias, grad_relu1, grad_spatialconvolution1_rows, np.int32(B))
         # lenet.lua:7:9  nn.SpatialConvolution (backward)
-        rt.addmm(g_spatialconvolution1_weight.reshape(6, 25), grad_spatialconvolution1_rows.reshape(-1, 6).T, spatialconvolution1_cols)
-        rt.add_colsum(g_spatialconvolution1_bias, grad_spatialconvolution1_rows.reshape(-1, 6))
+        rt.addmm(g_spatialconvolution1_weight.reshape(6, 25), grad_spatialconvolution1_rows.reshape(-1, 6).T, spatialconvolution1_cols, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_spatialconvolution1_bias, grad_spatialconvolution1_rows.reshape(-1, 6), beta=0.0 if _zeroed else 1.0)
         grad_input1_cols = rt.matmul(grad_spatialconvolution1_rows.reshape(-1, 6), w_spatialconvolution1_weight.reshape(6, 25))
         grad_input1 = rt.empty((B, 1, 32, 32), dt)
         self._launch('lenet_k15_conv2d_col2im', B * 1024, grad_input1_cols, grad_input1, np.int32(B))
+        self._lazy_zero.pending = False
         return (grad_input1,)
 
 

@@ -143,6 +143,7 @@ class Model(Module):
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
         grad_out_gate = grad_next_h * c_transform
         grad_c_transform = grad_next_h * out_gate
@@ -178,12 +179,21 @@ class Model(Module):
         grad_h2h = grad_preactivations
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = grad_h2h @ w_h2h_weight
-        g_h2h_weight += grad_h2h.T @ input3
-        g_h2h_bias += grad_h2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h.T, input3, g_h2h_weight)
+            g_h2h_bias[...] = grad_h2h.sum(0)
+        else:
+            g_h2h_weight += grad_h2h.T @ input3
+            g_h2h_bias += grad_h2h.sum(0)
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        g_i2h_weight += grad_i2h.T @ input1
-        g_i2h_bias += grad_i2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h.T, input1, g_i2h_weight)
+            g_i2h_bias[...] = grad_i2h.sum(0)
+        else:
+            g_i2h_weight += grad_i2h.T @ input1
+            g_i2h_bias += grad_i2h.sum(0)
+        self._lazy_zero.pending = False
         return (grad_input1, grad_input2, grad_input3,)
 
 

@@ -467,6 +467,7 @@ class Model(CudaModule):
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # fused kernel lstm_k1_bwd_cadd_narrow_tanh_cmul: grad_h2h, grad_i2h, grad_input2
         grad_h2h = rt.empty((B, 8), dt)
         grad_input2 = rt.empty((B, 2), dt)
@@ -474,12 +475,13 @@ class Model(CudaModule):
         grad_i2h = grad_h2h
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = rt.matmul(grad_h2h, w_h2h_weight)
-        rt.addmm(g_h2h_weight, grad_h2h.T, input3)
-        rt.add_colsum(g_h2h_bias, grad_h2h)
+        rt.addmm(g_h2h_weight, grad_h2h.T, input3, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_h2h_bias, grad_h2h, beta=0.0 if _zeroed else 1.0)
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1 = rt.matmul(grad_i2h, w_i2h_weight)
-        rt.addmm(g_i2h_weight, grad_i2h.T, input1)
-        rt.add_colsum(g_i2h_bias, grad_i2h)
+        rt.addmm(g_i2h_weight, grad_i2h.T, input1, beta=0.0 if _zeroed else 1.0)
+        rt.add_colsum(g_i2h_bias, grad_i2h, beta=0.0 if _zeroed else 1.0)
+        self._lazy_zero.pending = False
         return (grad_input1, grad_input2, grad_input3,)
 
 

@@ -245,6 +245,7 @@ class Model(Module):
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
         grad_out_gate_3 = grad_next_h * c_transform_3
         grad_c_transform_3 = grad_next_h * out_gate_3
@@ -280,8 +281,12 @@ class Model(Module):
         grad_h2h_3 = grad_preactivations_3
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_next_h_2 = grad_h2h_3 @ w_h2h_weight
-        g_h2h_weight += grad_h2h_3.T @ next_h_2
-        g_h2h_bias += grad_h2h_3.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h_3.T, next_h_2, g_h2h_weight)
+            g_h2h_bias[...] = grad_h2h_3.sum(0)
+        else:
+            g_h2h_weight += grad_h2h_3.T @ next_h_2
+            g_h2h_bias += grad_h2h_3.sum(0)
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
         grad_out_gate_2 = grad_next_h_2 * c_transform_2
         grad_c_transform_2 = grad_next_h_2 * out_gate_2
@@ -360,8 +365,13 @@ class Model(Module):
         grad_i2h_all_steps = np.stack([grad_i2h_1, grad_i2h_2, grad_i2h_3], 0)
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1_seq = grad_i2h_all_steps @ w_i2h_weight
-        g_i2h_weight += grad_i2h_all_steps.reshape(-1, 8).T @ input1_seq.reshape(-1, 3)
-        g_i2h_bias += grad_i2h_all_steps.sum((0, 1))
+        if _zeroed:
+            g_i2h_weight[...] = grad_i2h_all_steps.reshape(-1, 8).T @ input1_seq.reshape(-1, 3)
+            g_i2h_bias[...] = grad_i2h_all_steps.sum((0, 1))
+        else:
+            g_i2h_weight += grad_i2h_all_steps.reshape(-1, 8).T @ input1_seq.reshape(-1, 3)
+            g_i2h_bias += grad_i2h_all_steps.sum((0, 1))
+        self._lazy_zero.pending = False
         return (grad_input1_seq, grad_input2, grad_input3,)
 
 

@@ -144,6 +144,7 @@ class Model(Module):
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
         grad_out_gate = grad_next_h * c_transform
         grad_c_transform = grad_next_h * out_gate
@@ -179,12 +180,21 @@ class Model(Module):
         grad_h2h = grad_preactivations
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = grad_h2h @ w_h2h_weight
-        g_h2h_weight += grad_h2h.T @ input3
-        g_h2h_bias += grad_h2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h.T, input3, g_h2h_weight)
+            g_h2h_bias[...] = grad_h2h.sum(0)
+        else:
+            g_h2h_weight += grad_h2h.T @ input3
+            g_h2h_bias += grad_h2h.sum(0)
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        g_i2h_weight += grad_i2h.T @ input1
-        g_i2h_bias += grad_i2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h.T, input1, g_i2h_weight)
+            g_i2h_bias[...] = grad_i2h.sum(0)
+        else:
+            g_i2h_weight += grad_i2h.T @ input1
+            g_i2h_bias += grad_i2h.sum(0)
+        self._lazy_zero.pending = False
         return (grad_input1, grad_input2, grad_input3,)
 
 
@@ -215,10 +225,20 @@ class _SequencePrefix(Module):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_i2h_weight = self._grads[0]
         g_i2h_bias = self._grads[1]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
+        # gradients this backward does not write: zero when pending
+        if _zeroed:
+            for i in (2, 3):
+                self._grads[i][...] = 0
         # lstm.lua:17:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        g_i2h_weight += grad_i2h.T @ input1
-        g_i2h_bias += grad_i2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h.T, input1, g_i2h_weight)
+            g_i2h_bias[...] = grad_i2h.sum(0)
+        else:
+            g_i2h_weight += grad_i2h.T @ input1
+            g_i2h_bias += grad_i2h.sum(0)
+        self._lazy_zero.pending = False
         return (grad_input1,)
 
 
@@ -282,6 +302,11 @@ class _SequenceRest(Module):
         w_i2h_weight, w_i2h_bias, w_h2h_weight, w_h2h_bias, = self._weights
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
+        # gradients this backward does not write: zero when pending
+        if _zeroed:
+            for i in (0, 1):
+                self._grads[i][...] = 0
         # lstm.lua:41:10  nn.CMulTable [next_h] (backward)
         grad_out_gate = grad_next_h * c_transform
         grad_c_transform = grad_next_h * out_gate
@@ -317,8 +342,13 @@ class _SequenceRest(Module):
         grad_h2h = grad_preactivations
         # lstm.lua:18:7  nn.Linear [h2h] (backward)
         grad_input3 = grad_h2h @ w_h2h_weight
-        g_h2h_weight += grad_h2h.T @ input3
-        g_h2h_bias += grad_h2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h.T, input3, g_h2h_weight)
+            g_h2h_bias[...] = grad_h2h.sum(0)
+        else:
+            g_h2h_weight += grad_h2h.T @ input3
+            g_h2h_bias += grad_h2h.sum(0)
+        self._lazy_zero.pending = False
         return (grad_i2h_projected, grad_input2, grad_input3,)
 
 

@@ -93,6 +93,7 @@ class Model(Module):
         g_i2h_bias = self._grads[1]
         g_h2h_weight = self._grads[2]
         g_h2h_bias = self._grads[3]
+        _zeroed = self._lazy_zero.pending  # zeroGradParameters() came last: first contributions write
         # rnn.lua:17:10  nn.Tanh [next_h] (backward)
         grad_caddtable1 = next_h * next_h
         np.subtract(1, grad_caddtable1, out=grad_caddtable1)
@@ -102,12 +103,21 @@ class Model(Module):
         grad_h2h = grad_caddtable1
         # rnn.lua:16:7  nn.Linear [h2h] (backward)
         grad_input2 = grad_h2h @ w_h2h_weight
-        g_h2h_weight += grad_h2h.T @ input2
-        g_h2h_bias += grad_h2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_h2h.T, input2, g_h2h_weight)
+            g_h2h_bias[...] = grad_h2h.sum(0)
+        else:
+            g_h2h_weight += grad_h2h.T @ input2
+            g_h2h_bias += grad_h2h.sum(0)
         # rnn.lua:15:7  nn.Linear [i2h] (backward)
         grad_input1 = grad_i2h @ w_i2h_weight
-        g_i2h_weight += grad_i2h.T @ input1
-        g_i2h_bias += grad_i2h.sum(0)
+        if _zeroed:
+            rt.matmul_into(grad_i2h.T, input1, g_i2h_weight)
+            g_i2h_bias[...] = grad_i2h.sum(0)
+        else:
+            g_i2h_weight += grad_i2h.T @ input1
+            g_i2h_bias += grad_i2h.sum(0)
+        self._lazy_zero.pending = False
         return (grad_input1, grad_input2,)
 
 
