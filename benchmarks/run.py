@@ -1194,7 +1194,7 @@ def _gemm_dicts(rows) -> list:
 
 class _RecordingBackend:
     """A kernel target's backend (the generated code's `rt`) whose GEMMs, `matmul` and
-    `addmm` (out += a @ b), are recorded; everything else passes through."""
+    `addmm` (out = a @ b + beta * out), are recorded; everything else passes through."""
 
     def __init__(self, inner, recorder):
         self._inner, self._rec = inner, recorder
@@ -1202,13 +1202,13 @@ class _RecordingBackend:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def matmul(self, a, b):
+    def matmul(self, a, b, *args, **kw):
         self._rec.calls.append((_layout(a), _layout(b)))
-        return self._inner.matmul(a, b)
+        return self._inner.matmul(a, b, *args, **kw)
 
-    def addmm(self, out, a, b):
+    def addmm(self, out, a, b, *args, **kw):
         self._rec.calls.append((_layout(a), _layout(b)))
-        return self._inner.addmm(out, a, b)
+        return self._inner.addmm(out, a, b, *args, **kw)
 
 
 def print_row(row):
@@ -1314,7 +1314,7 @@ def print_gemms(rows, peaks, peak_n, threads):
     print("numpy/torch: one call, best of repeated calls (the 'all' line: the sum over the "
           "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of step: the "
           "numpy GEMMs' sum over that target's step median (warm caches: a lower bound). The "
-          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm adds the "
+          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm writes or adds the "
           "product to the gradient). ^T: a transposed view.")
 
 
