@@ -1314,8 +1314,8 @@ def print_gemms(rows, peaks, peak_n, threads):
     print("numpy/torch: one call, best of repeated calls (the 'all' line: the sum over the "
           "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of step: the "
           "numpy GEMMs' sum over that target's step median (warm caches: a lower bound). The "
-          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm writes or adds the "
-          "product to the gradient). ^T: a transposed view.")
+          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm writes or "
+          "adds the product to the gradient). ^T: a transposed view.")
 
 
 def run_one(args, threads: int) -> list:
