@@ -166,7 +166,8 @@ def main(argv=None):
                     cells.append(f"WRONG ({err:.1e})")
                     continue
                 t = run._best_time(lambda: mm(a, b), args.budget)
-                cells.append(f"{run._fmt_time(t)} {run._gflops(run.gemm_flops(run._layout(a), run._layout(b)), t)}")
+                flops = run.gemm_flops(run._layout(a), run._layout(b))
+                cells.append(f"{run._fmt_time(t)} {run._gflops(flops, t)}")
             table.append((text, str(n), *cells))
         print(f"\n{key}: time and GFLOP/s of one call (calls: per step; the square ones: each "
               "library's peak)")
