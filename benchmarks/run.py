@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""graphc benchmarks: one training step of graphc's generated numpy code vs PyTorch eager.
+"""graphc benchmarks: one training step of graphc's generated code against every peer.
 
-    python benchmarks/run.py            # full mode (~0.5 s of timing per workload and side)
-    python benchmarks/run.py --quick    # ~0.1 s per workload and side
-    python benchmarks/run.py --only lstm128 --profile
+    python benchmarks/run.py                      # full mode, at 1 and then 2 threads
+    python benchmarks/run.py --quick              # the whole table in a few minutes
+    python benchmarks/run.py --threads 1 --only lstm128 --profile
 
-A "step" is forward, then backward with fixed output gradients (no loss), parameter
-gradients accumulated (never zeroed between repetitions, on either side). Both sides get the
-same float32 inputs and output gradients and the same parameters: the torch model is
-written by hand with torch.nn.functional and its parameters are copied from graphc's flat
-vector. Before timing, outputs are checked to agree to 1e-4 (and parameter gradients to
-1e-3, relative to their largest magnitude). The sides are timed alternately in one process
-(the order flips every round) and the median of all repetitions is reported.
+A step is the idiomatic training step of each library, as its users write it: gradients
+zeroed (graphc: `zeroGradParameters()`) or set to None (PyTorch: `zero_grad(set_to_none=True)`),
+forward, the same loss, backward. Only the parameters' gradients are computed, on every side:
+graphc compiles with `--no-grad` for the data input and the initial states, PyTorch's inputs
+do not require grad, JAX differentiates the parameters only. The sides are graphc's targets
+(numpy; cpu where it builds) and the peers: PyTorch eager (nn modules), torch.compile of the
+same module and loss, torch's fused nn.LSTMCell / nn.LSTM for the LSTM rows, and JAX jit of
+value_and_grad (where jax is installed). Before timing, each side's loss and parameter
+gradients must agree with PyTorch eager's. All sides of a row are timed round-robin in one
+process (the order rotates every round); medians are reported, and graphc's best target
+against the best peer.
 
-See benchmarks/README.md for what each column means.
+See benchmarks/README.md for the protocol and what each column means.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import argparse
 import ast
 import gc
 import inspect
+import json
 import math
 import os
 import statistics
@@ -32,24 +37,35 @@ import tracemalloc
 import types
 from pathlib import Path
 
+
+def _threads_arg(argv) -> str | None:
+    """--threads's value, read ahead of argparse: it must reach the BLAS and OpenMP
+    libraries before they load."""
+    for i, a in enumerate(argv):
+        if a.startswith("--threads"):
+            return a.split("=", 1)[1] if "=" in a else (argv[i + 1:] or [""])[0]
+    return None
+
+
 # Idle worker threads of numpy's BLAS (OpenBLAS: busy-waits 2^28 cycles after each call by
 # default) and of torch's OpenMP pool (libgomp: spins before sleeping) keep cores busy. With
-# the two libraries interleaved step by step on a machine with few cores, one pool's spinning
+# the libraries interleaved step by step on a machine with few cores, one pool's spinning
 # threads then delay the other's workers, and a pair of ~1 ms steps was seen to take 20-50 ms.
-# So both pools are told to sleep when idle (symmetric; both pay a wake-up per parallel call).
+# So the pools are told to sleep when idle (symmetric; all pay a wake-up per parallel call).
 # These are read when the libraries load, hence set before the imports; values already in
-# the environment win.
+# the environment win, except the thread counts, which --threads N sets for every library.
 if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-if "numpy" not in sys.modules:
-    # --threads N must reach OpenBLAS before numpy loads, so look for it ahead of argparse
-    for _i, _a in enumerate(sys.argv):
-        if _a.startswith("--threads"):
-            _n = _a.split("=", 1)[1] if "=" in _a else (sys.argv[_i + 1:] or [""])[0]
-            if _n.isdigit():
-                os.environ["OPENBLAS_NUM_THREADS"] = _n
+_N = _threads_arg(sys.argv) if __name__ == "__main__" else None
+if _N is not None and _N.isdigit():
+    for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_v] = _N
+    if int(_N) == 1:  # XLA's CPU client: one intra-op thread (it uses every core otherwise)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
 
 import numpy as np  # noqa: E402  (after the environment set-up above)
 
@@ -175,45 +191,65 @@ def gemm_flops(la, lb) -> int:
     return 2 * math.prod(out_shape) * k
 
 
-def time_gemms(calls, budget) -> tuple[float, int, int, list]:
-    """Median time of each distinct GEMM in isolation; returns (total s, flops, n, rows)."""
+def _best_time(fn, budget) -> float:
+    """The fastest of repeated calls (at least 7, about `budget` seconds): what the library
+    can do here, less sensitive to other processes than a median."""
+    for _ in range(3):
+        fn()
+    ts = []
+    deadline = perf() + budget
+    while len(ts) < 7 or (perf() < deadline and len(ts) < 5000):
+        t0 = perf()
+        fn()
+        ts.append(perf() - t0)
+    return min(ts)
+
+
+def time_gemms(calls, budget) -> list:
+    """Each distinct GEMM timed alone (best of repeated calls), through numpy (graphc's BLAS)
+    and through torch on the same strided operands: rows (la, lb, count, numpy s, torch s,
+    flops)."""
+    import torch
     rng = np.random.default_rng(1)
     counts: dict = {}
     for c in calls:
         counts[c] = counts.get(c, 0) + 1
-    total = 0.0
-    flops = 0
     rows = []
     for (la, lb), n in counts.items():
         a, b = _strided(la, rng), _strided(lb, rng)
-        for _ in range(3):
-            a @ b
-        ts = []
-        deadline = perf() + budget
-        while len(ts) < 7 or (perf() < deadline and len(ts) < 5000):
-            t0 = perf()
-            a @ b
-            ts.append(perf() - t0)
-        med = statistics.median(ts)
-        f = gemm_flops(la, lb)
-        total += n * med
-        flops += n * f
-        rows.append((la, lb, n, med, f))
-    return total, flops, sum(counts.values()), rows
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        rows.append((la, lb, n, _best_time(lambda: a @ b, budget),
+                     _best_time(lambda: ta @ tb, budget), gemm_flops(la, lb)))
+    return rows
 
 
-def sgemm_peak(n: int, reps: int) -> float:
-    """GFLOP/s of a large square float32 matmul (numpy's BLAS, all its threads)."""
+def gemm_text(la, lb) -> str:
+    """'64x1024 @ 1024x4096^T': shapes, ^T where an operand is a transposed view."""
+    def one(layout):
+        shape, strides, _ = layout
+        t = "^T" if len(shape) >= 2 and strides[-2] < strides[-1] else ""
+        return "x".join(map(str, shape)) + t
+    return f"{one(la)} @ {one(lb)}"
+
+
+def sgemm_peak(n: int, reps: int) -> tuple[float, float]:
+    """GFLOP/s of a large square float32 matmul, best of `reps`, through numpy's BLAS and
+    through torch's, each with the threads this run gives it."""
+    import torch
     rng = np.random.default_rng(2)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
-    a @ b
-    ts = []
-    for _ in range(reps):
-        t0 = perf()
-        a @ b
-        ts.append(perf() - t0)
-    return 2 * n ** 3 / min(ts) / 1e9
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out = []
+    for fn in (lambda: a @ b, lambda: ta @ tb):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = perf()
+            fn()
+            ts.append(perf() - t0)
+        out.append(2 * n ** 3 / min(ts) / 1e9)
+    return out[0], out[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,251 +409,465 @@ def torch_peak(fn):
 
 
 # ---------------------------------------------------------------------------------------
-# workloads
+# sides: one library's training step each, on the same model, data and loss
 
-class Workload:
-    """name, target ratio, graphc model + step, torch step, and how to read gradients."""
-    name: str
-    target: float | None
-    g_mod: dict
-    source: str
-    refs: list  # extra torch sides: (label, step, zero, grads)
+class Side:
+    """One library's training step: `step()` runs it (gradients zeroed or set to None
+    first, as that library does it), `loss()` and `grads()` (numpy arrays in graphc's
+    parameter order) read the last step. `setup`: seconds spent before the first step could
+    run (compiling), None where there is nothing to compile; `absent`: why the side is not
+    in the table (None when it is)."""
+    kind = "peer"
+    setup = None
+    absent = None
+    note = None
 
-    def g_step(self):  # returns outputs (numpy)
-        raise NotImplementedError
+    def __init__(self, label):
+        self.label = label
 
-    def t_step(self):  # returns outputs (torch)
-        raise NotImplementedError
 
-    def g_zero(self):
+class Absent(Side):
+    def __init__(self, label, why, kind="peer"):
+        super().__init__(label)
+        self.absent, self.kind = why, kind
+
+
+def _why(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+class GraphcSide(Side):
+    """graphc's generated Model for one target: zeroGradParameters(), then the row's step
+    (forward, the loss with graphc_runtime.criteria, backward)."""
+    kind = "graphc"
+
+    def __init__(self, w, target):
+        super().__init__(f"graphc {target}")
+        self.w, self.target, self.key = w, target, f"{w.key}_{target}"
+        t0 = perf()
+        self.source = compile_source(w.spec, target=target, **w.compile_options)
+        self.mod = load_module(self.source, self.key)
+        self.m = self.mod["Model"](dtype="float32", seed=0)
+        self.setup = perf() - t0
+        if w.flat0 is not None:
+            self.m.getParameters()[0][:] = w.flat0
+        self.last = None
+
+    def step(self):
         self.m.zeroGradParameters()
+        self.last = self.w.graphc_step(self.m)
 
-    def g_grads(self):
-        return self.m.getParameters()[1].copy()
+    def loss(self):
+        return float(self.last[0])
 
-    def t_zero(self):
-        for p in self.tp:
-            p.grad = None
+    def input_grads(self):
+        gin = self.last[1]
+        return list(gin) if isinstance(gin, (list, tuple)) else [gin]
 
-    def t_grads(self):
-        return np.concatenate([p.grad.detach().numpy().ravel() for p in self.tp])
+    def grads(self):
+        return [g.copy() for _, g in self.m.gradParameters()]
 
-    def g_recording_step(self, recorder):
-        """One graphc step on a copy of the model whose matmuls are recorded."""
-        mod = recording_module(self.source, self.key, recorder)
-        saved = self.m, self.g_mod
-        self.m, self.g_mod = mod["Model"](dtype="float32", seed=0), mod
+
+def cpu_target_status() -> tuple[bool, str]:
+    """Whether graphc's native cpu target can build here (its own answer), else why not."""
+    try:
+        from graphc_runtime import cpu
+    except ImportError as e:
+        return False, f"graphc_runtime.cpu is not in this graphc ({_why(e)})"
+    try:
+        ok, why = cpu.available()
+    except Exception as e:  # its own failure is the reason shown
+        return False, f"graphc_runtime.cpu.available() failed: {_why(e)}"
+    return bool(ok), str(why)
+
+
+def graphc_sides(w) -> list:
+    sides = [GraphcSide(w, "numpy")]
+    w.flat0 = sides[0].m.getParameters()[0].copy()
+    w.params0 = [p.copy() for _, p in sides[0].m.parameters()]
+    ok, why = cpu_target_status()
+    if not ok:
+        sides.append(Absent("graphc cpu", why, "graphc"))
+    else:
         try:
-            self.g_step()
-        finally:
-            self.m, self.g_mod = saved
+            sides.append(GraphcSide(w, "cpu"))
+        except Exception as e:  # shown in the table with the reason
+            sides.append(Absent("graphc cpu", _why(e), "graphc"))
+    return sides
 
 
-def _torch_params(m):
+class TorchSide(Side):
+    """`module.zero_grad(set_to_none=True)`, the row's forward + loss (as written, or
+    through torch.compile), `loss.backward()`."""
+
+    def __init__(self, label, module, loss_fn, inputs, grads, compiled=False):
+        super().__init__(label)
+        self.module, self.inputs, self._grads = module, inputs, grads
+
+        def forward_loss(*xs):
+            return loss_fn(module, *xs)
+        self.fn = forward_loss
+        if compiled:
+            import torch
+            self.fn = torch.compile(forward_loss)
+            t0 = perf()
+            self.step()  # compiles forward + loss, and the backward graph
+            self.setup = perf() - t0
+        self.last = None
+
+    def step(self):
+        self.module.zero_grad(set_to_none=True)
+        loss = self.fn(*self.inputs)
+        loss.backward()
+        self.last = loss
+
+    def loss(self):
+        return float(self.last.detach())
+
+    def grads(self):
+        return self._grads(self.module)
+
+
+class JaxSide(Side):
+    """jax.jit(jax.value_and_grad(forward + loss)) over the parameters; the step returns
+    fresh gradients, so there is nothing to zero."""
+
+    def __init__(self, loss_fn, params, data):
+        super().__init__("JAX jit")
+        import jax
+        self.jax = jax
+        self.f = jax.jit(jax.value_and_grad(loss_fn))
+        self.params = [jax.device_put(p) for p in params]
+        self.data = [jax.device_put(d) for d in data]
+        t0 = perf()
+        self.step()
+        self.setup = perf() - t0
+
+    def step(self):
+        self.last = self.jax.block_until_ready(self.f(self.params, *self.data))
+
+    def loss(self):
+        return float(self.last[0])
+
+    def grads(self):
+        return [np.asarray(g) for g in self.last[1]]
+
+
+def _param_grads(module) -> list:
+    return [p.grad.detach().numpy().copy() for p in module.parameters()]
+
+
+def _load_params(module, params0):
+    """Copy graphc's initial parameters into a torch module whose parameters() come in
+    graphc's order with the same shapes."""
     import torch
-    return [torch.tensor(w.copy(), requires_grad=True) for _, w in m.parameters()]
+    ps = list(module.parameters())
+    shapes = [tuple(p.shape) for p in ps]
+    if shapes != [w.shape for w in params0]:
+        raise ValueError(f"torch parameter shapes {shapes} != graphc's {[w.shape for w in params0]}")
+    with torch.no_grad():
+        for p, w in zip(ps, params0):
+            p.copy_(torch.from_numpy(w))
+    return module
 
+
+def peer_sides(w) -> list:
+    import torch
+    sides = [TorchSide("PyTorch eager", w.torch_module(), w.torch_loss, w.torch_inputs,
+                       _param_grads)]
+    try:
+        sides.append(TorchSide("torch.compile", w.torch_module(), w.torch_loss, w.torch_inputs,
+                               _param_grads, compiled=True))
+    except Exception as e:  # e.g. no C++ compiler for Inductor: shown with the reason
+        sides.append(Absent("torch.compile", _why(e)))
+    fused = w.fused()
+    if fused is not None:
+        label, module, loss_fn, grads = fused
+        sides.append(TorchSide(label, module, loss_fn, w.torch_inputs, grads))
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        sides.append(Absent("JAX jit", 'not installed (pip install -e ".[bench]")'))
+    else:
+        try:
+            sides.append(JaxSide(w.jax_loss, w.params0, w.jax_data))
+        except Exception as e:
+            sides.append(Absent("JAX jit", _why(e)))
+    del torch
+    return sides
+
+
+# ---------------------------------------------------------------------------------------
+# workloads: the model, its data and loss on every side
 
 def _rand(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-class LSTMCell(Workload):
-    """The Torch tutorial's LSTM cell (samples/lstm.lua): gates i, f, o (sigmoid), g (tanh)."""
+class Workload:
+    """A row: the spec graphc compiles (with --no-grad for every input: nobody
+    differentiates the data or the initial states), the data, and each library's
+    forward + loss. `eager_target`: a bound on graphc's best / PyTorch eager as well."""
+    eager_target = None
+    flat0 = params0 = None
 
-    def __init__(self, key, name, target, n_in, n_hid, batch):
+    def fused(self):
+        return None
+
+
+def _tutorial_cell_class():
+    import torch
+    from torch import nn
+
+    class TutorialLSTMCell(nn.Module):
+        """samples/lstm.lua as a PyTorch user writes it: i2h and h2h Linears, gates i, f, o
+        (sigmoid) and g (tanh) cut from the sum."""
+
+        def __init__(self, n_in, n):
+            super().__init__()
+            self.n = n
+            self.i2h = nn.Linear(n_in, 4 * n)
+            self.h2h = nn.Linear(n, 4 * n)
+
+        def forward(self, x, c, h):
+            n = self.n
+            pre = self.i2h(x) + self.h2h(h)
+            gates = torch.sigmoid(pre[:, :3 * n])
+            g = torch.tanh(pre[:, 3 * n:])
+            i, f, o = gates[:, :n], gates[:, n:2 * n], gates[:, 2 * n:]
+            next_c = f * c + i * g
+            return next_c, o * torch.tanh(next_c)
+    return TutorialLSTMCell
+
+
+def _jax_cell(p, x, c, h):
+    import jax
+    import jax.numpy as jnp
+    wi, bi, wh, bh = p
+    n = h.shape[1]
+    pre = x @ wi.T + bi + h @ wh.T + bh
+    gates = jax.nn.sigmoid(pre[:, :3 * n])
+    g = jnp.tanh(pre[:, 3 * n:])
+    next_c = gates[:, n:2 * n] * c + gates[:, :n] * g
+    return next_c, gates[:, 2 * n:] * jnp.tanh(next_c)
+
+
+class LSTMCellRow(Workload):
+    """The tutorial's LSTM cell (samples/lstm.lua), one step: MSE of next_h against a fixed
+    target (next_c, the state output, gets a zero gradient)."""
+
+    def __init__(self, key, name, n_in, n, batch, eager_target=None):
         import torch
-        self.key, self.name, self.target = key, name, target
-        self.n = n_hid
-        self.source = compile_source(SAMPLES / "lstm.lua",
-                                     defines={"input_size": n_in, "rnn_size": n_hid})
-        self.g_mod = load_module(self.source, key)
-        self.m = self.g_mod["Model"](dtype="float32", seed=0)
+        from graphc_runtime.criteria import MSECriterion
+        self.key, self.name, self.n_in, self.n = key, name, n_in, n
+        self.eager_target = eager_target
+        self.spec = SAMPLES / "lstm.lua"
+        self.compile_options = dict(defines={"input_size": n_in, "rnn_size": n},
+                                    no_grad=["input1", "input2", "input3"])
         rng = np.random.default_rng(0)
-        self.xs = (_rand(rng, (batch, n_in)), _rand(rng, (batch, n_hid)), _rand(rng, (batch, n_hid)))
-        self.gouts = (_rand(rng, (batch, n_hid)), _rand(rng, (batch, n_hid)))
-        self.tp = _torch_params(self.m)
-        # graphc returns gradients for every input, so torch computes them too
-        self.txs = [torch.tensor(x, requires_grad=True) for x in self.xs]
-        self.tgouts = [torch.tensor(g) for g in self.gouts]
-        self.refs = []
+        self.xs = (_rand(rng, (batch, n_in)), _rand(rng, (batch, n)), _rand(rng, (batch, n)))
+        self.y = _rand(rng, (batch, n))
+        self.zero = np.zeros((batch, n), np.float32)
+        self.crit = MSECriterion()
+        self.jax_data = [*self.xs, self.y]
+        self.torch_inputs = [torch.from_numpy(a) for a in self.jax_data]
+        self.perm = np.r_[0:2 * n, 3 * n:4 * n, 2 * n:3 * n]  # PyTorch's gate order i, f, g, o
 
-    def g_step(self):
-        m = self.m
-        out = m.forward(*self.xs)
-        m.backward(self.xs, self.gouts)
-        return out
+    def graphc_step(self, m):
+        xs, crit = self.xs, self.crit
+        _, h = m.forward(*xs)
+        loss = crit.forward(h, self.y)
+        return loss, m.backward(xs, (self.zero, crit.backward(h, self.y)))
 
-    def t_cell(self, x, c, h):
-        import torch
+    def torch_module(self):
+        return _load_params(_tutorial_cell_class()(self.n_in, self.n), self.params0)
+
+    @staticmethod
+    def torch_loss(cell, x, c, h, y):
         import torch.nn.functional as F
-        wi, bi, wh, bh = self.tp
-        n = self.n
-        pre = F.linear(x, wi, bi) + F.linear(h, wh, bh)
-        gates = torch.sigmoid(pre[:, :3 * n])
-        g = torch.tanh(pre[:, 3 * n:])
-        i, f, o = gates[:, :n], gates[:, n:2 * n], gates[:, 2 * n:]
-        next_c = f * c + i * g
-        next_h = o * torch.tanh(next_c)
-        return next_c, next_h
+        return F.mse_loss(cell(x, c, h)[1], y)
 
-    def t_step(self):
+    @staticmethod
+    def jax_loss(p, x, c, h, y):
+        import jax.numpy as jnp
+        return jnp.mean((_jax_cell(p, x, c, h)[1] - y) ** 2)
+
+    def _fused_weights(self, module, names):
         import torch
-        out = self.t_cell(*self.txs)
-        torch.autograd.backward(out, self.tgouts)
-        return out
-
-
-class LSTMUnrolled(LSTMCell):
-    """The 128 cell unrolled T steps with full BPTT, compiled by graphc with `--unroll T`
-    for this fixed T (one straight-line Model over the steps; c and h feed the next step;
-    not the `--unroll T` Sequence of any length). `--entry` adds
-    next_h as a third, per-step output of samples/lstm.lua, so that every h_t takes an output
-    gradient (c_T and h_T get zero gradients as state outputs)."""
-
-    def __init__(self, key, name, target, n_in, n_hid, batch, steps):
-        import torch
-        super().__init__(key, name, target, n_in, n_hid, batch)
-        self.source = compile_source(
-            SAMPLES / "lstm.lua", defines={"input_size": n_in, "rnn_size": n_hid},
-            entry="nn.gModule(inputs, {next_c, next_h, nn.Identity()(next_h)})",
-            unroll=steps, state=[("output1", "input2"), ("output2", "input3")])
-        self.g_mod = load_module(self.source, key)
-        cell = self.m
-        self.m = self.g_mod["Model"](dtype="float32", seed=0)
-        self.m.getParameters()[0][:] = cell.getParameters()[0]  # the torch sides copied these
-        rng = np.random.default_rng(1)
-        self.T = steps
-        self.X = _rand(rng, (steps, batch, n_in))
-        self.c0, self.h0 = _rand(rng, (batch, n_hid)), _rand(rng, (batch, n_hid))
-        self.GH = _rand(rng, (steps, batch, n_hid))
-        self.zero = np.zeros((batch, n_hid), np.float32)
-        self.tX = torch.tensor(self.X, requires_grad=True)
-        self.tc0 = torch.tensor(self.c0, requires_grad=True)
-        self.th0 = torch.tensor(self.h0, requires_grad=True)
-        self.tGH = torch.tensor(self.GH)
-        self.tGH_list = list(self.tGH.unbind(0))
-        # the reference: torch.nn.LSTM (fused cell, PyTorch gate order i, f, g, o)
-        lstm = torch.nn.LSTM(n_in, n_hid)
-        perm = np.r_[0:2 * n_hid, 3 * n_hid:4 * n_hid, 2 * n_hid:3 * n_hid]
-        wi, bi, wh, bh = (w for _, w in self.m.parameters())
+        wi, bi, wh, bh = self.params0
         with torch.no_grad():
-            lstm.weight_ih_l0.copy_(torch.tensor(wi[perm]))
-            lstm.bias_ih_l0.copy_(torch.tensor(bi[perm]))
-            lstm.weight_hh_l0.copy_(torch.tensor(wh[perm]))
-            lstm.bias_hh_l0.copy_(torch.tensor(bh[perm]))
-        self.lstm, self.perm = lstm, perm
-        self.refs = [("torch.nn.LSTM (fused)", self.f_step, self.f_zero, self.f_grads)]
-
-    def g_step(self):
-        m = self.m
-        xs = (self.X, self.c0, self.h0)
-        _, _, hs = m.forward(*xs)
-        m.backward(xs, (self.zero, self.zero, self.GH))
-        return list(hs)
-
-    def t_step(self):
-        import torch
-        c, h = self.tc0, self.th0
-        hs = []
-        for t in range(self.T):
-            c, h = self.t_cell(self.tX[t], c, h)
-            hs.append(h)
-        torch.autograd.backward(hs, self.tGH_list)
-        return hs
-
-    def f_step(self):
-        import torch
-        out, _ = self.lstm(self.tX, (self.th0[None], self.tc0[None]))
-        torch.autograd.backward(out, self.tGH)
-        return list(out.unbind(0))
-
-    def f_zero(self):
-        for p in self.lstm.parameters():
-            p.grad = None
-
-    def f_grads(self):
-        n4 = 4 * self.n
+            for name, w in zip(names, (wi, wh, bi, bh)):
+                getattr(module, name).copy_(torch.from_numpy(w[self.perm]))
         inv = np.argsort(self.perm)
-        wi, bi, wh, bh = (p.grad.detach().numpy() for p in
-                          (self.lstm.weight_ih_l0, self.lstm.bias_ih_l0,
-                           self.lstm.weight_hh_l0, self.lstm.bias_hh_l0))
-        assert wi.shape[0] == n4
-        return np.concatenate([a[inv].ravel() for a in (wi, bi, wh, bh)])
 
+        def grads(mod):  # back to graphc's order: wi, bi, wh, bh
+            wi_, wh_, bi_, bh_ = (getattr(mod, name).grad.detach().numpy()[inv] for name in names)
+            return [wi_, bi_, wh_, bh_]
+        return grads
 
-class LeNet(Workload):
-    def __init__(self, key, name, target, batch):
-        import torch
-        self.key, self.name, self.target = key, name, target
-        self.source = compile_source(SAMPLES / "lenet.lua", shapes={"input1": "Bx1x32x32"})
-        self.g_mod = load_module(self.source, key)
-        self.m = self.g_mod["Model"](dtype="float32", seed=0)
-        rng = np.random.default_rng(0)
-        self.x = _rand(rng, (batch, 1, 32, 32))
-        self.gout = _rand(rng, (batch, 10))
-        self.tp = _torch_params(self.m)
-        self.tx = torch.tensor(self.x, requires_grad=True)
-        self.tgout = torch.tensor(self.gout)
-        self.refs = []
-
-    def g_step(self):
-        out = self.m.forward(self.x)
-        self.m.backward(self.x, self.gout)
-        return (out,)
-
-    def t_step(self):
+    def fused(self):
+        from torch import nn
         import torch.nn.functional as F
-        c1w, c1b, c2w, c2b, l1w, l1b, l2w, l2b, l3w, l3b = self.tp
-        y = F.max_pool2d(F.relu(F.conv2d(self.tx, c1w, c1b)), 2, 2)
-        y = F.max_pool2d(F.relu(F.conv2d(y, c2w, c2b)), 2, 2)
-        y = y.reshape(y.shape[0], 400)
-        y = F.relu(F.linear(y, l1w, l1b))
-        y = F.relu(F.linear(y, l2w, l2b))
-        y = F.log_softmax(F.linear(y, l3w, l3b), dim=1)
-        y.backward(self.tgout)
-        return (y,)
+        cell = nn.LSTMCell(self.n_in, self.n)
+        grads = self._fused_weights(cell, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+        def loss(cell, x, c, h, y):
+            return F.mse_loss(cell(x, (h, c))[0], y)
+        return "nn.LSTMCell (fused)", cell, loss, grads
 
 
-class MLP(Workload):
-    def __init__(self, key, name, target, batch):
+class LSTMSeqRow(LSTMCellRow):
+    """The cell unrolled T steps by graphc (`--unroll T`, one straight-line Model; c and h
+    feed the next step; `--entry` adds next_h as a per-step output): MSE of every h_t
+    against a fixed target, full backpropagation through time."""
+
+    def __init__(self, key, name, n_in, n, batch, steps):
         import torch
-        self.key, self.name, self.target = key, name, target
-        self.source = compile_source(SPECS / "mlp.lua")
-        self.g_mod = load_module(self.source, key)
-        self.m = self.g_mod["Model"](dtype="float32", seed=0)
-        rng = np.random.default_rng(0)
-        self.x = _rand(rng, (batch, 784))
-        self.gout = _rand(rng, (batch, 10))
-        self.tp = _torch_params(self.m)
-        self.tx = torch.tensor(self.x, requires_grad=True)
-        self.tgout = torch.tensor(self.gout)
-        self.refs = []
+        super().__init__(key, name, n_in, n, batch)
+        self.T = steps
+        self.compile_options.update(
+            entry="nn.gModule(inputs, {next_c, next_h, nn.Identity()(next_h)})", unroll=steps,
+            state=[("output1", "input2"), ("output2", "input3")])
+        rng = np.random.default_rng(1)
+        self.xs = (_rand(rng, (steps, batch, n_in)), _rand(rng, (batch, n)), _rand(rng, (batch, n)))
+        self.y = _rand(rng, (steps, batch, n))
+        self.jax_data = [*self.xs, self.y]
+        self.torch_inputs = [torch.from_numpy(a) for a in self.jax_data]
 
-    def g_step(self):
-        out = self.m.forward(self.x)
-        self.m.backward(self.x, self.gout)
-        return (out,)
+    def graphc_step(self, m):
+        xs, crit = self.xs, self.crit
+        _, _, hs = m.forward(*xs)
+        loss = crit.forward(hs, self.y)
+        return loss, m.backward(xs, (self.zero, self.zero, crit.backward(hs, self.y)))
 
-    def t_step(self):
+    @staticmethod
+    def torch_loss(cell, xs, c, h, y):
+        import torch
         import torch.nn.functional as F
-        w1, b1, w2, b2, w3, b3 = self.tp
-        y = F.relu(F.linear(self.tx, w1, b1))
-        y = F.relu(F.linear(y, w2, b2))
-        y = F.log_softmax(F.linear(y, w3, b3), dim=1)
-        y.backward(self.tgout)
-        return (y,)
+        hs = []
+        for x in xs:
+            c, h = cell(x, c, h)
+            hs.append(h)
+        return F.mse_loss(torch.stack(hs), y)
+
+    @staticmethod
+    def jax_loss(p, xs, c, h, y):
+        import jax
+        import jax.numpy as jnp
+
+        def step(carry, x):
+            c, h = _jax_cell(p, x, *carry)
+            return (c, h), h
+        _, hs = jax.lax.scan(step, (c, h), xs)
+        return jnp.mean((hs - y) ** 2)
+
+    def fused(self):
+        from torch import nn
+        import torch.nn.functional as F
+        lstm = nn.LSTM(self.n_in, self.n)
+        grads = self._fused_weights(lstm, ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                                           "bias_hh_l0"))
+
+        def loss(lstm, xs, c, h, y):
+            return F.mse_loss(lstm(xs, (h[None], c[None]))[0], y)
+        return "nn.LSTM (fused)", lstm, loss, grads
+
+
+class ClassifierRow(Workload):
+    """A classifier ending in LogSoftMax: ClassNLL of fixed labels (mean over the batch)."""
+
+    def __init__(self, key, name, spec, x_shape, shapes=None):
+        import torch
+        from graphc_runtime.criteria import ClassNLLCriterion
+        self.key, self.name, self.spec = key, name, spec
+        self.compile_options = dict(shapes=shapes or {}, no_grad=["input1"])
+        rng = np.random.default_rng(0)
+        self.x = _rand(rng, x_shape)
+        self.labels = rng.integers(0, 10, x_shape[0])
+        self.crit = ClassNLLCriterion()
+        self.jax_data = [self.x, self.labels.astype(np.int32)]
+        self.torch_inputs = [torch.from_numpy(self.x), torch.from_numpy(self.labels)]
+
+    def graphc_step(self, m):
+        out = m.forward(self.x)
+        loss = self.crit.forward(out, self.labels)
+        return loss, m.backward(self.x, self.crit.backward(out, self.labels))
+
+    @staticmethod
+    def torch_loss(net, x, labels):
+        import torch.nn.functional as F
+        return F.nll_loss(net(x), labels)
+
+    @staticmethod
+    def jax_nll(logp, labels):
+        import jax.numpy as jnp
+        return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+class LeNetRow(ClassifierRow):
+    """samples/lenet.lua: two 5x5 convolutions with ReLU and 2x2 max-pooling, three Linears."""
+
+    def __init__(self, key, name, batch):
+        super().__init__(key, name, SAMPLES / "lenet.lua", (batch, 1, 32, 32),
+                         {"input1": "Bx1x32x32"})
+
+    def torch_module(self):
+        from torch import nn
+        net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
+                            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
+                            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                            nn.Linear(84, 10), nn.LogSoftmax(dim=1))
+        return _load_params(net, self.params0)
+
+    @classmethod
+    def jax_loss(cls, p, x, labels):
+        import jax
+        from jax import lax
+        c1w, c1b, c2w, c2b, l1w, l1b, l2w, l2b, l3w, l3b = p
+
+        def conv_relu_pool(y, w, b):
+            y = lax.conv_general_dilated(y, w, (1, 1), "VALID",
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            y = jax.nn.relu(y + b[None, :, None, None])
+            return lax.reduce_window(y, -np.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        y = conv_relu_pool(conv_relu_pool(x, c1w, c1b), c2w, c2b).reshape(x.shape[0], 400)
+        y = jax.nn.relu(y @ l1w.T + l1b)
+        y = jax.nn.relu(y @ l2w.T + l2b)
+        return cls.jax_nll(jax.nn.log_softmax(y @ l3w.T + l3b), labels)
+
+
+class MLPRow(ClassifierRow):
+    """benchmarks/specs/mlp.lua: 784-512-512-10, ReLU, LogSoftMax."""
+
+    def __init__(self, key, name, batch):
+        super().__init__(key, name, SPECS / "mlp.lua", (batch, 784))
+
+    def torch_module(self):
+        from torch import nn
+        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                            nn.Linear(512, 10), nn.LogSoftmax(dim=1))
+        return _load_params(net, self.params0)
+
+    @classmethod
+    def jax_loss(cls, p, x, labels):
+        import jax
+        w1, b1, w2, b2, w3, b3 = p
+        y = jax.nn.relu(x @ w1.T + b1)
+        y = jax.nn.relu(y @ w2.T + b2)
+        return cls.jax_nll(jax.nn.log_softmax(y @ w3.T + b3), labels)
 
 
 WORKLOADS = {
-    "lstm3": lambda: LSTMCell("lstm3", "tutorial LSTM cell 3->2, batch 1", 0.06, 3, 2, 1),
-    "lstm128": lambda: LSTMCell("lstm128", "LSTM cell 128->128, batch 32", 0.6, 128, 128, 32),
-    "lstm1024": lambda: LSTMCell("lstm1024", "LSTM cell 1024->1024, batch 64", 1.0, 1024, 1024, 64),
-    "lstm128x50": lambda: LSTMUnrolled("lstm128x50", "LSTM 128 x50 steps BPTT, batch 32", 0.36,
-                                       128, 128, 32, 50),
-    "lenet1": lambda: LeNet("lenet1", "LeNet, batch 1", 0.25, 1),
-    "lenet64": lambda: LeNet("lenet64", "LeNet, batch 64", 0.9, 64),
-    "mlp128": lambda: MLP("mlp128", "MLP 784-512-512-10, batch 128", 1.0, 128),
+    "lstm3": lambda: LSTMCellRow("lstm3", "tutorial LSTM cell 3->2, B=1", 3, 2, 1,
+                                 eager_target=0.05),
+    "lstm128": lambda: LSTMCellRow("lstm128", "LSTM cell 128, B=32", 128, 128, 32),
+    "lstm1024": lambda: LSTMCellRow("lstm1024", "LSTM cell 1024, B=64", 1024, 1024, 64),
+    "lstm128x50": lambda: LSTMSeqRow("lstm128x50", "LSTM 128 x 50 steps BPTT, B=32",
+                                     128, 128, 32, 50),
+    "lenet1": lambda: LeNetRow("lenet1", "LeNet, B=1", 1),
+    "lenet64": lambda: LeNetRow("lenet64", "LeNet, B=64", 64),
+    "mlp128": lambda: MLPRow("mlp128", "MLP 784-512-512-10, B=128", 128),
 }
 
 
@@ -629,25 +879,47 @@ def _rel_err(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
-def check(w: Workload) -> list[str]:
-    """Outputs to 1e-4 and parameter gradients to 1e-3 (relative to max(1, max |g|))."""
-    problems = []
-    w.g_zero()
-    gout = [np.array(o) for o in w.g_step()]
-    g_grad = w.g_grads()
-    sides = [("torch", w.t_step, w.t_zero, w.t_grads)] + list(w.refs)
-    for label, step, zero, grads in sides:
-        zero()
-        tout = [o.detach().numpy() for o in step()]
-        if len(tout) != len(gout):
-            problems.append(f"{label}: {len(tout)} outputs vs graphc's {len(gout)}")
+def check(sides: list, ref) -> dict:
+    """Each side's loss (to 1e-4) and parameter gradients (to 1e-3, relative to
+    max(1, max |g|)) against `ref` (PyTorch eager) after two steps, so that a side which
+    accumulated instead of zeroing is caught; graphc's backward must compute no input
+    gradient (--no-grad: None, or zero arrays, which are noted). Returns {label: problem} for
+    the sides that fail."""
+    problems = {}
+    ref.step()
+    ref.step()
+    ref_loss = ref.loss()
+    ref_g = ref.grads()
+    for s in sides:
+        if s is ref:
             continue
-        e_out = max(_rel_err(a, b) for a, b in zip(gout, tout))
-        e_grad = _rel_err(g_grad, grads())
-        if not e_out <= 1e-4:
-            problems.append(f"{label}: outputs differ by {e_out:.2e} (> 1e-4)")
+        try:
+            s.step()
+            s.step()
+        except Exception as e:  # the side fails, not the run: shown with the error
+            problems[s.label] = f"the step raised {_why(e)}"
+            continue
+        g = s.grads()
+        msg = []
+        if [a.shape for a in g] != [a.shape for a in ref_g]:
+            problems[s.label] = (f"gradient shapes {[a.shape for a in g]} vs PyTorch's "
+                                 f"{[a.shape for a in ref_g]}")
+            continue
+        e_loss = abs(s.loss() - ref_loss) / max(1.0, abs(ref_loss))
+        e_grad = max(_rel_err(a, b) for a, b in zip(g, ref_g))
+        if not e_loss <= 1e-4:
+            msg.append(f"loss differs by {e_loss:.2e} (> 1e-4)")
         if not e_grad <= 1e-3:
-            problems.append(f"{label}: parameter gradients differ by {e_grad:.2e} (> 1e-3)")
+            msg.append(f"parameter gradients differ by {e_grad:.2e} (> 1e-3)")
+        if s.kind == "graphc":
+            gin = [x for x in s.input_grads() if x is not None]
+            if any(np.any(x) for x in gin):
+                msg.append("backward computed input gradients despite --no-grad")
+            elif gin:  # not computed, but made and filled each step (the numpy target: None)
+                s.note = (f"backward returns {len(gin)} zero array(s) for the --no-grad "
+                          "inputs (the numpy target returns None)")
+        if msg:
+            problems[s.label] = "; ".join(msg)
     return problems
 
 
@@ -703,33 +975,30 @@ def compile_and_import(n: int):
                 import_gen_inproc=inc["gen"], import_runtime_inproc=inc["graphc_runtime"])
 
 
-# ---------------------------------------------------------------------------------------
-# main
-
-def profile_lines(w: Workload, seconds: float):
+def profile_lines(w: GraphcSide, seconds: float):
     """Time each statement of the generated _forward/_backward over many steps."""
     tr = _TimeStatements(w.source)
     mod = load_module(w.source, w.key + "_lines", tr, {"_bench_pc_": perf})
     acc = [0.0] * len(tr.labels)
     mod["_bench_acc_"] = acc
-    saved = w.m, w.g_mod
+    saved = w.m, w.mod
     w.m = mod["Model"](dtype="float32", seed=0)
     try:
         for _ in range(5):
-            w.g_step()
+            w.step()
         for i in range(len(acc)):
             acc[i] = 0.0
         n = 0
         t0 = perf()
         while perf() - t0 < seconds:
-            w.g_step()
+            w.step()
             n += 1
         total = (perf() - t0) / n
     finally:
-        w.m, w.g_mod = saved
+        w.m, w.mod = saved
     per = [a / n for a in acc]
     inside = sum(per)
-    print(f"\nper-statement time of the generated code, {w.name} ({n} steps, "
+    print(f"\nper-statement time of the generated code, {w.w.name} ({n} steps, "
           f"{_fmt_time(total)}/step with timing overhead):")
     print(f"  {'time':>9}  {'share':>6}  statement")
     for i in sorted(range(len(per)), key=lambda i: -per[i])[:15]:
@@ -738,131 +1007,351 @@ def profile_lines(w: Workload, seconds: float):
           "outside _forward/_backward: Module.forward/backward checks, calls, timing overhead")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="~0.1 s per workload and side")
-    ap.add_argument("--only", action="append", choices=sorted(WORKLOADS),
-                    help="run only these workloads (repeatable)")
-    ap.add_argument("--profile", nargs="?", const="lstm128", choices=sorted(WORKLOADS),
-                    help="also print per-statement times of the generated code of this "
-                         "workload (default lstm128; lstm128 is always profiled in full mode)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(),
-                    help="threads for torch and for numpy's OpenBLAS (default: all CPUs; "
-                         "OpenBLAS is left at its own default unless this is given)")
-    ap.add_argument("--no-compile-time", action="store_true", help="skip compile/import timing")
-    ap.add_argument("--block-ms", type=float, default=1.0,
-                    help="each side runs back-to-back steps for about this long per round "
-                         "(default 1 ms); 0: one step per round, strictly alternating")
-    args = ap.parse_args(argv)
+# ---------------------------------------------------------------------------------------
+# cold start: graphc.load in a fresh interpreter, with empty caches and again
 
-    import torch
-    torch.set_num_threads(args.threads)
-    budget = 0.1 if args.quick else 0.5
-    min_reps = 7 if args.quick else 15
-    keys = args.only or list(WORKLOADS)
+COLD_CASES = [
+    ("tutorial cell", SAMPLES / "lstm.lua", {}),
+    ("char-rnn 2x128", SPECS / "charrnn_lstm.lua", {"entry": "LSTM.lstm(65, 128, 2, 0)"}),
+]
+_LOAD_PROBE = ("import time, numpy; t0 = time.perf_counter(); import graphc; "
+               "mod = graphc.load({spec!r}, target={target!r}, **{kw!r}); mod.Model(); "
+               "print(time.perf_counter() - t0)")
+_IMPORT_PROBE = ("import time, numpy; t0 = time.perf_counter(); import gen; gen.Model(); "
+                 "print(time.perf_counter() - t0)")
 
-    print(f"graphc benchmarks ({'quick' if args.quick else 'full'} mode): python "
-          f"{sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(default)')}, "
-          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(default)')}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
-    print("one step = forward + backward with given output gradients, parameter gradients "
-          "accumulated; float32; median of interleaved rounds, each side running back-to-back "
-          f"steps for ~{args.block_ms:g} ms per round")
+
+def _probe_pair(code, cwd, env, cold, warm) -> str | None:
+    """Run `code` twice in fresh interpreters (cold, then warm on what the first left);
+    append the seconds it prints; return the error of a run that fails."""
+    for out in (cold, warm):
+        r = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            return " ".join((r.stderr.strip().splitlines() or ["?"])[-1:])
+        out.append(float(r.stdout.split()[-1]))
+    return None
+
+
+def cold_start(targets, n: int) -> list:
+    """Seconds from after `import numpy` to a built Model, in a fresh interpreter, median of
+    n, two ways: through graphc.load (import graphc, compile, import the module, build the
+    native kernels where the target has them), cold with empty cache directories
+    (GRAPHC_CACHE_DIR, GRAPHC_CPU_CACHE_DIR) and warm on the caches the cold run filled; and
+    `import gen` of a module compiled beforehand by `graphc compile` (cold: empty
+    GRAPHC_CPU_CACHE_DIR, warm: filled). Rows (case, target, load cold, load warm, import
+    cold, import warm, error)."""
+    env0 = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    rows = []
+    for case, spec, kw in COLD_CASES:
+        for target in targets:
+            probe = _LOAD_PROBE.format(spec=str(spec), target=target, kw=kw)
+            compile_cmd = [sys.executable, "-m", "graphc", "compile", str(spec), "--target",
+                           target, "-o", "gen.py"] + (["--entry", kw["entry"]] if kw else [])
+            times = [[], [], [], []]
+            error = None
+            for _ in range(n):
+                with tempfile.TemporaryDirectory() as d:
+                    # (not named graphc: run in d, that would shadow the package)
+                    env = dict(env0, GRAPHC_CACHE_DIR=str(Path(d) / "cache-py"),
+                               GRAPHC_CPU_CACHE_DIR=str(Path(d) / "cache-cpu"))
+                    error = _probe_pair(probe, d, env, times[0], times[1])
+                    if error:
+                        break
+                    env["GRAPHC_CPU_CACHE_DIR"] = str(Path(d) / "cache-cpu-2")
+                    r = subprocess.run(compile_cmd, cwd=d, env=env, capture_output=True,
+                                       text=True)
+                    if r.returncode != 0:
+                        error = " ".join((r.stderr.strip().splitlines() or ["?"])[-1:])
+                        break
+                    error = _probe_pair(_IMPORT_PROBE, d, env, times[2], times[3])
+                    if error:
+                        break
+            rows.append((case, target, *(statistics.median(t) if len(t) == n else None
+                                         for t in times), error))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# one run at one thread count
+
+def _table(hdr, rows, left=1):
+    widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
+    def fmt(r):
+        return "  ".join(str(c).ljust(wd) if i < left else str(c).rjust(wd)
+                         for i, (c, wd) in enumerate(zip(r, widths)))
+    line = fmt(hdr)
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print(fmt(r))
+
+
+def verdict(row: dict) -> None:
+    """graphc's best target against the best peer (<= 1.0), against PyTorch eager where the
+    row has its own bound, and the cpu target against the numpy target."""
+    timed = [s for s in row["sides"] if s["median"]]
+    g = [s for s in timed if s["kind"] == "graphc"]
+    p = [s for s in timed if s["kind"] == "peer"]
+    eager = next((s for s in timed if s["label"] == "PyTorch eager"), None)
+    if not g or not p or eager is None:
+        row.update(verdict="MISMATCH" if row["mismatch"] else "n/a", ratio=None, why=[])
+        return
+    bg, bp = min(g, key=lambda s: s["median"]), min(p, key=lambda s: s["median"])
+    row.update(graphc_best=bg["label"], best_peer=bp["label"],
+               ratio=bg["median"] / bp["median"], eager_ratio=bg["median"] / eager["median"])
+    why, short = [], []  # short: the summary table's words for each target missed
+    if row["ratio"] > 1.0:
+        why.append(f"{bg['label']} / {bp['label']} = {row['ratio']:.2f} > 1.0")
+        short.append("peer")
+    if row["eager_target"] is not None and row["eager_ratio"] > row["eager_target"]:
+        why.append(f"{bg['label']} / PyTorch eager = {row['eager_ratio']:.3f} > "
+                   f"{row['eager_target']}")
+        short.append("eager")
+    by = {s["label"]: s for s in g}
+    if "graphc cpu" in by and "graphc numpy" in by and \
+            by["graphc cpu"]["median"] > by["graphc numpy"]["median"]:
+        why.append("graphc cpu slower than graphc numpy")
+        short.append("cpu>numpy")
+    if any(s["kind"] == "graphc" and s["absent"] and s["absent"].startswith("MISMATCH")
+           for s in row["sides"]):
+        why.append("a graphc target failed its check (MISMATCH)")
+        short.append("check")
+    row.update(verdict="FAIL" if why else "pass", why=why, short=short)
+
+
+def run_row(key, args, threads) -> tuple[dict, object]:
+    t_row = perf()
+    w = WORKLOADS[key]()
+    sides = graphc_sides(w) + peer_sides(w)
+    ref = next(s for s in sides if s.label == "PyTorch eager")
+    live = [s for s in sides if s.absent is None]
+    problems = check(live, ref)
+    for s in live:
+        if s.label in problems:
+            s.absent = "MISMATCH: " + problems[s.label]
+    live = [s for s in live if s.absent is None]
+    steps = [s.step for s in live]
+    blocks = block_sizes(steps, args.block_ms / 1e3)
     load0 = _loadavg()
-    print(f"load average at start: {load0:.2f}\n")
-
-    rows, gemm_rows, built = [], [], {}
-    for key in keys:
-        t0 = perf()
-        w = WORKLOADS[key]()
-        built[key] = w
-        problems = check(w)
-        if problems:
-            print(f"{w.name}: MISMATCH, not timed: " + "; ".join(problems))
-            rows.append((w.name, None, None, None, w.target, "MISMATCH", None, None, 0))
-            continue
-        sides = [w.g_step, w.t_step] + [r[1] for r in w.refs]
-        blocks = block_sizes(sides, args.block_ms / 1e3)
-        times = interleaved(sides, budget, min_reps, blocks)
-        meds, reps = [statistics.median(t) for t in times], len(times[0])
-        paired = statistics.median(g / t for g, t in zip(times[0], times[1]))
+    times = interleaved(steps, 0.1 if args.quick else 0.5, 7 if args.quick else 15, blocks)
+    load1 = _loadavg()
+    i_ref = live.index(ref)
+    out = []
+    for s in sides:
+        d = dict(label=s.label, kind=s.kind, setup=s.setup, absent=s.absent, median=None,
+                 paired=None, block=None, note=s.note)
+        if s in live:
+            i = live.index(s)
+            d.update(median=statistics.median(times[i]), block=blocks[i],
+                     paired=statistics.median(a / b for a, b in zip(times[i], times[i_ref])))
+        out.append(d)
+    g_np = next(s for s in sides if s.label == "graphc numpy")
+    mem = {}
+    if g_np.absent is None:
         # from no saved activations and no scratch arrays (the memory plan's, kept between
         # steps): both are counted as made during the step
-        g_mem = numpy_peak(lambda: (setattr(w.m, "_saved", None), setattr(w.m, "_scratch", {}),
-                                    w.g_step()))
-        t_mem = torch_peak(w.t_step)
-        ratio = meds[0] / meds[1]
-        verdict = "pass" if ratio <= w.target else "FAIL"
-        rows.append((w.name, meds[0], meds[1], paired, w.target, verdict, g_mem, t_mem, reps))
-        for (label, step, _, _), med, tt in zip(w.refs, meds[2:], times[2:]):
-            p2 = statistics.median(g / t for g, t in zip(times[0], tt))
-            rows.append(("  ref: " + label, meds[0], med, p2, None, "(ref)", None, torch_peak(step),
-                         reps))
-        # GEMMs: record the ones one step makes, time them alone
+        m = g_np.m
+        mem["graphc numpy"] = numpy_peak(lambda: (setattr(m, "_saved", None),
+                                                  setattr(m, "_scratch", {}), g_np.step()))
+    mem["PyTorch eager"] = torch_peak(ref.step)
+    row = dict(key=key, name=w.name, threads=threads, sides=out, reps=len(times[0]),
+               load=[load0, load1], memory=mem, eager_target=w.eager_target,
+               mismatch=bool(problems))
+    verdict(row)
+    # the GEMMs of one step of each graphc target, each timed alone
+    budget = 0.01 if args.quick else 0.03
+    row["gemms"], row["uncounted"] = {}, []
+    if g_np.absent is None:
         rec = GemmRecorder()
-        w.g_recording_step(rec)
-        if rec.uncounted:
-            print(f"  note: {w.name}: np.{', np.'.join(sorted(rec.uncounted))} called, "
-                  "not counted as GEMMs")
-        gt, gflop, ncalls, _ = time_gemms(rec.calls, 0.01 if args.quick else 0.03)
-        gemm_rows.append((w.name, ncalls, gflop, gt, meds[0], meds[1]))
-        print(f"  {w.name}: {reps} rounds of {blocks[0]} graphc / {blocks[1]} torch steps, "
-              f"{perf() - t0:.1f} s", file=sys.stderr)
+        saved = g_np.m, g_np.mod
+        mod = recording_module(g_np.source, g_np.key, rec)
+        g_np.m, g_np.mod = mod["Model"](dtype="float32", seed=0), mod
+        try:
+            g_np.step()
+        finally:
+            g_np.m, g_np.mod = saved
+        row["gemms"]["graphc numpy"] = _gemm_dicts(time_gemms(rec.calls, budget))
+        row["uncounted"] = sorted(rec.uncounted)
+    g_cpu = next(s for s in sides if s.label == "graphc cpu")
+    if g_cpu.absent is None and hasattr(g_cpu.m, "_rt"):
+        rec = GemmRecorder()
+        inner = g_cpu.m._rt
+        g_cpu.m._rt = _RecordingBackend(inner, rec)
+        try:
+            g_cpu.step()
+        finally:
+            g_cpu.m._rt = inner
+        row["gemms"]["graphc cpu"] = _gemm_dicts(time_gemms(rec.calls, budget))
+    print(f"  {key}: {row['reps']} rounds, {perf() - t_row:.1f} s", file=sys.stderr)
+    return row, g_np
 
-    # ---- the table
-    hdr = ("workload", "graphc", "torch", "ratio", "paired", "target", "result", "graphc peak",
-           "torch peak", "reps")
+
+def _gemm_dicts(rows) -> list:
+    return [dict(gemm=gemm_text(la, lb), n=n, numpy=tn, torch=tt, flops=f)
+            for la, lb, n, tn, tt, f in rows]
+
+
+class _RecordingBackend:
+    """A kernel target's backend (the generated code's `rt`) whose GEMMs, `matmul` and
+    `addmm` (out = a @ b + beta * out), are recorded; everything else passes through."""
+
+    def __init__(self, inner, recorder):
+        self._inner, self._rec = inner, recorder
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def matmul(self, a, b, *args, **kw):
+        self._rec.calls.append((_layout(a), _layout(b)))
+        return self._inner.matmul(a, b, *args, **kw)
+
+    def addmm(self, out, a, b, *args, **kw):
+        self._rec.calls.append((_layout(a), _layout(b)))
+        return self._inner.addmm(out, a, b, *args, **kw)
+
+
+def print_row(row):
+    print(f"\n{row['key']}: {row['name']}  ({row['threads']} thread(s), {row['reps']} rounds, "
+          f"load {row['load'][0]:.2f} -> {row['load'][1]:.2f})")
+    eager = next(s for s in row["sides"] if s["label"] == "PyTorch eager")["median"]
     table = []
-    for name, g, t, paired, target, verdict, gm, tm, reps in rows:
-        table.append((name, _fmt_time(g) if g else "-", _fmt_time(t) if t else "-",
-                      f"{g / t:.3f}" if g and t else "-", f"{paired:.3f}" if paired else "-",
-                      f"<= {target}" if target is not None else "-", verdict,
-                      _fmt_bytes(gm), _fmt_bytes(tm), str(reps)))
-    widths = [max(len(r[i]) for r in table + [hdr]) for i in range(len(hdr))]
-    line = "  ".join(h.ljust(wd) if i == 0 else h.rjust(wd) for i, (h, wd) in enumerate(zip(hdr, widths)))
-    print(line)
-    print("-" * len(line))
-    for r in table:
-        print("  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths))))
-    print("ratio = graphc median / torch median (lower is better for graphc; pass/fail uses it). "
-          "paired = median over rounds of graphc time / torch time within the same round. "
-          "graphc peak: "
-          "tracemalloc peak of one step (from no saved activations) above the level before it; "
-          "torch peak: torch.profiler CPU-allocator events, peak of the running sum over one step.")
+    for s in row["sides"]:
+        setup = (f"{s['setup']:.2f} s" if s["setup"] is not None else "-")
+        if s["median"]:
+            table.append((s["label"], _fmt_time(s["median"]), f"{s['median'] / eager:.3f}",
+                          f"{s['paired']:.3f}", str(s["block"]), setup))
+        else:
+            table.append((s["label"], "-", "-", "-", "-", setup))
+    _table(("side", "median", "/ eager", "paired", "steps/block", "compile"), table)
+    for s in row["sides"]:
+        for text in (s["absent"], s["note"]):
+            if text:
+                print(f"  {s['label']}: {text}")
+    if row.get("ratio") is not None:
+        print(f"  graphc best ({row['graphc_best']}) / best peer ({row['best_peer']}) = "
+              f"{row['ratio']:.3f} (target <= 1.0)"
+              + (f"; / PyTorch eager = {row['eager_ratio']:.3f} (target <= "
+                 f"{row['eager_target']})" if row["eager_target"] is not None else "")
+              + f": {row['verdict']}" + (f" ({'; '.join(row['why'])})" if row["why"] else ""))
+    else:
+        print(f"  result: {row['verdict']}")
+    print("  memory, peak of one step: " + ", ".join(f"{k} {_fmt_bytes(v)}"
+                                                      for k, v in row["memory"].items()))
 
+
+SUMMARY_SIDES = ("graphc numpy", "graphc cpu", "torch.compile", "fused", "JAX jit")
+
+
+def print_summary(rows, markdown=False):
+    """One line per row and thread count: PyTorch eager's median, every other side as a
+    ratio to it, and the verdict; as a Markdown table with `markdown`."""
+    hdr = ("row", "threads", "PyTorch eager") + SUMMARY_SIDES + ("graphc / best peer", "result")
+    table = []
+    for r in rows:
+        by = {("fused" if "fused" in s["label"] else s["label"]): s for s in r["sides"]}
+        eager = by["PyTorch eager"]["median"]
+        cells = []
+        for label in SUMMARY_SIDES:
+            s = by.get(label)
+            cells.append("-" if s is None else
+                         f"{s['median'] / eager:.3f}" if s["median"] and eager else
+                         "MISMATCH" if (s["absent"] or "").startswith("MISMATCH") else "absent")
+        best = (f"{r['ratio']:.2f} ({r['best_peer']})" if r.get("ratio") is not None else "-")
+        result = r["verdict"] + (f" ({', '.join(r['short'])})" if r.get("short") else "")
+        table.append((r["key"], str(r["threads"]), _fmt_time(eager) if eager else "-", *cells,
+                      best, result))
+    if markdown:
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "---|" * len(hdr))
+        for t in table:
+            print("| " + " | ".join(t) + " |")
+    else:
+        _table(hdr, table)
+    print("Each side's median step time over PyTorch eager's (lower is faster); fused: "
+          "nn.LSTMCell / nn.LSTM; graphc / best peer: graphc's best target over the fastest "
+          "peer (target <= 1.0; lstm3 also <= 0.05 of eager). FAIL (peer, eager, cpu>numpy, "
+          "check): the targets missed: the best peer, lstm3's bound on eager, the cpu target "
+          "no slower than numpy, a graphc target's correctness check. absent: not installed "
+          "or not built here (the reason is printed with the row).")
+
+
+def _gflops(flops, seconds) -> str:
+    g = flops / seconds / 1e9
+    return f"{g:.1f}" if g >= 1 else f"{g:.3f}"
+
+
+def print_gemms(rows, peaks, peak_n, threads):
+    np_peak, t_peak = peaks
+    peak = max(peaks)  # the machine's measured peak: the faster of the two libraries
+    print(f"\nGEMMs of one step of each graphc target, each timed alone through numpy and "
+          f"through torch on the same strided operands ({threads} thread(s)). Machine peak: "
+          f"sgemm {peak_n}x{peak_n} float32 {np_peak:.1f} GFLOP/s through numpy "
+          f"({np.__version__}), {t_peak:.1f} GFLOP/s through torch.")
+    table = []
+    for r in rows:
+        for label, gemms in r["gemms"].items():
+            if not gemms:
+                continue
+            step = next(s for s in r["sides"] if s["label"] == label)["median"]
+            total = sum(g["n"] * g["numpy"] for g in gemms)
+            t_total = sum(g["n"] * g["torch"] for g in gemms)
+            flops = sum(g["n"] * g["flops"] for g in gemms)
+            table.append((f"{r['key']} ({label.split()[-1]})", "all",
+                          str(sum(g["n"] for g in gemms)), _fmt_time(total),
+                          _gflops(flops, total), f"{flops / total / 1e9 / peak:.0%}",
+                          _fmt_time(t_total), _gflops(flops, t_total),
+                          f"{total / step:.0%}" if step else "-"))
+            for g in sorted(gemms, key=lambda g: -g["n"] * g["numpy"])[:6]:
+                table.append(("", g["gemm"], str(g["n"]), _fmt_time(g["numpy"]),
+                              _gflops(g["flops"], g["numpy"]),
+                              f"{g['flops'] / g['numpy'] / 1e9 / peak:.0%}",
+                              _fmt_time(g["torch"]), _gflops(g["flops"], g["torch"]), ""))
+        if r.get("uncounted"):
+            print(f"  note: {r['key']}: np.{', np.'.join(r['uncounted'])} called, not counted")
+    _table(("row (target)", "GEMM", "calls", "numpy", "GFLOP/s", "of peak", "torch", "GFLOP/s",
+            "of step"), table, left=2)
+    print("numpy/torch: one call, best of repeated calls (the 'all' line: the sum over the "
+          "step's calls); of peak: numpy's GFLOP/s over the higher sgemm peak; of step: the "
+          "numpy GEMMs' sum over that target's step median (warm caches: a lower bound). The "
+          "cpu target's GEMMs are its backend's matmul/addmm (numpy's BLAS; addmm writes or "
+          "adds the product to the gradient). ^T: a transposed view.")
+
+
+def run_one(args, threads: int) -> list:
+    import torch
+    torch.set_num_threads(threads)
+    keys = args.only or list(WORKLOADS)
+    print(f"graphc benchmarks ({'quick' if args.quick else 'full'} mode, {threads} thread(s)): "
+          f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), jax {_version('jax')}, {os.cpu_count()} CPUs; "
+          + ", ".join(f"{v}={os.environ.get(v, '(default)')}" for v in
+                      ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                       "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "XLA_FLAGS")))
+    print("one step = each library's training step: gradients zeroed (graphc) or set to None "
+          "(PyTorch), forward, the same loss, backward, parameter gradients only; float32; "
+          "median of interleaved rounds, each side running back-to-back steps for "
+          f"~{args.block_ms:g} ms per round")
+    load0 = _loadavg()
+    print(f"load average at start: {load0:.2f}")
+    rows, graphc_np = [], {}
+    for key in keys:
+        row, graphc_np[key] = run_row(key, args, threads)
+        print_row(row)
+        rows.append(row)
     load1 = _loadavg()
-    print(f"load average at start/end of timing: {load0:.2f} / {load1:.2f}")
-    if args.threads > 1 and max(load0, load1) > 0.5 * os.cpu_count():
+    print(f"\nsummary, {threads} thread(s):")
+    print_summary(rows, args.markdown)
+    print(f"load average at start/end: {load0:.2f} / {load1:.2f}")
+    if max(load0, load1) > 0.5 * os.cpu_count():
         print(f"warning: other processes are using the CPUs (load {max(load0, load1):.2f} on "
-              f"{os.cpu_count()} CPUs); multi-threaded BLAS calls then stall behind them and "
-              "the medians above can be off by several times. `--threads 1` is more stable.")
+              f"{os.cpu_count()} CPUs): the medians measure the machine as much as the "
+              "libraries; multi-threaded calls stall behind other processes most.")
+    # 1024: a call short enough (~25 ms on one core) that some of many run undisturbed by
+    # other processes; the best of them is the peak
+    peak_n = 1024
+    print_gemms(rows, sgemm_peak(peak_n, 8 if args.quick else 20), peak_n, threads)
 
-    # ---- GEMM analysis
-    peak_n = 1024 if args.quick else 2048
-    peak = sgemm_peak(peak_n, 3 if args.quick else 5)
-    print(f"\nGEMM analysis: numpy sgemm peak = {peak:.1f} GFLOP/s ({peak_n}x{peak_n} float32 "
-          f"matmul, best of several). GEMMs recorded from one graphc step (shapes, strides and dtypes of "
-          f"every `@` in the generated code and the runtime kernels), each timed alone.")
-    hdr2 = ("workload", "GEMMs", "GFLOP/step", "GEMM time", "of graphc step", "GEMM GFLOP/s",
-            "of peak", "graphc GFLOP/s", "torch GFLOP/s")
-    t2 = []
-    for name, n, fl, gt, gstep, tstep in gemm_rows:
-        t2.append((name, str(n), f"{fl / 1e9:.4f}", _fmt_time(gt), f"{gt / gstep:.0%}",
-                   f"{fl / gt / 1e9:.1f}", f"{fl / gt / 1e9 / peak:.0%}",
-                   f"{fl / gstep / 1e9:.1f}", f"{fl / tstep / 1e9:.1f}"))
-    widths = [max(len(r[i]) for r in t2 + [hdr2]) for i in range(len(hdr2))]
-    line = "  ".join(h.ljust(wd) if i == 0 else h.rjust(wd) for i, (h, wd) in enumerate(zip(hdr2, widths)))
-    print(line)
-    print("-" * len(line))
-    for r in t2:
-        print("  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths))))
-    print("GEMM time: sum of the isolated GEMM medians (warm caches, so a lower bound on their "
-          "time inside the step). graphc/torch GFLOP/s: the same GEMM FLOPs over each side's "
-          "whole step time.")
-
-    # ---- compile and import time
     if not args.no_compile_time:
         ci = compile_and_import(3)
         print("\ncompile/import (2-layer char-rnn LSTM, benchmarks/specs/charrnn_lstm.lua, "
@@ -880,12 +1369,125 @@ def main(argv=None):
         print(f"  the same timed inside the interpreter after `import numpy`: "
               f"{_fmt_time(ci['import_gen_inproc'])}, of which graphc_runtime "
               f"{_fmt_time(ci['import_runtime_inproc'])}")
+        ok, why = cpu_target_status()
+        targets = ["numpy", "cpu"] if ok else ["numpy"]
+        print("\ncold start: seconds from after `import numpy` to a built Model in a fresh "
+              "interpreter, median of 3: through graphc.load(spec) (compile + import), cold "
+              "with empty GRAPHC_CACHE_DIR and GRAPHC_CPU_CACHE_DIR, warm on the caches it "
+              "filled; and `import gen` of a module compiled beforehand by `graphc compile` "
+              "(cold: empty GRAPHC_CPU_CACHE_DIR, warm: filled). Targets for the cpu target's "
+              "tutorial cell, each way: cold <= 2 s, warm <= 50 ms."
+              + ("" if ok else f" (cpu target: {why})"))
+        table = []
+        for case, target, l_cold, l_warm, i_cold, i_warm, error in cold_start(targets, 3):
+            res = "-"
+            if target == "cpu" and case == "tutorial cell":
+                res = ", ".join(
+                    f"{way} " + ("failed" if cold is None or warm is None else
+                                 "pass" if cold <= 2.0 and warm <= 0.05 else "FAIL")
+                    for way, cold, warm in (("load", l_cold, l_warm), ("import", i_cold, i_warm)))
+            table.append((case, target, *(_fmt_time(t) if t is not None else "failed"
+                                          for t in (l_cold, l_warm, i_cold, i_warm)), res))
+            if error:
+                print(f"  {case}, {target}: failed: {error}")
+        _table(("spec", "target", "load cold", "load warm", "import cold", "import warm",
+                "result"), table, left=2)
 
     prof = args.profile or (None if args.quick else "lstm128")
     if prof:
-        w = built.get(prof) or WORKLOADS[prof]()
-        profile_lines(w, 0.3 if args.quick else 1.0)
+        side = graphc_np.get(prof)
+        if side is None:
+            w = WORKLOADS[prof]()
+            side = graphc_sides(w)[0]
+        profile_lines(side, 0.3 if args.quick else 1.0)
+    return rows
+
+
+def _version(name):
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:
+        return "not installed"
+
+
+# ---------------------------------------------------------------------------------------
+# main: one thread count in this process, or each in a fresh one (BLAS and OpenMP read
+# their thread counts when they load)
+
+def _without(argv, flags):
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        elif not any(a.startswith(f + "=") for f in flags):
+            out.append(a)
+    return out
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="~0.1 s of timing per row and side")
+    ap.add_argument("--only", action="append", choices=sorted(WORKLOADS),
+                    help="run only these rows (repeatable)")
+    ap.add_argument("--profile", nargs="?", const="lstm128", choices=sorted(WORKLOADS),
+                    help="also print per-statement times of the generated numpy code of this "
+                         "row (default lstm128; lstm128 is always profiled in full mode)")
+    ap.add_argument("--threads", default="1,2",
+                    help="thread counts, comma-separated (default 1,2): each runs in a fresh "
+                         "process with every library (OpenBLAS, torch, OpenMP, MKL, XLA) at "
+                         "that many threads")
+    ap.add_argument("--no-compile-time", action="store_true",
+                    help="skip the compile/import and cold-start timing")
+    ap.add_argument("--block-ms", type=float, default=1.0,
+                    help="each side runs back-to-back steps for about this long per round "
+                         "(default 1 ms); 0: one step per round, strictly alternating")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    ap.add_argument("--markdown", action="store_true", help="print the summary as Markdown")
+    args = ap.parse_args(argv)
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+        if not threads or min(threads) < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--threads: comma-separated positive integers, not {args.threads!r}")
+
+    if len(threads) == 1:
+        if os.environ.get("OPENBLAS_NUM_THREADS") != str(threads[0]):
+            # run.py imported as a module, or the environment changed: the libraries may
+            # already have loaded with other thread counts, so start afresh
+            return _reexec(argv, threads, args)
+        rows = run_one(args, threads[0])
+    else:
+        return _reexec(argv, threads, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _reexec(argv, threads, args):
+    rows, rc = [], 0
+    base = _without(argv, ("--threads", "--json"))
+    for k, n in enumerate(threads):
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "rows.json"
+            extra = ["--no-compile-time"] if k > 0 and "--no-compile-time" not in base else []
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n))
+            r = subprocess.run([sys.executable, str(Path(__file__).resolve()), *base, *extra,
+                                "--threads", str(n), "--json", str(out)], env=env)
+            rc = rc or r.returncode
+            if out.exists():
+                rows += json.loads(out.read_text())
+        print(flush=True)
+    if len(threads) > 1:
+        print(f"summary, threads {', '.join(map(str, threads))}:")
+        print_summary(rows, args.markdown)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return rc
 
 
 if __name__ == "__main__":
