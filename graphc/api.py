@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from .compiler import Options, compile_spec, parse_define, parse_shape
+from .options import Options, parse_define, parse_shape
 from .errors import OptionError, OptionTypeError, did_you_mean
 
 # name -> what it is: the docstrings of compile_file and load, and unknown-keyword errors
@@ -205,6 +205,7 @@ def compile_file(path, module_name: str | None = None, **options):
     if opts.emit != "py":
         raise OptionError(f"compile_file imports the Python module: emit must be 'py', not "
                           f"{opts.emit!r} (graphc.compile_spec gives the other forms)")
+    from .compiler import compile_spec  # here: graphc.load's cache hits import no compiler
     res = compile_spec(str(path), opts)
     name = module_name or ("graphc_" + re.sub(r"\W", "_", Path(path).stem))
     spec = importlib.util.spec_from_loader(name, loader=None)

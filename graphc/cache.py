@@ -24,7 +24,7 @@ from pathlib import Path
 from .paths import atomic_write, cache_dir, resource_dir
 from .version import __version__
 from .api import _options_doc, make_options
-from .compiler import Options, compile_spec
+from .options import Options
 from .errors import OptionError
 
 
@@ -117,6 +117,7 @@ def _cached_source(path: Path, opts: Options) -> tuple[str, str, Path]:
     source = _verified_source(module_file, record, key) if record.is_file() else None
     if source is not None:
         return source, key, module_file
+    from .compiler import compile_spec  # only on a miss: a hit imports no front end
     res = compile_spec(str(path), opts)
     try:
         d.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ from .frontend.nngraph import Interpreter
 from .frontend.lower import lower
 from .frontend.nn import CONTAINERS, ModuleObj
 from .ir.dump import dump
-from .ir.graph import B, Graph
+from .ir.graph import Graph
+from .options import Options, parse_define, parse_shape  # noqa: F401 (graphc.compiler's API)
 from .passes.autodiff import autodiff
 from .passes.memory import plan_memory
 from .passes.limits import check_sizes
@@ -27,86 +28,12 @@ from .passes.validate import validate
 
 
 @dataclass
-class Options:
-    entry: str | None = None  # Lua expression that yields the model
-    defines: dict = field(default_factory=dict)  # -D name=value (values already Lua values)
-    shapes: dict = field(default_factory=dict)  # input name -> shape tuple
-    dtype: str = "float32"
-    emit: str = "py"  # py | ir | dot | cu (the CUDA target's kernels alone)
-    # numpy | cuda (backends/cuda.py: CuPy arrays, generated kernels) | cpu (the same kernels
-    # built for the host by graphc_runtime.cpu, numpy arrays)
-    target: str = "numpy"
-    unroll: int | str | None = None  # --unroll: a step count, or "T" for any length
-    state: list = field(default_factory=list)  # --state OUT=IN pairs (names)
-    optimize: bool = True  # False (-O0): the plain, unoptimized code (a reference for tests)
-    no_grad: list = field(default_factory=list)  # --no-grad NAME: inputs that need no gradient
-    prelude: str | None = None  # --prelude FILE.lua: run first, in the spec's top-level scope
-    weights: str | None = None  # --emit onnx: a Model.save file holding the weights to export
-    plugins: list = field(default_factory=list)  # --plugin FILE.py: modules written in Python
-
-
-@dataclass
 class Result:
     graph: Graph  # after all passes
     source: str  # the generated text (per options.emit)
     files: list  # the spec and every file it required
     sources: dict  # file -> text, for error rendering
     warnings: list = field(default_factory=list)  # errors.GraphcWarning, each issued too
-
-
-def parse_shape(text: str):
-    """'Bx1x32x32' -> ('B', 1, 32, 32); a table input '{Bx3,{Bx4,Bx5}}' -> a nested list."""
-    text = text.strip()
-    if text.startswith("{"):
-        if not text.endswith("}"):
-            raise ValueError(f"bad shape {text!r}: a table shape is {{SHAPE,SHAPE,...}}")
-        parts, depth, start = [], 0, 1
-        for i, c in enumerate(text[1:-1], 1):
-            depth += (c == "{") - (c == "}")
-            if depth < 0:
-                raise ValueError(f"bad shape {text!r}: unbalanced braces")
-            if c == "," and depth == 0:
-                parts.append(text[start:i])
-                start = i + 1
-        parts.append(text[start:-1])
-        if depth != 0 or not all(p.strip() for p in parts):
-            raise ValueError(f"bad shape {text!r}: a table shape is {{SHAPE,SHAPE,...}}")
-        return [parse_shape(p) for p in parts]
-    dims = []
-    for i, part in enumerate(text.strip().split("x")):
-        if part == "B" and i == 0:
-            dims.append(B)
-        elif part.isdigit() and int(part) > 0:
-            dims.append(int(part))
-        else:
-            raise ValueError(f"bad shape {text!r}: use dims like Bx3 or 1x32x32 (B, the free "
-                             "batch dim, may only come first)")
-    return tuple(dims)
-
-
-def parse_define(text: str):
-    """-D name=value (or name.field=value, a field of a table): value is a Lua number,
-    true/false/nil, or else a string."""
-    if "=" not in text:
-        raise ValueError(f"bad -D {text!r}: use -D name=value")
-    name, value = text.split("=", 1)
-    name = name.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
-        raise ValueError(f"bad -D name {name!r}: must be a Lua identifier, or fields of one "
-                         "(opt.rnn_size)")
-    v = value.strip()
-    if v in ("true", "false"):
-        return name, v == "true"
-    if v == "nil":
-        return name, None
-    try:
-        return name, int(v)
-    except ValueError:
-        pass
-    try:
-        return name, float(v)
-    except ValueError:
-        return name, value
 
 
 def build_graph(path: str, opts: Options, text: str | None = None):

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent / "graphc"
 FLOORS = [
     ("graphc.version", "graphc.paths", "graphc.errors"),
     ("graphc.ir",),
-    ("graphc.ops", "graphc.plugin"),
+    ("graphc.ops", "graphc.plugin", "graphc.options"),
     ("graphc.frontend", "graphc.passes"),
     ("graphc.backends",),
     ("graphc.compiler", "graphc.docs"),
@@ -108,3 +108,19 @@ def test_import_graphc_is_lazy():
     loaded, names = out.splitlines()
     assert loaded == "['graphc', 'graphc.version']"
     assert names.split() == [__import__("graphc").__version__, "graphc.errors"]
+
+
+def test_a_cache_hit_imports_no_compiler(tmp_path):
+    """graphc.load of a cached model imports neither the compiler nor lark nor jinja2: a
+    warm start pays for the generated module and the runtime only."""
+    import os
+    spec = Path(__file__).resolve().parent.parent / "samples" / "lstm.lua"
+    code = ("import sys, graphc; graphc.load(sys.argv[1]).Model(); "
+            "print(sorted({m.split('.')[0] + ('.' + m.split('.')[1] if m.startswith('graphc.') else '') "
+            "for m in sys.modules if m.startswith(('graphc', 'jinja2', 'lark'))}))")
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code, str(spec)], check=True, env=env, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", code, str(spec)], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    assert "graphc.compiler" not in out and "lark" not in out and "jinja2" not in out, out
+    assert "graphc.cache" in out
