@@ -21,8 +21,19 @@ def _run_module():
     return mod
 
 
+@pytest.fixture
+def torch_float32():
+    """The benchmark builds its PyTorch models in torch's default dtype, float32, as its own
+    process has it (the op tests set float64 for the whole test session)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.mark.parametrize("key", ["lstm3", "lstm128x50", "lenet1", "mlp128"])
-def test_every_side_agrees_with_pytorch_eager_and_a_wrong_side_is_caught(key):
+def test_every_side_agrees_with_pytorch_eager_and_a_wrong_side_is_caught(key, torch_float32):
     pytest.importorskip("torch")
     bench = _run_module()
     w = bench.WORKLOADS[key]()
