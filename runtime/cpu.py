@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cuda import Backend, CudaModule
+from .cuda import Backend, CudaModule, user_cache_dir
 
 CACHE_FORMAT = "graphc-cpu-cache-1"
 # Threads of a launch below this count run in the calling thread: waking OpenMP's team costs
@@ -231,11 +231,7 @@ class CpuCompileError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("GRAPHC_CPU_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "graphc" / "cpu"
+    return user_cache_dir("GRAPHC_CPU_CACHE_DIR", "cpu")
 
 
 def compiler() -> list[str]:

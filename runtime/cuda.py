@@ -67,12 +67,16 @@ class CudaCompileError(RuntimeError):
     """NVRTC rejected a generated source (a graphc bug): the message holds NVRTC's log."""
 
 
-def kernel_cache_dir() -> Path:
-    env = os.environ.get("GRAPHC_CUDA_CACHE_DIR")
-    if env:
-        return Path(env)
+def user_cache_dir(env: str, name: str) -> Path:
+    """$`env`, else $XDG_CACHE_HOME/graphc/`name`, else ~/.cache/graphc/`name`."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "graphc" / "cuda"
+    return Path(base) / "graphc" / name
+
+
+def kernel_cache_dir() -> Path:
+    return user_cache_dir("GRAPHC_CUDA_CACHE_DIR", "cuda")
 
 
 def _check_size(n: int, what: str):
