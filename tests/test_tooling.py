@@ -94,13 +94,14 @@ def test_load_caches_and_recompiles_when_a_required_file_changes(tmp_path):
     assert first.returncode == 0, first.stderr
     assert first.stdout.split()[0] == "(3,"
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert first.stdout.split()[-1] == "True"  # a miss compiles: the front end is loaded
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert second.stdout == first.stdout
+    assert second.stdout == first.stdout.replace("True", "False")  # a hit: no front end
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == files
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
     (tmp_path / "layers.lua").write_text("local M = {}\nfunction M.n() return 5 end\nreturn M\n")
     third = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert third.stdout.split()[0] == "(5,"
+    assert third.stdout.split() == ["(5,", "2)", "True"]  # recompiled
     assert any(p.stat().st_mtime_ns != t for p, t in mtimes.items())
 
 
