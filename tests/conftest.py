@@ -28,6 +28,7 @@ SLOW_FILES = {"test_fuzz.py", "test_train_samples.py", "test_makefile.py", "test
               "test_distributed.py", "test_tooling.py"}
 # Single tests of over two seconds in otherwise quick files (processes, races, big inputs).
 SLOW_TESTS = {"test_bptt_memory_grows_only_with_the_activations_bptt_needs",
+              "test_every_side_agrees_with_pytorch_eager_and_a_wrong_side_is_caught",
               "test_concurrent_compiles_to_one_output_end_with_a_valid_file",
               "test_deep_nesting_needs_no_recursion", "test_failed_compile_leaves_the_old_output_byte_identical",
               "test_output_to_a_device_is_written_not_replaced",
