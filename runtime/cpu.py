@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cuda import Backend, CudaModule, user_cache_dir
+from .cuda import INT_LIMIT, Backend, CudaModule, _check_size, user_cache_dir
 
 CACHE_FORMAT = "graphc-cpu-cache-1"
 # Threads of a launch below this count run in the calling thread: waking OpenMP's team costs
@@ -381,6 +381,12 @@ class CpuBackend(Backend):
                 os.replace(h, header)
                 os.replace(str(h) + ".gch", str(header) + ".gch")
         return header
+
+    def empty(self, shape, dtype):
+        a = np.empty(shape, dtype)  # only reserved until written: then the size check
+        if a.size > INT_LIMIT:
+            _check_size(a.size, "an array", "CPU")
+        return a
 
     def launch(self, kernels, name: str, n: int, args):
         if n > 0:

@@ -79,9 +79,9 @@ def kernel_cache_dir() -> Path:
     return user_cache_dir("GRAPHC_CUDA_CACHE_DIR", "cuda")
 
 
-def _check_size(n: int, what: str):
+def _check_size(n: int, what: str, target: str = "CUDA"):
     if n > INT_LIMIT:
-        raise ValueError(f"{what} of {n} elements is too large for the CUDA target's 32-bit "
+        raise ValueError(f"{what} of {n} elements is too large for the {target} target's 32-bit "
                          f"indices (at most {INT_LIMIT}); use a smaller batch")
 
 

@@ -249,3 +249,9 @@ def test_a_kernel_with_a_hundred_arrays(cache):
     xs = [np.full((2, 3), 0.001 * k) for k in range(n)]
     y = mod.Model(dtype="float64").forward(*xs)
     np.testing.assert_allclose(y, np.tanh(sum(xs)), rtol=1e-12)
+
+
+def test_an_array_too_large_for_32_bit_indices_is_refused():
+    import graphc_runtime.cpu as cpu
+    with pytest.raises(ValueError, match="2147483648 elements is too large for the CPU target's 32-bit"):
+        cpu.backend().empty((2 ** 31,), "float32")
