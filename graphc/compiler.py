@@ -128,7 +128,7 @@ def _compile_with_ops(path: str, opts: Options, text: str | None, plugin_files: 
                 sequence_parts = split_sequence_prefix(graph, pairs)
         else:
             graph = validate(unroll(graph, int(opts.unroll), pairs))
-            if opts.optimize and opts.target == "numpy":
+            if opts.optimize:
                 graph = validate(hoist_sequence_projections(graph))
     elif opts.state:
         raise OptionError("--state needs --unroll")

@@ -109,7 +109,7 @@ class Backend(abc.ABC):
         """out = beta * out + a @ b (Torch's addmm); beta 0 writes (out's old values, even
         NaN, are not read: a gradient's first contribution after zeroGradParameters)."""
         if beta == 0:
-            out[...] = self.xp.matmul(a, b)
+            self.xp.matmul(a, b, out=out)
         else:
             out += self.xp.matmul(a, b)
 

@@ -349,6 +349,7 @@ class CudaBackend:
         self.kernel_reads: set[str] = set()  # python arrays given to 'elem' kernels (backward_reads)
         self.host_code: list[Node] = []  # nodes whose forward runs host lines
         self.rows: dict[Value, str] = {}  # value -> python name of its NHWC ('rows') array
+        self.joined_made: set[Value] = set()  # joined arrays allocated so far (allocation())
         self.param_index = {p.value: i for i, p in enumerate(graph.params)}
         # parameter gradient Value -> the gradient buffer view it accumulates into
         self.grad_view: dict[int, str] = {}
@@ -618,7 +619,8 @@ class CudaBackend:
                 it = Index(sc, shape, flat="i")
             written: dict[str, str] = {}  # C result -> python name already holding it
             writes, what = [], []
-            for d in seg["demands"]:
+            # a slice written into its joined array first: same values then alias that slice
+            for d in sorted(seg["demands"], key=lambda d: d.value not in self.plan.joined):
                 v = d.value
                 if d.layout == "plain":
                     pyname = self.n(v)
@@ -631,16 +633,18 @@ class CudaBackend:
                     idx = Index(sc, v.shape, dims=dims[:c] + [dims[-1]] + dims[c:-1])
                 res = self.value(sc, v, idx)
                 load = sc.loads.get(res)
-                if res in written:
+                joined = self.plan.joined.get(v) if d.layout == "plain" else None
+                if res in written and not joined:
                     aliases.append(f"{pyname} = {written[res]}")
-                elif d.layout == "plain" and load and load[1] == "i" and load[2] == seg["shape"]:
+                elif d.layout == "plain" and load and load[1] == "i" and load[2] == seg["shape"] \
+                        and not joined:
                     aliases.append(f"{pyname} = {load[0]}")  # a copy of a stored array: reuse it
                     written[res] = pyname
                 else:
                     out = kb.array(pyname, write=True)
                     writes.append(f"{out}[i] = {res};")
                     written[res] = pyname
-                    py_alloc.append(f"{pyname} = rt.empty({self.pyshape(seg['shape'])}, dt)")
+                    py_alloc += self.allocation(pyname, seg["shape"], joined)
                     what.append(v.name + ("" if d.layout == "plain" else " (NHWC rows)"))
             if writes:
                 segs.append({"count": kb.count_expr(seg["shape"]), "pycount": self.pynumel(seg["shape"]),
@@ -663,6 +667,19 @@ class CudaBackend:
         for d in step.stores:
             self.loadable.add(d)
         return lines
+
+    def allocation(self, pyname: str, shape, joined) -> list[str]:
+        """Python lines making a fused kernel's output array: a new one, or (Plan.joined) its
+        slice of the joined array, made by the first of its slices that is written."""
+        if joined is None:
+            return [f"{pyname} = rt.empty({self.pyshape(shape)}, dt)"]
+        whole, k = joined
+        lines = []
+        if whole not in self.joined_made:
+            self.joined_made.add(whole)
+            lines.append(f"{self.n(whole)} = rt.empty({self.pyshape(whole.shape)}, dt)"
+                         f"  # its slices are written in place")
+        return lines + [f"{pyname} = {self.n(whole)}[{k}]"]
 
     def launch(self, name: str, n_threads: str, kb: KernelBuilder) -> str:
         return f"self._launch({name!r}, {n_threads}, {', '.join(kb.py_args())})"
@@ -952,6 +969,9 @@ class CudaBackend:
                     blocks.append(Block(loc_comment(n), self.op_forward(n)))
                 arrays.update(step.stores)
                 self.loadable.update(step.stores)
+            elif step.kind == "join":
+                arrays.add(step.demands[0].value)
+                self.loadable.add(step.demands[0].value)
             elif step.kind == "view":
                 v = step.demands[0].value
                 blocks.append(Block(f"{v.name}: a view, no copy", [f"{self.n(v)} = {self.view_expr(v, arrays)}"]))

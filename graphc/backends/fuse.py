@@ -49,7 +49,10 @@ class Demand:
 
 @dataclass(eq=False)
 class Step:
-    kind: str  # 'op': a kernel op's node (forward or grad) | 'fused': one kernel | 'view'
+    # 'op': a kernel op's node (forward or grad) | 'fused': one kernel | 'view' | 'join': a
+    # sum of Select gradients (an unrolled sequence's per-step slices) whose slices earlier
+    # kernels wrote in place (Plan.joined): no work left
+    kind: str
     node: Optional[Node] = None
     demands: list = field(default_factory=list)  # 'fused', 'view': what the step stores
     stores: list = field(default_factory=list)  # values readable by later kernels after it
@@ -65,6 +68,9 @@ class Plan:
     backward: list
     virtual: set  # values no kernel stores unless demanded
     gemm: dict  # epilogue op's node (Linear with a bias...) -> Value of its raw GEMM output
+    # a 'join' step's slices: slice gradient -> (the joined Value, its index along axis 0);
+    # the kernel computing that slice writes it straight into the joined array
+    joined: dict = field(default_factory=dict)
 
     def kernels(self, which: str) -> int:
         return sum(1 for s in getattr(self, which) if s.kind == "fused")
@@ -130,6 +136,44 @@ class _Planner:
         for n in g.grad_nodes:
             if self.is_virtual_node(n):
                 self.virtual.update(n.outputs)
+        self.stacks = self.select_stacks()
+        self.kernel_written: set[Value] = set()  # stored by a fused kernel's own write
+        self.joined: dict[Value, tuple] = {}
+
+    def select_stacks(self) -> dict:
+        """Gradient sums that stack per-step slices: add(grad(Select(x, 1, k)) for every k of
+        x's first axis, each k once) -> [(gradient of step k's slice, k), ...]. Summed
+        in a kernel, each element would test every k (an unrolled sequence of T steps: T
+        tests per element); written in place, it costs nothing."""
+        stacks = {}
+        for n in self.g.grad_nodes:
+            if n.op != "add":
+                continue
+            parts, base = [], None
+            for v in n.inputs:
+                p = self.producer.get(v)
+                fwd = p.attrs["fwd"] if p is not None and p.op == "grad" else None
+                if fwd is None or fwd.op != "Select" or len(p.inputs) != 1 or len(p.outputs) != 1:
+                    break
+                d = REGISTRY["Select"].derive(fwd.attrs, [fwd.inputs[0].shape])
+                if d["axis"] != 0 or (base is not None and fwd.inputs[0] is not base):
+                    break
+                base = fwd.inputs[0]
+                parts.append((p.inputs[0], d["index"]))
+            else:
+                indices = sorted(k for _, k in parts)
+                if parts and indices == list(range(n.outputs[0].shape[0])) \
+                        and len({id(gy) for gy, _ in parts}) == len(parts):
+                    stacks[n.outputs[0]] = parts
+        return stacks
+
+    def joinable(self, v: Value, arrays: set) -> bool:
+        """v stacks slices that fused kernels wrote or can still write (no array holds
+        them yet), and that no other join took."""
+        parts = self.stacks.get(v)
+        return bool(parts) and v not in arrays and all(
+            gy not in self.joined and (gy in self.kernel_written or (gy in self.virtual and gy not in arrays))
+            for gy, _ in parts)
 
     # ---- what an expression reads ----------------------------------------------------
 
@@ -262,22 +306,44 @@ class _Planner:
         def key(d):
             return (d.value, d.layout)
 
+        def part_demands(stack, now):
+            """Demands for the slices of a stack that no kernel wrote yet (now: only those
+            computable at this point)."""
+            return [Demand(gy) for gy, _ in self.stacks[stack]
+                    if gy not in self.kernel_written and (gy, "plain") not in done
+                    and (not now or self.leaves(gy, loadable) <= loadable)]
+
         def flush(missing, absorb=True):
-            fused = []
+            fused, joins = [], []
             for d in missing:
                 if key(d) in done:
                     continue
                 done.add(key(d))
-                if d.layout == "plain" and (d.value in arrays or self.view_base(d.value, arrays)):
+                if d.layout == "plain" and self.joinable(d.value, arrays):
+                    joins.append(d)  # after a kernel writing the slices not yet written
+                    for p in part_demands(d.value, False):
+                        done.add(key(p))
+                        fused.append(p)
+                elif d.layout == "plain" and (d.value in arrays or self.view_base(d.value, arrays)):
                     if d.value not in arrays:
                         steps.append(Step("view", demands=[d], reads={self.view_base(d.value, arrays)}))
                         arrays.add(d.value)
                 else:
                     fused.append(d)
-            if not fused:
-                return
+            if fused:
+                fused_step(fused, absorb)
+            for d in joins:
+                parts = self.stacks[d.value]
+                self.joined.update((gy, (d.value, k)) for gy, k in parts)
+                steps.append(Step("join", demands=[d], stores=[d.value], reads={gy for gy, _ in parts}))
+                loadable.add(d.value)
+                arrays.add(d.value)
+
+        def fused_step(fused, absorb):
             # every other demand computable now joins the same kernel
             for d in pending if absorb else ():
+                if d.value in self.stacks:
+                    continue  # joined in place when its own turn comes, if it can be
                 if key(d) not in done and d.layout == "plain" and d.value not in arrays \
                         and self.view_base(d.value, arrays) is None \
                         and self.leaves(d.value, loadable) <= loadable:
@@ -287,25 +353,50 @@ class _Planner:
                         and self.leaves(d.value, loadable) <= loadable:
                     done.add(key(d))
                     fused.append(d)
+            # the slices of a stack computable now are written here, into the stack (join)
+            for stack in self.stacks if absorb else ():
+                if (stack, "plain") not in done and self.joinable(stack, arrays):
+                    for p in part_demands(stack, True):
+                        done.add(key(p))
+                        fused.append(p)
             # a long expression this kernel computes that a later kernel would compute again
             # (an unrolled recurrence's c_t, and its gradient) is stored here instead: else
             # each step recomputes the chain from the start (quadratic work, huge kernels)
-            later = [d.value for d in pending if key(d) not in done]
+            later = []
+            for d in pending:  # a stack to be joined computes only its unwritten slices
+                if key(d) in done:
+                    continue
+                if d.value in self.stacks and self.joinable(d.value, arrays):
+                    later += [p.value for p in part_demands(d.value, False)]
+                else:
+                    later.append(d.value)
             if later and absorb:
                 stop = frozenset(loadable)
                 shared = self.inner([d.value for d in fused], loadable) & self.inner(later, loadable)
                 for v in sorted(shared, key=self.rank.__getitem__):
-                    if self.cost(v, stop) > REUSE_OPS:
+                    if (v, "plain") not in done and self.cost(v, stop) > REUSE_OPS:
                         done.add((v, "plain"))
                         fused.append(Demand(v))
             stores = [d.value for d in fused if d.layout == "plain"]
+            self.kernel_written.update(stores)
             reads = self.loads([d.value for d in fused], loadable)
             steps.append(Step("fused", demands=fused, stores=stores, reads=reads))
             loadable.update(stores)
             arrays.update(stores)
 
+        def flush_with_keep(missing):
+            # kept values computable now are stored now, not recomputed at the end (an
+            # unrolled sequence's per-step gates): those reading no other of them by a kernel
+            # first, the rest with `missing`, loading those
+            ready = [d for d in keep if key(d) not in done and self.leaves(d.value, loadable) <= loadable]
+            values = {d.value for d in ready}
+            first = [d for d in ready if not (self.inner([d.value], loadable) - {d.value}) & values]
+            if first:
+                flush(first, absorb=False)
+            flush(missing + [d for d in ready if d not in first])
+
         for n in ops:
-            flush(needs(n))
+            flush_with_keep(needs(n)) if keep else flush(needs(n))
             stores = self.stores(n)
             reads = self.loads(self.kernel_inputs(n), loadable | arrays)
             steps.append(Step("op", node=n, stores=stores, reads=reads))
@@ -384,7 +475,7 @@ class _Planner:
             if v is not None and v in self.virtual and all(d.value is not v for d in finals):
                 finals.append(Demand(v))
         bwd = self.schedule(g.grad_nodes, self.backward_needs, finals, loadable, arrays)
-        return Plan(fwd, bwd, self.virtual, self.gemm)
+        return Plan(fwd, bwd, self.virtual, self.gemm, self.joined)
 
 
 def plan(graph: Graph, keep_backward_reads: bool = False) -> Plan:

@@ -22,18 +22,26 @@ def _cuda_forward(cx, node):
     """y = x @ W.T by cuBLAS (into the raw GEMM result when a bias epilogue follows)."""
     x, w = node.inputs[0], node.inputs[1]
     out = cx.gemm(node) or node.outputs[0]
+    if len(x.shape) == 3:  # a hoisted sequence: one GEMM over its rows (not one per step)
+        a = node.attrs
+        return [f"{cx.n(out)} = rt.matmul({cx.n(x)}.reshape(-1, {a['inputSize']}), {cx.n(w)}.T)"
+                f".reshape({cx.pyshape(out.shape)})"]
     return [f"{cx.n(out)} = rt.matmul({cx.n(x)}, {cx.n(w)}.T)"]
 
 
 def _cuda_backward(cx, gnode, fwd, targets):
     x, w = fwd.inputs[0], fwd.inputs[1]
     gy = cx.n(gnode.inputs[0])
-    rank1 = len(x.shape) == 1
-    gy2 = f"{gy}.reshape(1, -1)" if rank1 else gy
-    x2 = f"{cx.n(x)}.reshape(1, -1)" if rank1 else cx.n(x)
+    rows = {1: "1, -1", 3: "-1, {}"}.get(len(x.shape))  # rank 3: a hoisted sequence, as rows
+    gy2 = f"{gy}.reshape({rows.format(fwd.attrs['outputSize'])})" if rows else gy
+    x2 = f"{cx.n(x)}.reshape({rows.format(fwd.attrs['inputSize'])})" if rows else cx.n(x)
     lines = []
     if 0 in targets:
-        lines.append(f"{cx.n(targets[0])} = rt.matmul({gy}, {cx.n(w)})")
+        if len(x.shape) == 3:
+            dx = f"rt.matmul({gy2}, {cx.n(w)}).reshape({cx.pyshape(x.shape)})"
+        else:
+            dx = f"rt.matmul({gy}, {cx.n(w)})"
+        lines.append(f"{cx.n(targets[0])} = {dx}")
     if 1 in targets:
         lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2}{cx.beta_of(targets[1])})")
     if 2 in targets:

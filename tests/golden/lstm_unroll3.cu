@@ -10,14 +10,9 @@
 // Plan (backends/fuse.py): 'op' = cuBLAS/own kernel, 'fused' = one generated kernel,
 // 'view' = an array view, no kernel.
 // forward:
-//   view input1_1
 //   op Linear
-//   op Linear
-//   view input1_2
 //   op Linear
 //   fused next_h_1
-//   op Linear
-//   view input1_3
 //   op Linear
 //   fused next_h_2, c_forget_2, next_c_2
 //   op Linear
@@ -25,14 +20,12 @@
 // backward:
 //   fused grad_h2h_3, grad_i2h_3, grad_c_forget_3
 //   op grad[Linear]
-//   op grad[Linear]
 //   fused grad_h2h_2, grad_i2h_2, grad_next_c_2_total, grad_c_forget_2
 //   op grad[Linear]
+//   fused grad_h2h_1, grad_input2, grad_i2h_1
 //   op grad[Linear]
-//   fused grad_h2h_1, grad_i2h_1, grad_input2
+//   join grad_i2h_all_steps_total
 //   op grad[Linear]
-//   op grad[Linear]
-//   fused grad_input1_seq_total
 #ifndef GRAPHC_REAL
 #define GRAPHC_REAL float
 #endif
@@ -67,9 +60,10 @@ __device__ __forceinline__ double g_inf(double) { return __longlong_as_double(0x
 __device__ __forceinline__ float g_ninf(float) { return __int_as_float(0xff800000); }
 __device__ __forceinline__ double g_ninf(double) { return __longlong_as_double((long long)0xfff0000000000000ULL); }
 
-// fused: CMulTable, Narrow, Sigmoid, CAddTable, Linear, Tanh
+// fused: CMulTable, Narrow, Sigmoid, CAddTable, Select, Linear, Tanh
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -84,7 +78,7 @@ __device__ __forceinline__ double g_ninf(double) { return __longlong_as_double((
 //   lstm.lua:38:10  nn.CAddTable [next_c]
 //   lstm.lua:40:15  nn.Tanh [c_transform]
 //   lstm.lua:41:10  nn.CMulTable [next_h]
-extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoid_cadd(const real* __restrict__ a_i2h_1_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_input2, real* __restrict__ a_next_h_1, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoid_cadd(const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_input2, real* __restrict__ a_next_h_1, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
   // next_h_1: Bx2
   if (t < B * 2) {
@@ -93,9 +87,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
     const int j1 = i % 2;
     const int j2 = j1 + 4;
     const int j3 = j0 * 8 + j2;
-    const real i2h_1_mm = a_i2h_1_mm[j3];
+    const real i2h_all_steps_mm = a_i2h_all_steps_mm[j3];
     const real i2h_bias = a_w_i2h_bias[j2];
-    const real i2h_1 = i2h_1_mm + i2h_bias;
+    const real i2h_1 = i2h_all_steps_mm + i2h_bias;
     const real h2h_1_mm = a_h2h_1_mm[j3];
     const real h2h_bias = a_w_h2h_bias[j2];
     const real h2h_1 = h2h_1_mm + h2h_bias;
@@ -103,9 +97,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
     const real out_gate_1 = g_sigmoid(pre_sigmoid_chunk_1);
     const int j4 = j1 + 2;
     const int j5 = j0 * 8 + j4;
-    const real i2h_1_mm_2 = a_i2h_1_mm[j5];
+    const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j5];
     const real i2h_bias_2 = a_w_i2h_bias[j4];
-    const real i2h_1_2 = i2h_1_mm_2 + i2h_bias_2;
+    const real i2h_1_2 = i2h_all_steps_mm_2 + i2h_bias_2;
     const real h2h_1_mm_2 = a_h2h_1_mm[j5];
     const real h2h_bias_2 = a_w_h2h_bias[j4];
     const real h2h_1_2 = h2h_1_mm_2 + h2h_bias_2;
@@ -114,9 +108,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
     const real input2 = a_input2[i];
     const real c_forget_1 = forget_gate_1 * input2;
     const int j6 = j0 * 8 + j1;
-    const real i2h_1_mm_3 = a_i2h_1_mm[j6];
+    const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j6];
     const real i2h_bias_3 = a_w_i2h_bias[j1];
-    const real i2h_1_3 = i2h_1_mm_3 + i2h_bias_3;
+    const real i2h_1_3 = i2h_all_steps_mm_3 + i2h_bias_3;
     const real h2h_1_mm_3 = a_h2h_1_mm[j6];
     const real h2h_bias_3 = a_w_h2h_bias[j1];
     const real h2h_1_3 = h2h_1_mm_3 + h2h_bias_3;
@@ -124,9 +118,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
     const real in_gate_1 = g_sigmoid(pre_sigmoid_chunk_1_3);
     const int j7 = j1 + 6;
     const int j8 = j0 * 8 + j7;
-    const real i2h_1_mm_4 = a_i2h_1_mm[j8];
+    const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j8];
     const real i2h_bias_4 = a_w_i2h_bias[j7];
-    const real i2h_1_4 = i2h_1_mm_4 + i2h_bias_4;
+    const real i2h_1_4 = i2h_all_steps_mm_4 + i2h_bias_4;
     const real h2h_1_mm_4 = a_h2h_1_mm[j8];
     const real h2h_bias_4 = a_w_h2h_bias[j7];
     const real h2h_1_4 = h2h_1_mm_4 + h2h_bias_4;
@@ -141,9 +135,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
   }
 }
 
-// fused: CMulTable, Narrow, Sigmoid, CAddTable, Linear, Tanh
+// fused: CMulTable, Narrow, Sigmoid, CAddTable, Select, Linear, Tanh
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -155,7 +150,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
 //   lstm.lua:34:12  nn.CMulTable [c_forget]
 //   lstm.lua:36:11  nn.CMulTable [c_input]
 //   lstm.lua:38:10  nn.CAddTable [next_c]
-//   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -170,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k0_fwd_cmul_narrow_sigmoi
 //   lstm.lua:38:10  nn.CAddTable [next_c]
 //   lstm.lua:40:15  nn.Tanh [c_transform]
 //   lstm.lua:41:10  nn.CMulTable [next_h]
-extern "C" __global__ void __launch_bounds__(256) lstm_k1_fwd_cmul_narrow_sigmoid_cadd(const real* __restrict__ a_i2h_2_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_i2h_1_mm, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_next_h_2, real* __restrict__ a_c_forget_2, real* __restrict__ a_next_c_2, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k1_fwd_cmul_narrow_sigmoid_cadd(const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_next_h_2, real* __restrict__ a_c_forget_2, real* __restrict__ a_next_c_2, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
   // next_h_2, c_forget_2, next_c_2: Bx2
   if (t < B * 2) {
@@ -178,64 +173,68 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k1_fwd_cmul_narrow_sigmoi
     const int j0 = i / 2;
     const int j1 = i % 2;
     const int j2 = j1 + 4;
-    const int j3 = j0 * 8 + j2;
-    const real i2h_2_mm = a_i2h_2_mm[j3];
+    const int j3 = 1 * (B * 8) + j0 * 8 + j2;
+    const real i2h_all_steps_mm = a_i2h_all_steps_mm[j3];
     const real i2h_bias = a_w_i2h_bias[j2];
-    const real i2h_2 = i2h_2_mm + i2h_bias;
-    const real h2h_2_mm = a_h2h_2_mm[j3];
+    const real i2h_2 = i2h_all_steps_mm + i2h_bias;
+    const int j4 = j0 * 8 + j2;
+    const real h2h_2_mm = a_h2h_2_mm[j4];
     const real h2h_bias = a_w_h2h_bias[j2];
     const real h2h_2 = h2h_2_mm + h2h_bias;
     const real pre_sigmoid_chunk_2 = i2h_2 + h2h_2;
     const real out_gate_2 = g_sigmoid(pre_sigmoid_chunk_2);
-    const int j4 = j1 + 2;
-    const int j5 = j0 * 8 + j4;
-    const real i2h_2_mm_2 = a_i2h_2_mm[j5];
-    const real i2h_bias_2 = a_w_i2h_bias[j4];
-    const real i2h_2_2 = i2h_2_mm_2 + i2h_bias_2;
-    const real h2h_2_mm_2 = a_h2h_2_mm[j5];
-    const real h2h_bias_2 = a_w_h2h_bias[j4];
+    const int j5 = j1 + 2;
+    const int j6 = 1 * (B * 8) + j0 * 8 + j5;
+    const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j6];
+    const real i2h_bias_2 = a_w_i2h_bias[j5];
+    const real i2h_2_2 = i2h_all_steps_mm_2 + i2h_bias_2;
+    const int j7 = j0 * 8 + j5;
+    const real h2h_2_mm_2 = a_h2h_2_mm[j7];
+    const real h2h_bias_2 = a_w_h2h_bias[j5];
     const real h2h_2_2 = h2h_2_mm_2 + h2h_bias_2;
     const real pre_sigmoid_chunk_2_2 = i2h_2_2 + h2h_2_2;
     const real forget_gate_2 = g_sigmoid(pre_sigmoid_chunk_2_2);
-    const real i2h_1_mm = a_i2h_1_mm[j5];
-    const real i2h_1 = i2h_1_mm + i2h_bias_2;
-    const real h2h_1_mm = a_h2h_1_mm[j5];
+    const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j7];
+    const real i2h_1 = i2h_all_steps_mm_3 + i2h_bias_2;
+    const real h2h_1_mm = a_h2h_1_mm[j7];
     const real h2h_1 = h2h_1_mm + h2h_bias_2;
     const real pre_sigmoid_chunk_1 = i2h_1 + h2h_1;
     const real forget_gate_1 = g_sigmoid(pre_sigmoid_chunk_1);
     const real input2 = a_input2[i];
     const real c_forget_1 = forget_gate_1 * input2;
-    const int j6 = j0 * 8 + j1;
-    const real i2h_1_mm_2 = a_i2h_1_mm[j6];
+    const int j8 = j0 * 8 + j1;
+    const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j8];
     const real i2h_bias_3 = a_w_i2h_bias[j1];
-    const real i2h_1_2 = i2h_1_mm_2 + i2h_bias_3;
-    const real h2h_1_mm_2 = a_h2h_1_mm[j6];
+    const real i2h_1_2 = i2h_all_steps_mm_4 + i2h_bias_3;
+    const real h2h_1_mm_2 = a_h2h_1_mm[j8];
     const real h2h_bias_3 = a_w_h2h_bias[j1];
     const real h2h_1_2 = h2h_1_mm_2 + h2h_bias_3;
     const real pre_sigmoid_chunk_1_2 = i2h_1_2 + h2h_1_2;
     const real in_gate_1 = g_sigmoid(pre_sigmoid_chunk_1_2);
-    const int j7 = j1 + 6;
-    const int j8 = j0 * 8 + j7;
-    const real i2h_1_mm_3 = a_i2h_1_mm[j8];
-    const real i2h_bias_4 = a_w_i2h_bias[j7];
-    const real i2h_1_3 = i2h_1_mm_3 + i2h_bias_4;
-    const real h2h_1_mm_3 = a_h2h_1_mm[j8];
-    const real h2h_bias_4 = a_w_h2h_bias[j7];
+    const int j9 = j1 + 6;
+    const int j10 = j0 * 8 + j9;
+    const real i2h_all_steps_mm_5 = a_i2h_all_steps_mm[j10];
+    const real i2h_bias_4 = a_w_i2h_bias[j9];
+    const real i2h_1_3 = i2h_all_steps_mm_5 + i2h_bias_4;
+    const real h2h_1_mm_3 = a_h2h_1_mm[j10];
+    const real h2h_bias_4 = a_w_h2h_bias[j9];
     const real h2h_1_3 = h2h_1_mm_3 + h2h_bias_4;
     const real in_chunk_1 = i2h_1_3 + h2h_1_3;
     const real in_transform_1 = g_tanh(in_chunk_1);
     const real c_input_1 = in_gate_1 * in_transform_1;
     const real next_c_1 = c_forget_1 + c_input_1;
     const real c_forget_2 = forget_gate_2 * next_c_1;
-    const real i2h_2_mm_3 = a_i2h_2_mm[j6];
-    const real i2h_2_3 = i2h_2_mm_3 + i2h_bias_3;
-    const real h2h_2_mm_3 = a_h2h_2_mm[j6];
+    const int j11 = 1 * (B * 8) + j0 * 8 + j1;
+    const real i2h_all_steps_mm_6 = a_i2h_all_steps_mm[j11];
+    const real i2h_2_3 = i2h_all_steps_mm_6 + i2h_bias_3;
+    const real h2h_2_mm_3 = a_h2h_2_mm[j8];
     const real h2h_2_3 = h2h_2_mm_3 + h2h_bias_3;
     const real pre_sigmoid_chunk_2_3 = i2h_2_3 + h2h_2_3;
     const real in_gate_2 = g_sigmoid(pre_sigmoid_chunk_2_3);
-    const real i2h_2_mm_4 = a_i2h_2_mm[j8];
-    const real i2h_2_4 = i2h_2_mm_4 + i2h_bias_4;
-    const real h2h_2_mm_4 = a_h2h_2_mm[j8];
+    const int j12 = 1 * (B * 8) + j0 * 8 + j9;
+    const real i2h_all_steps_mm_7 = a_i2h_all_steps_mm[j12];
+    const real i2h_2_4 = i2h_all_steps_mm_7 + i2h_bias_4;
+    const real h2h_2_mm_4 = a_h2h_2_mm[j10];
     const real h2h_2_4 = h2h_2_mm_4 + h2h_bias_4;
     const real in_chunk_2 = i2h_2_4 + h2h_2_4;
     const real in_transform_2 = g_tanh(in_chunk_2);
@@ -250,9 +249,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k1_fwd_cmul_narrow_sigmoi
   }
 }
 
-// fused: CAddTable, CMulTable, Narrow, Sigmoid, Linear, Tanh
+// fused: CAddTable, CMulTable, Narrow, Sigmoid, Select, Linear, Tanh
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -267,7 +267,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k1_fwd_cmul_narrow_sigmoi
 //   lstm.lua:38:10  nn.CAddTable [next_c]
 //   lstm.lua:40:15  nn.Tanh [c_transform]
 //   lstm.lua:41:10  nn.CMulTable [next_h]
-extern "C" __global__ void __launch_bounds__(256) lstm_k2_fwd_cadd_cmul_narrow_sigmoid(const real* __restrict__ a_i2h_3_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_next_c_2, real* __restrict__ a_next_c, real* __restrict__ a_next_h, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k2_fwd_cadd_cmul_narrow_sigmoid(const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_next_c_2, real* __restrict__ a_next_c, real* __restrict__ a_next_h, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
   // next_c, next_h: Bx2
   if (t < B * 2) {
@@ -275,45 +275,49 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k2_fwd_cadd_cmul_narrow_s
     const int j0 = i / 2;
     const int j1 = i % 2;
     const int j2 = j1 + 2;
-    const int j3 = j0 * 8 + j2;
-    const real i2h_3_mm = a_i2h_3_mm[j3];
+    const int j3 = 2 * (B * 8) + j0 * 8 + j2;
+    const real i2h_all_steps_mm = a_i2h_all_steps_mm[j3];
     const real i2h_bias = a_w_i2h_bias[j2];
-    const real i2h_3 = i2h_3_mm + i2h_bias;
-    const real h2h_3_mm = a_h2h_3_mm[j3];
+    const real i2h_3 = i2h_all_steps_mm + i2h_bias;
+    const int j4 = j0 * 8 + j2;
+    const real h2h_3_mm = a_h2h_3_mm[j4];
     const real h2h_bias = a_w_h2h_bias[j2];
     const real h2h_3 = h2h_3_mm + h2h_bias;
     const real pre_sigmoid_chunk_3 = i2h_3 + h2h_3;
     const real forget_gate_3 = g_sigmoid(pre_sigmoid_chunk_3);
     const real next_c_2 = a_next_c_2[i];
     const real c_forget_3 = forget_gate_3 * next_c_2;
-    const int j4 = j0 * 8 + j1;
-    const real i2h_3_mm_2 = a_i2h_3_mm[j4];
+    const int j5 = 2 * (B * 8) + j0 * 8 + j1;
+    const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j5];
     const real i2h_bias_2 = a_w_i2h_bias[j1];
-    const real i2h_3_2 = i2h_3_mm_2 + i2h_bias_2;
-    const real h2h_3_mm_2 = a_h2h_3_mm[j4];
+    const real i2h_3_2 = i2h_all_steps_mm_2 + i2h_bias_2;
+    const int j6 = j0 * 8 + j1;
+    const real h2h_3_mm_2 = a_h2h_3_mm[j6];
     const real h2h_bias_2 = a_w_h2h_bias[j1];
     const real h2h_3_2 = h2h_3_mm_2 + h2h_bias_2;
     const real pre_sigmoid_chunk_3_2 = i2h_3_2 + h2h_3_2;
     const real in_gate_3 = g_sigmoid(pre_sigmoid_chunk_3_2);
-    const int j5 = j1 + 6;
-    const int j6 = j0 * 8 + j5;
-    const real i2h_3_mm_3 = a_i2h_3_mm[j6];
-    const real i2h_bias_3 = a_w_i2h_bias[j5];
-    const real i2h_3_3 = i2h_3_mm_3 + i2h_bias_3;
-    const real h2h_3_mm_3 = a_h2h_3_mm[j6];
-    const real h2h_bias_3 = a_w_h2h_bias[j5];
+    const int j7 = j1 + 6;
+    const int j8 = 2 * (B * 8) + j0 * 8 + j7;
+    const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j8];
+    const real i2h_bias_3 = a_w_i2h_bias[j7];
+    const real i2h_3_3 = i2h_all_steps_mm_3 + i2h_bias_3;
+    const int j9 = j0 * 8 + j7;
+    const real h2h_3_mm_3 = a_h2h_3_mm[j9];
+    const real h2h_bias_3 = a_w_h2h_bias[j7];
     const real h2h_3_3 = h2h_3_mm_3 + h2h_bias_3;
     const real in_chunk_3 = i2h_3_3 + h2h_3_3;
     const real in_transform_3 = g_tanh(in_chunk_3);
     const real c_input_3 = in_gate_3 * in_transform_3;
     const real next_c = c_forget_3 + c_input_3;
-    const int j7 = j1 + 4;
-    const int j8 = j0 * 8 + j7;
-    const real i2h_3_mm_4 = a_i2h_3_mm[j8];
-    const real i2h_bias_4 = a_w_i2h_bias[j7];
-    const real i2h_3_4 = i2h_3_mm_4 + i2h_bias_4;
-    const real h2h_3_mm_4 = a_h2h_3_mm[j8];
-    const real h2h_bias_4 = a_w_h2h_bias[j7];
+    const int j10 = j1 + 4;
+    const int j11 = 2 * (B * 8) + j0 * 8 + j10;
+    const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j11];
+    const real i2h_bias_4 = a_w_i2h_bias[j10];
+    const real i2h_3_4 = i2h_all_steps_mm_4 + i2h_bias_4;
+    const int j12 = j0 * 8 + j10;
+    const real h2h_3_mm_4 = a_h2h_3_mm[j12];
+    const real h2h_bias_4 = a_w_h2h_bias[j10];
     const real h2h_3_4 = h2h_3_mm_4 + h2h_bias_4;
     const real pre_sigmoid_chunk_3_3 = i2h_3_4 + h2h_3_4;
     const real out_gate_3 = g_sigmoid(pre_sigmoid_chunk_3_3);
@@ -325,9 +329,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k2_fwd_cadd_cmul_narrow_s
   }
 }
 
-// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Linear
+// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Select, Linear
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -350,9 +355,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k2_fwd_cadd_cmul_narrow_s
 //   lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk] (backward)
 //   lstm.lua:19:18  nn.CAddTable [preactivations] (backward)
-extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_next_c, const real* __restrict__ a_grad_next_h, const real* __restrict__ a_i2h_3_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_next_c, const real* __restrict__ a_next_c_2, real* __restrict__ a_grad_h2h_3, real* __restrict__ a_grad_c_forget_3, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_next_c, const real* __restrict__ a_grad_next_h, const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_next_c, const real* __restrict__ a_next_c_2, real* __restrict__ a_grad_i2h_3, real* __restrict__ a_grad_c_forget_3, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
-  // grad_h2h_3: Bx8
+  // grad_i2h_3: Bx8
   if (t < B * 8) {
     const int i = t;
     const int j0 = i / 8;
@@ -364,11 +369,12 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
       const real grad_next_c = a_grad_next_c[j3];
       const real grad_next_h = a_grad_next_h[j3];
       const int j4 = j2 + 4;
-      const int j5 = j0 * 8 + j4;
-      const real i2h_3_mm = a_i2h_3_mm[j5];
+      const int j5 = 2 * (B * 8) + j0 * 8 + j4;
+      const real i2h_all_steps_mm = a_i2h_all_steps_mm[j5];
       const real i2h_bias = a_w_i2h_bias[j4];
-      const real i2h_3 = i2h_3_mm + i2h_bias;
-      const real h2h_3_mm = a_h2h_3_mm[j5];
+      const real i2h_3 = i2h_all_steps_mm + i2h_bias;
+      const int j6 = j0 * 8 + j4;
+      const real h2h_3_mm = a_h2h_3_mm[j6];
       const real h2h_bias = a_w_h2h_bias[j4];
       const real h2h_3 = h2h_3_mm + h2h_bias;
       const real pre_sigmoid_chunk_3 = i2h_3 + h2h_3;
@@ -378,23 +384,25 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
       const real c_transform_3 = g_tanh(next_c);
       const real grad_next_c_2 = grad_c_transform_3 * (1 - c_transform_3 * c_transform_3);
       const real grad_next_c_total = grad_next_c + grad_next_c_2;
-      const int j6 = j0 * 8 + j2;
-      const real i2h_3_mm_2 = a_i2h_3_mm[j6];
+      const int j7 = 2 * (B * 8) + j0 * 8 + j2;
+      const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j7];
       const real i2h_bias_2 = a_w_i2h_bias[j2];
-      const real i2h_3_2 = i2h_3_mm_2 + i2h_bias_2;
-      const real h2h_3_mm_2 = a_h2h_3_mm[j6];
+      const real i2h_3_2 = i2h_all_steps_mm_2 + i2h_bias_2;
+      const int j8 = j0 * 8 + j2;
+      const real h2h_3_mm_2 = a_h2h_3_mm[j8];
       const real h2h_bias_2 = a_w_h2h_bias[j2];
       const real h2h_3_2 = h2h_3_mm_2 + h2h_bias_2;
       const real pre_sigmoid_chunk_3_2 = i2h_3_2 + h2h_3_2;
       const real in_gate_3 = g_sigmoid(pre_sigmoid_chunk_3_2);
       const real grad_in_transform_3 = grad_next_c_total * in_gate_3;
-      const int j7 = j2 + 6;
-      const int j8 = j0 * 8 + j7;
-      const real i2h_3_mm_3 = a_i2h_3_mm[j8];
-      const real i2h_bias_3 = a_w_i2h_bias[j7];
-      const real i2h_3_3 = i2h_3_mm_3 + i2h_bias_3;
-      const real h2h_3_mm_3 = a_h2h_3_mm[j8];
-      const real h2h_bias_3 = a_w_h2h_bias[j7];
+      const int j9 = j2 + 6;
+      const int j10 = 2 * (B * 8) + j0 * 8 + j9;
+      const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j10];
+      const real i2h_bias_3 = a_w_i2h_bias[j9];
+      const real i2h_3_3 = i2h_all_steps_mm_3 + i2h_bias_3;
+      const int j11 = j0 * 8 + j9;
+      const real h2h_3_mm_3 = a_h2h_3_mm[j11];
+      const real h2h_bias_3 = a_w_h2h_bias[j9];
       const real h2h_3_3 = h2h_3_mm_3 + h2h_bias_3;
       const real in_chunk_3 = i2h_3_3 + h2h_3_3;
       const real in_transform_3 = g_tanh(in_chunk_3);
@@ -405,66 +413,69 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
     if (j1 < 6) {
       real grad_all_gates_3 = 0;
       if (j1 >= 4 && j1 < 6) {
-        const int j9 = j1 - 4;
-        const int j10 = j0 * 2 + j9;
-        const real grad_next_h_2 = a_grad_next_h[j10];
-        const real next_c_2 = a_next_c[j10];
+        const int j12 = j1 - 4;
+        const int j13 = j0 * 2 + j12;
+        const real grad_next_h_2 = a_grad_next_h[j13];
+        const real next_c_2 = a_next_c[j13];
         const real c_transform_3_2 = g_tanh(next_c_2);
         const real grad_out_gate_3 = grad_next_h_2 * c_transform_3_2;
         grad_all_gates_3 = grad_out_gate_3;
       }
       real grad_all_gates_3_2 = 0;
       if (j1 >= 2 && j1 < 4) {
-        const int j11 = j1 - 2;
-        const int j12 = j0 * 2 + j11;
-        const real grad_next_c_3 = a_grad_next_c[j12];
-        const real grad_next_h_3 = a_grad_next_h[j12];
-        const int j13 = j11 + 4;
-        const int j14 = j0 * 8 + j13;
-        const real i2h_3_mm_4 = a_i2h_3_mm[j14];
-        const real i2h_bias_4 = a_w_i2h_bias[j13];
-        const real i2h_3_4 = i2h_3_mm_4 + i2h_bias_4;
-        const real h2h_3_mm_4 = a_h2h_3_mm[j14];
-        const real h2h_bias_4 = a_w_h2h_bias[j13];
+        const int j14 = j1 - 2;
+        const int j15 = j0 * 2 + j14;
+        const real grad_next_c_3 = a_grad_next_c[j15];
+        const real grad_next_h_3 = a_grad_next_h[j15];
+        const int j16 = j14 + 4;
+        const int j17 = 2 * (B * 8) + j0 * 8 + j16;
+        const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j17];
+        const real i2h_bias_4 = a_w_i2h_bias[j16];
+        const real i2h_3_4 = i2h_all_steps_mm_4 + i2h_bias_4;
+        const int j18 = j0 * 8 + j16;
+        const real h2h_3_mm_4 = a_h2h_3_mm[j18];
+        const real h2h_bias_4 = a_w_h2h_bias[j16];
         const real h2h_3_4 = h2h_3_mm_4 + h2h_bias_4;
         const real pre_sigmoid_chunk_3_3 = i2h_3_4 + h2h_3_4;
         const real out_gate_3_2 = g_sigmoid(pre_sigmoid_chunk_3_3);
         const real grad_c_transform_3_2 = grad_next_h_3 * out_gate_3_2;
-        const real next_c_3 = a_next_c[j12];
+        const real next_c_3 = a_next_c[j15];
         const real c_transform_3_3 = g_tanh(next_c_3);
         const real grad_next_c_4 = grad_c_transform_3_2 * (1 - c_transform_3_3 * c_transform_3_3);
         const real grad_next_c_total_2 = grad_next_c_3 + grad_next_c_4;
-        const real next_c_2_2 = a_next_c_2[j12];
+        const real next_c_2_2 = a_next_c_2[j15];
         const real grad_forget_gate_3 = grad_next_c_total_2 * next_c_2_2;
         grad_all_gates_3_2 = grad_forget_gate_3;
       }
       real grad_all_gates_3_3 = 0;
       if (j1 < 2) {
-        const int j15 = j0 * 2 + j1;
-        const real grad_next_c_5 = a_grad_next_c[j15];
-        const real grad_next_h_4 = a_grad_next_h[j15];
-        const int j16 = j1 + 4;
-        const int j17 = j0 * 8 + j16;
-        const real i2h_3_mm_5 = a_i2h_3_mm[j17];
-        const real i2h_bias_5 = a_w_i2h_bias[j16];
-        const real i2h_3_5 = i2h_3_mm_5 + i2h_bias_5;
-        const real h2h_3_mm_5 = a_h2h_3_mm[j17];
-        const real h2h_bias_5 = a_w_h2h_bias[j16];
+        const int j19 = j0 * 2 + j1;
+        const real grad_next_c_5 = a_grad_next_c[j19];
+        const real grad_next_h_4 = a_grad_next_h[j19];
+        const int j20 = j1 + 4;
+        const int j21 = 2 * (B * 8) + j0 * 8 + j20;
+        const real i2h_all_steps_mm_5 = a_i2h_all_steps_mm[j21];
+        const real i2h_bias_5 = a_w_i2h_bias[j20];
+        const real i2h_3_5 = i2h_all_steps_mm_5 + i2h_bias_5;
+        const int j22 = j0 * 8 + j20;
+        const real h2h_3_mm_5 = a_h2h_3_mm[j22];
+        const real h2h_bias_5 = a_w_h2h_bias[j20];
         const real h2h_3_5 = h2h_3_mm_5 + h2h_bias_5;
         const real pre_sigmoid_chunk_3_4 = i2h_3_5 + h2h_3_5;
         const real out_gate_3_3 = g_sigmoid(pre_sigmoid_chunk_3_4);
         const real grad_c_transform_3_3 = grad_next_h_4 * out_gate_3_3;
-        const real next_c_4 = a_next_c[j15];
+        const real next_c_4 = a_next_c[j19];
         const real c_transform_3_4 = g_tanh(next_c_4);
         const real grad_next_c_6 = grad_c_transform_3_3 * (1 - c_transform_3_4 * c_transform_3_4);
         const real grad_next_c_total_3 = grad_next_c_5 + grad_next_c_6;
-        const int j18 = j1 + 6;
-        const int j19 = j0 * 8 + j18;
-        const real i2h_3_mm_6 = a_i2h_3_mm[j19];
-        const real i2h_bias_6 = a_w_i2h_bias[j18];
-        const real i2h_3_6 = i2h_3_mm_6 + i2h_bias_6;
-        const real h2h_3_mm_6 = a_h2h_3_mm[j19];
-        const real h2h_bias_6 = a_w_h2h_bias[j18];
+        const int j23 = j1 + 6;
+        const int j24 = 2 * (B * 8) + j0 * 8 + j23;
+        const real i2h_all_steps_mm_6 = a_i2h_all_steps_mm[j24];
+        const real i2h_bias_6 = a_w_i2h_bias[j23];
+        const real i2h_3_6 = i2h_all_steps_mm_6 + i2h_bias_6;
+        const int j25 = j0 * 8 + j23;
+        const real h2h_3_mm_6 = a_h2h_3_mm[j25];
+        const real h2h_bias_6 = a_w_h2h_bias[j23];
         const real h2h_3_6 = h2h_3_mm_6 + h2h_bias_6;
         const real in_chunk_3_2 = i2h_3_6 + h2h_3_6;
         const real in_transform_3_2 = g_tanh(in_chunk_3_2);
@@ -472,9 +483,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
         grad_all_gates_3_3 = grad_in_gate_3;
       }
       const real grad_all_gates_3_total = grad_all_gates_3 + grad_all_gates_3_2 + grad_all_gates_3_3;
-      const real i2h_3_mm_7 = a_i2h_3_mm[i];
+      const int j26 = 2 * (B * 8) + j0 * 8 + j1;
+      const real i2h_all_steps_mm_7 = a_i2h_all_steps_mm[j26];
       const real i2h_bias_7 = a_w_i2h_bias[j1];
-      const real i2h_3_7 = i2h_3_mm_7 + i2h_bias_7;
+      const real i2h_3_7 = i2h_all_steps_mm_7 + i2h_bias_7;
       const real h2h_3_mm_7 = a_h2h_3_mm[i];
       const real h2h_bias_7 = a_w_h2h_bias[j1];
       const real h2h_3_7 = h2h_3_mm_7 + h2h_bias_7;
@@ -484,7 +496,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
       grad_preactivations_3_2 = grad_pre_sigmoid_chunk_3;
     }
     const real grad_preactivations_3_total = grad_preactivations_3 + grad_preactivations_3_2;
-    a_grad_h2h_3[i] = grad_preactivations_3_total;
+    a_grad_i2h_3[i] = grad_preactivations_3_total;
     return;
   }
   t -= B * 8;
@@ -493,15 +505,16 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
     const int i = t;
     const real grad_next_c_7 = a_grad_next_c[i];
     const real grad_next_h_5 = a_grad_next_h[i];
-    const int j20 = i / 2;
-    const int j21 = i % 2;
-    const int j22 = j21 + 4;
-    const int j23 = j20 * 8 + j22;
-    const real i2h_3_mm_8 = a_i2h_3_mm[j23];
-    const real i2h_bias_8 = a_w_i2h_bias[j22];
-    const real i2h_3_8 = i2h_3_mm_8 + i2h_bias_8;
-    const real h2h_3_mm_8 = a_h2h_3_mm[j23];
-    const real h2h_bias_8 = a_w_h2h_bias[j22];
+    const int j27 = i / 2;
+    const int j28 = i % 2;
+    const int j29 = j28 + 4;
+    const int j30 = 2 * (B * 8) + j27 * 8 + j29;
+    const real i2h_all_steps_mm_8 = a_i2h_all_steps_mm[j30];
+    const real i2h_bias_8 = a_w_i2h_bias[j29];
+    const real i2h_3_8 = i2h_all_steps_mm_8 + i2h_bias_8;
+    const int j31 = j27 * 8 + j29;
+    const real h2h_3_mm_8 = a_h2h_3_mm[j31];
+    const real h2h_bias_8 = a_w_h2h_bias[j29];
     const real h2h_3_8 = h2h_3_mm_8 + h2h_bias_8;
     const real pre_sigmoid_chunk_3_6 = i2h_3_8 + h2h_3_8;
     const real out_gate_3_4 = g_sigmoid(pre_sigmoid_chunk_3_6);
@@ -515,9 +528,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
   }
 }
 
-// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Linear
+// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Select, Linear
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -529,7 +543,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
 //   lstm.lua:34:12  nn.CMulTable [c_forget]
 //   lstm.lua:36:11  nn.CMulTable [c_input]
 //   lstm.lua:38:10  nn.CAddTable [next_c]
-//   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -539,7 +553,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
 //   lstm.lua:29:11  nn.Narrow [in_gate]
 //   lstm.lua:31:12  nn.Narrow [out_gate]
 //   lstm.lua:40:15  nn.Tanh [c_transform]
-//   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -559,9 +573,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k3_bwd_cadd_narrow_tanh_c
 //   lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk] (backward)
 //   lstm.lua:19:18  nn.CAddTable [preactivations] (backward)
-extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_c_forget_3, const real* __restrict__ a_i2h_3_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_grad_next_h_2, const real* __restrict__ a_i2h_2_mm, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_next_c_2, const real* __restrict__ a_i2h_1_mm, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_grad_h2h_2, real* __restrict__ a_grad_next_c_2_total, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_c_forget_3, const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_3_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_grad_next_h_2, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_next_c_2, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_grad_i2h_2, real* __restrict__ a_grad_next_c_2_total, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
-  // grad_h2h_2: Bx8
+  // grad_i2h_2: Bx8
   if (t < B * 8) {
     const int i = t;
     const int j0 = i / 8;
@@ -572,24 +586,26 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
       const int j3 = j0 * 2 + j2;
       const real grad_c_forget_3 = a_grad_c_forget_3[j3];
       const int j4 = j2 + 2;
-      const int j5 = j0 * 8 + j4;
-      const real i2h_3_mm = a_i2h_3_mm[j5];
+      const int j5 = 2 * (B * 8) + j0 * 8 + j4;
+      const real i2h_all_steps_mm = a_i2h_all_steps_mm[j5];
       const real i2h_bias = a_w_i2h_bias[j4];
-      const real i2h_3 = i2h_3_mm + i2h_bias;
-      const real h2h_3_mm = a_h2h_3_mm[j5];
+      const real i2h_3 = i2h_all_steps_mm + i2h_bias;
+      const int j6 = j0 * 8 + j4;
+      const real h2h_3_mm = a_h2h_3_mm[j6];
       const real h2h_bias = a_w_h2h_bias[j4];
       const real h2h_3 = h2h_3_mm + h2h_bias;
       const real pre_sigmoid_chunk_3 = i2h_3 + h2h_3;
       const real forget_gate_3 = g_sigmoid(pre_sigmoid_chunk_3);
       const real grad_next_c_2 = grad_c_forget_3 * forget_gate_3;
       const real grad_next_h_2 = a_grad_next_h_2[j3];
-      const int j6 = j2 + 4;
-      const int j7 = j0 * 8 + j6;
-      const real i2h_2_mm = a_i2h_2_mm[j7];
-      const real i2h_bias_2 = a_w_i2h_bias[j6];
-      const real i2h_2 = i2h_2_mm + i2h_bias_2;
-      const real h2h_2_mm = a_h2h_2_mm[j7];
-      const real h2h_bias_2 = a_w_h2h_bias[j6];
+      const int j7 = j2 + 4;
+      const int j8 = 1 * (B * 8) + j0 * 8 + j7;
+      const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j8];
+      const real i2h_bias_2 = a_w_i2h_bias[j7];
+      const real i2h_2 = i2h_all_steps_mm_2 + i2h_bias_2;
+      const int j9 = j0 * 8 + j7;
+      const real h2h_2_mm = a_h2h_2_mm[j9];
+      const real h2h_bias_2 = a_w_h2h_bias[j7];
       const real h2h_2 = h2h_2_mm + h2h_bias_2;
       const real pre_sigmoid_chunk_2 = i2h_2 + h2h_2;
       const real out_gate_2 = g_sigmoid(pre_sigmoid_chunk_2);
@@ -598,23 +614,25 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
       const real c_transform_2 = g_tanh(next_c_2);
       const real grad_next_c_2_2 = grad_c_transform_2 * (1 - c_transform_2 * c_transform_2);
       const real grad_next_c_2_total = grad_next_c_2 + grad_next_c_2_2;
-      const int j8 = j0 * 8 + j2;
-      const real i2h_2_mm_2 = a_i2h_2_mm[j8];
+      const int j10 = 1 * (B * 8) + j0 * 8 + j2;
+      const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j10];
       const real i2h_bias_3 = a_w_i2h_bias[j2];
-      const real i2h_2_2 = i2h_2_mm_2 + i2h_bias_3;
-      const real h2h_2_mm_2 = a_h2h_2_mm[j8];
+      const real i2h_2_2 = i2h_all_steps_mm_3 + i2h_bias_3;
+      const int j11 = j0 * 8 + j2;
+      const real h2h_2_mm_2 = a_h2h_2_mm[j11];
       const real h2h_bias_3 = a_w_h2h_bias[j2];
       const real h2h_2_2 = h2h_2_mm_2 + h2h_bias_3;
       const real pre_sigmoid_chunk_2_2 = i2h_2_2 + h2h_2_2;
       const real in_gate_2 = g_sigmoid(pre_sigmoid_chunk_2_2);
       const real grad_in_transform_2 = grad_next_c_2_total * in_gate_2;
-      const int j9 = j2 + 6;
-      const int j10 = j0 * 8 + j9;
-      const real i2h_2_mm_3 = a_i2h_2_mm[j10];
-      const real i2h_bias_4 = a_w_i2h_bias[j9];
-      const real i2h_2_3 = i2h_2_mm_3 + i2h_bias_4;
-      const real h2h_2_mm_3 = a_h2h_2_mm[j10];
-      const real h2h_bias_4 = a_w_h2h_bias[j9];
+      const int j12 = j2 + 6;
+      const int j13 = 1 * (B * 8) + j0 * 8 + j12;
+      const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j13];
+      const real i2h_bias_4 = a_w_i2h_bias[j12];
+      const real i2h_2_3 = i2h_all_steps_mm_4 + i2h_bias_4;
+      const int j14 = j0 * 8 + j12;
+      const real h2h_2_mm_3 = a_h2h_2_mm[j14];
+      const real h2h_bias_4 = a_w_h2h_bias[j12];
       const real h2h_2_3 = h2h_2_mm_3 + h2h_bias_4;
       const real in_chunk_2 = i2h_2_3 + h2h_2_3;
       const real in_transform_2 = g_tanh(in_chunk_2);
@@ -625,70 +643,72 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
     if (j1 < 6) {
       real grad_all_gates_2 = 0;
       if (j1 >= 4 && j1 < 6) {
-        const int j11 = j1 - 4;
-        const int j12 = j0 * 2 + j11;
-        const real grad_next_h_2_2 = a_grad_next_h_2[j12];
-        const real next_c_2_2 = a_next_c_2[j12];
+        const int j15 = j1 - 4;
+        const int j16 = j0 * 2 + j15;
+        const real grad_next_h_2_2 = a_grad_next_h_2[j16];
+        const real next_c_2_2 = a_next_c_2[j16];
         const real c_transform_2_2 = g_tanh(next_c_2_2);
         const real grad_out_gate_2 = grad_next_h_2_2 * c_transform_2_2;
         grad_all_gates_2 = grad_out_gate_2;
       }
       real grad_all_gates_2_2 = 0;
       if (j1 >= 2 && j1 < 4) {
-        const int j13 = j1 - 2;
-        const int j14 = j0 * 2 + j13;
-        const real grad_c_forget_3_2 = a_grad_c_forget_3[j14];
-        const int j15 = j13 + 2;
-        const int j16 = j0 * 8 + j15;
-        const real i2h_3_mm_2 = a_i2h_3_mm[j16];
-        const real i2h_bias_5 = a_w_i2h_bias[j15];
-        const real i2h_3_2 = i2h_3_mm_2 + i2h_bias_5;
-        const real h2h_3_mm_2 = a_h2h_3_mm[j16];
-        const real h2h_bias_5 = a_w_h2h_bias[j15];
+        const int j17 = j1 - 2;
+        const int j18 = j0 * 2 + j17;
+        const real grad_c_forget_3_2 = a_grad_c_forget_3[j18];
+        const int j19 = j17 + 2;
+        const int j20 = 2 * (B * 8) + j0 * 8 + j19;
+        const real i2h_all_steps_mm_5 = a_i2h_all_steps_mm[j20];
+        const real i2h_bias_5 = a_w_i2h_bias[j19];
+        const real i2h_3_2 = i2h_all_steps_mm_5 + i2h_bias_5;
+        const int j21 = j0 * 8 + j19;
+        const real h2h_3_mm_2 = a_h2h_3_mm[j21];
+        const real h2h_bias_5 = a_w_h2h_bias[j19];
         const real h2h_3_2 = h2h_3_mm_2 + h2h_bias_5;
         const real pre_sigmoid_chunk_3_2 = i2h_3_2 + h2h_3_2;
         const real forget_gate_3_2 = g_sigmoid(pre_sigmoid_chunk_3_2);
         const real grad_next_c_2_3 = grad_c_forget_3_2 * forget_gate_3_2;
-        const real grad_next_h_2_3 = a_grad_next_h_2[j14];
-        const int j17 = j13 + 4;
-        const int j18 = j0 * 8 + j17;
-        const real i2h_2_mm_4 = a_i2h_2_mm[j18];
-        const real i2h_bias_6 = a_w_i2h_bias[j17];
-        const real i2h_2_4 = i2h_2_mm_4 + i2h_bias_6;
-        const real h2h_2_mm_4 = a_h2h_2_mm[j18];
-        const real h2h_bias_6 = a_w_h2h_bias[j17];
+        const real grad_next_h_2_3 = a_grad_next_h_2[j18];
+        const int j22 = j17 + 4;
+        const int j23 = 1 * (B * 8) + j0 * 8 + j22;
+        const real i2h_all_steps_mm_6 = a_i2h_all_steps_mm[j23];
+        const real i2h_bias_6 = a_w_i2h_bias[j22];
+        const real i2h_2_4 = i2h_all_steps_mm_6 + i2h_bias_6;
+        const int j24 = j0 * 8 + j22;
+        const real h2h_2_mm_4 = a_h2h_2_mm[j24];
+        const real h2h_bias_6 = a_w_h2h_bias[j22];
         const real h2h_2_4 = h2h_2_mm_4 + h2h_bias_6;
         const real pre_sigmoid_chunk_2_3 = i2h_2_4 + h2h_2_4;
         const real out_gate_2_2 = g_sigmoid(pre_sigmoid_chunk_2_3);
         const real grad_c_transform_2_2 = grad_next_h_2_3 * out_gate_2_2;
-        const real next_c_2_3 = a_next_c_2[j14];
+        const real next_c_2_3 = a_next_c_2[j18];
         const real c_transform_2_3 = g_tanh(next_c_2_3);
         const real grad_next_c_2_4 = grad_c_transform_2_2 * (1 - c_transform_2_3 * c_transform_2_3);
         const real grad_next_c_2_total_2 = grad_next_c_2_3 + grad_next_c_2_4;
-        const real i2h_1_mm = a_i2h_1_mm[j16];
-        const real i2h_1 = i2h_1_mm + i2h_bias_5;
-        const real h2h_1_mm = a_h2h_1_mm[j16];
+        const real i2h_all_steps_mm_7 = a_i2h_all_steps_mm[j21];
+        const real i2h_1 = i2h_all_steps_mm_7 + i2h_bias_5;
+        const real h2h_1_mm = a_h2h_1_mm[j21];
         const real h2h_1 = h2h_1_mm + h2h_bias_5;
         const real pre_sigmoid_chunk_1 = i2h_1 + h2h_1;
         const real forget_gate_1 = g_sigmoid(pre_sigmoid_chunk_1);
-        const real input2 = a_input2[j14];
+        const real input2 = a_input2[j18];
         const real c_forget_1 = forget_gate_1 * input2;
-        const int j19 = j0 * 8 + j13;
-        const real i2h_1_mm_2 = a_i2h_1_mm[j19];
-        const real i2h_bias_7 = a_w_i2h_bias[j13];
-        const real i2h_1_2 = i2h_1_mm_2 + i2h_bias_7;
-        const real h2h_1_mm_2 = a_h2h_1_mm[j19];
-        const real h2h_bias_7 = a_w_h2h_bias[j13];
+        const int j25 = j0 * 8 + j17;
+        const real i2h_all_steps_mm_8 = a_i2h_all_steps_mm[j25];
+        const real i2h_bias_7 = a_w_i2h_bias[j17];
+        const real i2h_1_2 = i2h_all_steps_mm_8 + i2h_bias_7;
+        const real h2h_1_mm_2 = a_h2h_1_mm[j25];
+        const real h2h_bias_7 = a_w_h2h_bias[j17];
         const real h2h_1_2 = h2h_1_mm_2 + h2h_bias_7;
         const real pre_sigmoid_chunk_1_2 = i2h_1_2 + h2h_1_2;
         const real in_gate_1 = g_sigmoid(pre_sigmoid_chunk_1_2);
-        const int j20 = j13 + 6;
-        const int j21 = j0 * 8 + j20;
-        const real i2h_1_mm_3 = a_i2h_1_mm[j21];
-        const real i2h_bias_8 = a_w_i2h_bias[j20];
-        const real i2h_1_3 = i2h_1_mm_3 + i2h_bias_8;
-        const real h2h_1_mm_3 = a_h2h_1_mm[j21];
-        const real h2h_bias_8 = a_w_h2h_bias[j20];
+        const int j26 = j17 + 6;
+        const int j27 = j0 * 8 + j26;
+        const real i2h_all_steps_mm_9 = a_i2h_all_steps_mm[j27];
+        const real i2h_bias_8 = a_w_i2h_bias[j26];
+        const real i2h_1_3 = i2h_all_steps_mm_9 + i2h_bias_8;
+        const real h2h_1_mm_3 = a_h2h_1_mm[j27];
+        const real h2h_bias_8 = a_w_h2h_bias[j26];
         const real h2h_1_3 = h2h_1_mm_3 + h2h_bias_8;
         const real in_chunk_1 = i2h_1_3 + h2h_1_3;
         const real in_transform_1 = g_tanh(in_chunk_1);
@@ -699,42 +719,45 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
       }
       real grad_all_gates_2_3 = 0;
       if (j1 < 2) {
-        const int j22 = j0 * 2 + j1;
-        const real grad_c_forget_3_3 = a_grad_c_forget_3[j22];
-        const int j23 = j1 + 2;
-        const int j24 = j0 * 8 + j23;
-        const real i2h_3_mm_3 = a_i2h_3_mm[j24];
-        const real i2h_bias_9 = a_w_i2h_bias[j23];
-        const real i2h_3_3 = i2h_3_mm_3 + i2h_bias_9;
-        const real h2h_3_mm_3 = a_h2h_3_mm[j24];
-        const real h2h_bias_9 = a_w_h2h_bias[j23];
+        const int j28 = j0 * 2 + j1;
+        const real grad_c_forget_3_3 = a_grad_c_forget_3[j28];
+        const int j29 = j1 + 2;
+        const int j30 = 2 * (B * 8) + j0 * 8 + j29;
+        const real i2h_all_steps_mm_10 = a_i2h_all_steps_mm[j30];
+        const real i2h_bias_9 = a_w_i2h_bias[j29];
+        const real i2h_3_3 = i2h_all_steps_mm_10 + i2h_bias_9;
+        const int j31 = j0 * 8 + j29;
+        const real h2h_3_mm_3 = a_h2h_3_mm[j31];
+        const real h2h_bias_9 = a_w_h2h_bias[j29];
         const real h2h_3_3 = h2h_3_mm_3 + h2h_bias_9;
         const real pre_sigmoid_chunk_3_3 = i2h_3_3 + h2h_3_3;
         const real forget_gate_3_3 = g_sigmoid(pre_sigmoid_chunk_3_3);
         const real grad_next_c_2_5 = grad_c_forget_3_3 * forget_gate_3_3;
-        const real grad_next_h_2_4 = a_grad_next_h_2[j22];
-        const int j25 = j1 + 4;
-        const int j26 = j0 * 8 + j25;
-        const real i2h_2_mm_5 = a_i2h_2_mm[j26];
-        const real i2h_bias_10 = a_w_i2h_bias[j25];
-        const real i2h_2_5 = i2h_2_mm_5 + i2h_bias_10;
-        const real h2h_2_mm_5 = a_h2h_2_mm[j26];
-        const real h2h_bias_10 = a_w_h2h_bias[j25];
+        const real grad_next_h_2_4 = a_grad_next_h_2[j28];
+        const int j32 = j1 + 4;
+        const int j33 = 1 * (B * 8) + j0 * 8 + j32;
+        const real i2h_all_steps_mm_11 = a_i2h_all_steps_mm[j33];
+        const real i2h_bias_10 = a_w_i2h_bias[j32];
+        const real i2h_2_5 = i2h_all_steps_mm_11 + i2h_bias_10;
+        const int j34 = j0 * 8 + j32;
+        const real h2h_2_mm_5 = a_h2h_2_mm[j34];
+        const real h2h_bias_10 = a_w_h2h_bias[j32];
         const real h2h_2_5 = h2h_2_mm_5 + h2h_bias_10;
         const real pre_sigmoid_chunk_2_4 = i2h_2_5 + h2h_2_5;
         const real out_gate_2_3 = g_sigmoid(pre_sigmoid_chunk_2_4);
         const real grad_c_transform_2_3 = grad_next_h_2_4 * out_gate_2_3;
-        const real next_c_2_4 = a_next_c_2[j22];
+        const real next_c_2_4 = a_next_c_2[j28];
         const real c_transform_2_4 = g_tanh(next_c_2_4);
         const real grad_next_c_2_6 = grad_c_transform_2_3 * (1 - c_transform_2_4 * c_transform_2_4);
         const real grad_next_c_2_total_3 = grad_next_c_2_5 + grad_next_c_2_6;
-        const int j27 = j1 + 6;
-        const int j28 = j0 * 8 + j27;
-        const real i2h_2_mm_6 = a_i2h_2_mm[j28];
-        const real i2h_bias_11 = a_w_i2h_bias[j27];
-        const real i2h_2_6 = i2h_2_mm_6 + i2h_bias_11;
-        const real h2h_2_mm_6 = a_h2h_2_mm[j28];
-        const real h2h_bias_11 = a_w_h2h_bias[j27];
+        const int j35 = j1 + 6;
+        const int j36 = 1 * (B * 8) + j0 * 8 + j35;
+        const real i2h_all_steps_mm_12 = a_i2h_all_steps_mm[j36];
+        const real i2h_bias_11 = a_w_i2h_bias[j35];
+        const real i2h_2_6 = i2h_all_steps_mm_12 + i2h_bias_11;
+        const int j37 = j0 * 8 + j35;
+        const real h2h_2_mm_6 = a_h2h_2_mm[j37];
+        const real h2h_bias_11 = a_w_h2h_bias[j35];
         const real h2h_2_6 = h2h_2_mm_6 + h2h_bias_11;
         const real in_chunk_2_2 = i2h_2_6 + h2h_2_6;
         const real in_transform_2_2 = g_tanh(in_chunk_2_2);
@@ -742,9 +765,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
         grad_all_gates_2_3 = grad_in_gate_2;
       }
       const real grad_all_gates_2_total = grad_all_gates_2 + grad_all_gates_2_2 + grad_all_gates_2_3;
-      const real i2h_2_mm_7 = a_i2h_2_mm[i];
+      const int j38 = 1 * (B * 8) + j0 * 8 + j1;
+      const real i2h_all_steps_mm_13 = a_i2h_all_steps_mm[j38];
       const real i2h_bias_12 = a_w_i2h_bias[j1];
-      const real i2h_2_7 = i2h_2_mm_7 + i2h_bias_12;
+      const real i2h_2_7 = i2h_all_steps_mm_13 + i2h_bias_12;
       const real h2h_2_mm_7 = a_h2h_2_mm[i];
       const real h2h_bias_12 = a_w_h2h_bias[j1];
       const real h2h_2_7 = h2h_2_mm_7 + h2h_bias_12;
@@ -754,7 +778,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
       grad_preactivations_2_2 = grad_pre_sigmoid_chunk_2;
     }
     const real grad_preactivations_2_total = grad_preactivations_2 + grad_preactivations_2_2;
-    a_grad_h2h_2[i] = grad_preactivations_2_total;
+    a_grad_i2h_2[i] = grad_preactivations_2_total;
     return;
   }
   t -= B * 8;
@@ -762,27 +786,29 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
   if (t < B * 2) {
     const int i = t;
     const real grad_c_forget_3_4 = a_grad_c_forget_3[i];
-    const int j29 = i / 2;
-    const int j30 = i % 2;
-    const int j31 = j30 + 2;
-    const int j32 = j29 * 8 + j31;
-    const real i2h_3_mm_4 = a_i2h_3_mm[j32];
-    const real i2h_bias_13 = a_w_i2h_bias[j31];
-    const real i2h_3_4 = i2h_3_mm_4 + i2h_bias_13;
-    const real h2h_3_mm_4 = a_h2h_3_mm[j32];
-    const real h2h_bias_13 = a_w_h2h_bias[j31];
+    const int j39 = i / 2;
+    const int j40 = i % 2;
+    const int j41 = j40 + 2;
+    const int j42 = 2 * (B * 8) + j39 * 8 + j41;
+    const real i2h_all_steps_mm_14 = a_i2h_all_steps_mm[j42];
+    const real i2h_bias_13 = a_w_i2h_bias[j41];
+    const real i2h_3_4 = i2h_all_steps_mm_14 + i2h_bias_13;
+    const int j43 = j39 * 8 + j41;
+    const real h2h_3_mm_4 = a_h2h_3_mm[j43];
+    const real h2h_bias_13 = a_w_h2h_bias[j41];
     const real h2h_3_4 = h2h_3_mm_4 + h2h_bias_13;
     const real pre_sigmoid_chunk_3_4 = i2h_3_4 + h2h_3_4;
     const real forget_gate_3_4 = g_sigmoid(pre_sigmoid_chunk_3_4);
     const real grad_next_c_2_7 = grad_c_forget_3_4 * forget_gate_3_4;
     const real grad_next_h_2_5 = a_grad_next_h_2[i];
-    const int j33 = j30 + 4;
-    const int j34 = j29 * 8 + j33;
-    const real i2h_2_mm_8 = a_i2h_2_mm[j34];
-    const real i2h_bias_14 = a_w_i2h_bias[j33];
-    const real i2h_2_8 = i2h_2_mm_8 + i2h_bias_14;
-    const real h2h_2_mm_8 = a_h2h_2_mm[j34];
-    const real h2h_bias_14 = a_w_h2h_bias[j33];
+    const int j44 = j40 + 4;
+    const int j45 = 1 * (B * 8) + j39 * 8 + j44;
+    const real i2h_all_steps_mm_15 = a_i2h_all_steps_mm[j45];
+    const real i2h_bias_14 = a_w_i2h_bias[j44];
+    const real i2h_2_8 = i2h_all_steps_mm_15 + i2h_bias_14;
+    const int j46 = j39 * 8 + j44;
+    const real h2h_2_mm_8 = a_h2h_2_mm[j46];
+    const real h2h_bias_14 = a_w_h2h_bias[j44];
     const real h2h_2_8 = h2h_2_mm_8 + h2h_bias_14;
     const real pre_sigmoid_chunk_2_6 = i2h_2_8 + h2h_2_8;
     const real out_gate_2_4 = g_sigmoid(pre_sigmoid_chunk_2_6);
@@ -796,9 +822,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
   }
 }
 
-// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Linear
+// fused: CAddTable, Narrow, Tanh, CMulTable, Sigmoid, Select, Linear
 // source nodes:
 //   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -812,7 +839,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
 //   lstm.lua:36:11  nn.CMulTable [c_input]
 //   lstm.lua:38:10  nn.CAddTable [next_c]
 //   lstm.lua:40:15  nn.Tanh [c_transform]
-//   lstm.lua:17:7  nn.Linear [i2h]
+//   lstm.lua:17:7  nn.Select [i2h]
 //   lstm.lua:18:7  nn.Linear [h2h]
 //   lstm.lua:19:18  nn.CAddTable [preactivations]
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk]
@@ -832,9 +859,9 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k4_bwd_cadd_narrow_tanh_c
 //   lstm.lua:23:13  nn.Sigmoid [all_gates] (backward)
 //   lstm.lua:22:21  nn.Narrow [pre_sigmoid_chunk] (backward)
 //   lstm.lua:19:18  nn.CAddTable [preactivations] (backward)
-extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_c_forget_2, const real* __restrict__ a_i2h_2_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_grad_next_h_1, const real* __restrict__ a_i2h_1_mm, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_grad_h2h_1, real* __restrict__ a_grad_input2, int B) {
+extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_cmul(const real* __restrict__ a_grad_c_forget_2, const real* __restrict__ a_i2h_all_steps_mm, const real* __restrict__ a_w_i2h_bias, const real* __restrict__ a_h2h_2_mm, const real* __restrict__ a_w_h2h_bias, const real* __restrict__ a_grad_next_h_1, const real* __restrict__ a_h2h_1_mm, const real* __restrict__ a_input2, real* __restrict__ a_grad_i2h_1, real* __restrict__ a_grad_input2, int B) {
   int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
-  // grad_h2h_1: Bx8
+  // grad_i2h_1: Bx8
   if (t < B * 8) {
     const int i = t;
     const int j0 = i / 8;
@@ -845,52 +872,53 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
       const int j3 = j0 * 2 + j2;
       const real grad_c_forget_2 = a_grad_c_forget_2[j3];
       const int j4 = j2 + 2;
-      const int j5 = j0 * 8 + j4;
-      const real i2h_2_mm = a_i2h_2_mm[j5];
+      const int j5 = 1 * (B * 8) + j0 * 8 + j4;
+      const real i2h_all_steps_mm = a_i2h_all_steps_mm[j5];
       const real i2h_bias = a_w_i2h_bias[j4];
-      const real i2h_2 = i2h_2_mm + i2h_bias;
-      const real h2h_2_mm = a_h2h_2_mm[j5];
+      const real i2h_2 = i2h_all_steps_mm + i2h_bias;
+      const int j6 = j0 * 8 + j4;
+      const real h2h_2_mm = a_h2h_2_mm[j6];
       const real h2h_bias = a_w_h2h_bias[j4];
       const real h2h_2 = h2h_2_mm + h2h_bias;
       const real pre_sigmoid_chunk_2 = i2h_2 + h2h_2;
       const real forget_gate_2 = g_sigmoid(pre_sigmoid_chunk_2);
       const real grad_next_c_1 = grad_c_forget_2 * forget_gate_2;
       const real grad_next_h_1 = a_grad_next_h_1[j3];
-      const int j6 = j2 + 4;
-      const int j7 = j0 * 8 + j6;
-      const real i2h_1_mm = a_i2h_1_mm[j7];
-      const real i2h_bias_2 = a_w_i2h_bias[j6];
-      const real i2h_1 = i2h_1_mm + i2h_bias_2;
-      const real h2h_1_mm = a_h2h_1_mm[j7];
-      const real h2h_bias_2 = a_w_h2h_bias[j6];
+      const int j7 = j2 + 4;
+      const int j8 = j0 * 8 + j7;
+      const real i2h_all_steps_mm_2 = a_i2h_all_steps_mm[j8];
+      const real i2h_bias_2 = a_w_i2h_bias[j7];
+      const real i2h_1 = i2h_all_steps_mm_2 + i2h_bias_2;
+      const real h2h_1_mm = a_h2h_1_mm[j8];
+      const real h2h_bias_2 = a_w_h2h_bias[j7];
       const real h2h_1 = h2h_1_mm + h2h_bias_2;
       const real pre_sigmoid_chunk_1 = i2h_1 + h2h_1;
       const real out_gate_1 = g_sigmoid(pre_sigmoid_chunk_1);
       const real grad_c_transform_1 = grad_next_h_1 * out_gate_1;
-      const real i2h_1_mm_2 = a_i2h_1_mm[j5];
-      const real i2h_1_2 = i2h_1_mm_2 + i2h_bias;
-      const real h2h_1_mm_2 = a_h2h_1_mm[j5];
+      const real i2h_all_steps_mm_3 = a_i2h_all_steps_mm[j6];
+      const real i2h_1_2 = i2h_all_steps_mm_3 + i2h_bias;
+      const real h2h_1_mm_2 = a_h2h_1_mm[j6];
       const real h2h_1_2 = h2h_1_mm_2 + h2h_bias;
       const real pre_sigmoid_chunk_1_2 = i2h_1_2 + h2h_1_2;
       const real forget_gate_1 = g_sigmoid(pre_sigmoid_chunk_1_2);
       const real input2 = a_input2[j3];
       const real c_forget_1 = forget_gate_1 * input2;
-      const int j8 = j0 * 8 + j2;
-      const real i2h_1_mm_3 = a_i2h_1_mm[j8];
+      const int j9 = j0 * 8 + j2;
+      const real i2h_all_steps_mm_4 = a_i2h_all_steps_mm[j9];
       const real i2h_bias_3 = a_w_i2h_bias[j2];
-      const real i2h_1_3 = i2h_1_mm_3 + i2h_bias_3;
-      const real h2h_1_mm_3 = a_h2h_1_mm[j8];
+      const real i2h_1_3 = i2h_all_steps_mm_4 + i2h_bias_3;
+      const real h2h_1_mm_3 = a_h2h_1_mm[j9];
       const real h2h_bias_3 = a_w_h2h_bias[j2];
       const real h2h_1_3 = h2h_1_mm_3 + h2h_bias_3;
       const real pre_sigmoid_chunk_1_3 = i2h_1_3 + h2h_1_3;
       const real in_gate_1 = g_sigmoid(pre_sigmoid_chunk_1_3);
-      const int j9 = j2 + 6;
-      const int j10 = j0 * 8 + j9;
-      const real i2h_1_mm_4 = a_i2h_1_mm[j10];
-      const real i2h_bias_4 = a_w_i2h_bias[j9];
-      const real i2h_1_4 = i2h_1_mm_4 + i2h_bias_4;
-      const real h2h_1_mm_4 = a_h2h_1_mm[j10];
-      const real h2h_bias_4 = a_w_h2h_bias[j9];
+      const int j10 = j2 + 6;
+      const int j11 = j0 * 8 + j10;
+      const real i2h_all_steps_mm_5 = a_i2h_all_steps_mm[j11];
+      const real i2h_bias_4 = a_w_i2h_bias[j10];
+      const real i2h_1_4 = i2h_all_steps_mm_5 + i2h_bias_4;
+      const real h2h_1_mm_4 = a_h2h_1_mm[j11];
+      const real h2h_bias_4 = a_w_h2h_bias[j10];
       const real h2h_1_4 = h2h_1_mm_4 + h2h_bias_4;
       const real in_chunk_1 = i2h_1_4 + h2h_1_4;
       const real in_transform_1 = g_tanh(in_chunk_1);
@@ -907,37 +935,37 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
     if (j1 < 6) {
       real grad_all_gates_1 = 0;
       if (j1 >= 4 && j1 < 6) {
-        const int j11 = j1 - 4;
-        const int j12 = j0 * 2 + j11;
-        const real grad_next_h_1_2 = a_grad_next_h_1[j12];
-        const int j13 = j11 + 2;
-        const int j14 = j0 * 8 + j13;
-        const real i2h_1_mm_5 = a_i2h_1_mm[j14];
-        const real i2h_bias_5 = a_w_i2h_bias[j13];
-        const real i2h_1_5 = i2h_1_mm_5 + i2h_bias_5;
-        const real h2h_1_mm_5 = a_h2h_1_mm[j14];
-        const real h2h_bias_5 = a_w_h2h_bias[j13];
+        const int j12 = j1 - 4;
+        const int j13 = j0 * 2 + j12;
+        const real grad_next_h_1_2 = a_grad_next_h_1[j13];
+        const int j14 = j12 + 2;
+        const int j15 = j0 * 8 + j14;
+        const real i2h_all_steps_mm_6 = a_i2h_all_steps_mm[j15];
+        const real i2h_bias_5 = a_w_i2h_bias[j14];
+        const real i2h_1_5 = i2h_all_steps_mm_6 + i2h_bias_5;
+        const real h2h_1_mm_5 = a_h2h_1_mm[j15];
+        const real h2h_bias_5 = a_w_h2h_bias[j14];
         const real h2h_1_5 = h2h_1_mm_5 + h2h_bias_5;
         const real pre_sigmoid_chunk_1_4 = i2h_1_5 + h2h_1_5;
         const real forget_gate_1_2 = g_sigmoid(pre_sigmoid_chunk_1_4);
-        const real input2_2 = a_input2[j12];
+        const real input2_2 = a_input2[j13];
         const real c_forget_1_2 = forget_gate_1_2 * input2_2;
-        const int j15 = j0 * 8 + j11;
-        const real i2h_1_mm_6 = a_i2h_1_mm[j15];
-        const real i2h_bias_6 = a_w_i2h_bias[j11];
-        const real i2h_1_6 = i2h_1_mm_6 + i2h_bias_6;
-        const real h2h_1_mm_6 = a_h2h_1_mm[j15];
-        const real h2h_bias_6 = a_w_h2h_bias[j11];
+        const int j16 = j0 * 8 + j12;
+        const real i2h_all_steps_mm_7 = a_i2h_all_steps_mm[j16];
+        const real i2h_bias_6 = a_w_i2h_bias[j12];
+        const real i2h_1_6 = i2h_all_steps_mm_7 + i2h_bias_6;
+        const real h2h_1_mm_6 = a_h2h_1_mm[j16];
+        const real h2h_bias_6 = a_w_h2h_bias[j12];
         const real h2h_1_6 = h2h_1_mm_6 + h2h_bias_6;
         const real pre_sigmoid_chunk_1_5 = i2h_1_6 + h2h_1_6;
         const real in_gate_1_2 = g_sigmoid(pre_sigmoid_chunk_1_5);
-        const int j16 = j11 + 6;
-        const int j17 = j0 * 8 + j16;
-        const real i2h_1_mm_7 = a_i2h_1_mm[j17];
-        const real i2h_bias_7 = a_w_i2h_bias[j16];
-        const real i2h_1_7 = i2h_1_mm_7 + i2h_bias_7;
-        const real h2h_1_mm_7 = a_h2h_1_mm[j17];
-        const real h2h_bias_7 = a_w_h2h_bias[j16];
+        const int j17 = j12 + 6;
+        const int j18 = j0 * 8 + j17;
+        const real i2h_all_steps_mm_8 = a_i2h_all_steps_mm[j18];
+        const real i2h_bias_7 = a_w_i2h_bias[j17];
+        const real i2h_1_7 = i2h_all_steps_mm_8 + i2h_bias_7;
+        const real h2h_1_mm_7 = a_h2h_1_mm[j18];
+        const real h2h_bias_7 = a_w_h2h_bias[j17];
         const real h2h_1_7 = h2h_1_mm_7 + h2h_bias_7;
         const real in_chunk_1_2 = i2h_1_7 + h2h_1_7;
         const real in_transform_1_2 = g_tanh(in_chunk_1_2);
@@ -949,56 +977,57 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
       }
       real grad_all_gates_1_2 = 0;
       if (j1 >= 2 && j1 < 4) {
-        const int j18 = j1 - 2;
-        const int j19 = j0 * 2 + j18;
-        const real grad_c_forget_2_2 = a_grad_c_forget_2[j19];
-        const int j20 = j18 + 2;
-        const int j21 = j0 * 8 + j20;
-        const real i2h_2_mm_2 = a_i2h_2_mm[j21];
-        const real i2h_bias_8 = a_w_i2h_bias[j20];
-        const real i2h_2_2 = i2h_2_mm_2 + i2h_bias_8;
-        const real h2h_2_mm_2 = a_h2h_2_mm[j21];
-        const real h2h_bias_8 = a_w_h2h_bias[j20];
+        const int j19 = j1 - 2;
+        const int j20 = j0 * 2 + j19;
+        const real grad_c_forget_2_2 = a_grad_c_forget_2[j20];
+        const int j21 = j19 + 2;
+        const int j22 = 1 * (B * 8) + j0 * 8 + j21;
+        const real i2h_all_steps_mm_9 = a_i2h_all_steps_mm[j22];
+        const real i2h_bias_8 = a_w_i2h_bias[j21];
+        const real i2h_2_2 = i2h_all_steps_mm_9 + i2h_bias_8;
+        const int j23 = j0 * 8 + j21;
+        const real h2h_2_mm_2 = a_h2h_2_mm[j23];
+        const real h2h_bias_8 = a_w_h2h_bias[j21];
         const real h2h_2_2 = h2h_2_mm_2 + h2h_bias_8;
         const real pre_sigmoid_chunk_2_2 = i2h_2_2 + h2h_2_2;
         const real forget_gate_2_2 = g_sigmoid(pre_sigmoid_chunk_2_2);
         const real grad_next_c_1_3 = grad_c_forget_2_2 * forget_gate_2_2;
-        const real grad_next_h_1_3 = a_grad_next_h_1[j19];
-        const int j22 = j18 + 4;
-        const int j23 = j0 * 8 + j22;
-        const real i2h_1_mm_8 = a_i2h_1_mm[j23];
-        const real i2h_bias_9 = a_w_i2h_bias[j22];
-        const real i2h_1_8 = i2h_1_mm_8 + i2h_bias_9;
-        const real h2h_1_mm_8 = a_h2h_1_mm[j23];
-        const real h2h_bias_9 = a_w_h2h_bias[j22];
+        const real grad_next_h_1_3 = a_grad_next_h_1[j20];
+        const int j24 = j19 + 4;
+        const int j25 = j0 * 8 + j24;
+        const real i2h_all_steps_mm_10 = a_i2h_all_steps_mm[j25];
+        const real i2h_bias_9 = a_w_i2h_bias[j24];
+        const real i2h_1_8 = i2h_all_steps_mm_10 + i2h_bias_9;
+        const real h2h_1_mm_8 = a_h2h_1_mm[j25];
+        const real h2h_bias_9 = a_w_h2h_bias[j24];
         const real h2h_1_8 = h2h_1_mm_8 + h2h_bias_9;
         const real pre_sigmoid_chunk_1_6 = i2h_1_8 + h2h_1_8;
         const real out_gate_1_2 = g_sigmoid(pre_sigmoid_chunk_1_6);
         const real grad_c_transform_1_2 = grad_next_h_1_3 * out_gate_1_2;
-        const real i2h_1_mm_9 = a_i2h_1_mm[j21];
-        const real i2h_1_9 = i2h_1_mm_9 + i2h_bias_8;
-        const real h2h_1_mm_9 = a_h2h_1_mm[j21];
+        const real i2h_all_steps_mm_11 = a_i2h_all_steps_mm[j23];
+        const real i2h_1_9 = i2h_all_steps_mm_11 + i2h_bias_8;
+        const real h2h_1_mm_9 = a_h2h_1_mm[j23];
         const real h2h_1_9 = h2h_1_mm_9 + h2h_bias_8;
         const real pre_sigmoid_chunk_1_7 = i2h_1_9 + h2h_1_9;
         const real forget_gate_1_3 = g_sigmoid(pre_sigmoid_chunk_1_7);
-        const real input2_3 = a_input2[j19];
+        const real input2_3 = a_input2[j20];
         const real c_forget_1_3 = forget_gate_1_3 * input2_3;
-        const int j24 = j0 * 8 + j18;
-        const real i2h_1_mm_10 = a_i2h_1_mm[j24];
-        const real i2h_bias_10 = a_w_i2h_bias[j18];
-        const real i2h_1_10 = i2h_1_mm_10 + i2h_bias_10;
-        const real h2h_1_mm_10 = a_h2h_1_mm[j24];
-        const real h2h_bias_10 = a_w_h2h_bias[j18];
+        const int j26 = j0 * 8 + j19;
+        const real i2h_all_steps_mm_12 = a_i2h_all_steps_mm[j26];
+        const real i2h_bias_10 = a_w_i2h_bias[j19];
+        const real i2h_1_10 = i2h_all_steps_mm_12 + i2h_bias_10;
+        const real h2h_1_mm_10 = a_h2h_1_mm[j26];
+        const real h2h_bias_10 = a_w_h2h_bias[j19];
         const real h2h_1_10 = h2h_1_mm_10 + h2h_bias_10;
         const real pre_sigmoid_chunk_1_8 = i2h_1_10 + h2h_1_10;
         const real in_gate_1_3 = g_sigmoid(pre_sigmoid_chunk_1_8);
-        const int j25 = j18 + 6;
-        const int j26 = j0 * 8 + j25;
-        const real i2h_1_mm_11 = a_i2h_1_mm[j26];
-        const real i2h_bias_11 = a_w_i2h_bias[j25];
-        const real i2h_1_11 = i2h_1_mm_11 + i2h_bias_11;
-        const real h2h_1_mm_11 = a_h2h_1_mm[j26];
-        const real h2h_bias_11 = a_w_h2h_bias[j25];
+        const int j27 = j19 + 6;
+        const int j28 = j0 * 8 + j27;
+        const real i2h_all_steps_mm_13 = a_i2h_all_steps_mm[j28];
+        const real i2h_bias_11 = a_w_i2h_bias[j27];
+        const real i2h_1_11 = i2h_all_steps_mm_13 + i2h_bias_11;
+        const real h2h_1_mm_11 = a_h2h_1_mm[j28];
+        const real h2h_bias_11 = a_w_h2h_bias[j27];
         const real h2h_1_11 = h2h_1_mm_11 + h2h_bias_11;
         const real in_chunk_1_3 = i2h_1_11 + h2h_1_11;
         const real in_transform_1_3 = g_tanh(in_chunk_1_3);
@@ -1012,54 +1041,56 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
       }
       real grad_all_gates_1_3 = 0;
       if (j1 < 2) {
-        const int j27 = j0 * 2 + j1;
-        const real grad_c_forget_2_3 = a_grad_c_forget_2[j27];
-        const int j28 = j1 + 2;
-        const int j29 = j0 * 8 + j28;
-        const real i2h_2_mm_3 = a_i2h_2_mm[j29];
-        const real i2h_bias_12 = a_w_i2h_bias[j28];
-        const real i2h_2_3 = i2h_2_mm_3 + i2h_bias_12;
-        const real h2h_2_mm_3 = a_h2h_2_mm[j29];
-        const real h2h_bias_12 = a_w_h2h_bias[j28];
+        const int j29 = j0 * 2 + j1;
+        const real grad_c_forget_2_3 = a_grad_c_forget_2[j29];
+        const int j30 = j1 + 2;
+        const int j31 = 1 * (B * 8) + j0 * 8 + j30;
+        const real i2h_all_steps_mm_14 = a_i2h_all_steps_mm[j31];
+        const real i2h_bias_12 = a_w_i2h_bias[j30];
+        const real i2h_2_3 = i2h_all_steps_mm_14 + i2h_bias_12;
+        const int j32 = j0 * 8 + j30;
+        const real h2h_2_mm_3 = a_h2h_2_mm[j32];
+        const real h2h_bias_12 = a_w_h2h_bias[j30];
         const real h2h_2_3 = h2h_2_mm_3 + h2h_bias_12;
         const real pre_sigmoid_chunk_2_3 = i2h_2_3 + h2h_2_3;
         const real forget_gate_2_3 = g_sigmoid(pre_sigmoid_chunk_2_3);
         const real grad_next_c_1_5 = grad_c_forget_2_3 * forget_gate_2_3;
-        const real grad_next_h_1_4 = a_grad_next_h_1[j27];
-        const int j30 = j1 + 4;
-        const int j31 = j0 * 8 + j30;
-        const real i2h_1_mm_12 = a_i2h_1_mm[j31];
-        const real i2h_bias_13 = a_w_i2h_bias[j30];
-        const real i2h_1_12 = i2h_1_mm_12 + i2h_bias_13;
-        const real h2h_1_mm_12 = a_h2h_1_mm[j31];
-        const real h2h_bias_13 = a_w_h2h_bias[j30];
+        const real grad_next_h_1_4 = a_grad_next_h_1[j29];
+        const int j33 = j1 + 4;
+        const int j34 = j0 * 8 + j33;
+        const real i2h_all_steps_mm_15 = a_i2h_all_steps_mm[j34];
+        const real i2h_bias_13 = a_w_i2h_bias[j33];
+        const real i2h_1_12 = i2h_all_steps_mm_15 + i2h_bias_13;
+        const real h2h_1_mm_12 = a_h2h_1_mm[j34];
+        const real h2h_bias_13 = a_w_h2h_bias[j33];
         const real h2h_1_12 = h2h_1_mm_12 + h2h_bias_13;
         const real pre_sigmoid_chunk_1_9 = i2h_1_12 + h2h_1_12;
         const real out_gate_1_3 = g_sigmoid(pre_sigmoid_chunk_1_9);
         const real grad_c_transform_1_3 = grad_next_h_1_4 * out_gate_1_3;
-        const real i2h_1_mm_13 = a_i2h_1_mm[j29];
-        const real i2h_1_13 = i2h_1_mm_13 + i2h_bias_12;
-        const real h2h_1_mm_13 = a_h2h_1_mm[j29];
+        const real i2h_all_steps_mm_16 = a_i2h_all_steps_mm[j32];
+        const real i2h_1_13 = i2h_all_steps_mm_16 + i2h_bias_12;
+        const real h2h_1_mm_13 = a_h2h_1_mm[j32];
         const real h2h_1_13 = h2h_1_mm_13 + h2h_bias_12;
         const real pre_sigmoid_chunk_1_10 = i2h_1_13 + h2h_1_13;
         const real forget_gate_1_4 = g_sigmoid(pre_sigmoid_chunk_1_10);
-        const real input2_4 = a_input2[j27];
+        const real input2_4 = a_input2[j29];
         const real c_forget_1_4 = forget_gate_1_4 * input2_4;
-        const real i2h_1_mm_14 = a_i2h_1_mm[i];
+        const int j35 = j0 * 8 + j1;
+        const real i2h_all_steps_mm_17 = a_i2h_all_steps_mm[j35];
         const real i2h_bias_14 = a_w_i2h_bias[j1];
-        const real i2h_1_14 = i2h_1_mm_14 + i2h_bias_14;
+        const real i2h_1_14 = i2h_all_steps_mm_17 + i2h_bias_14;
         const real h2h_1_mm_14 = a_h2h_1_mm[i];
         const real h2h_bias_14 = a_w_h2h_bias[j1];
         const real h2h_1_14 = h2h_1_mm_14 + h2h_bias_14;
         const real pre_sigmoid_chunk_1_11 = i2h_1_14 + h2h_1_14;
         const real in_gate_1_4 = g_sigmoid(pre_sigmoid_chunk_1_11);
-        const int j32 = j1 + 6;
-        const int j33 = j0 * 8 + j32;
-        const real i2h_1_mm_15 = a_i2h_1_mm[j33];
-        const real i2h_bias_15 = a_w_i2h_bias[j32];
-        const real i2h_1_15 = i2h_1_mm_15 + i2h_bias_15;
-        const real h2h_1_mm_15 = a_h2h_1_mm[j33];
-        const real h2h_bias_15 = a_w_h2h_bias[j32];
+        const int j36 = j1 + 6;
+        const int j37 = j0 * 8 + j36;
+        const real i2h_all_steps_mm_18 = a_i2h_all_steps_mm[j37];
+        const real i2h_bias_15 = a_w_i2h_bias[j36];
+        const real i2h_1_15 = i2h_all_steps_mm_18 + i2h_bias_15;
+        const real h2h_1_mm_15 = a_h2h_1_mm[j37];
+        const real h2h_bias_15 = a_w_h2h_bias[j36];
         const real h2h_1_15 = h2h_1_mm_15 + h2h_bias_15;
         const real in_chunk_1_4 = i2h_1_15 + h2h_1_15;
         const real in_transform_1_4 = g_tanh(in_chunk_1_4);
@@ -1072,9 +1103,10 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
         grad_all_gates_1_3 = grad_in_gate_1;
       }
       const real grad_all_gates_1_total = grad_all_gates_1 + grad_all_gates_1_2 + grad_all_gates_1_3;
-      const real i2h_1_mm_16 = a_i2h_1_mm[i];
+      const int j38 = j0 * 8 + j1;
+      const real i2h_all_steps_mm_19 = a_i2h_all_steps_mm[j38];
       const real i2h_bias_16 = a_w_i2h_bias[j1];
-      const real i2h_1_16 = i2h_1_mm_16 + i2h_bias_16;
+      const real i2h_1_16 = i2h_all_steps_mm_19 + i2h_bias_16;
       const real h2h_1_mm_16 = a_h2h_1_mm[i];
       const real h2h_bias_16 = a_w_h2h_bias[j1];
       const real h2h_1_16 = h2h_1_mm_16 + h2h_bias_16;
@@ -1084,7 +1116,7 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
       grad_preactivations_1_2 = grad_pre_sigmoid_chunk_1;
     }
     const real grad_preactivations_1_total = grad_preactivations_1 + grad_preactivations_1_2;
-    a_grad_h2h_1[i] = grad_preactivations_1_total;
+    a_grad_i2h_1[i] = grad_preactivations_1_total;
     return;
   }
   t -= B * 8;
@@ -1092,55 +1124,56 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
   if (t < B * 2) {
     const int i = t;
     const real grad_c_forget_2_4 = a_grad_c_forget_2[i];
-    const int j34 = i / 2;
-    const int j35 = i % 2;
-    const int j36 = j35 + 2;
-    const int j37 = j34 * 8 + j36;
-    const real i2h_2_mm_4 = a_i2h_2_mm[j37];
-    const real i2h_bias_17 = a_w_i2h_bias[j36];
-    const real i2h_2_4 = i2h_2_mm_4 + i2h_bias_17;
-    const real h2h_2_mm_4 = a_h2h_2_mm[j37];
-    const real h2h_bias_17 = a_w_h2h_bias[j36];
+    const int j39 = i / 2;
+    const int j40 = i % 2;
+    const int j41 = j40 + 2;
+    const int j42 = 1 * (B * 8) + j39 * 8 + j41;
+    const real i2h_all_steps_mm_20 = a_i2h_all_steps_mm[j42];
+    const real i2h_bias_17 = a_w_i2h_bias[j41];
+    const real i2h_2_4 = i2h_all_steps_mm_20 + i2h_bias_17;
+    const int j43 = j39 * 8 + j41;
+    const real h2h_2_mm_4 = a_h2h_2_mm[j43];
+    const real h2h_bias_17 = a_w_h2h_bias[j41];
     const real h2h_2_4 = h2h_2_mm_4 + h2h_bias_17;
     const real pre_sigmoid_chunk_2_4 = i2h_2_4 + h2h_2_4;
     const real forget_gate_2_4 = g_sigmoid(pre_sigmoid_chunk_2_4);
     const real grad_next_c_1_7 = grad_c_forget_2_4 * forget_gate_2_4;
     const real grad_next_h_1_5 = a_grad_next_h_1[i];
-    const int j38 = j35 + 4;
-    const int j39 = j34 * 8 + j38;
-    const real i2h_1_mm_17 = a_i2h_1_mm[j39];
-    const real i2h_bias_18 = a_w_i2h_bias[j38];
-    const real i2h_1_17 = i2h_1_mm_17 + i2h_bias_18;
-    const real h2h_1_mm_17 = a_h2h_1_mm[j39];
-    const real h2h_bias_18 = a_w_h2h_bias[j38];
+    const int j44 = j40 + 4;
+    const int j45 = j39 * 8 + j44;
+    const real i2h_all_steps_mm_21 = a_i2h_all_steps_mm[j45];
+    const real i2h_bias_18 = a_w_i2h_bias[j44];
+    const real i2h_1_17 = i2h_all_steps_mm_21 + i2h_bias_18;
+    const real h2h_1_mm_17 = a_h2h_1_mm[j45];
+    const real h2h_bias_18 = a_w_h2h_bias[j44];
     const real h2h_1_17 = h2h_1_mm_17 + h2h_bias_18;
     const real pre_sigmoid_chunk_1_13 = i2h_1_17 + h2h_1_17;
     const real out_gate_1_4 = g_sigmoid(pre_sigmoid_chunk_1_13);
     const real grad_c_transform_1_4 = grad_next_h_1_5 * out_gate_1_4;
-    const real i2h_1_mm_18 = a_i2h_1_mm[j37];
-    const real i2h_1_18 = i2h_1_mm_18 + i2h_bias_17;
-    const real h2h_1_mm_18 = a_h2h_1_mm[j37];
+    const real i2h_all_steps_mm_22 = a_i2h_all_steps_mm[j43];
+    const real i2h_1_18 = i2h_all_steps_mm_22 + i2h_bias_17;
+    const real h2h_1_mm_18 = a_h2h_1_mm[j43];
     const real h2h_1_18 = h2h_1_mm_18 + h2h_bias_17;
     const real pre_sigmoid_chunk_1_14 = i2h_1_18 + h2h_1_18;
     const real forget_gate_1_5 = g_sigmoid(pre_sigmoid_chunk_1_14);
     const real input2_5 = a_input2[i];
     const real c_forget_1_5 = forget_gate_1_5 * input2_5;
-    const int j40 = j34 * 8 + j35;
-    const real i2h_1_mm_19 = a_i2h_1_mm[j40];
-    const real i2h_bias_19 = a_w_i2h_bias[j35];
-    const real i2h_1_19 = i2h_1_mm_19 + i2h_bias_19;
-    const real h2h_1_mm_19 = a_h2h_1_mm[j40];
-    const real h2h_bias_19 = a_w_h2h_bias[j35];
+    const int j46 = j39 * 8 + j40;
+    const real i2h_all_steps_mm_23 = a_i2h_all_steps_mm[j46];
+    const real i2h_bias_19 = a_w_i2h_bias[j40];
+    const real i2h_1_19 = i2h_all_steps_mm_23 + i2h_bias_19;
+    const real h2h_1_mm_19 = a_h2h_1_mm[j46];
+    const real h2h_bias_19 = a_w_h2h_bias[j40];
     const real h2h_1_19 = h2h_1_mm_19 + h2h_bias_19;
     const real pre_sigmoid_chunk_1_15 = i2h_1_19 + h2h_1_19;
     const real in_gate_1_5 = g_sigmoid(pre_sigmoid_chunk_1_15);
-    const int j41 = j35 + 6;
-    const int j42 = j34 * 8 + j41;
-    const real i2h_1_mm_20 = a_i2h_1_mm[j42];
-    const real i2h_bias_20 = a_w_i2h_bias[j41];
-    const real i2h_1_20 = i2h_1_mm_20 + i2h_bias_20;
-    const real h2h_1_mm_20 = a_h2h_1_mm[j42];
-    const real h2h_bias_20 = a_w_h2h_bias[j41];
+    const int j47 = j40 + 6;
+    const int j48 = j39 * 8 + j47;
+    const real i2h_all_steps_mm_24 = a_i2h_all_steps_mm[j48];
+    const real i2h_bias_20 = a_w_i2h_bias[j47];
+    const real i2h_1_20 = i2h_all_steps_mm_24 + i2h_bias_20;
+    const real h2h_1_mm_20 = a_h2h_1_mm[j48];
+    const real h2h_bias_20 = a_w_h2h_bias[j47];
     const real h2h_1_20 = h2h_1_mm_20 + h2h_bias_20;
     const real in_chunk_1_5 = i2h_1_20 + h2h_1_20;
     const real in_transform_1_5 = g_tanh(in_chunk_1_5);
@@ -1151,43 +1184,6 @@ extern "C" __global__ void __launch_bounds__(256) lstm_k5_bwd_cadd_narrow_tanh_c
     const real grad_next_c_1_total_4 = grad_next_c_1_7 + grad_next_c_1_8;
     const real grad_input2 = grad_next_c_1_total_4 * forget_gate_1_5;
     a_grad_input2[i] = grad_input2;
-    return;
-  }
-}
-
-// fused: Select
-// source nodes:
-//   lstm.lua:10:22  nn.Select (backward)
-//   lstm.lua:10:22  nn.Select (backward)
-//   lstm.lua:10:22  nn.Select (backward)
-extern "C" __global__ void __launch_bounds__(256) lstm_k6_bwd_select(const real* __restrict__ a_grad_input1_3, const real* __restrict__ a_grad_input1_2, const real* __restrict__ a_grad_input1_1, real* __restrict__ a_grad_input1_seq_total, int B) {
-  int t = (int)(blockIdx.x * blockDim.x + threadIdx.x);
-  // grad_input1_seq_total: 3xBx3
-  if (t < B * 9) {
-    const int i = t;
-    const int j0 = i / (B * 3);
-    const int j1 = (i / 3) % B;
-    const int j2 = i % 3;
-    real grad_input1_seq = 0;
-    if (j0 == 2) {
-      const int j3 = j1 * 3 + j2;
-      const real grad_input1_3 = a_grad_input1_3[j3];
-      grad_input1_seq = grad_input1_3;
-    }
-    real grad_input1_seq_2 = 0;
-    if (j0 == 1) {
-      const int j4 = j1 * 3 + j2;
-      const real grad_input1_2 = a_grad_input1_2[j4];
-      grad_input1_seq_2 = grad_input1_2;
-    }
-    real grad_input1_seq_3 = 0;
-    if (j0 == 0) {
-      const int j5 = j1 * 3 + j2;
-      const real grad_input1_1 = a_grad_input1_1[j5];
-      grad_input1_seq_3 = grad_input1_1;
-    }
-    const real grad_input1_seq_total = grad_input1_seq + grad_input1_seq_2 + grad_input1_seq_3;
-    a_grad_input1_seq_total[i] = grad_input1_seq_total;
     return;
   }
 }
