@@ -743,15 +743,23 @@ class CudaBackend:
         return string_template(template).render(block=BLOCK, **ctx, **self.thread_loop())
 
     def thread_loop(self) -> dict:
+        """`threads`/`end_threads` (see render()), and `cpu`: whether the kernel is for the
+        CPU target, where an op may give a CPU form of its own (a loop over images or planes
+        that scatters where the GPU form gathers), opened by `{{ each(p, n, work) }}` (p: the
+        piece's index, n: how many, work: elements each) and closed by `{{ end_threads }}`."""
         if self.opts.target != "cpu":
             return {"threads": lambda i, n: f"const int {i} = (int)(blockIdx.x * blockDim.x + "
                                             f"threadIdx.x);\n  if ({i} >= {n}) return;",
-                    "end_threads": ""}
+                    "end_threads": "", "cpu": False}
 
         def threads(i, n):
             self.loop_kernel = True
             return f"graphc_loop({n}, [=](const int {i}) {{"
-        return {"threads": threads, "end_threads": "  });\n"}
+
+        def each(p, n, work):
+            self.loop_kernel = True
+            return f"graphc_each({n}, {work}, [=](const int {p}) {{"
+        return {"threads": threads, "each": each, "end_threads": "  });\n", "cpu": True}
 
     def add_kernel(self, name: str, source: str, kb: KernelBuilder):
         """Put a rendered kernel (its __global__ function is `name`, with the parameters of

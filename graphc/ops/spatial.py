@@ -82,6 +82,25 @@ def _window(a):
 
 _CONV_IM2COL = (
     '{{ loader }}\n'
+    '{% if cpu %}'
+    '// {{ comment|ccomment }}: im2col, one iteration per row of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
+    '// row (n, oh, ow), column (c, kh, kw)); the GEMM with the weight is BLAS\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_im2col({{ fwd_params|join(\', \') }}) {\n'
+    '  {{ each("r", n_rows, K) }}\n'
+    '  const int ow = r % {{ oW }}, oh = (r / {{ oW }}) % {{ oH }}, n = r / {{ oH * oW }};\n'
+    '  real* __restrict__ col = o_cols + (long)r * {{ K }};\n'
+    '  for (int c = 0; c < {{ C }}; ++c) {\n'
+    '    for (int kh = 0; kh < {{ kH }}; ++kh) {\n'
+    '      const int h = oh * {{ dH }} - {{ padH }} + kh;\n'
+    '      for (int kw = 0; kw < {{ kW }}; ++kw) {\n'
+    '        const int w = ow * {{ dW }} - {{ padW }} + kw;\n'
+    '        real v = 0;\n'
+    '        if (h >= 0 && h < {{ H }} && w >= 0 && w < {{ W }}) v = {{ x("((n * " ~ C ~ " + c) * " ~ H ~ " + h) * " ~ W ~ " + w") }};\n'
+    '        col[(c * {{ kH }} + kh) * {{ kW }} + kw] = v;\n'
+    '      }\n'
+    '    }\n'
+    '  }\n'
+    '{% else %}'
     '// {{ comment|ccomment }}: im2col, one thread per element of cols ((N*{{ oH }}*{{ oW }}) x {{ K }}:\n'
     '// row (n, oh, ow), column (c, kh, kw)); the GEMM with the weight is cuBLAS\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_im2col({{ fwd_params|join(\', \') }}) {\n'
@@ -93,9 +112,33 @@ _CONV_IM2COL = (
     '  real v = 0;\n'
     '  if (h >= 0 && h < {{ H }} && w >= 0 && w < {{ W }}) v = {{ x("((n * " ~ C ~ " + c) * " ~ H ~ " + h) * " ~ W ~ " + w") }};\n'
     '  o_cols[i] = v;\n'
+    '{% endif %}'
     '{{ end_threads }}'
     '}\n')
 _CONV_COL2IM = (
+    '{% if cpu %}'
+    '// {{ comment|ccomment }}: col2im, one iteration per image: zeroed, then every column entry\n'
+    '// added where it was read (images are disjoint: no atomics, deterministic)\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_col2im({{ bwd_params|join(\', \') }}) {\n'
+    '  {{ each("n", n_images, C * H * W) }}\n'
+    '  real* __restrict__ g = o_gx + (long)n * {{ C * H * W }};\n'
+    '  for (int k = 0; k < {{ C * H * W }}; ++k) g[k] = 0;\n'
+    '  for (int oh = 0; oh < {{ oH }}; ++oh) {\n'
+    '    for (int ow = 0; ow < {{ oW }}; ++ow) {\n'
+    '      const real* __restrict__ col = i_gcols + ((long)(n * {{ oH }} + oh) * {{ oW }} + ow) * {{ K }};\n'
+    '      for (int c = 0; c < {{ C }}; ++c) {\n'
+    '        for (int kh = 0; kh < {{ kH }}; ++kh) {\n'
+    '          const int h = oh * {{ dH }} - {{ padH }} + kh;\n'
+    '          if (h < 0 || h >= {{ H }}) continue;\n'
+    '          for (int kw = 0; kw < {{ kW }}; ++kw) {\n'
+    '            const int w = ow * {{ dW }} - {{ padW }} + kw;\n'
+    '            if (w >= 0 && w < {{ W }}) g[(c * {{ H }} + h) * {{ W }} + w] += col[(c * {{ kH }} + kh) * {{ kW }} + kw];\n'
+    '          }\n'
+    '        }\n'
+    '      }\n'
+    '    }\n'
+    '  }\n'
+    '{% else %}'
     '// {{ comment|ccomment }}: col2im, one thread per input element, summing the columns that read it\n'
     '// (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_col2im({{ bwd_params|join(\', \') }}) {\n'
@@ -113,6 +156,7 @@ _CONV_COL2IM = (
     '    }\n'
     '  }\n'
     '  o_gx[i] = s;\n'
+    '{% endif %}'
     '{{ end_threads }}'
     '}\n')
 
@@ -134,8 +178,9 @@ def _conv_cuda_forward(cx, node):
     rows_shape = (x.shape[0], oH * oW * K) if len(x.shape) == 4 and is_symbolic(x.shape[0]) \
         else (N * oH * oW * K,)
     n_cols = kb.count_expr(rows_shape)
+    n_rows = kb.count_expr(rows_shape[:-1] + (rows_shape[-1] // K,))
     src = cx.render(_CONV_IM2COL, loader=loader_src, comment=f"{cx.describe(node)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
-                    fwd_params=kb.declarations(), n_cols=n_cols, x=load, C=C, H=H, W=W,
+                    fwd_params=kb.declarations(), n_cols=n_cols, n_rows=n_rows, x=load, C=C, H=H, W=W,
                     oH=oH, oW=oW, K=K, **_window(a))
     cx.add_kernel(name + "_im2col", src, kb)
     gemm = cx.gemm(node)
@@ -172,7 +217,8 @@ def _conv_cuda_backward(cx, gnode, fwd, targets):
         kb.array(gx, write=True, cname="o_gx")
         n_in = kb.count_expr(x.shape)
         src = cx.render(_CONV_COL2IM, comment=f"{cx.describe(gnode)}: {C}->{nOut}, {a['kH']}x{a['kW']}", name=name,
-                        bwd_params=kb.declarations(), n_in=n_in, C=C, H=H, W=W,
+                        bwd_params=kb.declarations(), n_in=n_in, n_images=kb.count_expr(x.shape[:-3]),
+                        C=C, H=H, W=W,
                         oH=oH, oW=oW, K=K, **_window(a))
         cx.add_kernel(name + "_col2im", src, kb)
         lines += [f"{gcols} = rt.matmul({rows}, {cx.n(w)}.reshape({nOut}, {K}))",
@@ -213,6 +259,18 @@ _MAXPOOL_FWD = (
     '}\n')
 _MAXPOOL_BWD = (
     '{{ loader }}\n'
+    '{% if cpu %}'
+    '// {{ comment|ccomment }}: backward, one iteration per plane: zeroed, then each window\'s gradient\n'
+    '// added at its winner (a plane\'s windows win only in that plane: no atomics, deterministic)\n'
+    'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
+    '  {{ each("plane", n_planes, H * W) }}\n'
+    '  real* __restrict__ g = o_gx + (long)plane * {{ H * W }};\n'
+    '  for (int k = 0; k < {{ H * W }}; ++k) g[k] = 0;\n'
+    '  for (int o = plane * {{ oH * oW }}; o < (plane + 1) * {{ oH * oW }}; ++o) {\n'
+    '    const int at = i_argmax[o];\n'
+    '    if (at >= 0) g[at] += {{ gy("o") }};\n'
+    '  }\n'
+    '{% else %}'
     '// {{ comment|ccomment }}: backward, one thread per input element, summing the gradients of the\n'
     '// windows it won (a gather: no atomics, deterministic)\n'
     'extern "C" __global__ void __launch_bounds__({{ block }}) {{ name }}_bwd({{ bwd_params|join(\', \') }}) {\n'
@@ -231,6 +289,7 @@ _MAXPOOL_BWD = (
     '    }\n'
     '  }\n'
     '  o_gx[i] = s;\n'
+    '{% endif %}'
     '{{ end_threads }}'
     '}\n')
 
@@ -271,7 +330,8 @@ def _pool_cuda_backward(cx, gnode, fwd, targets):
     kb.array(gx, write=True, cname="o_gx")
     n_in = kb.count_expr(x.shape)
     src = cx.render(_MAXPOOL_BWD, loader=loader_src, comment=f"{cx.describe(gnode)}: {a['kH']}x{a['kW']}", name=name,
-                    bwd_params=kb.declarations(), n_in=n_in, gy=load, H=H, W=W, oH=oH,
+                    bwd_params=kb.declarations(), n_in=n_in, n_planes=kb.count_expr(x.shape[:-2]),
+                    gy=load, H=H, W=W, oH=oH,
                     oW=oW, **_window(a))
     cx.add_kernel(name + "_bwd", src, kb)
     return [f"{gx} = rt.empty({cx.pyshape(x.shape)}, dt)",
