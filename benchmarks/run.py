@@ -66,6 +66,12 @@ if _N is not None and _N.isdigit():
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    " --xla_cpu_multi_thread_eigen=false"
                                    " intra_op_parallelism_threads=1").strip()
+    # ...and N cores: even with those flags XLA ran a 1-thread step on 1.7 cores (CPU time /
+    # wall time), which made JAX look 1.4x faster than it is on one core. Threads made later
+    # inherit the process's affinity, so every library is held to the same cores.
+    _cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if 0 < int(_N) < len(_cores):
+        os.sched_setaffinity(0, _cores[:int(_N)])
 
 import numpy as np  # noqa: E402  (after the environment set-up above)
 
@@ -1318,13 +1324,21 @@ def print_gemms(rows, peaks, peak_n, threads):
           "adds the product to the gradient). ^T: a transposed view.")
 
 
+def _cores_text() -> str:
+    if not hasattr(os, "sched_getaffinity"):
+        return "affinity unknown"
+    cores = sorted(os.sched_getaffinity(0))
+    return f"this process on {'all' if len(cores) == os.cpu_count() else 'only'} cores {','.join(map(str, cores))}"
+
+
 def run_one(args, threads: int) -> list:
     import torch
     torch.set_num_threads(threads)
     keys = args.only or list(WORKLOADS)
     print(f"graphc benchmarks ({'quick' if args.quick else 'full'} mode, {threads} thread(s)): "
           f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), jax {_version('jax')}, {os.cpu_count()} CPUs; "
+          f"({torch.get_num_threads()} threads), jax {_version('jax')}, {os.cpu_count()} CPUs "
+          f"({_cores_text()}); "
           + ", ".join(f"{v}={os.environ.get(v, '(default)')}" for v in
                       ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                        "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "XLA_FLAGS")))

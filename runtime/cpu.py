@@ -170,6 +170,32 @@ static inline void graphc_each(long n, long work, Body body) {
   }
 }
 
+// The same with the columns cut into pieces at compile-time bounds (the slices of a Narrow or
+// JoinTable that the body's conditions on c test): each piece has a loop of its own, in which
+// those conditions are known and fold away, instead of every branch computed under a mask.
+template <int Lo, int Hi, int... More, class Body>
+static inline void graphc_pieces(int r, Body& body) {
+  #pragma omp simd
+  for (int c = Lo; c < Hi; ++c) body(r, c);
+  if constexpr (sizeof...(More) > 0) graphc_pieces<Hi, More...>(r, body);
+}
+template <int... Cuts, class Body>
+static inline void graphc_loop2_cut(long rows, Body body) {
+  constexpr int cols = (0, ..., Cuts);  // the last bound
+  if (rows * cols >= GRAPHC_PARALLEL_MIN && rows > 1 && omp_in_parallel() == 0 &&
+      omp_get_max_threads() > 1) {
+    #pragma omp parallel
+    {
+      const long nt = omp_get_num_threads(), k = omp_get_thread_num();
+      const long lo = rows * k / nt, hi = rows * (k + 1) / nt;
+      Body own = body;
+      for (long r = lo; r < hi; ++r) graphc_pieces<Cuts...>((int)r, own);
+    }
+  } else {
+    for (long r = 0; r < rows; ++r) graphc_pieces<Cuts...>((int)r, body);
+  }
+}
+
 // A loop kernel's call, with the GIL released when it runs on several threads.
 template <class Call>
 static inline void graphc_call(long n, Call call) {

@@ -120,6 +120,13 @@ class KernelBuilder:
         self.nodes: list[Node] = []  # IR nodes inlined, in order: the kernel's source nodes
         self.locals: set[str] = set()  # spec-named locals taken
         self.suffix: dict[str, int] = {}  # base name -> the last number tried after it
+        # CPU target: column bounds that conditions test (`c < 1024`: which slice of a Narrow
+        # or JoinTable); a rows x cols segment's column loop is cut there (fused.cpp.j2)
+        self.col_cuts: set[int] = set()
+
+    def cut(self, at: str, *bounds: int):
+        if at == "c":  # the column counter of a rows x cols segment (CudaBackend.fused)
+            self.col_cuts.update(bounds)
 
     def var(self, prefix: str) -> str:
         return f"{prefix}{next(self.count)}"
@@ -478,6 +485,7 @@ class CudaBackend:
                 branches.append((child, self.value(child, x, Index(child, x.shape, dims=dims))))
             result = sc.kb.local(hint)
             sc.lines.append(f"real {result};")
+            sc.kb.cut(at, *offs)
             for k, (child, e) in enumerate(branches):
                 last = k == len(branches) - 1
                 sc.lines.append("} else {" if last else
@@ -533,6 +541,7 @@ class CudaBackend:
             return self.value(sc, gy, Index(sc, y.shape, dims=dims), hint)
         at = idx.dim(d["axis"])
         if rule.index == "narrow":
+            sc.kb.cut(at, d["start"], d["stop"])
             cond = f"{_p(at)} >= {d['start']} && {_p(at)} < {d['stop']}"
             if d["start"] == 0:
                 cond = f"{_p(at)} < {d['stop']}"
@@ -543,6 +552,8 @@ class CudaBackend:
                 return self.value(child, gy, Index(child, y.shape, dims=dims))
             return sc.guarded(cond, inside, hint)
         if rule.index == "select":
+            sc.kb.cut(at, d["index"], d["index"] + 1)
+
             def picked(child):
                 dims = list(idx.dims())
                 del dims[d["axis"]]
@@ -561,6 +572,7 @@ class CudaBackend:
                 dims[axis] = child.int(iadd(at, -start))
                 return self.value(child, x, Index(child, x.shape, dims=dims))
             cond = f"{_p(at)} < {stop}" if start == 0 else f"{_p(at)} >= {start} && {_p(at)} < {stop}"
+            sc.kb.cut(at, start, stop)
             parts.append(sc.guarded(cond, part, x.name))
         return " + ".join(parts)
 
@@ -646,9 +658,14 @@ class CudaBackend:
                     written[res] = pyname
                     py_alloc += self.allocation(pyname, seg["shape"], joined)
                     what.append(v.name + ("" if d.layout == "plain" else " (NHWC rows)"))
+            cuts = ()
+            if seg.get("cols"):
+                cuts = tuple(sorted({0, seg["cols"]} | {k for k in kb.col_cuts if 0 < k < seg["cols"]}))
+            kb.col_cuts = set()
             if writes:
                 segs.append({"count": kb.count_expr(seg["shape"]), "pycount": self.pynumel(seg["shape"]),
                              "rows": seg.get("rows"), "cols": seg.get("cols"),
+                             "cuts": cuts if len(cuts) > 2 else (),
                              "lines": dead_code_free(sc.lines + writes), "what": ", ".join(what) + f": {'x'.join(map(str, seg['shape']))}"})
         lines = []
         if segs:
