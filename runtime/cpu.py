@@ -37,6 +37,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,7 @@ class CpuBackend(Backend):
         self.stats = {"compiles": 0, "cache_hits": 0}
         self._loaded: dict = {}  # cache key -> extension module
         self._ones: dict = {}  # (rows, dtype) -> a vector of ones (add_colsum)
+        self._scratch = threading.local()  # .arrays: (shape, dtype) -> addmm's product
 
     def load(self, source: str, dtype, names=()):
         dtype = np.dtype(dtype)
@@ -428,6 +430,21 @@ class CpuBackend(Backend):
         if a.size > INT_LIMIT:
             _check_size(a.size, "an array", "CPU")
         return a
+
+    def addmm(self, out, a, b, beta: float = 1.0):
+        """As Backend's; the product to add goes through a scratch array of this thread (one
+        per shape), not a new one per call: an unrolled sequence adds a weight gradient once
+        per step, and fresh 256 KB arrays cost page faults each time."""
+        if beta == 0:
+            np.matmul(a, b, out=out)
+            return
+        shape = (a.shape[0], b.shape[1])
+        scratch = self._scratch.__dict__.setdefault("arrays", {})
+        tmp = scratch.get((shape, out.dtype))
+        if tmp is None:
+            tmp = scratch[(shape, out.dtype)] = np.empty(shape, out.dtype)
+        np.matmul(a, b, out=tmp)
+        out += tmp
 
     def add_colsum(self, out, a, beta: float = 1.0):
         """As Backend's, by BLAS: ones @ a (a bias gradient of N*H*W rows of a few channels:
