@@ -173,8 +173,10 @@ class KernelBuilder:
     def declarations(self) -> list[str]:
         return [d for d, _ in self.params.values()] + (["int B"] if self.uses_B else [])
 
-    def py_args(self) -> list[str]:
-        return [py for _, py in self.params.values()] + (["np.int32(B)"] if self.uses_B else [])
+    def py_args(self, cpu: bool = False) -> list[str]:
+        """The launch's Python arguments; B as an int32 for a CUDA kernel, a plain int for
+        a CPU target's entry point (which takes any Python integer)."""
+        return [py for _, py in self.params.values()] + ([("B" if cpu else "np.int32(B)")] if self.uses_B else [])
 
 
 class Scope:
@@ -698,8 +700,15 @@ class CudaBackend:
                          f"  # its slices are written in place")
         return lines + [f"{pyname} = {self.n(whole)}[{k}]"]
 
-    def launch(self, name: str, n_threads: str, kb: KernelBuilder) -> str:
-        return f"self._launch({name!r}, {n_threads}, {', '.join(kb.py_args())})"
+    def launch(self, name: str, n_threads: str, kb: KernelBuilder, extra=()) -> str:
+        """The Python line running kernel `name`: on the CPU target a direct call of its entry
+        point (the module's `_kernels`; an entry point runs nothing for 0 threads), else
+        CudaModule._launch (grid and block from the thread count)."""
+        cpu = self.opts.target == "cpu"
+        args = ", ".join(kb.py_args(cpu) + list(extra))
+        if cpu:
+            return f"_kernels.{name}({n_threads}, {args})"
+        return f"self._launch({name!r}, {n_threads}, {args})"
 
     # ---- views ---------------------------------------------------------------------------
 
@@ -895,8 +904,9 @@ class CudaBackend:
         self.loop_kernel = False
         py = [] if accumulate else [f"{out} = rt.empty({self.pyshape(shape)}, "
                                     f"{'dt' if ctype == 'real' else repr('int32')})"]
-        args = kb.py_args() + (["np.int32(self.train)"] if uses_train else [])
-        return py + [f"self._launch({name!r}, {self.pynumel(shape)}, {', '.join(args)})"]
+        train = (["int(self.train)" if self.opts.target == "cpu" else "np.int32(self.train)"]
+                 if uses_train else [])
+        return py + [self.launch(name, self.pynumel(shape), kb, train)]
 
     def host_lines(self, node: Node, template: str, arrays: dict) -> list[str]:
         if not template:
