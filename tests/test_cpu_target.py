@@ -255,3 +255,59 @@ def test_an_array_too_large_for_32_bit_indices_is_refused():
     import graphc_runtime.cpu as cpu
     with pytest.raises(ValueError, match="2147483648 elements is too large for the CPU target's 32-bit"):
         cpu.backend().empty((2 ** 31,), "float32")
+
+
+def _module(source, name):
+    mod = types.ModuleType(name)
+    exec(compile(source, f"<generated {name}>", "exec"), mod.__dict__)
+    return mod
+
+
+def _agree_with_numpy(spec, inputs, **opts):
+    """The CPU target's forward, input and parameter gradients (two backwards: the second
+    accumulates) against the numpy target's, in float64; returns the CPU module's source."""
+    cpu_res = compile_spec(str(spec), Options(target="cpu", dtype="float64", **opts))
+    np_res = compile_spec(str(spec), Options(dtype="float64", **opts))
+    a = _module(np_res.source, "numpy_twin").Model(dtype="float64", seed=0)
+    b = _module(cpu_res.source, "cpu_model").Model(dtype="float64", seed=0)
+    b.getParameters()[0][:] = a.getParameters()[0]
+    ya, yb = a.forward(*inputs), b.forward(*inputs)
+    ya, yb = (ya if isinstance(ya, tuple) else (ya,)), (yb if isinstance(yb, tuple) else (yb,))
+    rng = np.random.default_rng(3)
+    gys = tuple(rng.standard_normal(y.shape) for y in ya)
+    for _ in range(2):
+        ga, gb = a.backward(inputs, gys), b.backward(inputs, gys)
+    for p, q in zip(ya, yb):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+    for p, q in zip(ga if isinstance(ga, tuple) else (ga,), gb if isinstance(gb, tuple) else (gb,)):
+        assert (p is None) == (q is None)
+        if p is not None:
+            np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b.getParameters()[1], a.getParameters()[1], rtol=1e-12, atol=1e-12)
+    return cpu_res.source
+
+
+@pytest.mark.parametrize("batch", [1, 300])  # 300: the kernels split across threads
+def test_small_linears_are_dot_products_inside_the_kernels(cache, tmp_path, batch):
+    rng = np.random.default_rng(0)
+    src = _agree_with_numpy(LSTM, [rng.standard_normal((batch, n)) for n in (3, 2, 2)])
+    forward = src.split("def _forward")[1].split("def _backward")[0]
+    assert "rt.matmul" not in forward and "a_w_i2h_weight[" in src  # 3 and 2 inputs: inline
+    spec = tmp_path / "wide.lua"  # 9 inputs: past INLINE_GEMM_INPUTS, a BLAS call
+    spec.write_text("local x = nn.Identity()()\n"
+                    "return nn.gModule({x}, {nn.Tanh()(nn.Linear(9, 4)(x))})\n")
+    src = _agree_with_numpy(spec, [rng.standard_normal((batch, 9))])
+    assert "rt.matmul(input1, w_linear1_weight.T)" in src
+
+
+def test_unrolled_sequence_gradient_slices_are_written_in_place(cache):
+    rng = np.random.default_rng(0)
+    opts = dict(unroll=4, state=[("output1", "input2"), ("output2", "input3")],
+                entry="nn.gModule(inputs, {next_c, next_h, nn.Identity()(next_h)})",
+                defines={"input_size": 9, "rnn_size": 5})  # 9 inputs: the hoisted projection is BLAS
+    src = _agree_with_numpy(LSTM, [rng.standard_normal((4, 3, 9)), rng.standard_normal((3, 5)),
+                                   rng.standard_normal((3, 5))], **opts)
+    assert "//   join grad_i2h_all_steps_total" in src  # the plan: no kernel sums the steps
+    assert "grad_i2h_all_steps_total = rt.empty((4, B, 20), dt)  # its slices are written in place" in src
+    assert [f"grad_i2h_all_steps_total[{k}]" in src for k in range(4)] == [True] * 4
+    assert src.count("rt.matmul(input1_seq.reshape(-1, 9), w_i2h_weight.T)") == 1  # one GEMM, all steps

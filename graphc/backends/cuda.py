@@ -341,7 +341,8 @@ class CudaBackend:
     def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
         self.opts = options
-        self.plan = fuse.plan(graph, keep_backward_reads=options.target == "cpu")
+        cpu = options.target == "cpu"
+        self.plan = fuse.plan(graph, keep_backward_reads=cpu, inline_gemms=cpu)
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
@@ -435,12 +436,30 @@ class CudaBackend:
             return sc.real(self.slices_value(sc, n, idx, hint), key, hint)
         sc.kb.ops.append(n.op)
         sc.kb.source(n)
+        if n in self.plan.inline:
+            return sc.real(self.inline_gemm(sc, n, idx), key, hint)
         if n in self.plan.gemm:
             return sc.real(self.epilogue(sc, n, idx), key, hint)
         rule = REGISTRY[n.op].cuda
         if rule.kind == "pointwise":
             return sc.real(self.pointwise(sc, n, idx), key, hint)
         return sc.real(self.gather(sc, n, idx, hint), key, hint)
+
+    def inline_gemm(self, sc, n: Node, idx: Index) -> str:
+        """Element (row, col) of x @ W.T (+ bias) computed here (fuse.Plan.inline): the bias
+        plus the dot product of x's row with W's row."""
+        x, w = n.inputs[0], n.inputs[1]
+        size = REGISTRY[n.op].cuda.gemm_inner(n.attrs)
+        row, col = idx.dims()
+        bias = fuse.bias_input(n)
+        acc = sc.kb.var("v")
+        k = sc.kb.var("j")
+        start = self.value(sc, bias, Index(sc, bias.shape, dims=[col])) if bias is not None else "0"
+        xa, wa = sc.kb.array(self.n(x)), sc.kb.array(self.n(w))
+        sc.lines.append(f"real {acc} = {start};")
+        sc.lines.append(f"for (int {k} = 0; {k} < {size}; ++{k}) "
+                        f"{acc} += {xa}[{_p(row)} * {size} + {k}] * {wa}[{_p(col)} * {size} + {k}];")
+        return acc
 
     def pointwise(self, sc, n: Node, idx: Index) -> str:
         op = REGISTRY[n.op]

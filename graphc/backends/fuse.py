@@ -20,6 +20,12 @@ virtual input inside their own loops, so nothing is stored for them at all.
 The backward is planned the same way over the grad and add nodes of passes.autodiff: a
 gradient of a pointwise op is virtual and recomputes the forward values it needs from what
 the forward stored (GEMM outputs, graph inputs, parameters) rather than saving them.
+
+Two more ways to store nothing: on the CPU target a GEMM of a small inner size is virtual too
+(each element a dot product in the kernel reading it: Plan.inline); and the gradient of a
+sequence projected once for all steps (passes/simplify.py hoisting), a sum of per-step Select
+gradients, is one array whose per-step slices the steps' kernels write in place (a 'join'
+step: Plan.joined).
 """
 from __future__ import annotations
 
@@ -68,6 +74,9 @@ class Plan:
     backward: list
     virtual: set  # values no kernel stores unless demanded
     gemm: dict  # epilogue op's node (Linear with a bias...) -> Value of its raw GEMM output
+    # GEMM nodes (a Linear of a few inputs, CudaRule.gemm_inner) that the CPU target's kernels
+    # compute inline: a dot product costs less than a BLAS call; their outputs are virtual
+    inline: set = field(default_factory=set)
     # a 'join' step's slices: slice gradient -> (the joined Value, its index along axis 0);
     # the kernel computing that slice writes it straight into the joined array
     joined: dict = field(default_factory=dict)
@@ -107,8 +116,15 @@ def conv_gemm_shape(out_shape):
     return tuple(out_shape[:-3]) + (out_shape[-2], out_shape[-1], out_shape[-3])
 
 
+# The CPU target computes a GEMM of at most this inner size (CudaRule.gemm_inner: a Linear's
+# inputs) inside the kernels reading its output (a dot product per element) instead of
+# calling BLAS: the tutorial's LSTM cell (3 and 2 inputs) at batch size 1 spent ~2.5 us per
+# numpy matmul call on 6 multiply-adds.
+INLINE_GEMM_INPUTS = 8
+
+
 class _Planner:
-    def __init__(self, g: Graph, keep_backward_reads: bool = False):
+    def __init__(self, g: Graph, keep_backward_reads: bool = False, inline_gemms: bool = False):
         self.g = g
         self.keep_backward_reads = keep_backward_reads
         self.producer: dict[Value, Node] = {}
@@ -120,9 +136,13 @@ class _Planner:
         self.rank = {v: i for i, v in enumerate(v for n in g.nodes + g.grad_nodes for v in n.outputs)}
         self.virtual: set[Value] = set()
         self.gemm: dict[Node, Value] = {}
+        self.inline: set[Node] = set()
         for node in g.nodes:
             r = rule_of(node)
             if r.kind in ("pointwise", "index"):
+                self.virtual.update(node.outputs)
+            elif inline_gemms and self.inlinable(node):
+                self.inline.add(node)
                 self.virtual.update(node.outputs)
             elif r.epilogue == "bias" and bias_input(node) is not None:
                 y = node.outputs[0]
@@ -139,6 +159,15 @@ class _Planner:
         self.stacks = self.select_stacks()
         self.kernel_written: set[Value] = set()  # stored by a fused kernel's own write
         self.joined: dict[Value, tuple] = {}
+
+    def inlinable(self, node: Node) -> bool:
+        """x @ W.T (+ bias) of a small inner size on a stored BxN array x (an input, a
+        parameter, an op's output: each kernel element reads a row of it)."""
+        r = rule_of(node)
+        if r.epilogue != "bias" or r.gemm_inner is None or r.gemm_inner(node.attrs) > INLINE_GEMM_INPUTS:
+            return False
+        x = node.inputs[0]
+        return len(x.shape or ()) == 2 and x not in self.virtual
 
     def select_stacks(self) -> dict:
         """Gradient sums that stack per-step slices: add(grad(Select(x, 1, k)) for every k of
@@ -412,11 +441,11 @@ class _Planner:
         flush(finals + after)
         return steps
 
-    @staticmethod
-    def is_virtual_node(n: Node) -> bool:
+    def is_virtual_node(self, n: Node) -> bool:
         """Forward pointwise/index nodes, their grad nodes, gradient sums (and the joined
-        slice gradients of passes/simplify.py): no step, computed where they are read."""
-        if n.op in ("add", "slices"):
+        slice gradients of passes/simplify.py), inline Linears: no step, computed where
+        they are read."""
+        if n.op in ("add", "slices") or n in self.inline:
             return True
         return is_virtual_op(n.attrs["fwd"] if n.op == "grad" else n)
 
@@ -475,18 +504,20 @@ class _Planner:
             if v is not None and v in self.virtual and all(d.value is not v for d in finals):
                 finals.append(Demand(v))
         bwd = self.schedule(g.grad_nodes, self.backward_needs, finals, loadable, arrays)
-        return Plan(fwd, bwd, self.virtual, self.gemm, self.joined)
+        return Plan(fwd, bwd, self.virtual, self.gemm, inline=self.inline, joined=self.joined)
 
 
-def plan(graph: Graph, keep_backward_reads: bool = False) -> Plan:
+def plan(graph: Graph, keep_backward_reads: bool = False, inline_gemms: bool = False) -> Plan:
     """The step plan of a differentiated graph (see the module docstring).
     keep_backward_reads (the CPU target): the forward also stores the computed values its
     backward reads, so the backward loads them. A GPU recomputes them (memory traffic costs
     more than arithmetic there); a CPU core computes exp/tanh one element at a time, and
-    recomputing every gate in the backward made the LSTM cell's step about twice as slow."""
+    recomputing every gate in the backward made the LSTM cell's step about twice as slow.
+    inline_gemms (the CPU target): GEMMs of an inner size up to INLINE_GEMM_INPUTS are
+    computed in the kernels that read them (Plan.inline)."""
     for node in graph.nodes:
         rule_of(node)
-    return _Planner(graph, keep_backward_reads).plan()
+    return _Planner(graph, keep_backward_reads, inline_gemms).plan()
 
 
 def describe(p: Plan) -> str:

@@ -82,6 +82,7 @@ defop(
     doc="y = x W^T + b. Input N or BxN.",
     # cuBLAS GEMM (x @ W.T); the bias joins the consumers' fused kernel as an epilogue
     cuda=CudaRule("kernel", kernel="linear", reads="plain", grad_reads="plain", epilogue="bias",
+                  gemm_inner=lambda a: a["inputSize"],
                   doc="cuBLAS GEMM, fused bias",
                   emit_forward=_cuda_forward, emit_backward=_cuda_backward),
 )

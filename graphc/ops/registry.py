@@ -62,7 +62,10 @@ class CudaRule:
       plus a bias, which the consumers' fused kernels add: 'bias' (output and GEMM result
       have one shape, the bias runs along the last dim; only when a bias is present) or
       'nhwc' (an image output whose GEMM result is NHWC, read back as NCHW, + bias per
-      channel when present).
+      channel when present). `gemm_inner(attrs)`: for a 'bias' op whose output is
+      x @ W.T (+ bias), x of rank 2, the product's inner size; when it is small the CPU
+      target computes each output element as a dot product inside the kernels that read it
+      (backends/fuse.py INLINE_GEMM_INPUTS) instead of calling BLAS.
     kernel 'blas' (kind 'kernel'): matrix products as cuBLAS calls: `forward` is a Python
       expression (jinja: array names `xs[i]`/`x`, `a`, `d`, `out_shape`) over the backend
       `rt` (rt.matmul) giving a new contiguous array; `backward[slot]` the same for input i's
@@ -97,6 +100,7 @@ class CudaRule:
     emit_forward: Optional[Callable] = None
     emit_backward: Optional[Callable] = None
     epilogue: str = ""
+    gemm_inner: Optional[Callable] = None
     doc: str = ""  # how it runs, for docs/modules.md (default: by kind and kernel)
 
 
