@@ -7,6 +7,7 @@ PARAMETERS, `_forward(*inputs) -> tuple` and `_backward(inputs, grad_outputs) ->
 from __future__ import annotations
 
 import math
+import operator
 import os
 
 import numpy as np
@@ -228,7 +229,7 @@ class Module:
             raise RuntimeError("backward() needs a forward() first")
         args = _as_tuple(inputs, len(self._in_struct()))
         last = getattr(self, "_last", None)
-        if last is not None and len(last[0]) == len(args) and all(a is b for a, b in zip(last[0], args)):
+        if last is not None and len(last[0]) == len(args) and all(map(operator.is_, last[0], args)):
             arrays, squeeze = last[1], last[2]
             fast = self._fast_specs()
             if fast is not None and not squeeze and arrays:
