@@ -137,6 +137,8 @@ class _Planner:
         self.virtual: set[Value] = set()
         self.gemm: dict[Node, Value] = {}
         self.inline: set[Node] = set()
+        self._ready: set[Value] = set()  # ready(): values computable from what is stored
+        self._blocked: dict[Value, Value] = {}  # ready(): value -> a leaf it waits for
         for node in g.nodes:
             r = rule_of(node)
             if r.kind in ("pointwise", "index"):
@@ -262,18 +264,37 @@ class _Planner:
                 todo.extend(self.named(x))
         return out
 
-    def leaves(self, v: Value, loadable: set) -> set:
-        out, seen, todo = set(), set(), [v]
+    def ready(self, v: Value, loadable: set) -> bool:
+        """Whether v can be computed from `loadable` now: every value its expression reads,
+        down to stored ones, is loadable. Memoized: loadable only grows, so a ready value
+        stays ready, and one that is not stays so until the stored value that blocked it
+        (its first unavailable leaf) is loadable. (An unrolled sequence asks this of every
+        pending value at every kernel: unmemoized, each question walked the recurrence back
+        to its start, cubic in the steps.)"""
+        ok, blocked = self._ready, self._blocked
+        todo = [(v, False)]
         while todo:
-            x = todo.pop()
-            if x in seen:
+            x, reads_done = todo.pop()
+            if x in ok:
                 continue
-            seen.add(x)
-            if x in loadable or x not in self.virtual:
-                out.add(x)
+            if x in blocked:
+                if blocked[x] not in loadable:
+                    continue
+                del blocked[x]
+            if x in loadable:
+                ok.add(x)
+            elif x not in self.virtual:
+                blocked[x] = x
+            elif reads_done:
+                stop = next((blocked[r] for r in self.reads(x) if r not in ok), None)
+                if stop is None:
+                    ok.add(x)
+                else:
+                    blocked[x] = stop
             else:
-                todo.extend(self.reads(x))
-        return out
+                todo.append((x, True))
+                todo.extend((r, False) for r in self.reads(x) if r not in ok)
+        return v in ok
 
     def inner(self, values, loadable: set) -> set:
         """The virtual, unstored values the expressions of `values` are made of."""
@@ -340,7 +361,7 @@ class _Planner:
             computable at this point)."""
             return [Demand(gy) for gy, _ in self.stacks[stack]
                     if gy not in self.kernel_written and (gy, "plain") not in done
-                    and (not now or self.leaves(gy, loadable) <= loadable)]
+                    and (not now or self.ready(gy, loadable))]
 
         def flush(missing, absorb=True):
             fused, joins = [], []
@@ -375,11 +396,11 @@ class _Planner:
                     continue  # joined in place when its own turn comes, if it can be
                 if key(d) not in done and d.layout == "plain" and d.value not in arrays \
                         and self.view_base(d.value, arrays) is None \
-                        and self.leaves(d.value, loadable) <= loadable:
+                        and self.ready(d.value, loadable):
                     done.add(key(d))
                     fused.append(d)
                 elif key(d) not in done and d.layout != "plain" \
-                        and self.leaves(d.value, loadable) <= loadable:
+                        and self.ready(d.value, loadable):
                     done.add(key(d))
                     fused.append(d)
             # the slices of a stack computable now are written here, into the stack (join)
@@ -417,7 +438,7 @@ class _Planner:
             # kept values computable now are stored now, not recomputed at the end (an
             # unrolled sequence's per-step gates): those reading no other of them by a kernel
             # first, the rest with `missing`, loading those
-            ready = [d for d in keep if key(d) not in done and self.leaves(d.value, loadable) <= loadable]
+            ready = [d for d in keep if key(d) not in done and self.ready(d.value, loadable)]
             values = {d.value for d in ready}
             first = [d for d in ready if not (self.inner([d.value], loadable) - {d.value}) & values]
             if first:
