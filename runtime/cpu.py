@@ -436,16 +436,18 @@ class CpuBackend(Backend):
     def addmm(self, out, a, b, beta: float = 1.0):
         """As Backend's; the product to add goes through a scratch array of this thread (one
         per shape), not a new one per call: an unrolled sequence adds a weight gradient once
-        per step, and fresh 256 KB arrays cost page faults each time."""
+        per step, and fresh 256 KB arrays cost page faults each time. A product over one row
+        (batch size 1) is a broadcast multiply: OpenBLAS took 69 us for LeNet's 120x1 @ 1x400."""
+        product = np.multiply if a.shape[1] == 1 else np.matmul
         if beta == 0:
-            np.matmul(a, b, out=out)
+            product(a, b, out=out)
             return
         shape = (a.shape[0], b.shape[1])
         scratch = self._scratch.__dict__.setdefault("arrays", {})
         tmp = scratch.get((shape, out.dtype))
         if tmp is None:
             tmp = scratch[(shape, out.dtype)] = np.empty(shape, out.dtype)
-        np.matmul(a, b, out=tmp)
+        product(a, b, out=tmp)
         out += tmp
 
     def add_colsum(self, out, a, beta: float = 1.0):

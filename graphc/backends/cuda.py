@@ -380,6 +380,11 @@ class CudaBackend:
 
     # ---- names ---------------------------------------------------------------------------
 
+    @property
+    def cpu(self) -> bool:
+        """Whether this is the CPU target (for an op's emit hooks, like `render`'s `cpu`)."""
+        return self.opts.target == "cpu"
+
     def kernel_name(self, what: str) -> str:
         what = escape.c_identifier(what.lower())[:48].rstrip("_")
         return f"{self.prefix}_k{len(self.kernels)}_{what}"

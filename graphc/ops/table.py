@@ -169,17 +169,31 @@ def _stack_shape(a, shapes):
     return (len(shapes),) + tuple(shapes[0])
 
 
+def _stack_cuda_forward(cx, node):
+    """On the CPU target numpy's stack (a copy per input); on a GPU the rule's elem kernel
+    (on a CPU its per-element test of which input, among an unrolled sequence's 50 steps,
+    cost 5x the copy)."""
+    if cx.cpu:
+        return [f"{cx.n(node.outputs[0])} = np.stack([{', '.join(cx.n(x) for x in node.inputs)}])"]
+    return cx.fwd_elem(node)
+
+
+def _stack_cuda_backward(cx, gnode, fwd, targets):
+    return cx.bwd_elem(gnode, fwd, targets)  # input k's gradient is a slice gy[k]: a copy
+
+
 defop(
     name="Stack", signature="", inputs=("xs",), shape=_stack_shape,
     forward="{{y}} = np.stack([{{ xs|join(', ') }}])",
     backward={"xs": "{{gy}}[{{i}}]"},
     # CUDA: output element (t, ...) is input t's element (...); input k's gradient is gy[k]
     cuda=CudaRule(
-        "kernel", kernel="elem",
+        "kernel", kernel="stack", doc="a copy kernel; on the CPU target numpy's stack",
         forward=("{% for x in xs %}"
                  "{{ 'return ' if loop.last else 'if (' ~ o[0] ~ ' == ' ~ loop.index0 ~ ') return ' }}"
                  "{{ ld(x, *o[1:]) }};\n{% endfor %}"),
-        backward={"xs": "return {{ ld(gy, k, *o) }};"}),
+        backward={"xs": "return {{ ld(gy, k, *o) }};"},
+        emit_forward=_stack_cuda_forward, emit_backward=_stack_cuda_backward),
     doc="Stacks its inputs along a new first dimension (used by --unroll for per-step outputs).",
 )
 
