@@ -1,8 +1,9 @@
 """The CPU target's runtime: what `graphc compile --target cpu` modules import.
 
 A CPU-target module is the CUDA target's program run on the host: the same fused kernels
-(one thread per output element, each a gather) and the same host lines, on numpy arrays with
-numpy's BLAS for the GEMMs. Its CPU_SOURCE is the kernels plus one C++ entry point per kernel
+(one thread per output element, each a gather; im2col, col2im and max-pooling's backward have
+CPU forms of their own, and small Linears are dot products inside the kernels) and the same
+host lines, on numpy arrays with numpy's BLAS for the GEMMs. Its CPU_SOURCE is the kernels plus one C++ entry point per kernel
 that runs the kernel's threads as a loop, in parallel with OpenMP when there are at least
 PARALLEL_MIN of them. This module prepends PRELUDE (Python.h, the CUDA names a kernel uses,
 argument checking) and builds the whole as a Python extension module with a C++ compiler:
