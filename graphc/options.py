@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .ir.graph import B
+# the free batch dimension, as graphc.ir.graph.B: not imported from there, so that a cache
+# hit of graphc.load (which needs only Options) defines none of the IR's classes (~6 ms)
+B = "B"
 
 
 @dataclass

@@ -123,4 +123,7 @@ def test_a_cache_hit_imports_no_compiler(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(spec)], check=True, env=env,
                          capture_output=True, text=True).stdout
     assert "graphc.compiler" not in out and "lark" not in out and "jinja2" not in out, out
+    assert "graphc.ir" not in out, out  # nor the IR's classes (graphc.options spells B itself)
     assert "graphc.cache" in out
+    from graphc import ir, options
+    assert options.B == ir.graph.B
