@@ -1,5 +1,5 @@
 """How compile time grows with the size of the model: `graphc compile` (in-process
-compile_spec, numpy target, the generated Python module) of
+compile_spec, the numpy target or --target cpu/cuda, the generated Python module) of
 
 - a chain of N nn.Tanh nodes that all assign the same Lua variable (N = 1k, 5k, 20k), and
 - char-rnn's 2-layer LSTM (benchmarks/specs/charrnn_lstm.lua, 65 -> 128) with --unroll 50,
@@ -14,6 +14,7 @@ time per 1,000 nodes, should stay roughly flat down the table.
     python benchmarks/compile_time.py              # every row
     python benchmarks/compile_time.py --quick      # the smaller rows only
     python benchmarks/compile_time.py --only tanh20000 --repeat 3 --ir-only
+    python benchmarks/compile_time.py --quick --target cpu   # the kernel targets' planner
 """
 from __future__ import annotations
 
@@ -48,15 +49,15 @@ QUICK = ("tanh1000", "tanh5000", "lstm2x50", "lstm2x200")
 CHILD = r"""
 import json, sys, time
 from graphc.compiler import Options, compile_spec
-kind, n, path, emit = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5]
-warm = (Options(defines={"N": 2}, shapes={"input1": ("B", 16)}) if kind == "chain" else
-        Options(entry="LSTM.lstm(3, 4, 1, 0)"))
+kind, n, path, emit, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5], sys.argv[6]
+warm = (Options(defines={"N": 2}, shapes={"input1": ("B", 16)}, target=target) if kind == "chain" else
+        Options(entry="LSTM.lstm(3, 4, 1, 0)", target=target))
 compile_spec(path, warm)  # the parser and templates, loaded once per process
 if kind == "chain":
-    opts = Options(defines={"N": n}, shapes={"input1": ("B", 16)}, emit=emit)
+    opts = Options(defines={"N": n}, shapes={"input1": ("B", 16)}, emit=emit, target=target)
 else:
     opts = Options(entry="LSTM.lstm(65, 128, 2, 0)", unroll=n, state=json.loads(sys.argv[4]),
-                   emit=emit)
+                   emit=emit, target=target)
 t0 = time.perf_counter()
 res = compile_spec(path, opts)
 took = time.perf_counter() - t0
@@ -65,11 +66,11 @@ print(json.dumps({"seconds": took, "nodes": len(res.graph.nodes),
 """
 
 
-def run_row(key: str, chain_file: Path, emit: str, timeout: float) -> dict | None:
+def run_row(key: str, chain_file: Path, emit: str, timeout: float, target: str) -> dict | None:
     """One compile's result, or None when it ran past `timeout` seconds."""
     kind, n = ROWS[key]
     path = chain_file if kind == "chain" else LSTM
-    args = [sys.executable, "-c", CHILD, kind, str(n), str(path), json.dumps(LSTM_STATE), emit]
+    args = [sys.executable, "-c", CHILD, kind, str(n), str(path), json.dumps(LSTM_STATE), emit, target]
     try:
         p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -85,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", choices=sorted(ROWS), help="one row (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median is shown")
     ap.add_argument("--ir-only", action="store_true", help="time --emit ir only")
+    ap.add_argument("--target", choices=("numpy", "cpu", "cuda"), default="numpy",
+                    help="the target of the generated module (cpu, cuda: the fusion planner and "
+                    "kernel generation; the C++/NVRTC build is not timed)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one compile may take "
                     "(default 900); a row over it shows '>' and the limit")
     a = ap.parse_args(argv)
@@ -93,12 +97,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         chain_file = Path(tmp) / "tanh_chain.lua"
         chain_file.write_text(CHAIN)
+        print(f"target {a.target}")
         print(f"{'row':<12} {'fwd nodes':>9} {'bwd nodes':>9} {'ir s':>8} {'module s':>9} "
               f"{'module chars':>12} {'s / 1k nodes':>12}", flush=True)
         for key in keys:
             cells = {}
             for emit in ("ir",) if a.ir_only else ("ir", "py"):
-                runs = [run_row(key, chain_file, emit, a.timeout) for _ in range(max(1, a.repeat))]
+                runs = [run_row(key, chain_file, emit, a.timeout, a.target) for _ in range(max(1, a.repeat))]
                 if any(r is None for r in runs):
                     cells[emit] = None
                 else:

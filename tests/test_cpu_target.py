@@ -311,3 +311,19 @@ def test_unrolled_sequence_gradient_slices_are_written_in_place(cache):
     assert "grad_i2h_all_steps_total = rt.empty((4, B, 20), dt)  # its slices are written in place" in src
     assert [f"grad_i2h_all_steps_total[{k}]" in src for k in range(4)] == [True] * 4
     assert src.count("rt.matmul(input1_seq.reshape(-1, 9), w_i2h_weight.T)") == 1  # one GEMM, all steps
+
+
+def test_a_long_chain_is_stored_in_links_not_one_deep_expression(cache, tmp_path):
+    """1,000 Tanh in a row used to overflow Python's recursion in code generation (on both
+    kernel targets): the plan stores every MAX_FUSED_DEPTH-th link instead."""
+    from graphc.backends.fuse import MAX_FUSED_DEPTH
+    spec = tmp_path / "chain.lua"
+    spec.write_text("N = 2\nlocal x = nn.Identity()()\nlocal h = x\nfor i = 1, N do\n  h = nn.Tanh()(h)\nend\n"
+                    "return nn.gModule({x}, {h})\n")
+    for target in ("cpu", "cuda"):  # the generated module and kernels; no build
+        res = compile_spec(str(spec), Options(target=target, defines={"N": 1000}, shapes={"input1": ("B", 16)}))
+        assert res.source.count("fused kernel") >= 1000 // MAX_FUSED_DEPTH, target
+    rng = np.random.default_rng(0)
+    src = _agree_with_numpy(spec, [rng.standard_normal((4, 16)) * 0.5],
+                            defines={"N": 100}, shapes={"input1": ("B", 16)})
+    assert src.count("fused kernel") >= 100 // MAX_FUSED_DEPTH

@@ -116,6 +116,11 @@ def conv_gemm_shape(out_shape):
     return tuple(out_shape[:-3]) + (out_shape[-2], out_shape[-1], out_shape[-3])
 
 
+# No kernel expression nests deeper than this many virtual values over what is stored: a
+# longer chain (1,000 Tanh in a row) is stored every this many links (_Planner.deep_links;
+# code generation recurses once per link).
+MAX_FUSED_DEPTH = 32
+
 # The CPU target computes a GEMM of at most this inner size (CudaRule.gemm_inner: a Linear's
 # inputs) inside the kernels reading its output (a dot product per element) instead of
 # calling BLAS: the tutorial's LSTM cell (3 and 2 inputs) at batch size 1 spent ~2.5 us per
@@ -161,6 +166,21 @@ class _Planner:
         self.stacks = self.select_stacks()
         self.kernel_written: set[Value] = set()  # stored by a fused kernel's own write
         self.joined: dict[Value, tuple] = {}
+
+    def deep_links(self, values, loadable: set) -> list:
+        """Values inside the expressions of `values` (not those themselves) to store first so
+        that no expression nests more than MAX_FUSED_DEPTH virtual values deep over what is
+        stored: every MAX_FUSED_DEPTH-th link of a longer chain, in creation order."""
+        inside = self.inner(values, loadable)
+        depth, links = {}, []
+        targets = set(values)
+        for x in sorted(inside, key=self.rank.__getitem__):
+            d = 1 + max((depth.get(r, 0) for r in self.reads(x) if r in inside), default=0)
+            if d >= MAX_FUSED_DEPTH and x not in targets:
+                links.append(x)
+                d = 0
+            depth[x] = d
+        return links
 
     def inlinable(self, node: Node) -> bool:
         """x @ W.T (+ bias) of a small inner size on a stored BxN array x (an input, a
@@ -427,6 +447,11 @@ class _Planner:
                     if (v, "plain") not in done and self.cost(v, stop) > REUSE_OPS:
                         done.add((v, "plain"))
                         fused.append(Demand(v))
+            # a chain too deep for one expression (1,000 Tanh in a row) is stored in links,
+            # each by a kernel of its own before this one
+            for link in self.deep_links([d.value for d in fused], loadable):
+                done.add((link, "plain"))
+                fused_step([Demand(link)], absorb=False)
             stores = [d.value for d in fused if d.layout == "plain"]
             self.kernel_written.update(stores)
             reads = self.loads([d.value for d in fused], loadable)
