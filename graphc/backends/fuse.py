@@ -327,11 +327,23 @@ class _Planner:
             todo.extend(self.reads(x))
         return out
 
-    def cost(self, v: Value, stored: frozenset = frozenset()) -> int:
+    def reaching(self, values, targets: set, loadable: set) -> set:
+        """Those of `values` whose expression (not the value itself) reads one of `targets`,
+        not looking past stored values; one pass in creation order (asked per value, a long
+        chain was walked once for each of its links)."""
+        inside = self.inner(values, loadable)
+        hits: set = set()
+        for x in sorted(inside, key=self.rank.__getitem__):
+            if any(r in inside and (r in targets or r in hits) for r in self.reads(x)):
+                hits.add(x)
+        return {v for v in values if v in hits}
+
+    def cost(self, v: Value, stored: frozenset = frozenset(), limit: float = float("inf")) -> int:
         """Arithmetic ops in v's expression (each virtual node once; index maps are free),
-        not looking past values in `stored`."""
+        not looking past values in `stored`; counting stops once past `limit` (asking only
+        whether a long chain's link costs more than REUSE_OPS must not walk the chain)."""
         seen, todo, ops = set(), [v], 0
-        while todo:
+        while todo and ops <= limit:
             x = todo.pop()
             if x in seen or x not in self.virtual or (x in stored and x is not v):
                 continue
@@ -444,7 +456,7 @@ class _Planner:
                 stop = frozenset(loadable)
                 shared = self.inner([d.value for d in fused], loadable) & self.inner(later, loadable)
                 for v in sorted(shared, key=self.rank.__getitem__):
-                    if (v, "plain") not in done and self.cost(v, stop) > REUSE_OPS:
+                    if (v, "plain") not in done and self.cost(v, stop, REUSE_OPS) > REUSE_OPS:
                         done.add((v, "plain"))
                         fused.append(Demand(v))
             # a chain too deep for one expression (1,000 Tanh in a row) is stored in links,
@@ -465,7 +477,8 @@ class _Planner:
             # first, the rest with `missing`, loading those
             ready = [d for d in keep if key(d) not in done and self.ready(d.value, loadable)]
             values = {d.value for d in ready}
-            first = [d for d in ready if not (self.inner([d.value], loadable) - {d.value}) & values]
+            deeper = self.reaching(list(values), values, loadable)
+            first = [d for d in ready if d.value not in deeper]
             if first:
                 flush(first, absorb=False)
             flush(missing + [d for d in ready if d not in first])
@@ -480,7 +493,9 @@ class _Planner:
         # kept values that read a final output (tanh(next_c)) are stored by the finals'
         # kernel, which computes that output anyway; the others by a kernel before it
         final_values = {d.value for d in finals}
-        after = [d for d in keep if self.inner([d.value], loadable) & final_values]
+        reach = self.reaching([d.value for d in keep], final_values, loadable)
+        after = [d for d in keep if d.value in reach
+                 or (d.value in final_values and d.value in self.virtual and d.value not in loadable)]
         before = [d for d in keep if d not in after]
         if before:
             flush(before, absorb=False)
@@ -527,7 +542,7 @@ class _Planner:
         forward = {v for n in self.g.nodes for v in n.outputs}
         have = {d.value for d in outs}
         reads = {v for n in self.g.grad_nodes if n.op == "grad" for v in n.inputs
-                 if v in forward and v in self.virtual and v not in have and self.cost(v) > 0}
+                 if v in forward and v in self.virtual and v not in have and self.cost(v, limit=0) > 0}
         # a slice of another kept value is read through that one (a view, not a copy)
         reads = {v for v in reads if self.view_base(v, reads) is None}
         return [Demand(v) for v in sorted(reads, key=self.rank.__getitem__)]
