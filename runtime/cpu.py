@@ -137,29 +137,6 @@ static inline void graphc_loop(long n, Body body) {
   }
 }
 
-// The same over rows x cols elements: body(r, c), the inner loop over c vectorized.
-template <class Body>
-static inline void graphc_loop2(long rows, int cols, Body body) {
-  if (rows * cols >= GRAPHC_PARALLEL_MIN && rows > 1 && omp_in_parallel() == 0 &&
-      omp_get_max_threads() > 1) {
-    #pragma omp parallel
-    {
-      const long nt = omp_get_num_threads(), k = omp_get_thread_num();
-      const long lo = rows * k / nt, hi = rows * (k + 1) / nt;
-      Body own = body;
-      for (long r = lo; r < hi; ++r) {
-        #pragma omp simd
-        for (int c = 0; c < cols; ++c) own((int)r, c);
-      }
-    }
-  } else {
-    for (long r = 0; r < rows; ++r) {
-      #pragma omp simd
-      for (int c = 0; c < cols; ++c) body((int)r, c);
-    }
-  }
-}
-
 // body(p) for p = 0 .. n-1, each a piece of `work` elements (an image, an image plane, a
 // row of im2col's columns) that writes only its own output: split between OpenMP's threads
 // when the whole is long.
@@ -174,9 +151,11 @@ static inline void graphc_each(long n, long work, Body body) {
   }
 }
 
-// The same with the columns cut into pieces at compile-time bounds (the slices of a Narrow or
-// JoinTable that the body's conditions on c test): each piece has a loop of its own, in which
-// those conditions are known and fold away, instead of every branch computed under a mask.
+// The same over rows x cols elements: body(r, c), the inner loop over c vectorized. The
+// columns come as compile-time bounds 0, ..., cols: more than two cut them into pieces (the
+// slices of a Narrow or JoinTable that the body's conditions on c test), each with a loop
+// of its own, in which those conditions are known and fold away instead of every branch
+// being computed under a mask.
 template <int Lo, int Hi, int... More, class Body>
 static inline void graphc_pieces(int r, Body& body) {
   #pragma omp simd
@@ -184,7 +163,7 @@ static inline void graphc_pieces(int r, Body& body) {
   if constexpr (sizeof...(More) > 0) graphc_pieces<Hi, More...>(r, body);
 }
 template <int... Cuts, class Body>
-static inline void graphc_loop2_cut(long rows, Body body) {
+static inline void graphc_loop2(long rows, Body body) {
   constexpr int bounds[] = {Cuts...};
   constexpr int cols = bounds[sizeof...(Cuts) - 1];
   if (rows * cols >= GRAPHC_PARALLEL_MIN && rows > 1 && omp_in_parallel() == 0 &&
@@ -523,10 +502,6 @@ class CpuModule(CudaModule):
 
     def _kernel_source(self) -> str:
         return self.CPU_SOURCE
-
-    def _launch(self, name, n, *args):
-        if n > 0:
-            getattr(self._kernels, name)(n, *args)
 
     def step(self, inputs, grad_outputs, graph: bool = False):
         if graph:

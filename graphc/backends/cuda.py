@@ -341,8 +341,7 @@ class CudaBackend:
     def __init__(self, graph: Graph, options: CodegenOptions):
         self.g = graph
         self.opts = options
-        cpu = options.target == "cpu"
-        self.plan = fuse.plan(graph, keep_backward_reads=cpu, inline_gemms=cpu)
+        self.plan = fuse.plan(graph, keep_backward_reads=self.cpu, inline_gemms=self.cpu)
         self.env = environment()
         self.n = Namer.for_graph(graph)
         self.producer = graph.producers()
@@ -643,7 +642,7 @@ class CudaBackend:
             shape = tuple(d.value.shape) if d.layout == "plain" else fuse.conv_gemm_shape(d.value.shape)
             segments.setdefault((shape, d.layout == "plain"), {"shape": shape, "demands": []})["demands"].append(d)
         py_alloc, aliases, segs = [], [], []
-        loop = self.opts.target == "cpu"  # a loop over elements, not one thread's work
+        loop = self.cpu  # a loop over elements, not one thread's work
         for seg in segments.values():
             sc = Scope(kb)
             shape = seg["shape"]
@@ -691,7 +690,7 @@ class CudaBackend:
             if writes:
                 segs.append({"count": kb.count_expr(seg["shape"]), "pycount": self.pynumel(seg["shape"]),
                              "rows": seg.get("rows"), "cols": seg.get("cols"),
-                             "cuts": cuts if len(cuts) > 2 else (),
+                             "cuts": cuts,
                              "lines": dead_code_free(sc.lines + writes), "what": ", ".join(what) + f": {'x'.join(map(str, seg['shape']))}"})
         lines = []
         if segs:
@@ -728,9 +727,8 @@ class CudaBackend:
         """The Python line running kernel `name`: on the CPU target a direct call of its entry
         point (the module's `_kernels`; an entry point runs nothing for 0 threads), else
         CudaModule._launch (grid and block from the thread count)."""
-        cpu = self.opts.target == "cpu"
-        args = ", ".join(kb.py_args(cpu) + list(extra))
-        if cpu:
+        args = ", ".join(kb.py_args(self.cpu) + list(extra))
+        if self.cpu:
             return f"_kernels.{name}({n_threads}, {args})"
         return f"self._launch({name!r}, {n_threads}, {args})"
 
@@ -797,7 +795,7 @@ class CudaBackend:
         CPU target, where an op may give a CPU form of its own (a loop over images or planes
         that scatters where the GPU form gathers), opened by `{{ each(p, n, work) }}` (p: the
         piece's index, n: how many, work: elements each) and closed by `{{ end_threads }}`."""
-        if self.opts.target != "cpu":
+        if not self.cpu:
             return {"threads": lambda i, n: f"const int {i} = (int)(blockIdx.x * blockDim.x + "
                                             f"threadIdx.x);\n  if ({i} >= {n}) return;",
                     "end_threads": "", "cpu": False}
@@ -924,11 +922,11 @@ class CudaBackend:
             comment=f"{self.describe(node)}: {what}, one thread per element", block=BLOCK,
             name=name, ctype=ctype, fparams=fparams, kparams=kparams, fargs=fargs,
             lines=lines, count=count, accumulate=accumulate, **self.thread_loop())
-        self.kernels.append(Kernel(name, src.strip("\n"), kparams, self.opts.target == "cpu"))
+        self.kernels.append(Kernel(name, src.strip("\n"), kparams, self.cpu))
         self.loop_kernel = False
         py = [] if accumulate else [f"{out} = rt.empty({self.pyshape(shape)}, "
                                     f"{'dt' if ctype == 'real' else repr('int32')})"]
-        train = (["int(self.train)" if self.opts.target == "cpu" else "np.int32(self.train)"]
+        train = (["int(self.train)" if self.cpu else "np.int32(self.train)"]
                  if uses_train else [])
         return py + [self.launch(name, self.pynumel(shape), kb, train)]
 
@@ -1123,14 +1121,12 @@ class CudaBackend:
         # spec text in comments is escaped by the templates' filters (backends/escape.py)
         cu = self.env.get_template("cuda/module.cu.j2").render(
             version=__version__, meta=meta, kernels=[k.source for k in self.kernels],
-            cpu=self.opts.target == "cpu",
-            plan_lines=plan_lines)
-        cpu = self.opts.target == "cpu"
-        if cpu:
+            cpu=self.cpu, plan_lines=plan_lines)
+        if self.cpu:
             entries = [{"name": k.name, "loop": k.loop, "params": [entry_param(d) for d in k.params]}
                        for k in self.kernels]
             cu += self.env.get_template("cpu/entries.cpp.j2").render(kernels=entries)
-        py = self.env.get_template("cuda/module.py.j2").render(cpu=cpu,
+        py = self.env.get_template("cuda/module.py.j2").render(cpu=self.cpu,
             version=__version__, meta=meta,
             inputs=[(self.n(v), v) for v in g.inputs],
             outputs=[(self.n(v), v) for v in g.outputs], output_names=g.output_names,

@@ -204,9 +204,10 @@ class _Planner:
             for v in n.inputs:
                 p = self.producer.get(v)
                 fwd = p.attrs["fwd"] if p is not None and p.op == "grad" else None
-                if fwd is None or fwd.op != "Select" or len(p.inputs) != 1 or len(p.outputs) != 1:
+                if fwd is None or not is_virtual_op(fwd) or REGISTRY[fwd.op].cuda.index != "select" \
+                        or len(p.inputs) != 1 or len(p.outputs) != 1:
                     break
-                d = REGISTRY["Select"].derive(fwd.attrs, [fwd.inputs[0].shape])
+                d = REGISTRY[fwd.op].derive(fwd.attrs, [fwd.inputs[0].shape])
                 if d["axis"] != 0 or (base is not None and fwd.inputs[0] is not base):
                     break
                 base = fwd.inputs[0]
@@ -484,7 +485,7 @@ class _Planner:
             flush(missing + [d for d in ready if d not in first])
 
         for n in ops:
-            flush_with_keep(needs(n)) if keep else flush(needs(n))
+            flush_with_keep(needs(n))
             stores = self.stores(n)
             reads = self.loads(self.kernel_inputs(n), loadable | arrays)
             steps.append(Step("op", node=n, stores=stores, reads=reads))

@@ -36,11 +36,9 @@ def _cuda_backward(cx, gnode, fwd, targets):
     gy2 = f"{gy}.reshape({rows.format(fwd.attrs['outputSize'])})" if rows else gy
     x2 = f"{cx.n(x)}.reshape({rows.format(fwd.attrs['inputSize'])})" if rows else cx.n(x)
     lines = []
-    if 0 in targets:
-        if len(x.shape) == 3:
-            dx = f"rt.matmul({gy2}, {cx.n(w)}).reshape({cx.pyshape(x.shape)})"
-        else:
-            dx = f"rt.matmul({gy}, {cx.n(w)})"
+    if 0 in targets:  # a sequence's rows back to T x B x N; a row vector's gradient stays rank 1
+        dx = (f"rt.matmul({gy2}, {cx.n(w)}).reshape({cx.pyshape(x.shape)})" if len(x.shape) == 3
+              else f"rt.matmul({gy}, {cx.n(w)})")
         lines.append(f"{cx.n(targets[0])} = {dx}")
     if 1 in targets:
         lines.append(f"rt.addmm({cx.grad_buffer(targets[1])}, {gy2}.T, {x2}{cx.beta_of(targets[1])})")
